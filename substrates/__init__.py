@@ -1,0 +1,1 @@
+"""substrates: geometry of the tissue the walkers diffuse in (SI units)."""

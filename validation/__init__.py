@@ -1,0 +1,1 @@
+"""validation: exact reference signals, analytic models, fitting and bias reports (SI units)."""

@@ -1,0 +1,1 @@
+"""walker: numba random walks through substrates under diffusion-encoding schemes."""

@@ -1,0 +1,16 @@
+"""Built-in examples, runnable with ``diffwalk example NAME`` (each has ``run(outdir)``)."""
+
+from importlib import import_module
+
+#: name -> (module, one-line description)
+EXAMPLES = {
+    "waveforms": ("walker.examples.waveforms",
+                  "PGSE + OGSE + STE protocol: waveforms, q(t), spectra and b-tensors in one figure"),
+}
+
+
+def run_example(name: str, outdir: str):
+    """Run the example ``name``, writing its outputs under ``outdir``; returns the written paths."""
+    if name not in EXAMPLES:
+        raise KeyError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
+    return import_module(EXAMPLES[name][0]).run(outdir)
