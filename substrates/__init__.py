@@ -1,1 +1,16 @@
-"""substrates: geometry of the tissue the walkers diffuse in (SI units)."""
+"""substrates: geometry of the tissue the walkers diffuse in (SI units: m, m^2/s).
+
+Analytic substrates
+-------------------
+free, planes, cylinder, cylinders, cylinder_lattice, sphere, spheres, sphere_lattice
+
+Every substrate reports its ground truth (``Substrate.ground_truth()``):
+volume fractions, radii, surface-to-volume ratios, box size.
+"""
+
+from .analytic import (CYLINDERS, FREE, PLANES, SPHERES, Substrate, cylinder, cylinder_lattice, cylinders, free,
+                       planes, rotation_to, sphere, sphere_lattice, spheres)
+from .cells import CellList, build_cells
+
+__all__ = ["Substrate", "CellList", "build_cells", "free", "planes", "cylinder", "cylinders", "cylinder_lattice",
+           "sphere", "spheres", "sphere_lattice", "rotation_to", "FREE", "PLANES", "CYLINDERS", "SPHERES"]

@@ -1,0 +1,457 @@
+"""Analytic substrates: free space, parallel planes, cylinders and spheres.
+
+Geometry lives in a *local* frame in which cylinders run along z and planes
+are normal to z; ``rotation`` maps local to lab coordinates. The walker
+rotates the gradients into the local frame instead of rotating the geometry
+(g . x is invariant), so an oblique cylinder costs nothing extra.
+
+All lengths are in metres, diffusivities in m^2/s.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cells import CellList, build_cells
+
+FREE, PLANES, CYLINDERS, SPHERES = 0, 1, 2, 3
+KIND_NAMES = {FREE: "free", PLANES: "planes", CYLINDERS: "cylinders", SPHERES: "spheres"}
+
+
+def _check_length(value, name: str, allow_zero: bool = False) -> np.ndarray:
+    v = np.asarray(value, dtype=float)
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    if np.any(v < 0) or (not allow_zero and np.any(v == 0)):
+        raise ValueError(f"{name} must be positive (metres), got {value!r}")
+    if v.size and v.max() > 1e-3:
+        raise ValueError(
+            f"{name} = {v.max():g} m is larger than a millimetre; lengths are in metres "
+            f"(5 um is 5e-6). Did you pass micrometres?"
+        )
+    if v.size and 0 < v[v > 0].min(initial=np.inf) < 1e-9:
+        raise ValueError(f"{name} = {v[v > 0].min():g} m is below a nanometre; lengths are in metres")
+    return v
+
+
+def _check_permeability(kappa: float) -> None:
+    if kappa != 0.0:
+        raise NotImplementedError(
+            "permeable membranes are not available yet: this version walks impermeable walls only "
+            "(permeability=0.0). Permeability in m/s arrives with the membranes feature."
+        )
+
+
+def rotation_to(axis) -> np.ndarray:
+    """Proper rotation whose third column is the unit vector along ``axis``.
+
+    Parameters
+    ----------
+    axis : array_like
+        (3,) direction (any length > 0).
+
+    Returns
+    -------
+    numpy.ndarray
+        (3, 3) matrix R with R @ [0, 0, 1] = axis / |axis|.
+    """
+    a = np.asarray(axis, dtype=float)
+    if a.shape != (3,) or not np.all(np.isfinite(a)) or np.linalg.norm(a) == 0:
+        raise ValueError(f"axis must be a non-zero 3-vector, got {axis!r}")
+    a = a / np.linalg.norm(a)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    e1 = np.cross(helper, a)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(a, e1)
+    return np.column_stack([e1, e2, a])
+
+
+@dataclass(frozen=True, eq=False)
+class Substrate:
+    """A substrate the walker can diffuse in.
+
+    Attributes
+    ----------
+    kind : int
+        FREE, PLANES, CYLINDERS or SPHERES.
+    box : numpy.ndarray
+        (3,) periodic box in the local frame (m); inf along unbounded axes.
+    centers : numpy.ndarray
+        (P, 3) primitive centres in the local frame (m); z unused for cylinders.
+    radii : numpy.ndarray
+        (P,) radii (m).
+    spacing : float
+        Plane separation (m) for PLANES.
+    rotation : numpy.ndarray
+        (3, 3) local-to-lab rotation.
+    diffusion_tensor : numpy.ndarray or None
+        (3, 3) free-diffusion tensor in the lab frame (m^2/s), FREE only.
+    description : dict
+        How the substrate was made (constructor and arguments), for provenance.
+    """
+
+    kind: int
+    box: np.ndarray
+    centers: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    radii: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    spacing: float = math.inf
+    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
+    diffusion_tensor: np.ndarray | None = None
+    description: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Kind of substrate as text."""
+        return KIND_NAMES[self.kind]
+
+    @property
+    def compartments(self) -> list[str]:
+        """Compartment names walkers can start in."""
+        if self.kind == FREE:
+            return ["free"]
+        if self.kind == PLANES:
+            return ["intra"]
+        has_extra = np.all(np.isfinite(self.box[:2] if self.kind == CYLINDERS else self.box))
+        return ["intra", "extra"] if has_extra else ["intra"]
+
+    @property
+    def cells(self) -> CellList:
+        """Cell lists over the periodic images of the primitives (cached)."""
+        c = self.__dict__.get("_cells")
+        if c is None:
+            c = build_cells(self.centers, self.radii, self.box, dim=3 if self.kind == SPHERES else 2)
+            self.__dict__["_cells"] = c
+        return c
+
+    @property
+    def smallest_feature(self) -> float:
+        """Smallest length the walker must resolve (m): radius, plane spacing or gap."""
+        if self.kind == FREE:
+            return math.inf
+        if self.kind == PLANES:
+            return self.spacing
+        f = float(self.radii.min())
+        gap = self.cells.min_gap
+        return min(f, gap) if gap > 0 else f
+
+    def volume_fractions(self) -> dict[str, float]:
+        """Volume fraction of each compartment."""
+        if self.kind in (FREE, PLANES):
+            return {self.compartments[0]: 1.0}
+        if "extra" not in self.compartments:
+            return {"intra": 1.0}
+        if self.kind == CYLINDERS:
+            f = float(np.sum(np.pi * self.radii**2) / (self.box[0] * self.box[1]))
+        else:
+            f = float(np.sum(4 / 3 * np.pi * self.radii**3) / np.prod(self.box))
+        return {"intra": f, "extra": 1.0 - f}
+
+    def ground_truth(self) -> dict:
+        """The true parameters a model fitted to this substrate is judged against (SI)."""
+        gt: dict = {"substrate": self.name, "volume_fractions": self.volume_fractions(),
+                    "box": self.box.tolist()}
+        if self.kind == FREE:
+            if self.diffusion_tensor is not None:
+                gt["diffusion_tensor"] = self.diffusion_tensor.tolist()
+            return gt
+        if self.kind == PLANES:
+            gt.update(spacing=self.spacing, normal=self.rotation[:, 2].tolist(),
+                      surface_to_volume={"intra": 2.0 / self.spacing})
+            return gt
+        r = self.radii
+        gt["radii"] = r.tolist()
+        gt["mean_radius"] = float(r.mean())
+        if self.kind == CYLINDERS:
+            gt["axis"] = self.rotation[:, 2].tolist()
+            # volume-weighted effective radius that AxCaliber/ActiveAx-type models estimate
+            gt["effective_radius"] = float((np.sum(r**6) / np.sum(r**2)) ** 0.25)
+            sv_intra = float(np.sum(2 * np.pi * r) / np.sum(np.pi * r**2))
+            area = np.sum(2 * np.pi * r)
+            vol = np.sum(np.pi * r**2)
+        else:
+            gt["effective_radius"] = float((np.sum(r**7) / np.sum(r**3)) ** 0.25)
+            sv_intra = float(np.sum(4 * np.pi * r**2) / np.sum(4 / 3 * np.pi * r**3))
+            area = np.sum(4 * np.pi * r**2)
+            vol = np.sum(4 / 3 * np.pi * r**3)
+        sv = {"intra": sv_intra}
+        if "extra" in self.compartments:
+            total = self.box[0] * self.box[1] if self.kind == CYLINDERS else np.prod(self.box)
+            sv["extra"] = float(area / (total - vol))
+        gt["surface_to_volume"] = sv
+        return gt
+
+    def locate(self, points: np.ndarray) -> np.ndarray:
+        """Index of the primitive image containing each local-frame point, -1 outside all.
+
+        Parameters
+        ----------
+        points : numpy.ndarray
+            (N, 3) local-frame positions (m).
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) indices into ``cells.centers`` (images), or -1.
+        """
+        if self.kind not in (CYLINDERS, SPHERES):
+            return np.full(len(points), -1)
+        return self.cells.locate(points)
+
+    def __repr__(self) -> str:
+        vf = ", ".join(f"{k} {v:.3f}" for k, v in self.volume_fractions().items())
+        extra = f", {len(self.radii)} primitives" if len(self.radii) else ""
+        return f"Substrate({self.name}{extra}; volume fractions: {vf})"
+
+
+# --------------------------------------------------------------- factories
+def free(diffusion_tensor=None) -> Substrate:
+    """Unrestricted space.
+
+    Parameters
+    ----------
+    diffusion_tensor : array_like, optional
+        (3, 3) symmetric positive-definite diffusion tensor in m^2/s (lab
+        frame) for anisotropic Gaussian diffusion; default isotropic with the
+        diffusivity given to the walker.
+
+    Returns
+    -------
+    Substrate
+    """
+    D = None
+    if diffusion_tensor is not None:
+        D = np.asarray(diffusion_tensor, dtype=float)
+        if D.shape != (3, 3) or not np.allclose(D, D.T, rtol=1e-10, atol=0):
+            raise ValueError("diffusion_tensor must be a symmetric 3x3 matrix in m^2/s")
+        w = np.linalg.eigvalsh(D)
+        if w.min() <= 0:
+            raise ValueError("diffusion_tensor must be positive definite")
+        if w.max() > 1e-6 or w.max() < 1e-13:
+            raise ValueError(f"diffusion_tensor eigenvalues {w} are not plausible in m^2/s (water is ~2e-9)")
+    return Substrate(FREE, np.full(3, np.inf), diffusion_tensor=D, description={"factory": "free"})
+
+
+def planes(spacing: float, normal=(0.0, 0.0, 1.0)) -> Substrate:
+    """A stack of parallel impermeable planes.
+
+    Parameters
+    ----------
+    spacing : float
+        Distance between neighbouring planes in m.
+    normal : array_like
+        (3,) plane normal (lab frame).
+
+    Returns
+    -------
+    Substrate
+    """
+    L = float(_check_length(spacing, "spacing"))
+    R = rotation_to(normal)
+    return Substrate(PLANES, np.array([np.inf, np.inf, L]), spacing=L, rotation=R,
+                     description={"factory": "planes", "spacing": L, "normal": list(map(float, R[:, 2]))})
+
+
+def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
+    """One impermeable cylinder of infinite length (walkers inside it only).
+
+    Parameters
+    ----------
+    radius : float
+        Radius in m.
+    axis : array_like
+        (3,) cylinder axis (lab frame).
+    permeability : float
+        Membrane permeability in m/s (must be 0 in this version).
+
+    Returns
+    -------
+    Substrate
+    """
+    _check_permeability(permeability)
+    r = float(_check_length(radius, "radius"))
+    R = rotation_to(axis)
+    return Substrate(CYLINDERS, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]), rotation=R,
+                     description={"factory": "cylinder", "radius": r, "axis": list(map(float, R[:, 2]))})
+
+
+def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
+    """Parallel impermeable cylinders in a periodic box.
+
+    Parameters
+    ----------
+    radii : array_like
+        (P,) radii in m.
+    centers : array_like
+        (P, 2) centres in the plane perpendicular to the axis (local x, y), m.
+    box : array_like
+        (2,) periodic box (local x, y) in m.
+    axis : array_like
+        (3,) common axis (lab frame).
+    permeability : float
+        Membrane permeability in m/s (must be 0 in this version).
+
+    Returns
+    -------
+    Substrate
+    """
+    _check_permeability(permeability)
+    r = _check_length(radii, "radii").ravel()
+    c = np.asarray(centers, dtype=float).reshape(-1, 2)
+    b = _check_length(box, "box").ravel()
+    if b.shape != (2,):
+        raise ValueError("box must hold the two periodic lengths (x, y) perpendicular to the axis")
+    if len(c) != len(r):
+        raise ValueError(f"got {len(r)} radii but {len(c)} centres")
+    if np.any(2 * r >= b.min()):
+        raise ValueError("every cylinder diameter must be smaller than the box")
+    c3 = np.column_stack([np.mod(c, b), np.zeros(len(c))])
+    sub = Substrate(CYLINDERS, np.array([b[0], b[1], np.inf]), c3, r, rotation=rotation_to(axis),
+                    description={"factory": "cylinders", "n": len(r)})
+    _check_no_overlap(sub)
+    return sub
+
+
+def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axis=(0.0, 0.0, 1.0),
+                     repeats: int = 1) -> Substrate:
+    """Identical cylinders on a square or hexagonal lattice at a given intra-cellular volume fraction.
+
+    Parameters
+    ----------
+    radius : float
+        Radius in m.
+    icvf : float
+        Intra-cylinder volume fraction (hexagonal <= 0.9069, square <= 0.7854).
+    lattice : {"hexagonal", "square"}
+        Lattice type.
+    axis : array_like
+        (3,) cylinder axis (lab frame).
+    repeats : int
+        Unit cells per box side (more cylinders, same physics).
+
+    Returns
+    -------
+    Substrate
+    """
+    r = float(_check_length(radius, "radius"))
+    f = float(icvf)
+    if lattice == "square":
+        fmax = math.pi / 4
+        if not 0 < f < fmax:
+            raise ValueError(f"a square lattice holds icvf in (0, {fmax:.4f}); got {f}")
+        a = r * math.sqrt(math.pi / f)
+        cell, pts = np.array([a, a]), np.array([[a / 2, a / 2]])
+    elif lattice == "hexagonal":
+        fmax = math.pi / (2 * math.sqrt(3))
+        if not 0 < f < fmax:
+            raise ValueError(f"a hexagonal lattice holds icvf in (0, {fmax:.4f}); got {f}")
+        a = r * math.sqrt(2 * math.pi / (math.sqrt(3) * f))
+        cell = np.array([a, a * math.sqrt(3)])
+        pts = np.array([[a / 4, a * math.sqrt(3) / 4], [3 * a / 4, 3 * a * math.sqrt(3) / 4]])
+    else:
+        raise ValueError(f"lattice must be 'hexagonal' or 'square', got {lattice!r}")
+    n = int(repeats)
+    centers = np.array([p + cell * [i, j] for i in range(n) for j in range(n) for p in pts])
+    sub = cylinders(np.full(len(centers), r), centers, cell * n, axis=axis)
+    return Substrate(sub.kind, sub.box, sub.centers, sub.radii, rotation=sub.rotation,
+                     description={"factory": "cylinder_lattice", "radius": r, "icvf": f, "lattice": lattice,
+                                  "repeats": n, "lattice_constant": float(a)})
+
+
+def sphere(radius: float, permeability: float = 0.0) -> Substrate:
+    """One impermeable sphere (walkers inside it only).
+
+    Parameters
+    ----------
+    radius : float
+        Radius in m.
+    permeability : float
+        Membrane permeability in m/s (must be 0 in this version).
+
+    Returns
+    -------
+    Substrate
+    """
+    _check_permeability(permeability)
+    r = float(_check_length(radius, "radius"))
+    return Substrate(SPHERES, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]),
+                     description={"factory": "sphere", "radius": r})
+
+
+def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
+    """Impermeable spheres in a periodic box.
+
+    Parameters
+    ----------
+    radii : array_like
+        (P,) radii in m.
+    centers : array_like
+        (P, 3) centres in m.
+    box : array_like
+        (3,) periodic box in m.
+    permeability : float
+        Membrane permeability in m/s (must be 0 in this version).
+
+    Returns
+    -------
+    Substrate
+    """
+    _check_permeability(permeability)
+    r = _check_length(radii, "radii").ravel()
+    c = np.asarray(centers, dtype=float).reshape(-1, 3)
+    b = _check_length(box, "box").ravel()
+    if b.shape != (3,):
+        raise ValueError("box must hold three periodic lengths")
+    if len(c) != len(r):
+        raise ValueError(f"got {len(r)} radii but {len(c)} centres")
+    if np.any(2 * r >= b.min()):
+        raise ValueError("every sphere diameter must be smaller than the box")
+    sub = Substrate(SPHERES, b, np.mod(c, b), r, description={"factory": "spheres", "n": len(r)})
+    _check_no_overlap(sub)
+    return sub
+
+
+def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic", repeats: int = 1) -> Substrate:
+    """Identical spheres on a simple-cubic or face-centred-cubic lattice.
+
+    Parameters
+    ----------
+    radius : float
+        Radius in m.
+    volume_fraction : float
+        Intra-sphere volume fraction (cubic <= 0.5236, fcc <= 0.7405).
+    lattice : {"cubic", "fcc"}
+        Lattice type.
+    repeats : int
+        Unit cells per box side.
+
+    Returns
+    -------
+    Substrate
+    """
+    r = float(_check_length(radius, "radius"))
+    f = float(volume_fraction)
+    if lattice == "cubic":
+        basis, fmax = np.array([[0.5, 0.5, 0.5]]), math.pi / 6
+    elif lattice == "fcc":
+        basis = np.array([[0.25, 0.25, 0.25], [0.75, 0.75, 0.25], [0.75, 0.25, 0.75], [0.25, 0.75, 0.75]])
+        fmax = math.pi / (3 * math.sqrt(2))
+    else:
+        raise ValueError(f"lattice must be 'cubic' or 'fcc', got {lattice!r}")
+    if not 0 < f < fmax:
+        raise ValueError(f"a {lattice} lattice holds volume fractions in (0, {fmax:.4f}); got {f}")
+    a = (len(basis) * 4 / 3 * math.pi * r**3 / f) ** (1 / 3)
+    n = int(repeats)
+    centers = np.array([(b + [i, j, k]) * a for i in range(n) for j in range(n) for k in range(n) for b in basis])
+    sub = spheres(np.full(len(centers), r), centers, np.full(3, a * n))
+    return Substrate(sub.kind, sub.box, sub.centers, sub.radii,
+                     description={"factory": "sphere_lattice", "radius": r, "volume_fraction": f,
+                                  "lattice": lattice, "repeats": n, "lattice_constant": float(a)})
+
+
+def _check_no_overlap(sub: Substrate) -> None:
+    gap = sub.cells.min_gap
+    if gap < 0:
+        raise ValueError("primitives overlap (including periodic images); impermeable walls must not intersect")

@@ -1,0 +1,331 @@
+"""The random-walk kernel: walkers through planes, cylinders or spheres, with phase accumulation.
+
+One Python function, compiled twice: ``walk_parallel`` (``parallel=True``,
+``prange`` over walkers) and ``walk_serial`` (plain ``njit``); tests require
+the two to agree bit for bit. Walker state is held in scalars and in the
+walker's own rows of preallocated arrays only: an array allocated inside a
+``prange`` body can be hoisted out of the loop by the parallel compiler and
+silently shared between walkers.
+
+Geometry is in the substrate's local frame (cylinders along z). Collisions are
+exact: the first intersection of the step segment with a wall, specular
+reflection, and continuation of the remaining length. The roots are written so
+that a walker sitting on a wall can never step through it: from inside, the
+exit distance is computed with the clamped squared distance to the wall, so a
+walker on the wall moving outward gets distance 0 and is reflected; from
+outside, an entry is registered only when moving towards the centre.
+
+Units: metres and seconds, float64 throughout; no fastmath.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+FREE, PLANES, CYLINDERS, SPHERES = 0, 1, 2, 3
+MAX_BOUNCES = 10_000  # per step; only a walker grazing a wall exactly tangentially gets near it
+
+_U11 = np.uint64(11)
+_U16 = np.uint64(16)
+_U24 = np.uint64(24)
+_U40 = np.uint64(40)
+_U37 = np.uint64(37)
+_U27 = np.uint64(27)
+_INV53 = 1.0 / 9007199254740992.0
+
+
+@njit(inline="always")
+def _next(s0, s1):
+    # xoroshiro128+ (Blackman & Vigna): top 53 bits -> uniform double in [0, 1)
+    res = s0 + s1
+    s1 ^= s0
+    s0 = ((s0 << _U24) | (s0 >> _U40)) ^ s1 ^ (s1 << _U16)
+    s1 = (s1 << _U37) | (s1 >> _U27)
+    return (res >> _U11) * _INV53, s0, s1
+
+
+@njit(inline="always")
+def _direction(s0, s1):
+    u, s0, s1 = _next(s0, s1)
+    v, s0, s1 = _next(s0, s1)
+    z = 2.0 * u - 1.0
+    r = math.sqrt(max(0.0, 1.0 - z * z))
+    phi = 2.0 * math.pi * v
+    return r * math.cos(phi), r * math.sin(phi), z, s0, s1
+
+
+@njit(inline="always")
+def _gaussian3(s0, s1):
+    # Box-Muller; 1 - u keeps the log argument in (0, 1]
+    u, s0, s1 = _next(s0, s1)
+    v, s0, s1 = _next(s0, s1)
+    w, s0, s1 = _next(s0, s1)
+    x, s0, s1 = _next(s0, s1)
+    r1 = math.sqrt(-2.0 * math.log(1.0 - u))
+    r2 = math.sqrt(-2.0 * math.log(1.0 - w))
+    return r1 * math.cos(2 * math.pi * v), r1 * math.sin(2 * math.pi * v), r2 * math.cos(2 * math.pi * x), s0, s1
+
+
+@njit(inline="always")
+def _exit_distance(px, py, pz, dx, dy, dz, R, wz):
+    """Distance along unit d from p (relative to the centre, inside) to the wall of radius R."""
+    a = dx * dx + dy * dy + wz * dz * dz
+    if a <= 0.0:
+        return np.inf
+    b = px * dx + py * dy + wz * pz * dz
+    h = R * R - (px * px + py * py + wz * pz * pz)
+    if h < 0.0:
+        h = 0.0  # on the wall up to rounding: never outside
+    disc = math.sqrt(b * b + a * h)
+    if b > 0.0:
+        return h / (b + disc)
+    return (disc - b) / a
+
+
+@njit(inline="always")
+def _entry_distance(px, py, pz, dx, dy, dz, R, wz):
+    """Distance along unit d from p (relative to the centre, outside) to the wall; inf if missed."""
+    b = px * dx + py * dy + wz * pz * dz
+    if b >= 0.0:
+        return np.inf  # moving away from the centre: no entry ahead
+    a = dx * dx + dy * dy + wz * dz * dz
+    c = px * px + py * py + wz * pz * pz - R * R
+    if c < 0.0:
+        c = 0.0  # on the wall up to rounding, moving in: hit now
+    disc = b * b - a * c
+    if disc < 0.0:
+        return np.inf
+    return c / (math.sqrt(disc) - b)
+
+
+@njit(inline="always")
+def _reflect(dx, dy, dz, nx, ny, nz):
+    nn = math.sqrt(nx * nx + ny * ny + nz * nz)
+    if nn == 0.0:
+        return -dx, -dy, -dz
+    nx /= nn
+    ny /= nn
+    nz /= nn
+    dn = 2.0 * (dx * nx + dy * ny + dz * nz)
+    return dx - dn * nx, dy - dn * ny, dz - dn * nz
+
+
+@njit(inline="always")
+def _wrap(x, L):
+    if x < 0.0 or x >= L:
+        x -= math.floor(x / L) * L
+        if x >= L:  # rounding of a tiny negative x
+            x = 0.0
+    return x
+
+
+@njit(inline="always")
+def _nearest_hit(px, py, pz, dx, dy, dz, reach, wz, box, img_c, img_r, n, h, start, items):
+    """Closest wall entry within ``reach`` over the cells the step can touch."""
+    best = np.inf
+    bq = -1
+    bcx = 0.0
+    bcy = 0.0
+    bcz = 0.0
+    i0 = int(math.floor((px - reach) / h[0]))
+    i1 = int(math.floor((px + reach) / h[0]))
+    j0 = int(math.floor((py - reach) / h[1]))
+    j1 = int(math.floor((py + reach) / h[1]))
+    if n[2] > 1:
+        k0 = int(math.floor((pz - reach) / h[2]))
+        k1 = int(math.floor((pz + reach) / h[2]))
+    else:
+        k0 = 0
+        k1 = 0
+    for ii in range(i0, i1 + 1):
+        ci = ii % n[0]
+        sx = ((ii - ci) // n[0]) * box[0]
+        for jj in range(j0, j1 + 1):
+            cj = jj % n[1]
+            sy = ((jj - cj) // n[1]) * box[1]
+            for kk in range(k0, k1 + 1):
+                ck = kk % n[2]
+                sz = ((kk - ck) // n[2]) * box[2] if n[2] > 1 else 0.0
+                cell = (ci * n[1] + cj) * n[2] + ck
+                for it in range(start[cell], start[cell + 1]):
+                    q = items[it]
+                    cx = img_c[q, 0] + sx
+                    cy = img_c[q, 1] + sy
+                    cz = img_c[q, 2] + sz
+                    t = _entry_distance(px - cx, py - cy, pz - cz, dx, dy, dz, img_r[q], wz)
+                    if t < best:
+                        best = t
+                        bq = q
+                        bcx = cx
+                        bcy = cy
+                        bcz = cz
+    return best, bq, bcx, bcy, bcz
+
+
+@njit(inline="always")
+def _inside_any(px, py, pz, wz, box, img_c, img_r, n, h, start, items, shrink):
+    """True when p lies strictly inside some wall (by the relative margin ``shrink``)."""
+    ci = min(max(int(math.floor(px / h[0])), 0), n[0] - 1)
+    cj = min(max(int(math.floor(py / h[1])), 0), n[1] - 1)
+    ck = min(max(int(math.floor(pz / h[2])), 0), n[2] - 1) if n[2] > 1 else 0
+    cell = (ci * n[1] + cj) * n[2] + ck
+    for it in range(start[cell], start[cell + 1]):
+        q = items[it]
+        ex = px - img_c[q, 0]
+        ey = py - img_c[q, 1]
+        ez = wz * (pz - img_c[q, 2])
+        if ex * ex + ey * ey + ez * ez < (img_r[q] * (1.0 - shrink)) ** 2:
+            return True
+    return False
+
+
+def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, img_r, n, h, start, items,
+          rec_steps, out_I, out_rec, traj, counters, check_every_step):
+    """Walk every walker through ``n_steps`` steps.
+
+    Parameters (all arrays preallocated by the caller)
+    ----------
+    kind : int                 FREE, PLANES, CYLINDERS or SPHERES
+    pos : (N, 3) float64       start positions, local frame (m); wrapped into the box for extra walkers,
+                               relative to the home image's centre for intra walkers
+    home : (N,) int64          image index a walker is confined to, -1 for extra/free walkers
+    seeds : (N, 2) uint64      xoroshiro128+ state per walker
+    M : (3, 3) float64         step matrix: displacement = M @ u (u unit vector, or standard normal if gaussian)
+    W : (K, T+1) float64       phase weights of the positions at grid points (trapezoid rule)
+    rec_steps : (R,) int64     grid indices at which displacements are recorded (sorted)
+    out_I : (N, K, 3)          accumulators sum_t W[k, t] r_t (m)
+    out_rec : (N, R, 3)        displacements at rec_steps (m)
+    traj : (n_traj, T+1, 3)    displacements of the first walkers at every grid point (m)
+    counters : (N, 3) int64    reflections, steps cut at MAX_BOUNCES, containment violations
+    """
+    N = pos.shape[0]
+    K = W.shape[0]
+    R_rec = rec_steps.shape[0]
+    n_traj = traj.shape[0]
+    wz = 1.0 if kind == SPHERES else 0.0
+    for i in prange(N):
+        s0 = seeds[i, 0]
+        s1 = seeds[i, 1]
+        px = pos[i, 0]
+        py = pos[i, 1]
+        pz = pos[i, 2]
+        rx = 0.0
+        ry = 0.0
+        rz = 0.0
+        q_home = home[i]
+        if q_home >= 0:
+            Rh = img_r[q_home]
+        else:
+            Rh = 0.0
+        j_rec = 0
+        while j_rec < R_rec and rec_steps[j_rec] == 0:
+            out_rec[i, j_rec, 0] = 0.0
+            out_rec[i, j_rec, 1] = 0.0
+            out_rec[i, j_rec, 2] = 0.0
+            j_rec += 1
+        n_refl = 0
+        n_cut = 0
+        n_bad = 0
+        for t in range(1, n_steps + 1):
+            if gaussian:
+                ux, uy, uz, s0, s1 = _gaussian3(s0, s1)
+            else:
+                ux, uy, uz, s0, s1 = _direction(s0, s1)
+            vx = M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz
+            vy = M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz
+            vz = M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz
+            if kind == FREE:
+                rx += vx
+                ry += vy
+                rz += vz
+            elif kind == PLANES:
+                # folding into [0, L] is exact specular reflection between parallel planes
+                z = pz + vz
+                while z < 0.0 or z > spacing:
+                    z = -z if z < 0.0 else 2.0 * spacing - z
+                    n_refl += 1
+                rx += vx
+                ry += vy
+                rz += z - pz
+                pz = z
+                if (check_every_step or t == n_steps) and (pz < 0.0 or pz > spacing):
+                    n_bad += 1
+            else:
+                ell = math.sqrt(vx * vx + vy * vy + vz * vz)
+                inv = 1.0 / ell if ell > 0.0 else 0.0
+                dx = vx * inv
+                dy = vy * inv
+                dz = vz * inv
+                left = ell
+                bounces = 0
+                while left > 0.0:
+                    if q_home >= 0:
+                        tw = _exit_distance(px, py, pz, dx, dy, dz, Rh, wz)
+                        cx = 0.0
+                        cy = 0.0
+                        cz = 0.0
+                    else:
+                        tw, qh, cx, cy, cz = _nearest_hit(px, py, pz, dx, dy, dz, left, wz, box, img_c, img_r,
+                                                          n, h, start, items)
+                    if tw >= left:
+                        px += left * dx
+                        py += left * dy
+                        pz += left * dz
+                        rx += left * dx
+                        ry += left * dy
+                        rz += left * dz
+                        left = 0.0
+                        break
+                    px += tw * dx
+                    py += tw * dy
+                    pz += tw * dz
+                    rx += tw * dx
+                    ry += tw * dy
+                    rz += tw * dz
+                    left -= tw
+                    dx, dy, dz = _reflect(dx, dy, dz, px - cx, py - cy, wz * (pz - cz))
+                    n_refl += 1
+                    bounces += 1
+                    if bounces >= MAX_BOUNCES:
+                        n_cut += 1
+                        break
+                if q_home < 0:
+                    px = _wrap(px, box[0])
+                    py = _wrap(py, box[1])
+                    if n[2] > 1:
+                        pz = _wrap(pz, box[2])
+                if check_every_step or t == n_steps:
+                    if q_home >= 0:
+                        if px * px + py * py + wz * pz * pz > (Rh * (1.0 + 1e-9)) ** 2:
+                            n_bad += 1
+                    elif _inside_any(px, py, pz, wz, box, img_c, img_r, n, h, start, items, 1e-9):
+                        n_bad += 1
+            for k in range(K):
+                w = W[k, t]
+                out_I[i, k, 0] += w * rx
+                out_I[i, k, 1] += w * ry
+                out_I[i, k, 2] += w * rz
+            if i < n_traj:
+                traj[i, t, 0] = rx
+                traj[i, t, 1] = ry
+                traj[i, t, 2] = rz
+            while j_rec < R_rec and rec_steps[j_rec] == t:
+                out_rec[i, j_rec, 0] = rx
+                out_rec[i, j_rec, 1] = ry
+                out_rec[i, j_rec, 2] = rz
+                j_rec += 1
+        pos[i, 0] = px
+        pos[i, 1] = py
+        pos[i, 2] = pz
+        seeds[i, 0] = s0
+        seeds[i, 1] = s1
+        counters[i, 0] += n_refl
+        counters[i, 1] += n_cut
+        counters[i, 2] += n_bad
+
+
+walk_parallel = njit(parallel=True, cache=True, fastmath=False)(_walk)
+walk_serial = njit(cache=True, fastmath=False)(_walk)

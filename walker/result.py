@@ -1,0 +1,91 @@
+"""What a simulation returns: signals with their Monte Carlo errors, ground truth and provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sequences import Scheme
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult:
+    """Signals of one simulation and everything needed to judge and reproduce them.
+
+    Attributes
+    ----------
+    signal : numpy.ndarray
+        (M,) normalised signal, real part: mean of cos(phase) over walkers.
+    stderr : numpy.ndarray
+        (M,) Monte Carlo standard error of ``signal``:
+        sqrt((1 + S(2g) - 2 S(g)^2) / (2N)), with S(2g) the mean of cos(2 phase)
+        from the same walkers (analytic reference, section 1.0).
+    signal_imag : numpy.ndarray
+        (M,) imaginary part (zero up to noise for symmetric substrates).
+    compartment_signals : dict
+        Compartment name -> (M,) signal of the walkers that started there.
+    compartment_stderr : dict
+        Compartment name -> (M,) standard error of that signal.
+    compartment_counts : dict
+        Compartment name -> number of walkers that started there.
+    ground_truth : dict
+        The substrate's true parameters (SI), plus the diffusivity used.
+    scheme : Scheme
+        The scheme on the walker's time grid (what was actually played).
+    discrete_bvalues : numpy.ndarray
+        (M,) b-values seen by the walk (trapezoid position sampling), s/m^2.
+    record_times : numpy.ndarray
+        (R,) times at which displacements were recorded (s).
+    displacements : numpy.ndarray or None
+        (N, R, 3) lab-frame displacements at ``record_times`` (m).
+    msd : numpy.ndarray or None
+        (R, 3) mean squared displacement per lab axis (m^2).
+    kurtosis : numpy.ndarray or None
+        (R, 3) excess kurtosis of the displacement per lab axis.
+    trajectories : numpy.ndarray or None
+        (n, T + 1, 3) lab-frame positions of the first walkers at every step (m).
+    reflections : int
+        Wall reflections over all walkers and steps.
+    truncated_steps : int
+        Steps cut short after too many bounces (tangential grazing; should be 0).
+    escapes : int
+        Walkers found outside the impermeable compartment they started in (must be 0).
+    provenance : dict
+        Seed, walkers, steps, dt, step length, gamma, diffusivity, versions, threads, wall time.
+    """
+
+    signal: np.ndarray
+    stderr: np.ndarray
+    signal_imag: np.ndarray
+    compartment_signals: dict
+    compartment_stderr: dict
+    compartment_counts: dict
+    ground_truth: dict
+    scheme: Scheme
+    discrete_bvalues: np.ndarray
+    record_times: np.ndarray
+    displacements: np.ndarray | None
+    msd: np.ndarray | None
+    kurtosis: np.ndarray | None
+    trajectories: np.ndarray | None
+    reflections: int
+    truncated_steps: int
+    escapes: int
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def bvalues(self) -> np.ndarray:
+        """(M,) b-values of the played scheme in s/m^2."""
+        return self.scheme.bvalues
+
+    def summary(self) -> str:
+        """A few lines a person reads."""
+        p = self.provenance
+        lines = [f"{p['n_walkers']} walkers x {p['n_steps']} steps (dt {p['dt'] * 1e6:.3g} us, step "
+                 f"{p['step_length'] * 1e6:.3g} um) in {p['wall_time_s']:.2f} s "
+                 f"({p['walker_steps_per_s'] / 1e6:.1f} M walker-steps/s on {p['threads']} threads)",
+                 f"escapes {self.escapes}, reflections {self.reflections}, truncated steps {self.truncated_steps}"]
+        for m in range(min(len(self.signal), 12)):
+            lines.append(f"  b = {self.bvalues[m] / 1e6:8.1f} s/mm^2  S = {self.signal[m]:.5f} +- {self.stderr[m]:.5f}")
+        return "\n".join(lines)
