@@ -62,6 +62,8 @@ def rotation_to(axis) -> np.ndarray:
     if a.shape != (3,) or not np.all(np.isfinite(a)) or np.linalg.norm(a) == 0:
         raise ValueError(f"axis must be a non-zero 3-vector, got {axis!r}")
     a = a / np.linalg.norm(a)
+    if a[2] == 1.0:
+        return np.eye(3)
     helper = np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
     e1 = np.cross(helper, a)
     e1 /= np.linalg.norm(e1)

@@ -1,0 +1,399 @@
+"""Exact and reference signals for free and restricted diffusion (SI units).
+
+- :func:`free_signal`: exp(-B : D), exact for any waveform.
+- :func:`gpd_signal`: Gaussian phase approximation for planes, cylinders and
+  spheres, for any piecewise-constant waveform (exact double integral per
+  eigenmode); :func:`gpd_pgse` is the closed form for rectangular PGSE.
+- :func:`mf_signal`: the matrix formalism (Laplacian eigenfunctions), the
+  near-exact reference for any waveform along a fixed direction.
+- :func:`callaghan_signal`: the narrow-pulse (SGP) eigenfunction series.
+- :func:`restricted_msd`, :func:`mitra_dt`: exact and short-time D(t).
+- :func:`perrins_tortuosity`: long-time diffusivity around periodic cylinder arrays.
+
+Geometry conventions: ``radius`` is the half-separation L/2 for planes and the
+radius for cylinders and spheres. Cylinders run along ``axis``; planes are
+normal to ``axis``. References: analytic-reference sections 1.1-1.6.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy import special
+from scipy.linalg import expm
+from scipy.optimize import brentq
+
+GEOMETRIES = ("planes", "cylinder", "sphere")
+
+
+def _geom(geometry: str) -> str:
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, got {geometry!r}")
+    return geometry
+
+
+# ------------------------------------------------------------------ free
+def free_signal(scheme, diffusivity) -> np.ndarray:
+    """Free-diffusion signal exp(-tr(B D)) for every measurement.
+
+    Parameters
+    ----------
+    scheme : sequences.Scheme
+        Encoding.
+    diffusivity : float or array_like
+        Scalar D in m^2/s or a (3, 3) tensor.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M,) signals.
+    """
+    D = np.asarray(diffusivity, dtype=float)
+    if D.ndim == 0:
+        return np.exp(-scheme.bvalues * float(D))
+    return np.exp(-np.einsum("mij,ij->m", scheme.btensors, D))
+
+
+# ------------------------------------------------------- eigen-structure
+@lru_cache(maxsize=256)
+def spherical_jn_prime_zeros(l: int, n: int) -> np.ndarray:
+    """First ``n`` positive zeros of d/dx j_l(x) (spherical Bessel), by bracketing and Brent's method."""
+    f = lambda x: special.spherical_jn(l, x, derivative=True)  # noqa: E731
+    # the k-th zero lies near (k + l/2) pi; sample finely enough to separate neighbours
+    x = np.arange(0.5 if l < 2 else 1e-3, (n + l / 2 + 3) * np.pi, 0.02)
+    fx = f(x)
+    idx = np.nonzero(np.sign(fx[:-1]) * np.sign(fx[1:]) < 0)[0]
+    roots = np.array([brentq(f, x[i], x[i + 1], xtol=1e-14, rtol=1e-15) for i in idx])
+    roots = roots[roots > 1e-3]
+    if roots.size < n:
+        raise RuntimeError(f"found {roots.size} zeros of j_{l}' where {n} were asked for")
+    return roots[:n]
+
+
+def _modes_1d(geometry: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """alpha_n R and B_n / R^2 of the position autocorrelation (section 1.2)."""
+    if geometry == "planes":
+        a = (2 * np.arange(1, n + 1) - 1) * np.pi / 2
+        return a, 2.0 / a**4
+    if geometry == "cylinder":
+        a = special.jnp_zeros(1, n)
+        return a, 2.0 / (a**2 * (a**2 - 1))
+    a = spherical_jn_prime_zeros(1, n)
+    return a, 2.0 / (a**2 * (a**2 - 2))
+
+
+def restricted_msd(geometry: str, radius: float, diffusivity: float, t, n_modes: int = 2000) -> np.ndarray:
+    """Exact mean squared displacement along one axis, uniform start, reflecting walls.
+
+    <dx^2>(t) = 2 sum_n B_n (1 - exp(-D alpha_n^2 t)); the axis is normal to the
+    planes, perpendicular to the cylinder, any for the sphere.
+
+    Parameters
+    ----------
+    geometry : {"planes", "cylinder", "sphere"}
+    radius : float
+        Half-separation (planes) or radius, m.
+    diffusivity : float
+        m^2/s.
+    t : array_like
+        Times in s.
+    n_modes : int
+        Terms of the series.
+
+    Returns
+    -------
+    numpy.ndarray
+        MSD in m^2.
+    """
+    a, Bn = _modes_1d(_geom(geometry), n_modes)
+    t = np.asarray(t, dtype=float)
+    lam = diffusivity * (a / radius) ** 2
+    return 2 * radius**2 * np.sum(Bn * (1 - np.exp(-np.multiply.outer(t, lam))), axis=-1)
+
+
+def mitra_dt(geometry: str, radius: float, diffusivity: float, t, curvature: bool = True) -> np.ndarray:
+    """Short-time D(t)/D0 (Mitra et al. 1992/1993), per axis as in :func:`restricted_msd`.
+
+    D(t)/D0 = 1 - 4/(3 d sqrt(pi)) (S/V) sqrt(D0 t) - (1/(4d)) (S/V) <k1 + k2> D0 t,
+    with d, S/V and curvature of the geometry (planes: d=1, S/V=1/R; cylinder:
+    d=2, 2/R, 1/R; sphere: d=3, 3/R, 2/R).
+    """
+    d, sv, kk = {"planes": (1, 1.0, 0.0), "cylinder": (2, 2.0, 1.0), "sphere": (3, 3.0, 2.0)}[_geom(geometry)]
+    t = np.asarray(t, dtype=float)
+    out = 1 - 4 / (3 * d * np.sqrt(np.pi)) * (sv / radius) * np.sqrt(diffusivity * t)
+    if curvature:
+        out -= (sv / radius) * (kk / radius) * diffusivity * t / (4 * d)
+    return out
+
+
+def perrins_tortuosity(icvf: float, lattice: str = "hexagonal") -> float:
+    """Long-time D_inf/D0 of the space around a periodic array of insulating cylinders.
+
+    Perrins, McKenzie & McPhedran 1979: D_inf/D0 = sigma_eff / (1 - f).
+    """
+    f = float(icvf)
+    if lattice == "square":
+        s = 1 - 2 * f / (1 + f - 0.305827 * f**4 / (1 - 1.402958 * f**8) - 0.013362 * f**8)
+    elif lattice == "hexagonal":
+        s = 1 - 2 * f / (1 + f - 0.075422 * f**6 / (1 - 1.060283 * f**12) - 0.000076 * f**12)
+    else:
+        raise ValueError("lattice must be 'square' or 'hexagonal'")
+    return s / (1 - f)
+
+
+# ------------------------------------------------ Gaussian phase (GPD)
+def gpd_pgse(geometry: str, radius: float, diffusivity: float, delta: float, Delta: float, G,
+             gamma: float = 2.6751525e8, n_modes: int = 200) -> np.ndarray:
+    """Closed-form GPD signal for rectangular PGSE, gradient perpendicular to the walls.
+
+    Murday & Cotts 1968 (sphere), van Gelderen et al. 1994 (cylinder), Neuman 1974.
+    """
+    a, _ = _modes_1d(_geom(geometry), n_modes)
+    d1 = {"planes": 0.0, "cylinder": 1.0, "sphere": 2.0}[geometry]
+    alpha = a / radius
+    lam = diffusivity * alpha**2
+    num = (2 * lam * delta - 2 + 2 * np.exp(-lam * delta) + 2 * np.exp(-lam * Delta)
+           - np.exp(-lam * (Delta - delta)) - np.exp(-lam * (Delta + delta)))
+    den = diffusivity**2 * alpha**6 * (a**2 - d1)
+    G = np.asarray(G, dtype=float)
+    return np.exp(-2 * gamma**2 * G**2 * np.sum(num / den))
+
+
+def _gpd_quadratic(g: np.ndarray, dt: float, lam: float) -> float:
+    """Exact sum_j sum_k g_j g_k int_cell_j int_cell_k exp(-lam |t1 - t2|) for piecewise-constant g."""
+    x = lam * dt
+    diag = 2 * (x - 1 + np.exp(-x)) / lam**2 if x > 1e-6 else dt**2 * (1 - x / 3)
+    off = np.expm1(-x) ** 2 / lam**2  # cells j > k: exp(-x (j - k - 1)) (1 - exp(-x))^2 / lam^2
+    r = np.exp(-x)
+    c, total = 0.0, 0.0
+    for j in range(1, len(g)):
+        c = r * c + g[j - 1]  # c_j = sum_{k<j} g_k r^(j-1-k)
+        total += g[j] * c
+    return diag * float(np.dot(g, g)) + 2 * off * total
+
+
+def gpd_signal(scheme, geometry: str, radius: float, diffusivity: float, axis=(0.0, 0.0, 1.0),
+               n_modes: int = 60) -> np.ndarray:
+    """GPD signal of every measurement for any waveform (exact per-mode double integral).
+
+    ln E = -(gamma^2/2) sum_n B_n sum_axes int int g(t1) g(t2) exp(-D alpha_n^2 |t1 - t2|),
+    summed over the restricted axes (planes: the normal; cylinder: the two
+    perpendicular axes, times free diffusion along the axis; sphere: all three).
+
+    Parameters
+    ----------
+    scheme : sequences.Scheme
+    geometry : {"planes", "cylinder", "sphere"}
+    radius : float
+        Half-separation (planes) or radius, m.
+    diffusivity : float
+        m^2/s.
+    axis : array_like
+        Plane normal or cylinder axis.
+    n_modes : int
+        Eigenmodes kept (the series converges as alpha^-6).
+
+    Returns
+    -------
+    numpy.ndarray
+        (M,) signals.
+    """
+    _geom(geometry)
+    a, Bn = _modes_1d(geometry, n_modes)
+    lam = diffusivity * (a / radius) ** 2
+    n = np.asarray(axis, dtype=float)
+    n = n / np.linalg.norm(n)
+    g = scheme.gradients
+    g_par = g @ n
+    if geometry == "planes":
+        comps = [g_par]
+    elif geometry == "cylinder":
+        perp = g - g_par[..., None] * n
+        e1 = np.linalg.svd(np.eye(3) - np.outer(n, n))[0][:, :2]
+        comps = [perp @ e1[:, 0], perp @ e1[:, 1]]
+    else:
+        comps = [g[..., 0], g[..., 1], g[..., 2]]
+    out = np.empty(len(scheme))
+    for m in range(len(scheme)):
+        s = 0.0
+        for c in comps:
+            if np.any(c[m]):
+                s += sum(Bn[i] * radius**2 * _gpd_quadratic(c[m], scheme.dt, lam[i]) for i in range(len(a)))
+        out[m] = -0.5 * scheme.gamma**2 * s
+    if geometry == "cylinder":
+        out -= diffusivity * np.einsum("i,mij,j->m", n, scheme.btensors, n)
+    return np.exp(out)
+
+
+# ------------------------------------------------- narrow pulse (Callaghan)
+def callaghan_signal(geometry: str, radius: float, diffusivity: float, Delta: float, q,
+                     n_roots: int = 40, n_orders: int = 40) -> np.ndarray:
+    """Narrow-pulse signal E(q, Delta), q = gamma G delta in rad/m, gradient perpendicular to the walls.
+
+    Eigenfunction series of Callaghan 1995 / Soderman & Jonsson 1995
+    (analytic reference section 1.4); ``radius`` is L/2 for planes. Delta may be inf.
+    """
+    _geom(geometry)
+    q = np.atleast_1d(np.asarray(q, dtype=float))
+    tau = diffusivity * Delta / radius**2
+    decay = (lambda b2: np.zeros_like(b2)) if np.isinf(Delta) else (lambda b2: np.exp(-b2 * tau))
+    out = np.empty_like(q)
+    for i, qq in enumerate(q):
+        if geometry == "planes":
+            L = 2 * radius
+            kL = qq * L
+            if kL == 0:
+                out[i] = 1.0
+                continue
+            nn = np.arange(1, 4 * n_roots + 1)
+            # exp(-n^2 pi^2 D Delta / L^2) = exp(-(n pi / 2)^2 tau) with tau = D Delta / R^2
+            s = np.sum(decay((nn * np.pi / 2) ** 2) * (1 - (-1.0) ** nn * np.cos(kL))
+                       / (kL**2 - (nn * np.pi) ** 2) ** 2)
+            out[i] = 2 * (1 - np.cos(kL)) / kL**2 + 4 * kL**2 * s
+            continue
+        x = qq * radius
+        if x == 0:
+            out[i] = 1.0
+            continue
+        if geometry == "cylinder":
+            val = (2 * special.j1(x) / x) ** 2
+            for m in range(n_orders):
+                b = special.jnp_zeros(m, n_roots)
+                jp = special.jvp(m, x)
+                w = 4.0 if m == 0 else 8.0 * b**2 / (b**2 - m**2)
+                val += np.sum(w * decay(b**2) * (x * jp) ** 2 / (x**2 - b**2) ** 2)
+        else:
+            val = (3 * special.spherical_jn(1, x) / x) ** 2
+            for l in range(n_orders):
+                b = spherical_jn_prime_zeros(l, n_roots)
+                jp = special.spherical_jn(l, x, derivative=True)
+                w = 6 * (2 * l + 1) * b**2 / (b**2 - l * (l + 1))
+                val += np.sum(w * decay(b**2) * (x * jp) ** 2 / (x**2 - b**2) ** 2)
+        out[i] = val
+    return out
+
+
+# ------------------------------------------------------ matrix formalism
+@lru_cache(maxsize=16)
+def _mf_matrices(geometry: str, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (alpha R)^2 and the position matrix <u_a | x/R | u_b> (pore averages)."""
+    nq = int(4 * cutoff) + 200
+    rho, w = np.polynomial.legendre.leggauss(nq)
+    if geometry == "planes":
+        # x/R in [-1, 1]; u_0 = 1, u_n = sqrt(2) cos(n pi (x + 1) / 2)
+        nmax = int(cutoff * 2 / np.pi)
+        n = np.arange(nmax + 1)
+        lam = (n * np.pi / 2) ** 2
+        U = np.cos(np.outer(n, (rho + 1) * np.pi / 2))
+        U[1:] *= np.sqrt(2)
+        B = 0.5 * (U * (w * rho)) @ U.T
+        return lam, B
+    rho = 0.5 * (rho + 1)
+    w = 0.5 * w
+    modes = []  # (order, root)
+    for m in range(int(cutoff) + 2):
+        if geometry == "cylinder":
+            roots = special.jnp_zeros(m, max(1, int(cutoff / np.pi) + 2)) if m > 0 else \
+                np.concatenate([[0.0], special.jnp_zeros(0, int(cutoff / np.pi) + 2)])
+        else:
+            roots = spherical_jn_prime_zeros(m, max(1, int(cutoff / np.pi) + 2))
+            if m == 0:
+                roots = np.concatenate([[0.0], roots])
+        roots = roots[roots <= cutoff]
+        if roots.size == 0 and m > 0:
+            break
+        modes += [(m, r) for r in roots]
+    order = np.array([m for m, _ in modes])
+    root = np.array([r for _, r in modes])
+    if geometry == "cylinder":
+        F = np.array([special.jv(m, r * rho) for m, r in modes])
+        ang = np.where(order == 0, 2 * np.pi, np.pi)
+        norm = np.sqrt(ang / np.pi * (F**2 * (w * rho)).sum(axis=1))
+        F /= norm[:, None]
+        radial = (F * (w * rho**2)) @ F.T
+        mo, mi = np.meshgrid(order, order, indexing="ij")
+        angular = np.where(np.abs(mo - mi) == 1, np.pi / 2 * (1 + (np.minimum(mo, mi) == 0)), 0.0)
+        B = radial * angular / np.pi
+    else:
+        F = np.array([special.spherical_jn(l, r * rho) for l, r in modes])
+        norm = np.sqrt(3 / (4 * np.pi) * 2 * np.pi * 2 / (2 * order + 1) * (F**2 * (w * rho**2)).sum(axis=1))
+        F /= norm[:, None]
+        radial = (F * (w * rho**3)) @ F.T
+        lo, li = np.meshgrid(order, order, indexing="ij")
+        lmin = np.minimum(lo, li)
+        angular = np.where(np.abs(lo - li) == 1, 2 * (lmin + 1) / ((2 * lmin + 1) * (2 * lmin + 3)), 0.0)
+        B = 3 / (4 * np.pi) * 2 * np.pi * radial * angular
+    return root**2, B
+
+
+def mf_signal(scheme, geometry: str, radius: float, diffusivity: float, axis=(0.0, 0.0, 1.0),
+              cutoff: float = 40.0) -> np.ndarray:
+    """Matrix-formalism signal: the near-exact reference for any waveform (fixed direction).
+
+    E = [prod_j exp(-(D Lambda / R^2 + i gamma g_j R B) tau_j)]_00 in the Neumann
+    eigenbasis (Callaghan 1997; Grebenkov 2008), with the gradient component
+    normal to the planes / perpendicular to the cylinder (times free diffusion
+    along it) / along the gradient for the sphere. Each measurement's waveform
+    must keep one direction (PGSE, OGSE, DDE blocks along one axis...).
+
+    Parameters
+    ----------
+    scheme : sequences.Scheme
+    geometry : {"planes", "cylinder", "sphere"}
+    radius : float
+        Half-separation (planes) or radius, m.
+    diffusivity : float
+        m^2/s.
+    axis : array_like
+        Plane normal or cylinder axis.
+    cutoff : float
+        Keep modes with alpha R <= cutoff (40 gives ~1e-6 for the R1 table).
+
+    Returns
+    -------
+    numpy.ndarray
+        (M,) signals (real part).
+    """
+    _geom(geometry)
+    lam, B = _mf_matrices(geometry, float(cutoff))
+    n = np.asarray(axis, dtype=float)
+    n = n / np.linalg.norm(n)
+    out = np.empty(len(scheme))
+    L = diffusivity * lam / radius**2
+    for m in range(len(scheme)):
+        g = scheme.gradients[m]
+        if geometry == "planes":
+            gs = g @ n
+        else:
+            gv = g - np.outer(g @ n, n) if geometry == "cylinder" else g
+            mag = np.linalg.norm(gv, axis=1)
+            if not np.any(mag > 0):
+                out[m] = 1.0
+                if geometry == "cylinder":
+                    out[m] *= np.exp(-diffusivity * n @ scheme.btensors[m] @ n)
+                continue
+            u = gv[np.argmax(mag)] / mag.max()
+            if np.abs(gv - np.outer(gv @ u, u)).max() > 1e-9 * mag.max():
+                raise ValueError(f"measurement {m}: the restricted gradient changes direction; "
+                                 "mf_signal needs a fixed direction (use gpd_signal)")
+            gs = gv @ u
+        # merge runs of equal gradient values into segments
+        change = np.nonzero(np.diff(gs))[0] + 1
+        bounds = np.concatenate([[0], change, [len(gs)]])
+        v = np.zeros(len(lam), dtype=complex)
+        v[0] = 1.0
+        cache: dict[tuple[float, int], np.ndarray] = {}
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            key = (float(gs[a]), int(b - a))
+            P = cache.get(key)
+            if P is None:
+                A = np.diag(L).astype(complex) + 1j * scheme.gamma * gs[a] * radius * B
+                P = expm(-A * (b - a) * scheme.dt)
+                cache[key] = P
+            v = P.T @ v
+        val = v[0].real
+        if geometry == "cylinder":
+            val *= np.exp(-diffusivity * n @ scheme.btensors[m] @ n)
+        out[m] = val
+    return out
