@@ -11,6 +11,7 @@ volume fractions, radii, surface-to-volume ratios, box size.
 from .analytic import (CYLINDERS, FREE, PLANES, SPHERES, Substrate, cylinder, cylinder_lattice, cylinders, free,
                        planes, rotation_to, sphere, sphere_lattice, spheres)
 from .cells import CellList, build_cells
+from .packing import pack_cylinders
 
 __all__ = ["Substrate", "CellList", "build_cells", "free", "planes", "cylinder", "cylinders", "cylinder_lattice",
-           "sphere", "spheres", "sphere_lattice", "rotation_to", "FREE", "PLANES", "CYLINDERS", "SPHERES"]
+           "sphere", "spheres", "sphere_lattice", "pack_cylinders", "rotation_to", "FREE", "PLANES", "CYLINDERS", "SPHERES"]

@@ -49,12 +49,17 @@ def _next(s0, s1):
 
 @njit(inline="always")
 def _direction(s0, s1):
-    u, s0, s1 = _next(s0, s1)
-    v, s0, s1 = _next(s0, s1)
-    z = 2.0 * u - 1.0
-    r = math.sqrt(max(0.0, 1.0 - z * z))
-    phi = 2.0 * math.pi * v
-    return r * math.cos(phi), r * math.sin(phi), z, s0, s1
+    # Marsaglia (1972): uniform on the sphere from a point uniform in the unit disk; no trigonometry
+    while True:
+        u, s0, s1 = _next(s0, s1)
+        v, s0, s1 = _next(s0, s1)
+        a = 2.0 * u - 1.0
+        b = 2.0 * v - 1.0
+        q = a * a + b * b
+        if q < 1.0 and q > 0.0:
+            break
+    f = 2.0 * math.sqrt(1.0 - q)
+    return a * f, b * f, 1.0 - 2.0 * q, s0, s1
 
 
 @njit(inline="always")
@@ -123,6 +128,16 @@ def _wrap(x, L):
 
 
 @njit(inline="always")
+def _wrap_cell(i, n, L):
+    # a step is shorter than the box, so a cell index is at most one box away: no integer division
+    if i < 0:
+        return i + n, -L
+    if i >= n:
+        return i - n, L
+    return i, 0.0
+
+
+@njit(inline="always")
 def _nearest_hit(px, py, pz, dx, dy, dz, reach, wz, box, img_c, img_r, n, h, start, items):
     """Closest wall entry within ``reach`` over the cells the step can touch."""
     best = np.inf
@@ -141,14 +156,15 @@ def _nearest_hit(px, py, pz, dx, dy, dz, reach, wz, box, img_c, img_r, n, h, sta
         k0 = 0
         k1 = 0
     for ii in range(i0, i1 + 1):
-        ci = ii % n[0]
-        sx = ((ii - ci) // n[0]) * box[0]
+        ci, sx = _wrap_cell(ii, n[0], box[0])
         for jj in range(j0, j1 + 1):
-            cj = jj % n[1]
-            sy = ((jj - cj) // n[1]) * box[1]
+            cj, sy = _wrap_cell(jj, n[1], box[1])
             for kk in range(k0, k1 + 1):
-                ck = kk % n[2]
-                sz = ((kk - ck) // n[2]) * box[2] if n[2] > 1 else 0.0
+                if n[2] > 1:
+                    ck, sz = _wrap_cell(kk, n[2], box[2])
+                else:
+                    ck = 0
+                    sz = 0.0
                 cell = (ci * n[1] + cj) * n[2] + ck
                 for it in range(start[cell], start[cell + 1]):
                     q = items[it]
@@ -206,6 +222,9 @@ def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, 
     R_rec = rec_steps.shape[0]
     n_traj = traj.shape[0]
     wz = 1.0 if kind == SPHERES else 0.0
+    ell_iso = M[0, 0]
+    iso = (not gaussian) and M[0, 1] == 0.0 and M[0, 2] == 0.0 and M[1, 0] == 0.0 and M[1, 2] == 0.0 \
+        and M[2, 0] == 0.0 and M[2, 1] == 0.0 and M[1, 1] == ell_iso and M[2, 2] == ell_iso
     for i in prange(N):
         s0 = seeds[i, 0]
         s1 = seeds[i, 1]
@@ -229,14 +248,28 @@ def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, 
         n_refl = 0
         n_cut = 0
         n_bad = 0
+        a0x = 0.0
+        a0y = 0.0
+        a0z = 0.0
+        a1x = 0.0
+        a1y = 0.0
+        a1z = 0.0
+        a2x = 0.0
+        a2y = 0.0
+        a2z = 0.0
         for t in range(1, n_steps + 1):
             if gaussian:
                 ux, uy, uz, s0, s1 = _gaussian3(s0, s1)
             else:
                 ux, uy, uz, s0, s1 = _direction(s0, s1)
-            vx = M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz
-            vy = M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz
-            vz = M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz
+            if iso:
+                vx = ell_iso * ux
+                vy = ell_iso * uy
+                vz = ell_iso * uz
+            else:
+                vx = M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz
+                vy = M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz
+                vz = M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz
             if kind == FREE:
                 rx += vx
                 ry += vy
@@ -254,12 +287,19 @@ def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, 
                 if (check_every_step or t == n_steps) and (pz < 0.0 or pz > spacing):
                     n_bad += 1
             else:
-                ell = math.sqrt(vx * vx + vy * vy + vz * vz)
-                inv = 1.0 / ell if ell > 0.0 else 0.0
-                dx = vx * inv
-                dy = vy * inv
-                dz = vz * inv
-                left = ell
+                if iso:
+                    # fixed-length isotropic steps: the direction is the unit draw itself
+                    dx = ux
+                    dy = uy
+                    dz = uz
+                    left = ell_iso
+                else:
+                    ell = math.sqrt(vx * vx + vy * vy + vz * vz)
+                    inv = 1.0 / ell if ell > 0.0 else 0.0
+                    dx = vx * inv
+                    dy = vy * inv
+                    dz = vz * inv
+                    left = ell
                 bounces = 0
                 while left > 0.0:
                     if q_home >= 0:
@@ -303,11 +343,26 @@ def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, 
                             n_bad += 1
                     elif _inside_any(px, py, pz, wz, box, img_c, img_r, n, h, start, items, 1e-9):
                         n_bad += 1
-            for k in range(K):
-                w = W[k, t]
-                out_I[i, k, 0] += w * rx
-                out_I[i, k, 1] += w * ry
-                out_I[i, k, 2] += w * rz
+            # up to three shapes (PGSE, OGSE, DDE, b-tensors) accumulate in registers
+            w = W[0, t]
+            a0x += w * rx
+            a0y += w * ry
+            a0z += w * rz
+            if K > 1:
+                w = W[1, t]
+                a1x += w * rx
+                a1y += w * ry
+                a1z += w * rz
+                if K > 2:
+                    w = W[2, t]
+                    a2x += w * rx
+                    a2y += w * ry
+                    a2z += w * rz
+                    for k in range(3, K):
+                        w = W[k, t]
+                        out_I[i, k, 0] += w * rx
+                        out_I[i, k, 1] += w * ry
+                        out_I[i, k, 2] += w * rz
             if i < n_traj:
                 traj[i, t, 0] = rx
                 traj[i, t, 1] = ry
@@ -317,6 +372,17 @@ def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, 
                 out_rec[i, j_rec, 1] = ry
                 out_rec[i, j_rec, 2] = rz
                 j_rec += 1
+        out_I[i, 0, 0] += a0x
+        out_I[i, 0, 1] += a0y
+        out_I[i, 0, 2] += a0z
+        if K > 1:
+            out_I[i, 1, 0] += a1x
+            out_I[i, 1, 1] += a1y
+            out_I[i, 1, 2] += a1z
+        if K > 2:
+            out_I[i, 2, 0] += a2x
+            out_I[i, 2, 1] += a2y
+            out_I[i, 2, 2] += a2z
         pos[i, 0] = px
         pos[i, 1] = py
         pos[i, 2] = pz
@@ -327,5 +393,5 @@ def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, 
         counters[i, 2] += n_bad
 
 
-walk_parallel = njit(parallel=True, cache=True, fastmath=False)(_walk)
-walk_serial = njit(cache=True, fastmath=False)(_walk)
+walk_parallel = njit(parallel=True, cache=True, fastmath=False, error_model="numpy")(_walk)
+walk_serial = njit(cache=True, fastmath=False, error_model="numpy")(_walk)
