@@ -300,15 +300,7 @@ def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0
     Substrate
     """
     _check_permeability(permeability)
-    r = _check_length(radii, "radii").ravel()
-    c = np.asarray(centers, dtype=float).reshape(-1, 2)
-    b = _check_length(box, "box").ravel()
-    if b.shape != (2,):
-        raise ValueError("box must hold the two periodic lengths (x, y) perpendicular to the axis")
-    if len(c) != len(r):
-        raise ValueError(f"got {len(r)} radii but {len(c)} centres")
-    if np.any(2 * r >= b.min()):
-        raise ValueError("every cylinder diameter must be smaller than the box")
+    r, c, b = _primitives(radii, centers, box, 2, "cylinder")
     c3 = np.column_stack([np.mod(c, b), np.zeros(len(c))])
     sub = Substrate(CYLINDERS, np.array([b[0], b[1], np.inf]), c3, r, rotation=rotation_to(axis),
                     description={"factory": "cylinders", "n": len(r)})
@@ -401,15 +393,7 @@ def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
     Substrate
     """
     _check_permeability(permeability)
-    r = _check_length(radii, "radii").ravel()
-    c = np.asarray(centers, dtype=float).reshape(-1, 3)
-    b = _check_length(box, "box").ravel()
-    if b.shape != (3,):
-        raise ValueError("box must hold three periodic lengths")
-    if len(c) != len(r):
-        raise ValueError(f"got {len(r)} radii but {len(c)} centres")
-    if np.any(2 * r >= b.min()):
-        raise ValueError("every sphere diameter must be smaller than the box")
+    r, c, b = _primitives(radii, centers, box, 3, "sphere")
     sub = Substrate(SPHERES, b, np.mod(c, b), r, description={"factory": "spheres", "n": len(r)})
     _check_no_overlap(sub)
     return sub
@@ -451,6 +435,20 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
     return Substrate(sub.kind, sub.box, sub.centers, sub.radii,
                      description={"factory": "sphere_lattice", "radius": r, "volume_fraction": f,
                                   "lattice": lattice, "repeats": n, "lattice_constant": float(a)})
+
+
+def _primitives(radii, centers, box, dim: int, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked radii (P,), centres (P, dim) and periodic box (dim,) of a primitive list."""
+    r = _check_length(radii, "radii").ravel()
+    c = np.asarray(centers, dtype=float).reshape(-1, dim)
+    b = _check_length(box, "box").ravel()
+    if b.shape != (dim,):
+        raise ValueError(f"box must hold {dim} periodic lengths" + (" (x, y) perpendicular to the axis" if dim == 2 else ""))
+    if len(c) != len(r):
+        raise ValueError(f"got {len(r)} radii but {len(c)} centres")
+    if np.any(2 * r >= b.min()):
+        raise ValueError(f"every {what} diameter must be smaller than the box")
+    return r, c, b
 
 
 def _check_no_overlap(sub: Substrate) -> None:

@@ -151,3 +151,18 @@ def test_warnings_for_coarse_steps_misaligned_edges_and_precision(scheme):
         walker.simulate(su.free(), scheme, n_walkers=100, n_steps=333, diffusivity=D0)
     with pytest.warns(UserWarning, match="n_walkers >="):
         walker.simulate(su.free(), scheme, n_walkers=100, n_steps=100, diffusivity=D0, target_stderr=1e-3)
+
+
+def test_pack_cylinders_reaches_target_without_overlap():
+    radii = np.random.default_rng(3).gamma(4, 0.5e-6, 40)
+    sub = su.pack_cylinders(radii, 0.6, seed=3)
+    assert sub.volume_fractions()["intra"] == pytest.approx(0.6)
+    assert sub.cells.min_gap > 0
+    with pytest.raises(ValueError, match="icvf"):
+        su.pack_cylinders(radii, 0.9)
+
+
+def test_restricted_example_runs(tmp_path):
+    from walker.examples import restricted
+    paths = restricted.run(tmp_path, n_walkers=2000)
+    assert paths[0].exists() and paths[0].stat().st_size > 10_000

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     ex = sub.add_parser("example", help="list or run a built-in example")
-    ex.add_argument("name", nargs="?", default="waveforms", help="example name (default: waveforms)")
+    ex.add_argument("name", nargs="?", default="all", help="example name, or 'all' (default)")
     ex.add_argument("-o", "--output", default="figures", help="output folder (default: ./figures)")
     ex.add_argument("--list", action="store_true", help="list the examples and exit")
     ex.set_defaults(func=_cmd_example)

@@ -6,11 +6,15 @@ from importlib import import_module
 EXAMPLES = {
     "waveforms": ("walker.examples.waveforms",
                   "PGSE + OGSE + STE protocol: waveforms, q(t), spectra and b-tensors in one figure"),
+    "restricted": ("walker.examples.restricted",
+                   "signal vs b for free, cylinder and sphere: Monte Carlo against the exact curves"),
 }
 
 
 def run_example(name: str, outdir: str):
-    """Run the example ``name``, writing its outputs under ``outdir``; returns the written paths."""
+    """Run the example ``name`` ("all" runs every one), writing under ``outdir``; returns the written paths."""
+    if name == "all":
+        return [p for key in EXAMPLES for p in run_example(key, outdir)]
     if name not in EXAMPLES:
         raise KeyError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
     return import_module(EXAMPLES[name][0]).run(outdir)
