@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 
 def _cmd_example(args: argparse.Namespace) -> int:
@@ -25,9 +26,57 @@ def _cmd_example(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from .sweep import run_sweep
+    db = run_sweep(Path(args.config).read_text(), args.output, is_sweep=False)
+    return _cmd_info(argparse.Namespace(database=db))
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import run_sweep
+    db = run_sweep(Path(args.spec).read_text(), args.output, local=args.local, scheduler=args.scheduler)
+    return _cmd_info(argparse.Namespace(database=db))
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from .sweep import resume
+    db = resume(args.database, local=args.local, scheduler=args.scheduler)
+    return _cmd_info(argparse.Namespace(database=db))
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .database import open_database
+    print(open_database(args.database).summary())
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import sequences
+
+    from .database import export_nifti, export_npz, open_database
+    db = open_database(args.database)
+    stem = Path(args.output)
+    if args.format == "npz":
+        export_npz(db, stem.with_suffix(".npz"))
+    elif args.format == "nifti":
+        export_nifti(db, stem)
+    else:
+        sequences.write_camino(db.scheme, stem.with_suffix(".scheme"))
+    print(f"wrote {stem} ({args.format})")
+    return 0
+
+
+def _cmd_show_substrate(args: argparse.Namespace) -> int:
+    from . import config as cfgmod
+    from .show import show_substrate
+    job = cfgmod.parse_job(cfgmod.load(args.config))
+    show_substrate(job.substrate, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    from sequences import __doc__ as _  # noqa: F401  (import check: the packages are installed)
     p = argparse.ArgumentParser(prog="diffwalk", description="Monte Carlo diffusion-MRI simulator and validation suite.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -36,6 +85,34 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", default="figures", help="output folder (default: ./figures)")
     ex.add_argument("--list", action="store_true", help="list the examples and exit")
     ex.set_defaults(func=_cmd_example)
+    sim = sub.add_parser("simulate", help="run one simulation from a TOML config into an HDF5 database")
+    sim.add_argument("config")
+    sim.add_argument("-o", "--output", required=True, help="output database (.h5)")
+    sim.set_defaults(func=_cmd_simulate)
+    for name, helptext in (("sweep", "run a parameter sweep from a TOML spec (resumable)"),
+                           ("resume", "finish an interrupted sweep from its database")):
+        sp = sub.add_parser(name, help=helptext)
+        if name == "sweep":
+            sp.add_argument("spec")
+            sp.add_argument("-o", "--output", required=True, help="output database (.h5)")
+        else:
+            sp.add_argument("database")
+        grp = sp.add_mutually_exclusive_group()
+        grp.add_argument("--local", type=int, metavar="N", help="run on a Dask LocalCluster with N workers")
+        grp.add_argument("--scheduler", metavar="ADDR", help="run on the Dask scheduler at ADDR")
+        sp.set_defaults(func=_cmd_sweep if name == "sweep" else _cmd_resume)
+    info = sub.add_parser("info", help="summarise a database")
+    info.add_argument("database")
+    info.set_defaults(func=_cmd_info)
+    exp = sub.add_parser("export", help="export a database to npz, NIfTI (+bval/bvec/json) or a Camino scheme")
+    exp.add_argument("database")
+    exp.add_argument("-o", "--output", required=True, help="output path stem")
+    exp.add_argument("--format", choices=("npz", "nifti", "camino"), default="npz")
+    exp.set_defaults(func=_cmd_export)
+    show = sub.add_parser("show-substrate", help="draw the substrate of a config")
+    show.add_argument("config")
+    show.add_argument("-o", "--output", required=True, help="picture (.png)")
+    show.set_defaults(func=_cmd_show_substrate)
     return p
 
 
@@ -43,12 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``diffwalk`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+    logging.basicConfig(level=(logging.INFO, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
-    return args.func(args)
+    from .database import DatabaseError
+    from .quantities import ConfigError
+    try:
+        return args.func(args)
+    except (ConfigError, DatabaseError, FileNotFoundError) as exc:
+        print(f"diffwalk {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

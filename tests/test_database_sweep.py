@@ -1,0 +1,197 @@
+"""Databases, configs, sweeps: round trip, SIGKILL + resume, Dask == serial, clear errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+import walker
+from walker import config as cfgmod
+from walker import database
+from walker.cli import main
+from walker.quantities import ConfigError, parse_quantity
+from walker.sweep import run_sweep
+
+BASE = textwrap.dedent("""
+    [substrate]
+    type = "cylinder_lattice"
+    radius = "3 um"
+    icvf = 0.6
+
+    [[scheme]]
+    type = "pgse"
+    delta = "10 ms"
+    Delta = "30 ms"
+    bvalues = "0 1000 2500 s/mm^2"
+    directions = 3
+
+    [simulation]
+    n_walkers = 1500
+    n_steps = 200
+    diffusivity = "2 um^2/ms"
+    start = "uniform"
+    seed = 3
+""")
+
+SWEEP = BASE + textwrap.dedent("""
+    [sweep]
+    seeds = [0, 1, 2]
+
+    [sweep.grid]
+    "substrate.radius" = ["2 um", "3 um"]
+    "substrate.icvf" = [0.4, 0.5]
+""")
+
+
+# ------------------------------------------------------------------ configs
+def test_quantities_parse_units_to_si():
+    assert parse_quantity("40 ms", "time", "x") == pytest.approx(0.04)
+    assert parse_quantity("2 um^2/ms", "diffusivity", "x") == pytest.approx(2e-9)
+    np.testing.assert_allclose(parse_quantity("0 1000 3000 s/mm^2", "bvalue", "x", many=True), [0, 1e9, 3e9])
+    np.testing.assert_allclose(parse_quantity(["5 um", "1e-6 m"], "length", "x", many=True), [5e-6, 1e-6])
+
+
+@pytest.mark.parametrize("patch,match", [
+    (("[simulation]", "[simulation]\nwalkers = 10"), r"unknown key\(s\) \['walkers'\]"),
+    (('radius = "3 um"', "radius = 3"), "substrate.radius = 3: give a unit"),
+    (('radius = "3 um"', 'radius = "3 ms"'), "'ms' is a unit of time"),
+    (('delta = "10 ms"', 'delta = "10 um"'), "not a time unit"),
+    (("icvf = 0.6", "icvf = 0.95"), "hexagonal lattice holds"),
+    (('type = "pgse"', 'type = "pgse"\nDelta2 = "3 ms"'), "unknown key"),
+    (('diffusivity = "2 um^2/ms"', 'diffusivity = "2"'), "expected 'number unit'"),
+    (("[simulation]", "[simul]"), "unknown top-level"),
+])
+def test_config_errors_name_field_value_and_unit(patch, match):
+    text = BASE.replace(*patch)
+    import tomllib
+    with pytest.raises(ConfigError, match=match):
+        cfgmod.parse_job(tomllib.loads(text))
+
+
+def test_config_echo_and_sweep_rows():
+    import tomllib
+    job = cfgmod.parse_job(tomllib.loads(BASE))
+    text = cfgmod.echo_text(job)
+    assert "radius=3e-06 m" in text and "diffusivity=2e-09 m^2/s" in text
+    assert len(job.scheme) == 1 + 2 * 3
+    names, rows = cfgmod.sweep_rows(tomllib.loads(SWEEP))
+    assert names == ["substrate.radius", "substrate.icvf", "seed"] and len(rows) == 12
+    assert rows[5]["params"] == {"substrate.radius": "2 um", "substrate.icvf": 0.5, "seed": 2}
+    with pytest.raises(ConfigError, match="does not name"):
+        cfgmod.sweep_rows(tomllib.loads(SWEEP.replace('"substrate.icvf"', '"substrat.icvf"')))
+
+
+def test_misspelled_sweep_field_fails_before_any_row_runs(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['icfv'\]"):
+        run_sweep(SWEEP.replace('"substrate.icvf"', '"substrate.icfv"'), tmp_path / "x.h5")
+    assert not (tmp_path / "x.h5").exists()
+
+
+# ------------------------------------------------------------------ database
+def test_database_round_trip(tmp_path):
+    import tomllib
+    db_path = run_sweep(BASE, tmp_path / "one.h5", is_sweep=False)
+    db = database.open_database(db_path)
+    job = cfgmod.parse_job(tomllib.loads(BASE))
+    res = walker.simulate(job.substrate, job.scheme, **job.simulation)
+    np.testing.assert_array_equal(db.signal[0], res.signal.astype(np.float32))
+    np.testing.assert_array_equal(db.stderr[0], res.stderr.astype(np.float32))
+    np.testing.assert_array_equal(db.compartments["intra"]["signal"][0],
+                                  res.compartment_signals["intra"].astype(np.float32))
+    np.testing.assert_allclose(db.scheme.bvalues, job.scheme.bvalues)
+    assert db.ground_truth[0]["volume_fractions"]["intra"] == pytest.approx(0.6)
+    assert db.provenance[0]["seed"] == 3 and db.columns["escapes"][0] == 0
+    with h5py.File(db_path) as f:
+        assert f["rows/signal"].attrs["units"] and f["scheme/bvalues"].attrs["units"] == "s/m^2"
+        assert f["rows/signal"].dims[1][0].name == "/scheme/bvalues"
+        assert f.attrs["convention"].startswith("SI")
+    # exports
+    database.export_npz(db, tmp_path / "x.npz")
+    with np.load(tmp_path / "x.npz") as z:
+        np.testing.assert_array_equal(z["signal"], db.signal)
+    pytest.importorskip("nibabel")
+    files = database.export_nifti(db, tmp_path / "dwi")
+    import nibabel as nib
+    img = nib.load(files[0])
+    assert img.shape == (1, 1, 1, len(db.scheme)) and np.linalg.det(img.affine[:3, :3]) < 0
+
+
+def test_existing_database_from_another_spec_is_not_overwritten(tmp_path):
+    p = run_sweep(BASE, tmp_path / "a.h5", is_sweep=False)
+    before = p.read_bytes()
+    with pytest.raises(ConfigError, match="another spec"):
+        run_sweep(BASE.replace("seed = 3", "seed = 4"), p, is_sweep=False)
+    assert p.read_bytes() == before
+
+
+def test_info_on_foreign_and_truncated_files(tmp_path, capsys):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = [1, 2, 3]
+    with pytest.raises(database.DatabaseError, match="not a diffwalk database"):
+        database.open_database(foreign)
+    good = run_sweep(BASE, tmp_path / "g.h5", is_sweep=False)
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(database.DatabaseError, match="truncated or damaged"):
+        database.open_database(cut)
+    assert main(["info", str(cut)]) == 2
+    assert "truncated" in capsys.readouterr().err
+    assert main(["info", str(good)]) == 0
+
+
+def test_sweep_killed_by_sigkill_then_resumed_equals_uninterrupted(tmp_path):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(SWEEP.replace("n_walkers = 1500", "n_walkers = 6000"))
+    db = tmp_path / "killed.h5"
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "walker", "sweep", str(spec), "-o", str(db)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parts = database.parts_dir(db)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(parts.glob("row_*.npz"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_parts = len(list(parts.glob("row_*.npz")))
+    assert 3 <= n_parts < 12, "the sweep must be killed mid-way for this test to mean anything"
+    partial = database.open_database(db)  # readable right after the kill
+    assert partial.n_rows == 12 and partial.done.sum() < 12
+    assert main(["resume", str(db)]) == 0
+    resumed = database.open_database(db)
+    full = database.open_database(run_sweep(spec.read_text(), tmp_path / "full.h5"))
+    assert resumed.done.all() and full.done.all()
+    np.testing.assert_array_equal(resumed.signal, full.signal)
+    np.testing.assert_array_equal(resumed.columns["seed"], full.columns["seed"])
+    np.testing.assert_array_equal(resumed.params["substrate.radius"], full.params["substrate.radius"])
+    assert not parts.exists()
+
+
+def test_dask_local_cluster_equals_serial(tmp_path):
+    pytest.importorskip("dask.distributed")
+    small = SWEEP.replace("seeds = [0, 1, 2]", "seeds = [0]")
+    serial = database.open_database(run_sweep(small, tmp_path / "serial.h5"))
+    dask_db = database.open_database(run_sweep(small, tmp_path / "dask.h5", local=2))
+    np.testing.assert_array_equal(serial.signal, dask_db.signal)
+    np.testing.assert_array_equal(serial.stderr, dask_db.stderr)
+    for c in serial.compartments:
+        np.testing.assert_array_equal(serial.compartments[c]["signal"], dask_db.compartments[c]["signal"])
+
+
+def test_cli_simulate_and_show_substrate(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(BASE)
+    assert main(["simulate", str(cfg), "-o", str(tmp_path / "s.h5")]) == 0
+    assert "1 of 1 finished" in capsys.readouterr().out
+    assert main(["show-substrate", str(cfg), "-o", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 5000
+    cfg.write_text(BASE.replace('radius = "3 um"', "radius = 3"))
+    assert main(["simulate", str(cfg), "-o", str(tmp_path / "t.h5")]) == 2
+    assert "give a unit" in capsys.readouterr().err
+    assert not (tmp_path / "t.h5").exists()

@@ -1,0 +1,330 @@
+"""TOML configurations: one simulation (substrate + scheme + settings) or a sweep over them.
+
+Example::
+
+    [substrate]
+    type = "cylinder_lattice"
+    radius = "3 um"
+    icvf = 0.6
+
+    [[scheme]]
+    type = "pgse"
+    delta = "10 ms"
+    Delta = "30 ms"
+    bvalues = "0 1000 2000 s/mm^2"
+    directions = 12            # number of directions (Fibonacci hemisphere) or a list of vectors
+
+    [simulation]
+    n_walkers = 10000
+    n_steps = 1000
+    diffusivity = "2 um^2/ms"
+    seed = 0
+    start = "uniform"
+
+    [sweep]                    # only for `diffwalk sweep`
+    seeds = [0, 1]
+    [sweep.grid]
+    "substrate.radius" = ["2 um", "4 um"]
+    "substrate.icvf" = [0.5, 0.6]
+
+Every dimensional value carries its unit; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import sequences
+import substrates
+
+from .quantities import ConfigError, format_si, parse_quantity
+
+# field kinds: a dimension name (unit-bearing), or "float", "int", "str", "vector", "bool", "floats", "directions"
+SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
+    "free": {},
+    "planes": {"spacing": "length", "normal": "vector"},
+    "cylinder": {"radius": "length", "axis": "vector"},
+    "cylinder_lattice": {"radius": "length", "icvf": "float", "lattice": "str", "axis": "vector", "repeats": "int"},
+    "packed_cylinders": {"n": "int", "gamma_shape": "float", "gamma_scale": "length", "icvf": "float",
+                         "seed": "int", "axis": "vector"},
+    "sphere": {"radius": "length"},
+    "sphere_lattice": {"radius": "length", "volume_fraction": "float", "lattice": "str", "repeats": "int"},
+}
+REQUIRED_SUBSTRATE = {"planes": {"spacing"}, "cylinder": {"radius"}, "cylinder_lattice": {"radius", "icvf"},
+                      "packed_cylinders": {"n", "gamma_shape", "gamma_scale", "icvf"}, "sphere": {"radius"},
+                      "sphere_lattice": {"radius", "volume_fraction"}}
+SCHEME_FIELDS: dict[str, dict[str, str]] = {
+    "pgse": {"delta": "time", "Delta": "time", "bvalues": "bvalue*", "gradient_strength": "gradient*",
+             "directions": "directions", "ramp_time": "time", "echo_time": "time"},
+    "ogse": {"frequency": "frequency", "n_periods": "int", "bvalues": "bvalue*", "directions": "directions",
+             "shape": "str", "gap": "time", "echo_time": "time"},
+    "tensor": {"bvalues": "bvalue*", "b_delta": "floats", "directions": "directions", "duration": "time"},
+}
+REQUIRED_SCHEME = {"pgse": {"delta", "Delta"}, "ogse": {"frequency", "n_periods", "bvalues"},
+                   "tensor": {"bvalues", "b_delta"}}
+SIMULATION_FIELDS = {"n_walkers": "int", "n_steps": "int", "diffusivity": "diffusivity", "seed": "int",
+                     "start": "str", "gaussian_steps": "bool"}
+TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep"}
+
+
+def fibonacci_directions(n: int) -> np.ndarray:
+    """n unit vectors spread evenly over a hemisphere (z >= 0), deterministic."""
+    i = np.arange(n) + 0.5
+    z = 1 - i / n
+    r = np.sqrt(1 - z**2)
+    phi = np.pi * (3 - np.sqrt(5)) * i
+    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
+
+
+def _value(kind: str, value, field: str):
+    many = kind.endswith("*")
+    kind = kind.rstrip("*")
+    if kind in ("time", "length", "diffusivity", "bvalue", "gradient", "frequency", "permeability"):
+        return parse_quantity(value, kind, field, many=many)
+    if kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{field} = {value!r}: expected a plain number (no unit)")
+        return float(value)
+    if kind == "floats":
+        vals = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            raise ConfigError(f"{field} = {value!r}: expected a number or a list of numbers")
+        return np.array(vals, dtype=float)
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{field} = {value!r}: expected a non-negative integer")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{field} = {value!r}: expected text")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{field} = {value!r}: expected true or false")
+        return value
+    if kind == "vector":
+        a = np.asarray(value, dtype=float) if isinstance(value, list) else None
+        if a is None or a.shape != (3,):
+            raise ConfigError(f"{field} = {value!r}: expected a list of 3 numbers")
+        return a
+    if kind == "directions":
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return fibonacci_directions(value)
+        a = np.asarray(value, dtype=float) if isinstance(value, list) else None
+        if a is None or a.ndim != 2 or a.shape[1] != 3:
+            raise ConfigError(f"{field} = {value!r}: expected a count or a list of [x, y, z] vectors")
+        return a
+    raise AssertionError(kind)
+
+
+def _section(raw: dict, allowed: dict[str, str], name: str, required: set[str] = frozenset()) -> dict:
+    unknown = set(raw) - set(allowed)
+    if unknown:
+        raise ConfigError(f"[{name}]: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    missing = set(required) - set(raw)
+    if missing:
+        raise ConfigError(f"[{name}]: missing required key(s) {sorted(missing)}")
+    return {k: _value(allowed[k], v, f"{name}.{k}") for k, v in raw.items()}
+
+
+@dataclass
+class Job:
+    """One simulation parsed from a config: what to build and run, plus the SI echo."""
+
+    substrate: substrates.Substrate
+    scheme: sequences.Scheme
+    simulation: dict
+    echo: dict
+
+
+def build_substrate(raw: dict) -> tuple[substrates.Substrate, dict]:
+    """Substrate and its parsed SI parameters from a [substrate] table."""
+    raw = dict(raw)
+    kind = raw.pop("type", None)
+    if kind not in SUBSTRATE_FIELDS:
+        raise ConfigError(f"substrate.type = {kind!r}: choose one of {sorted(SUBSTRATE_FIELDS)}")
+    p = _section(raw, SUBSTRATE_FIELDS[kind], "substrate", REQUIRED_SUBSTRATE.get(kind, set()))
+    try:
+        if kind == "free":
+            sub = substrates.free()
+        elif kind == "planes":
+            sub = substrates.planes(p["spacing"], normal=p.get("normal", (0, 0, 1)))
+        elif kind == "cylinder":
+            sub = substrates.cylinder(p["radius"], axis=p.get("axis", (0, 0, 1)))
+        elif kind == "cylinder_lattice":
+            sub = substrates.cylinder_lattice(p["radius"], p["icvf"], p.get("lattice", "hexagonal"),
+                                              axis=p.get("axis", (0, 0, 1)), repeats=p.get("repeats", 1))
+        elif kind == "packed_cylinders":
+            rng = np.random.default_rng(p.get("seed", 0))
+            radii = rng.gamma(p["gamma_shape"], p["gamma_scale"], p["n"])
+            sub = substrates.pack_cylinders(radii, p["icvf"], seed=p.get("seed", 0), axis=p.get("axis", (0, 0, 1)))
+        elif kind == "sphere":
+            sub = substrates.sphere(p["radius"])
+        else:
+            sub = substrates.sphere_lattice(p["radius"], p["volume_fraction"], p.get("lattice", "cubic"),
+                                            repeats=p.get("repeats", 1))
+    except (ValueError, NotImplementedError) as exc:
+        raise ConfigError(f"[substrate] {kind}: {exc}") from exc
+    return sub, {"type": kind, **p}
+
+
+def build_scheme(entries: list) -> tuple[sequences.Scheme, list]:
+    """Concatenated scheme from a list of [[scheme]] tables."""
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError("[[scheme]]: give at least one scheme table")
+    parts, echo = [], []
+    for i, raw in enumerate(entries):
+        raw = dict(raw)
+        kind = raw.pop("type", None)
+        name = f"scheme[{i}]"
+        if kind not in SCHEME_FIELDS:
+            raise ConfigError(f"{name}.type = {kind!r}: choose one of {sorted(SCHEME_FIELDS)}")
+        p = _section(raw, SCHEME_FIELDS[kind], name, REQUIRED_SCHEME[kind])
+        u = p.get("directions", np.array([[0.0, 0.0, 1.0]]))
+        amp_key = "gradient_strength" if "gradient_strength" in p else "bvalues"
+        amps = p.get(amp_key)
+        if amps is None:
+            raise ConfigError(f"{name}: give bvalues (e.g. '0 1000 s/mm^2') or gradient_strength")
+        # every non-zero shell is measured along every direction; b = 0 once
+        amp_list, dir_list = [], []
+        for a in amps:
+            rows = u[:1] if a == 0 else u
+            amp_list += [a] * len(rows)
+            dir_list.append(rows)
+        amp_arr, dirs = np.array(amp_list), np.concatenate(dir_list)
+        try:
+            if kind == "pgse":
+                s = sequences.pgse(p["delta"], p["Delta"], directions=dirs, ramp_time=p.get("ramp_time", 0.0),
+                                   echo_time=p.get("echo_time"), **{amp_key: amp_arr})
+            elif kind == "ogse":
+                s = sequences.ogse(frequency=p["frequency"], n_periods=p["n_periods"], bvalues=amp_arr,
+                                   directions=dirs, shape=p.get("shape", "cos"), gap=p.get("gap", 0.0),
+                                   echo_time=p.get("echo_time"))
+            else:
+                bd = p["b_delta"]
+                bd = np.repeat(bd, len(amp_arr)) if bd.size == 1 else bd
+                s = sequences.tensor_encoding(amp_arr, bd, dirs, duration=p.get("duration", 60e-3))
+        except ValueError as exc:
+            raise ConfigError(f"{name} ({kind}): {exc}") from exc
+        parts.append(s)
+        echo.append({"type": kind, **{k: v for k, v in p.items() if k != "directions"},
+                     "n_measurements": len(s)})
+    dts = [s.dt for s in parts]
+    try:
+        return sequences.concatenate(parts), echo
+    except ValueError:
+        # different automatic grids: put everything on one 10-us-or-finer grid by rebuilding is not
+        # possible from here, so resample onto the finest step (exact in q at the new grid points)
+        dt = min(dts)
+        return sequences.concatenate([s.resample(int(round(s.duration / dt))) for s in parts]), echo
+
+
+def parse_job(cfg: dict) -> Job:
+    """Build a :class:`Job` from a parsed TOML document (the [sweep] table is ignored here)."""
+    unknown = set(cfg) - TOP_LEVEL
+    if unknown:
+        raise ConfigError(f"unknown top-level table(s) {sorted(unknown)}; allowed: {sorted(TOP_LEVEL)}")
+    if "substrate" not in cfg or "scheme" not in cfg:
+        raise ConfigError("a config needs a [substrate] table and at least one [[scheme]] table")
+    sub, sub_echo = build_substrate(cfg["substrate"])
+    scheme, scheme_echo = build_scheme(cfg["scheme"])
+    sim = _section(cfg.get("simulation", {}), SIMULATION_FIELDS, "simulation", {"diffusivity"})
+    start = sim.get("start")
+    if start is not None and start not in ("intra", "extra", "uniform"):
+        raise ConfigError(f"simulation.start = {start!r}: choose 'intra', 'extra' or 'uniform'")
+    echo = {"substrate": sub_echo, "scheme": scheme_echo, "simulation": sim}
+    return Job(sub, scheme, sim, echo)
+
+
+def load(path: str | Path) -> dict:
+    """Read a TOML file, with a clear error on syntax problems."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+
+
+def set_dotted(cfg: dict, key: str, value) -> dict:
+    """A deep copy of ``cfg`` with ``key`` ("substrate.radius", "scheme.0.delta") set to ``value``."""
+    out = copy.deepcopy(cfg)
+    parts = key.split(".")
+    node = out
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[int(part)]
+        else:
+            if part not in node:
+                raise ConfigError(f"sweep.grid: '{key}' does not name a config field ('{part}' not found)")
+            node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    return out
+
+
+def sweep_rows(cfg: dict) -> tuple[list[str], list[dict]]:
+    """Expand a sweep spec into its rows: grid values x seeds, in a fixed order.
+
+    Returns
+    -------
+    names : list of str
+        The swept field names (plus "seed").
+    rows : list of dict
+        Per row: {"params": {name: raw value}, "config": full config}.
+    """
+    sweep = cfg.get("sweep")
+    if not isinstance(sweep, dict):
+        raise ConfigError("a sweep spec needs a [sweep] table (with seeds and/or [sweep.grid])")
+    unknown = set(sweep) - {"seeds", "grid"}
+    if unknown:
+        raise ConfigError(f"[sweep]: unknown key(s) {sorted(unknown)}; allowed: ['grid', 'seeds']")
+    seeds = sweep.get("seeds", [cfg.get("simulation", {}).get("seed", 0)])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = list(range(seeds))
+    if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"sweep.seeds = {seeds!r}: expected a count or a list of integers")
+    grid = sweep.get("grid", {})
+    if not isinstance(grid, dict):
+        raise ConfigError("sweep.grid must be a table of 'field' = [values]")
+    names = list(grid)
+    for n in names:
+        if not isinstance(grid[n], list) or not grid[n]:
+            raise ConfigError(f"sweep.grid.'{n}' must be a non-empty list of values")
+    base = {k: v for k, v in cfg.items() if k != "sweep"}
+    rows = []
+    for combo in itertools.product(*[grid[n] for n in names]):
+        c = base
+        for n, v in zip(names, combo):
+            c = set_dotted(c, n, v)
+        for seed in seeds:
+            rc = set_dotted(c, "simulation.seed", seed) if "simulation" in c else {**c, "simulation": {"seed": seed}}
+            rows.append({"params": {**dict(zip(names, combo)), "seed": seed}, "config": rc})
+    return names + ["seed"], rows
+
+
+def echo_text(job: Job) -> str:
+    """The parsed configuration in SI units, for logs and provenance."""
+    dims = {"radius": "length", "spacing": "length", "gamma_scale": "length", "delta": "time", "Delta": "time",
+            "ramp_time": "time", "echo_time": "time", "gap": "time", "duration": "time", "bvalues": "bvalue",
+            "gradient_strength": "gradient", "frequency": "frequency", "diffusivity": "diffusivity"}
+    lines = []
+    for section, content in (("substrate", [job.echo["substrate"]]), ("scheme", job.echo["scheme"]),
+                             ("simulation", [job.echo["simulation"]])):
+        for entry in content:
+            items = []
+            for k, v in entry.items():
+                items.append(f"{k}={format_si(v, dims[k])}" if k in dims else f"{k}={v}")
+            lines.append(f"[{section}] " + ", ".join(items))
+    return "\n".join(lines)

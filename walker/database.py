@@ -1,0 +1,356 @@
+"""Ground-truth signal databases in HDF5: one file, every signal with the truth that produced it.
+
+Layout (all physical values SI, each dataset with a ``units`` attribute)::
+
+    /                  attrs: format, format_version, convention, diffwalk_version, created, spec (TOML text),
+                              n_rows, param_names (JSON)
+    /scheme/           gradients (M, T, 3) T/m, btensors (M, 3, 3) s/m^2, bvalues (M,) s/m^2 (dimension scale),
+                       info arrays (delta, Delta, ...); attrs dt (s), gamma (rad/s/T)
+    /rows/             done (R,) 1 where the row is finished; row (R,) index (dimension scale)
+                       signal, stderr (R, M) float32, chunked + gzip
+                       compartments/<name>/signal, stderr (R, M), count (R,)
+                       params/<name> (R,) float64 SI (NaN where not numeric), params_text/<name> (R,) raw value
+                       seed, n_walkers, n_steps (R,) int64; dt, step_length, wall_time (R,) float64; escapes (R,)
+                       ground_truth, provenance (R,) JSON text
+
+Crash safety: a running sweep writes each finished row to ``DB.h5.parts/row_NNNNNN.npz``
+(written to a temporary name, then renamed: a row file is complete or absent), and
+rebuilds ``DB.h5`` by writing ``DB.h5.tmp`` and renaming it over the old file. A
+kill at any moment (SIGKILL included) therefore loses only the rows in flight,
+and ``DB.h5`` is always the previous or the next complete file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import sequences
+
+from .result import SimulationResult
+
+FORMAT = "diffwalk-database"
+FORMAT_VERSION = 1
+CONVENTION = "SI: m, s, T/m, rad/s/T, s/m^2, m^2/s; signals normalised to b=0 of a free spin"
+
+
+class DatabaseError(ValueError):
+    """The file is not a readable diffwalk database."""
+
+
+def _json(obj) -> str:
+    def default(o):
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        if isinstance(o, (np.floating, np.integer)):
+            return o.item()
+        return str(o)
+    return json.dumps(obj, default=default, sort_keys=True)
+
+
+def row_from_result(res: SimulationResult, params_text: dict, params_si: dict) -> dict:
+    """The arrays one database row holds, from a simulation result."""
+    p = res.provenance
+    row = {"signal": res.signal.astype(np.float32), "stderr": res.stderr.astype(np.float32),
+           "seed": np.int64(p["seed"]), "n_walkers": np.int64(p["n_walkers"]), "n_steps": np.int64(p["n_steps"]),
+           "dt": np.float64(p["dt"]), "step_length": np.float64(p["step_length"]),
+           "wall_time": np.float64(p["wall_time_s"]), "escapes": np.int64(res.escapes),
+           "ground_truth": _json(res.ground_truth), "provenance": _json({**p, "host": socket.gethostname()}),
+           "params_text": _json(params_text), "params_si": _json(params_si)}
+    for name, sig in res.compartment_signals.items():
+        row[f"compartment:{name}:signal"] = sig.astype(np.float32)
+        row[f"compartment:{name}:stderr"] = res.compartment_stderr[name].astype(np.float32)
+        row[f"compartment:{name}:count"] = np.int64(res.compartment_counts[name])
+    return row
+
+
+def parts_dir(db_path: str | Path) -> Path:
+    """Folder holding the finished rows not yet consolidated into the database."""
+    return Path(str(db_path) + ".parts")
+
+
+def write_part(db_path: str | Path, index: int, row: dict) -> None:
+    """Atomically store one finished row next to the database."""
+    d = parts_dir(db_path)
+    d.mkdir(exist_ok=True)
+    tmp = d / f".row_{index:06d}.tmp.npz"
+    np.savez(tmp, **{k: np.asarray(v) for k, v in row.items()})
+    os.replace(tmp, d / f"row_{index:06d}.npz")
+
+
+def read_parts(db_path: str | Path) -> dict[int, dict]:
+    """Finished rows waiting in the parts folder (complete files only)."""
+    out = {}
+    d = parts_dir(db_path)
+    if d.is_dir():
+        for f in sorted(d.glob("row_*.npz")):
+            with np.load(f, allow_pickle=False) as z:
+                out[int(f.stem[4:])] = {k: (z[k].item() if z[k].ndim == 0 and z[k].dtype.kind == "U" else z[k])
+                                        for k in z.files}
+    return out
+
+
+def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_names: list[str], spec_text: str,
+           rows: dict[int, dict] | None = None) -> None:
+    """Write a complete database file (atomically) holding ``rows`` of ``n_rows``."""
+    db_path = Path(db_path)
+    tmp = db_path.with_name(db_path.name + ".tmp")
+    rows = rows or {}
+    M = len(scheme)
+    comps = sorted({k.split(":")[1] for r in rows.values() for k in r if k.startswith("compartment:")})
+    from .simulate import _version
+    with h5py.File(tmp, "w") as f:
+        f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, convention=CONVENTION,
+                       diffwalk_version=_version(), created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       spec=spec_text, n_rows=n_rows, param_names=json.dumps(param_names))
+        sg = f.create_group("scheme")
+        sg.attrs.update(dt=scheme.dt, gamma=scheme.gamma, dt_units="s", gamma_units="rad/s/T")
+        sg.create_dataset("gradients", data=scheme.gradients, compression="gzip").attrs["units"] = "T/m"
+        sg.create_dataset("btensors", data=scheme.btensors).attrs["units"] = "s/m^2"
+        bv = sg.create_dataset("bvalues", data=scheme.bvalues)
+        bv.attrs["units"] = "s/m^2"
+        bv.make_scale("bvalue")
+        for key, val in scheme.info.items():
+            if val.dtype.kind == "U":
+                sg.create_dataset(f"info/{key}", data=val.astype("S"))
+            else:
+                sg.create_dataset(f"info/{key}", data=val)
+        rg = f.create_group("rows")
+        idx = rg.create_dataset("row", data=np.arange(n_rows))
+        idx.make_scale("row")
+        done = np.zeros(n_rows, dtype=np.uint8)
+        done[list(rows)] = 1
+        rg.create_dataset("done", data=done)
+        chunk = (min(max(n_rows, 1), 64), M)
+
+        def matrix(name, key, units):
+            data = np.full((n_rows, M), np.nan, dtype=np.float32)
+            for i, r in rows.items():
+                if key in r:
+                    data[i] = r[key]
+            ds = rg.create_dataset(name, data=data, chunks=chunk if n_rows else None, compression="gzip")
+            ds.attrs["units"] = units
+            ds.dims[0].attach_scale(idx)
+            ds.dims[1].attach_scale(bv)
+
+        matrix("signal", "signal", "1 (S/S0)")
+        matrix("stderr", "stderr", "1 (S/S0)")
+        for c in comps:
+            matrix(f"compartments/{c}/signal", f"compartment:{c}:signal", "1 (S/S0)")
+            matrix(f"compartments/{c}/stderr", f"compartment:{c}:stderr", "1 (S/S0)")
+            rg.create_dataset(f"compartments/{c}/count", data=_column(rows, n_rows, f"compartment:{c}:count",
+                                                                       np.int64, 0))
+        for key, dtype, fill, units in (("seed", np.int64, -1, None), ("n_walkers", np.int64, 0, None),
+                                        ("n_steps", np.int64, 0, None), ("escapes", np.int64, -1, None),
+                                        ("dt", np.float64, np.nan, "s"), ("step_length", np.float64, np.nan, "m"),
+                                        ("wall_time", np.float64, np.nan, "s")):
+            ds = rg.create_dataset(key, data=_column(rows, n_rows, key, dtype, fill))
+            if units:
+                ds.attrs["units"] = units
+        text = h5py.string_dtype()
+        for key in ("ground_truth", "provenance"):
+            rg.create_dataset(key, data=[str(rows[i][key]) if i in rows else "" for i in range(n_rows)], dtype=text)
+        for name in param_names:
+            si = [json.loads(str(rows[i]["params_si"])).get(name) if i in rows else None for i in range(n_rows)]
+            raw = [json.loads(str(rows[i]["params_text"])).get(name, "") if i in rows else "" for i in range(n_rows)]
+            rg.create_dataset(f"params/{name}", data=np.array([np.nan if v is None else v for v in si], float))
+            rg.create_dataset(f"params_text/{name}", data=[str(v) for v in raw], dtype=text)
+    os.replace(tmp, db_path)
+
+
+def rows_from_file(db_path: str | Path) -> dict[int, dict]:
+    """The finished rows of an existing database, as row dicts (for rewriting it with more rows)."""
+    rows: dict[int, dict] = {}
+    with h5py.File(db_path, "r") as f:
+        rg = f["rows"]
+        names = json.loads(f.attrs["param_names"])
+        done = np.nonzero(rg["done"][()])[0]
+        comps = list(rg.get("compartments", {}))
+        gt, prov = rg["ground_truth"].asstr()[()], rg["provenance"].asstr()[()]
+        cols = {k: rg[k][()] for k in ("seed", "n_walkers", "n_steps", "dt", "step_length", "wall_time", "escapes")}
+        sig, se = rg["signal"][()], rg["stderr"][()]
+        psi = {n: rg[f"params/{n}"][()] for n in names}
+        ptx = {n: rg[f"params_text/{n}"].asstr()[()] for n in names}
+        cdat = {c: {k: rg[f"compartments/{c}/{k}"][()] for k in ("signal", "stderr", "count")} for c in comps}
+        for i in done:
+            row = {"signal": sig[i], "stderr": se[i], "ground_truth": gt[i], "provenance": prov[i],
+                   **{k: v[i] for k, v in cols.items()},
+                   "params_si": _json({n: (None if np.isnan(psi[n][i]) else float(psi[n][i])) for n in names}),
+                   "params_text": _json({n: ptx[n][i] for n in names})}
+            for c, d in cdat.items():
+                row[f"compartment:{c}:signal"] = d["signal"][i]
+                row[f"compartment:{c}:stderr"] = d["stderr"][i]
+                row[f"compartment:{c}:count"] = d["count"][i]
+            rows[int(i)] = row
+    return rows
+
+
+def _column(rows, n, key, dtype, fill):
+    out = np.full(n, fill, dtype=dtype)
+    for i, r in rows.items():
+        if key in r:
+            out[i] = r[key]
+    return out
+
+
+@dataclass
+class Database:
+    """A database read into memory (numpy arrays), with selection by parameter values.
+
+    Attributes
+    ----------
+    path : Path
+    scheme : sequences.Scheme
+    signal, stderr : numpy.ndarray
+        (R, M) signals and Monte Carlo errors (NaN rows are not finished).
+    done : numpy.ndarray
+        (R,) bool.
+    params : dict
+        name -> (R,) SI values (NaN where not numeric).
+    params_text : dict
+        name -> (R,) values as written in the spec.
+    compartments : dict
+        name -> {"signal": (R, M), "stderr": (R, M), "count": (R,)}.
+    columns : dict
+        seed, n_walkers, n_steps, dt, step_length, wall_time, escapes -> (R,).
+    ground_truth, provenance : list of dict
+    attrs : dict
+        File attributes (format, version, spec, ...).
+    """
+
+    path: Path
+    scheme: sequences.Scheme
+    signal: np.ndarray
+    stderr: np.ndarray
+    done: np.ndarray
+    params: dict
+    params_text: dict
+    compartments: dict
+    columns: dict
+    ground_truth: list
+    provenance: list
+    attrs: dict
+
+    @property
+    def n_rows(self) -> int:
+        """Rows in the sweep (finished or not)."""
+        return len(self.done)
+
+    def select(self, **criteria) -> np.ndarray:
+        """Indices of finished rows whose parameters equal the given values (SI, or text as in the spec).
+
+        Example: ``db.select(**{"substrate.radius": 3e-6, "seed": 0})``.
+        """
+        mask = self.done.copy()
+        for name, value in criteria.items():
+            if name == "seed":
+                mask &= self.columns["seed"] == int(value)
+            elif name in self.params:
+                if isinstance(value, str):
+                    mask &= self.params_text[name] == value
+                else:
+                    mask &= np.isclose(self.params[name], float(value), rtol=1e-9, atol=0)
+            else:
+                raise KeyError(f"no parameter {name!r}; this database has {sorted(self.params) + ['seed']}")
+        return np.nonzero(mask)[0]
+
+    def summary(self) -> str:
+        """What `diffwalk info` prints."""
+        a = self.attrs
+        lines = [f"{self.path}: {a.get('format')} v{a.get('format_version')} (diffwalk {a.get('diffwalk_version')}, "
+                 f"created {a.get('created')})",
+                 f"rows: {int(self.done.sum())} of {self.n_rows} finished; escapes: "
+                 f"{int(self.columns['escapes'][self.done].sum()) if self.done.any() else 0}",
+                 f"scheme: {self.scheme!r}",
+                 f"parameters: {', '.join(self.params) or '(none)'}; compartments: "
+                 f"{', '.join(self.compartments) or '(none)'}"]
+        if self.done.any():
+            w = self.columns["wall_time"][self.done]
+            lines.append(f"walkers per row: {int(self.columns['n_walkers'][self.done][0])}, wall time per row "
+                         f"{w.mean():.2f} s (total {w.sum():.1f} s)")
+        return "\n".join(lines)
+
+
+def open_database(path: str | Path) -> Database:
+    """Read a diffwalk database, with a clear error for foreign or damaged files.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.h5`` file.
+
+    Returns
+    -------
+    Database
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DatabaseError(f"{p}: no such file")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise DatabaseError(f"{p}: not a readable HDF5 file (truncated or damaged?): {exc}") from None
+    with f:
+        if f.attrs.get("format") != FORMAT:
+            raise DatabaseError(f"{p}: an HDF5 file, but not a diffwalk database (no format='{FORMAT}' attribute)")
+        if int(f.attrs.get("format_version", 0)) > FORMAT_VERSION:
+            raise DatabaseError(f"{p}: database format v{f.attrs['format_version']} is newer than this diffwalk "
+                                f"reads (v{FORMAT_VERSION}); upgrade diffwalk")
+        try:
+            sg, rg = f["scheme"], f["rows"]
+            info = {k: (v[()].astype(str) if v.dtype.kind == "S" else v[()]) for k, v in sg["info"].items()}
+            scheme = sequences.Scheme(sg["gradients"][()], float(sg.attrs["dt"]), float(sg.attrs["gamma"]), info)
+            names = json.loads(f.attrs["param_names"])
+            comps = {c: {k: rg[f"compartments/{c}/{k}"][()] for k in ("signal", "stderr", "count")}
+                     for c in rg.get("compartments", {})}
+            db = Database(
+                path=p, scheme=scheme, signal=rg["signal"][()], stderr=rg["stderr"][()],
+                done=rg["done"][()].astype(bool),
+                params={n: rg[f"params/{n}"][()] for n in names},
+                params_text={n: np.array(rg[f"params_text/{n}"].asstr()[()]) for n in names},
+                compartments=comps,
+                columns={k: rg[k][()] for k in ("seed", "n_walkers", "n_steps", "dt", "step_length", "wall_time",
+                                                "escapes")},
+                ground_truth=[json.loads(s) if s else None for s in rg["ground_truth"].asstr()[()]],
+                provenance=[json.loads(s) if s else None for s in rg["provenance"].asstr()[()]],
+                attrs={k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()})
+        except (KeyError, ValueError, OSError) as exc:
+            raise DatabaseError(f"{p}: diffwalk database is incomplete or damaged ({exc})") from None
+    return db
+
+
+def export_npz(db: Database, path: str | Path) -> None:
+    """Signals, errors, b-values, b-tensors and parameters in one ``.npz`` (SI)."""
+    np.savez(path, signal=db.signal, stderr=db.stderr, done=db.done, bvalues=db.scheme.bvalues,
+             btensors=db.scheme.btensors, **{f"param:{k}": v for k, v in db.params.items()},
+             **{k: v for k, v in db.columns.items()})
+
+
+def export_nifti(db: Database, stem: str | Path, voxel_size: float = 1.0) -> list[Path]:
+    """Rows as voxels of a 4-D NIfTI (R x 1 x 1 x M) with FSL bval/bvec and a JSON sidecar.
+
+    The affine has a negative determinant (diag(-1, 1, 1) x voxel size) so that the
+    bvecs equal the substrate-frame directions for FSL, MRtrix and dipy alike.
+    Needs nibabel (``pip install 'diffwalk[nifti]'``).
+    """
+    try:
+        import nibabel as nib
+    except ImportError as exc:
+        raise ImportError("NIfTI export needs nibabel: pip install 'diffwalk[nifti]'") from exc
+    stem = Path(stem)
+    data = np.nan_to_num(db.signal, nan=0.0).astype(np.float32)[:, None, None, :]
+    affine = np.diag([-voxel_size, voxel_size, voxel_size, 1.0])
+    nii = stem.with_suffix(".nii.gz")
+    nib.save(nib.Nifti1Image(data, affine), nii)
+    sequences.write_fsl(db.scheme, stem.with_suffix(".bval"), stem.with_suffix(".bvec"))
+    side = stem.with_suffix(".json")
+    side.write_text(json.dumps({"rows": db.n_rows, "params": {k: v.tolist() for k, v in db.params.items()},
+                                "convention": CONVENTION, "source": str(db.path)}, indent=1))
+    return [nii, stem.with_suffix(".bval"), stem.with_suffix(".bvec"), side]

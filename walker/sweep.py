@@ -1,0 +1,239 @@
+"""Resumable sweeps: substrate x parameter grid x seeds -> one database, serially or on Dask.
+
+Rows are independent simulations with fixed seeds, so a serial run, a Dask
+LocalCluster and a remote scheduler produce bit-identical rows. The process
+that runs the sweep is the only writer: workers return rows, the writer stores
+each one atomically as it arrives and folds them into the database every
+``flush_seconds`` and at the end (see :mod:`walker.database` for why this is
+safe against SIGKILL). ``resume`` reruns only the rows that are in neither the
+database nor its parts folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+import tomllib
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import config as cfgmod
+from . import database
+from .quantities import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _param_si(job: cfgmod.Job, name: str, raw):
+    """SI value of a swept parameter (None when not a number)."""
+    parts = name.split(".")
+    try:
+        if parts[0] == "substrate":
+            v = job.echo["substrate"][parts[1]]
+        elif parts[0] == "simulation":
+            v = job.echo["simulation"][parts[1]]
+        elif parts[0] == "seed":
+            v = raw
+        else:
+            return None
+    except (KeyError, IndexError):
+        return None
+    v = np.asarray(v)
+    return float(v) if v.ndim == 0 and v.dtype.kind in "fiu" else None
+
+
+def run_row(index: int, row_config: dict, names: list[str], params: dict) -> tuple[int, dict]:
+    """Simulate one row; runs on workers, so it takes and returns plain data."""
+    from .simulate import simulate
+
+    job = cfgmod.parse_job(row_config)
+    sim = dict(job.simulation)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = simulate(job.substrate, job.scheme, **sim)
+    for w in caught:
+        log.warning("row %d: %s", index, w.message)
+    si = {n: _param_si(job, n, params[n]) for n in names}
+    return index, database.row_from_result(res, params, si)
+
+
+def _set_threads(n: int) -> int:
+    import numba
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    return numba.get_num_threads()
+
+
+def _warmup() -> bool:
+    # compile (or load from cache) the kernels once per worker before the timed rows
+    import sequences
+    import substrates
+
+    from .simulate import simulate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        simulate(substrates.cylinder_lattice(2e-6, 0.5), sequences.pgse(5e-3, 10e-3, bvalues=[1e9]),
+                 n_walkers=64, n_steps=8, diffusivity=2e-9, start="uniform")
+    return True
+
+
+def _progress(total: int, initial: int):
+    try:
+        from tqdm import tqdm
+        if sys.stderr.isatty() and not os.environ.get("CI"):
+            return tqdm(total=total, initial=initial, unit="row", desc="sweep")
+    except ImportError:
+        pass
+    return None
+
+
+def _pending(db_path: Path, n_rows: int) -> list[int]:
+    done = set()
+    if db_path.exists():
+        db = database.open_database(db_path)
+        done |= set(np.nonzero(db.done)[0].tolist())
+    done |= set(database.read_parts(db_path))
+    return [i for i in range(n_rows) if i not in done]
+
+
+def consolidate(db_path: str | Path, scheme, n_rows: int, names: list[str], spec_text: str) -> int:
+    """Fold the parts folder into the database (atomic rewrite); returns the finished-row count."""
+    db_path = Path(db_path)
+    rows = database.rows_from_file(db_path) if db_path.exists() else {}
+    parts = database.read_parts(db_path)
+    rows.update(parts)
+    database.create(db_path, scheme, n_rows, names, spec_text, rows)
+    for i in parts:
+        (database.parts_dir(db_path) / f"row_{i:06d}.npz").unlink(missing_ok=True)
+    d = database.parts_dir(db_path)
+    if d.is_dir() and not any(d.glob("row_*.npz")):
+        shutil.rmtree(d, ignore_errors=True)
+    return len(rows)
+
+
+def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, scheduler: str | None = None,
+              flush_seconds: float = 10.0, is_sweep: bool = True) -> Path:
+    """Run (or continue) the sweep described by ``spec_text`` into ``db_path``.
+
+    Parameters
+    ----------
+    spec_text : str
+        The TOML spec (stored in the database, so ``resume`` needs nothing else).
+    db_path : str or Path
+        Output ``.h5``. An existing file must come from the same spec: it is
+        continued, never overwritten.
+    local : int, optional
+        Run on a Dask LocalCluster with this many single-threaded worker processes
+        (numba threads per worker = cores / workers).
+    scheduler : str, optional
+        Address of a running Dask scheduler (e.g. one started by dask-jobqueue).
+    flush_seconds : float
+        How often finished rows are folded into the database.
+    is_sweep : bool
+        False for a single simulation (``diffwalk simulate``): no [sweep] table needed.
+
+    Returns
+    -------
+    Path
+        The database.
+    """
+    db_path = Path(db_path)
+    try:
+        cfg = tomllib.loads(spec_text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"spec is not valid TOML ({exc})") from exc
+    if is_sweep:
+        names, rows = cfgmod.sweep_rows(cfg)
+    else:
+        if "sweep" in cfg:
+            raise ConfigError("this config has a [sweep] table: run it with `diffwalk sweep`")
+        names, rows = [], [{"params": {}, "config": cfg}]
+    if any(n.startswith("scheme") for n in names):
+        raise ConfigError("sweep.grid varies the scheme; one database holds one scheme: run one sweep per scheme")
+    # parse every row before running any, so a bad value fails now and not after hours
+    jobs0 = cfgmod.parse_job(rows[0]["config"])
+    for r in rows[1:]:
+        cfgmod.parse_job(r["config"])
+    log.info("parsed configuration (SI):\n%s", cfgmod.echo_text(jobs0))
+    scheme = jobs0.scheme
+    n_rows = len(rows)
+    if db_path.exists():
+        db = database.open_database(db_path)
+        if db.attrs.get("spec") != spec_text:
+            raise ConfigError(f"{db_path} exists and was made from another spec; choose another output file "
+                              "(nothing was overwritten)")
+    else:
+        database.create(db_path, scheme, n_rows, names, spec_text)
+    pending = _pending(db_path, n_rows)
+    log.info("%d of %d rows to run", len(pending), n_rows)
+    bar = _progress(n_rows, n_rows - len(pending))
+    last_flush = time.monotonic()
+    finished = n_rows - len(pending)
+    t0 = time.monotonic()
+
+    def store(i: int, row: dict) -> None:
+        nonlocal last_flush, finished
+        database.write_part(db_path, i, row)
+        finished += 1
+        if bar is not None:
+            bar.update(1)
+        else:
+            rate = (finished - (n_rows - len(pending))) / max(time.monotonic() - t0, 1e-9)
+            eta = (n_rows - finished) / rate if rate > 0 else math.inf
+            log.info("row %d done (%d/%d, ETA %.0f s)", i, finished, n_rows, eta)
+        if time.monotonic() - last_flush > flush_seconds:
+            consolidate(db_path, scheme, n_rows, names, spec_text)
+            last_flush = time.monotonic()
+
+    try:
+        if local is None and scheduler is None:
+            for i in pending:
+                store(*run_row(i, rows[i]["config"], names, rows[i]["params"]))
+        else:
+            _run_dask(pending, rows, names, store, local, scheduler)
+    finally:
+        consolidate(db_path, scheme, n_rows, names, spec_text)
+        if bar is not None:
+            bar.close()
+    return db_path
+
+
+def _run_dask(pending, rows, names, store, local, scheduler) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:
+        raise ImportError("parallel sweeps need Dask: pip install 'diffwalk[distributed]'") from exc
+    cluster = None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=int(local), threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        n_workers = max(1, len(client.scheduler_info()["workers"]))
+        cores = os.cpu_count() or 1
+        client.run(_set_threads, max(1, cores // n_workers))
+        client.run(_warmup)
+        futures = client.map(run_row, pending, [rows[i]["config"] for i in pending], [names] * len(pending),
+                             [rows[i]["params"] for i in pending], pure=False)
+        for fut in as_completed(futures):
+            store(*fut.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def resume(db_path: str | Path, **kwargs) -> Path:
+    """Finish a sweep from its database alone (the spec is stored in it)."""
+    db = database.open_database(db_path)
+    spec = db.attrs.get("spec")
+    if not spec:
+        raise database.DatabaseError(f"{db_path}: no spec stored; cannot resume")
+    is_sweep = "sweep" in tomllib.loads(spec)
+    return run_sweep(spec, db_path, is_sweep=is_sweep, **kwargs)
