@@ -130,14 +130,32 @@ class Substrate:
 
     @property
     def smallest_feature(self) -> float:
-        """Smallest length the walker must resolve (m): radius, plane spacing or gap."""
+        """Smallest length the walker must resolve (m): radius, plane spacing or extra-space pore width.
+
+        The pore width of the extra space is 2 V_extra / S (in 2-D, twice the
+        extra area over the perimeter): in a dense packing a few near-contacts
+        are unavoidable and hold almost no volume, so the narrowest gap would
+        demand absurdly small steps for nothing.
+        """
         if self.kind == FREE:
             return math.inf
         if self.kind == PLANES:
             return self.spacing
-        f = float(self.radii.min())
-        gap = self.cells.min_gap
-        return min(f, gap) if gap > 0 else f
+        r = float(self.radii.min())
+        if "extra" not in self.compartments:
+            return r
+        return min(r, self.pore_width)
+
+    @property
+    def pore_width(self) -> float:
+        """Mean width of the extra space, 2 V_extra / S (m); inf without a box."""
+        if self.kind == CYLINDERS and "extra" in self.compartments:
+            extra = self.box[0] * self.box[1] - np.sum(np.pi * self.radii**2)
+            return float(2 * extra / np.sum(2 * np.pi * self.radii))
+        if self.kind == SPHERES and "extra" in self.compartments:
+            extra = np.prod(self.box) - np.sum(4 / 3 * np.pi * self.radii**3)
+            return float(2 * extra / np.sum(4 * np.pi * self.radii**2))
+        return math.inf
 
     def volume_fractions(self) -> dict[str, float]:
         """Volume fraction of each compartment."""

@@ -156,12 +156,12 @@ def build_cells(centers: np.ndarray, radii: np.ndarray, box: np.ndarray, dim: in
 
 
 def _min_gap(c: np.ndarray, r: np.ndarray, owner: np.ndarray, dim: int) -> float:
-    if len(np.unique(owner)) < 2 and len(owner) < 2:
+    """Smallest surface-to-surface distance between distinct images."""
+    if len(owner) < 2:
         return math.inf
-    best = math.inf
     cc = c[:, :dim]
-    for i in range(len(cc)):
+    best = math.inf
+    for i in range(len(cc) - 1):
         d = np.linalg.norm(cc[i + 1:] - cc[i], axis=1) - r[i + 1:] - r[i]
-        if d.size:
-            best = min(best, float(d.min()))
+        best = min(best, float(d.min()))
     return best

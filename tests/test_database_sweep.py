@@ -195,3 +195,16 @@ def test_cli_simulate_and_show_substrate(tmp_path, capsys):
     assert main(["simulate", str(cfg), "-o", str(tmp_path / "t.h5")]) == 2
     assert "give a unit" in capsys.readouterr().err
     assert not (tmp_path / "t.h5").exists()
+
+
+def test_main_job_example_quick(tmp_path):
+    from walker.examples import main_job
+    paths = main_job.run(tmp_path, n_walkers=500, n_steps=400)
+    db = database.open_database(paths[0])
+    assert db.done.all() and db.n_rows == 4 and int(db.columns["escapes"].sum()) == 0
+    assert "| row |" in paths[2].read_text() and paths[1].stat().st_size > 20_000
+    # rerunning continues the finished database instead of recomputing it
+    before = paths[0].stat().st_mtime_ns
+    main_job.run(tmp_path, n_walkers=500, n_steps=400)
+    assert database.open_database(paths[0]).done.all()
+    assert paths[0].stat().st_mtime_ns >= before

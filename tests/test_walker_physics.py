@@ -188,8 +188,7 @@ def test_T1_hexagonal_tortuosity():
     n += (-n) % 5  # t1 = t2 / 5 falls on the grid
     s = sq.pgse(t2 / 4, 3 * t2 / 4, bvalues=[1e6], directions=[1, 0, 0])  # lasts t2
     N = 6000
-    # this step (the reference MC's) is above the default R/6 advice for the 0.28 um gaps: both warnings are expected
-    with pytest.warns(UserWarning, match="edges"), pytest.warns(UserWarning, match="smallest feature"):
+    with pytest.warns(UserWarning, match="edges"):
         r = walker.simulate(sub, s, n_walkers=N, diffusivity=D0, n_steps=n, seed=10, start="extra",
                             record_times=[t2 / 5, t2])
     sq_disp = (r.displacements[:, :, :2] ** 2).sum(axis=2)  # pool x and y

@@ -8,6 +8,8 @@ EXAMPLES = {
                   "PGSE + OGSE + STE protocol: waveforms, q(t), spectra and b-tensors in one figure"),
     "restricted": ("walker.examples.restricted",
                    "signal vs b for free, cylinder and sphere: Monte Carlo against the exact curves"),
+    "main": ("walker.examples.main_job",
+             "packed axons under PGSE + STE -> resumable HDF5 ground-truth database -> report"),
 }
 
 

@@ -1,0 +1,132 @@
+"""The main job: packed axons -> multi-shell PGSE + STE -> ground-truth database -> report.
+
+Packed parallel cylinders with Gamma-distributed radii at two packing densities
+(two seeds each) are simulated under a multi-shell PGSE protocol plus spherical
+tensor encoding. Every signal lands in a resumable HDF5 database with the ground
+truth that produced it; the report shows the direction-averaged signals of
+linear (LTE) and spherical (STE) encoding, the intra/extra split and the
+substrate. The LTE-STE gap is the signature of microscopic anisotropy: the
+axons are anisotropic even where the voxel average would not say so.
+Rerunning continues an interrupted database instead of starting again.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+SPEC = """
+[substrate]
+type = "packed_cylinders"
+n = 40
+gamma_shape = 10.0
+gamma_scale = "0.3 um"
+icvf = 0.6
+seed = 1
+
+[[scheme]]
+type = "pgse"
+delta = "10 ms"
+Delta = "30 ms"
+bvalues = "0 1000 2000 3000 s/mm^2"
+directions = 12
+
+[[scheme]]
+type = "tensor"
+bvalues = "1000 2000 3000 s/mm^2"
+b_delta = 0.0
+duration = "40 ms"
+
+[simulation]
+n_walkers = 20000
+n_steps = 20000
+diffusivity = "2 um^2/ms"
+start = "uniform"
+
+[sweep]
+seeds = 2
+
+[sweep.grid]
+"substrate.icvf" = [0.45, 0.65]
+"""
+
+
+def run(outdir: str | Path = "figures", n_walkers: int | None = None, n_steps: int | None = None) -> list[Path]:
+    """Run (or resume) the sweep into ``outdir/main_job.h5`` and write the report beside it.
+
+    ``n_walkers`` and ``n_steps`` override the spec (for quick checks; a database made
+    with other values is not continued but refused, as for any other spec change).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .. import config as cfgmod
+    from ..database import open_database
+    from ..show import show_substrate
+    from ..sweep import run_sweep
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    db_path = out / "main_job.h5"
+    spec = SPEC
+    if n_walkers is not None:
+        spec = spec.replace("n_walkers = 20000", f"n_walkers = {int(n_walkers)}")
+    if n_steps is not None:
+        spec = spec.replace("n_steps = 20000", f"n_steps = {int(n_steps)}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_sweep(spec, db_path)
+    db = open_database(db_path)
+    print(db.summary())
+    s = db.scheme
+    b = s.bvalues / 1e6
+    lte = s.label == "pgse"
+    ste = s.label == "tensor"
+    shells = np.unique(np.round(b[lte]))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
+    ax = axes[0]
+    rows_md = []
+    for i in np.nonzero(db.done)[0]:
+        icvf = db.params["substrate.icvf"][i]
+        seed = int(db.columns["seed"][i])
+        color = "tab:blue" if icvf < 0.5 else "tab:orange"
+        lte_mean = [db.signal[i, lte & (np.round(b) == sh)].mean() for sh in shells]
+        ste_sig = db.signal[i, ste]
+        ax.plot(shells, lte_mean, "o-", color=color, alpha=0.8, label=f"LTE, ICVF {icvf:.2f}" if seed == 0 else None)
+        ax.plot(b[ste], ste_sig, "s--", color=color, alpha=0.8, label=f"STE, ICVF {icvf:.2f}" if seed == 0 else None)
+        gt = db.ground_truth[i]
+        rows_md.append(f"| {i} | {icvf:.2f} | {seed} | {gt['volume_fractions']['intra']:.3f} | "
+                       f"{gt['mean_radius'] * 1e6:.2f} | {gt['effective_radius'] * 1e6:.2f} | "
+                       f"{db.signal[i, lte & (np.round(b) == 3000)].mean():.4f} | {db.signal[i, ste][-1]:.4f} |")
+    ax.set(xlabel="b (s/mm²)", ylabel="direction-averaged signal", title="LTE vs STE: microscopic anisotropy")
+    ax.legend(fontsize="small")
+    ax = axes[1]
+    i0 = int(np.nonzero(db.done)[0][-1])
+    for name, comp in db.compartments.items():
+        avg = [comp["signal"][i0, lte & (np.round(b) == sh)].mean() for sh in shells]
+        ax.plot(shells, avg, "o-", label=f"{name} (LTE, direction-averaged)")
+    ax.set(xlabel="b (s/mm²)", ylabel="signal by starting compartment",
+           title=f"row {i0}: restricted intra decays slower than hindered extra")
+    ax.legend(fontsize="small")
+    job = cfgmod.parse_job(cfgmod.sweep_rows(tomllib.loads(spec))[1][i0]["config"])
+    show_substrate(job.substrate, ax=axes[2])
+    fig.suptitle("diffwalk main job: packed axons, ground-truth database")
+    fig_path = out / "main_job.png"
+    fig.savefig(fig_path, dpi=100)
+    plt.close(fig)
+    report = out / "main_job.md"
+    w = db.columns["wall_time"][db.done]
+    report.write_text(
+        "# diffwalk main job\n\n"
+        f"Database: `{db_path.name}` ({int(db.done.sum())} rows, {len(s)} measurements, escapes "
+        f"{int(db.columns['escapes'][db.done].sum())}); simulation time {w.sum():.1f} s.\n\n"
+        f"![signals]({fig_path.name})\n\n"
+        "| row | target ICVF | seed | ICVF (truth) | mean R (um) | effective R (um) | LTE b=3000 | STE b=3000 |\n"
+        "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows_md) + "\n\n"
+        "Model fits against this ground truth arrive with the validation harness (`diffwalk validate`).\n")
+    print(f"wrote {db_path}, {fig_path}, {report}")
+    return [db_path, fig_path, report]
