@@ -208,3 +208,16 @@ def test_main_job_example_quick(tmp_path):
     main_job.run(tmp_path, n_walkers=500, n_steps=400)
     assert database.open_database(paths[0]).done.all()
     assert paths[0].stat().st_mtime_ns >= before
+
+
+def test_jobqueue_without_the_extra_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip("dask.distributed")
+    try:
+        import dask_jobqueue  # noqa: F401
+        pytest.skip("dask-jobqueue is installed; no batch system to test it on here")
+    except ImportError:
+        pass
+    spec = tmp_path / "s.toml"
+    spec.write_text(SWEEP)
+    assert main(["sweep", str(spec), "-o", str(tmp_path / "q.h5"), "--jobqueue", "slurm"]) == 2
+    assert "diffwalk[hpc]" in capsys.readouterr().err

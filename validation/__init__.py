@@ -1,13 +1,21 @@
-"""validation: exact reference signals (and, later, analytic models, fitting and bias reports).
+"""validation: exact reference signals, analytic models, fitting and bias against ground truth.
 
 Exact references
 ----------------
 free_signal, gpd_signal, gpd_pgse, mf_signal, callaghan_signal, restricted_msd,
 mitra_dt, perrins_tortuosity
+Models and fitting
+------------------
+list_models, get_model, fit, bias_table, write_report
 """
 
+from .bias import bias_table, write_report
 from .exact import (callaghan_signal, free_signal, gpd_pgse, gpd_signal, mf_signal, mitra_dt, perrins_tortuosity,
                     restricted_msd, spherical_jn_prime_zeros)
 
-__all__ = ["free_signal", "gpd_signal", "gpd_pgse", "mf_signal", "callaghan_signal", "restricted_msd",
+from .fit import FitResult, fit
+from .models import MODELS, Model, Parameter, get_model, list_models
+
+__all__ = ["list_models", "get_model", "Model", "Parameter", "MODELS", "fit", "FitResult", "bias_table", "write_report",
+           "free_signal", "gpd_signal", "gpd_pgse", "mf_signal", "callaghan_signal", "restricted_msd",
            "mitra_dt", "perrins_tortuosity", "spherical_jn_prime_zeros"]

@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def _cmd_example(args: argparse.Namespace) -> int:
     from .examples import EXAMPLES, run_example
@@ -32,15 +34,33 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return _cmd_info(argparse.Namespace(database=db))
 
 
+def _scheduler(args: argparse.Namespace):
+    if getattr(args, "jobqueue", None):
+        from .sweep import jobqueue_scheduler
+        cluster, address = jobqueue_scheduler(args.jobqueue, args.jobs)
+        return cluster, address
+    return None, args.scheduler
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import run_sweep
-    db = run_sweep(Path(args.spec).read_text(), args.output, local=args.local, scheduler=args.scheduler)
+    cluster, address = _scheduler(args)
+    try:
+        db = run_sweep(Path(args.spec).read_text(), args.output, local=args.local, scheduler=address)
+    finally:
+        if cluster is not None:
+            cluster.close()
     return _cmd_info(argparse.Namespace(database=db))
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
     from .sweep import resume
-    db = resume(args.database, local=args.local, scheduler=args.scheduler)
+    cluster, address = _scheduler(args)
+    try:
+        db = resume(args.database, local=args.local, scheduler=address)
+    finally:
+        if cluster is not None:
+            cluster.close()
     return _cmd_info(argparse.Namespace(database=db))
 
 
@@ -63,6 +83,25 @@ def _cmd_export(args: argparse.Namespace) -> int:
     else:
         sequences.write_camino(db.scheme, stem.with_suffix(".scheme"))
     print(f"wrote {stem} ({args.format})")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import validation
+
+    from .database import open_database
+    db = open_database(args.database)
+    models = args.models.split(",") if args.models else None
+    for m in models or []:
+        validation.get_model(m)
+    rows = np.nonzero(db.done)[0]
+    table = validation.bias_table(db.scheme, db.signal[rows], [db.ground_truth[i] for i in rows], db.stderr[rows],
+                                  models=models, snr=args.snr or None, repeats=args.repeats,
+                                  likelihood=args.likelihood, seed=args.seed)
+    for entry in table:
+        entry["row"] = int(rows[entry["row"]])
+    paths = validation.write_report(table, args.report, title=f"validation of {Path(args.database).name}")
+    print(f"fitted {len({e['model'] for e in table})} model(s) to {rows.size} row(s); wrote {', '.join(map(str, paths))}")
     return 0
 
 
@@ -100,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
         grp = sp.add_mutually_exclusive_group()
         grp.add_argument("--local", type=int, metavar="N", help="run on a Dask LocalCluster with N workers")
         grp.add_argument("--scheduler", metavar="ADDR", help="run on the Dask scheduler at ADDR")
+        grp.add_argument("--jobqueue", choices=("slurm", "pbs"), help="start a dask-jobqueue cluster (needs [hpc])")
+        sp.add_argument("--jobs", type=int, default=4, help="batch jobs for --jobqueue (default 4)")
         sp.set_defaults(func=_cmd_sweep if name == "sweep" else _cmd_resume)
     info = sub.add_parser("info", help="summarise a database")
     info.add_argument("database")
@@ -109,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("-o", "--output", required=True, help="output path stem")
     exp.add_argument("--format", choices=("npz", "nifti", "camino"), default="npz")
     exp.set_defaults(func=_cmd_export)
+    val = sub.add_parser("validate", help="fit analytic models to a database and report bias against ground truth")
+    val.add_argument("database")
+    val.add_argument("--models", help="comma-separated model names (default: every applicable model)")
+    val.add_argument("--snr", type=float, default=50.0, help="SNR of added noise at b=0 (0: no added noise)")
+    val.add_argument("--repeats", type=int, default=3, help="noise realisations per row")
+    val.add_argument("--likelihood", choices=("gaussian", "rician"), default="gaussian")
+    val.add_argument("--seed", type=int, default=0)
+    val.add_argument("--report", required=True, help="output folder for report.md and bias.png")
+    val.set_defaults(func=_cmd_validate)
     show = sub.add_parser("show-substrate", help="draw the substrate of a config")
     show.add_argument("config")
     show.add_argument("-o", "--output", required=True, help="picture (.png)")
@@ -129,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from .quantities import ConfigError
     try:
         return args.func(args)
-    except (ConfigError, DatabaseError, FileNotFoundError) as exc:
+    except (ConfigError, DatabaseError, FileNotFoundError, KeyError, ImportError) as exc:
         print(f"diffwalk {args.command}: {exc}", file=sys.stderr)
         return 2
 

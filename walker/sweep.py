@@ -116,6 +116,25 @@ def consolidate(db_path: str | Path, scheme, n_rows: int, names: list[str], spec
     return len(rows)
 
 
+def jobqueue_scheduler(kind: str, jobs: int, cores: int = 4, memory: str = "8GB", walltime: str = "02:00:00"):
+    """Start a dask-jobqueue cluster (SLURM or PBS) with ``jobs`` batch jobs; returns (cluster, address).
+
+    Needs ``pip install 'diffwalk[hpc]'`` and a batch system; each job runs one worker
+    with ``cores`` numba threads.
+    """
+    try:
+        import dask_jobqueue
+    except ImportError as exc:
+        raise ImportError("--jobqueue needs dask-jobqueue: pip install 'diffwalk[hpc]'") from exc
+    cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}.get(kind)
+    if cls is None:
+        raise ValueError(f"jobqueue must be 'slurm' or 'pbs', got {kind!r}")
+    cluster = cls(cores=cores, processes=1, memory=memory, walltime=walltime,
+                  job_script_prologue=[f"export NUMBA_NUM_THREADS={cores}"])
+    cluster.scale(jobs=int(jobs))
+    return cluster, cluster.scheduler_address
+
+
 def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, scheduler: str | None = None,
               flush_seconds: float = 10.0, is_sweep: bool = True) -> Path:
     """Run (or continue) the sweep described by ``spec_text`` into ``db_path``.
