@@ -221,3 +221,19 @@ def test_jobqueue_without_the_extra_is_a_clear_error(tmp_path, capsys):
     spec.write_text(SWEEP)
     assert main(["sweep", str(spec), "-o", str(tmp_path / "q.h5"), "--jobqueue", "slurm"]) == 2
     assert "diffwalk[hpc]" in capsys.readouterr().err
+
+
+def test_scheme_entries_on_grids_that_do_not_nest_are_put_on_one_grid():
+    import tomllib
+    import sequences as sq
+    # edges on a 12 us lattice give a 6 us grid, which does not nest with the 10 us grid of the first entry
+    odd = sq.pgse(1.212e-3, 3.6e-3, bvalues=[1e9])
+    assert odd.dt == pytest.approx(6e-6)
+    with pytest.raises(ValueError, match="integer"):
+        sq.concatenate([sq.pgse(10e-3, 30e-3, bvalues=[1e9]), odd])
+    text = BASE.replace('directions = 3\n', 'directions = 3\n\n[[scheme]]\ntype = "pgse"\ndelta = "1.212 ms"\n'
+                        'Delta = "3.6 ms"\nbvalues = "1000 s/mm^2"\n')
+    job = cfgmod.parse_job(tomllib.loads(text))
+    assert len(job.scheme) == 7 + 1
+    np.testing.assert_allclose(job.scheme.bvalues[-1], 1e9, rtol=1e-6)
+    job.scheme.check_echo()

@@ -178,51 +178,58 @@ def build_scheme(entries: list) -> tuple[sequences.Scheme, list]:
     """Concatenated scheme from a list of [[scheme]] tables."""
     if not isinstance(entries, list) or not entries:
         raise ConfigError("[[scheme]]: give at least one scheme table")
-    parts, echo = [], []
+    makers, echo = [], []
     for i, raw in enumerate(entries):
-        raw = dict(raw)
-        kind = raw.pop("type", None)
-        name = f"scheme[{i}]"
-        if kind not in SCHEME_FIELDS:
-            raise ConfigError(f"{name}.type = {kind!r}: choose one of {sorted(SCHEME_FIELDS)}")
-        p = _section(raw, SCHEME_FIELDS[kind], name, REQUIRED_SCHEME[kind])
-        u = p.get("directions", np.array([[0.0, 0.0, 1.0]]))
-        amp_key = "gradient_strength" if "gradient_strength" in p else "bvalues"
-        amps = p.get(amp_key)
-        if amps is None:
-            raise ConfigError(f"{name}: give bvalues (e.g. '0 1000 s/mm^2') or gradient_strength")
-        # every non-zero shell is measured along every direction; b = 0 once
-        amp_list, dir_list = [], []
-        for a in amps:
-            rows = u[:1] if a == 0 else u
-            amp_list += [a] * len(rows)
-            dir_list.append(rows)
-        amp_arr, dirs = np.array(amp_list), np.concatenate(dir_list)
-        try:
-            if kind == "pgse":
-                s = sequences.pgse(p["delta"], p["Delta"], directions=dirs, ramp_time=p.get("ramp_time", 0.0),
-                                   echo_time=p.get("echo_time"), **{amp_key: amp_arr})
-            elif kind == "ogse":
-                s = sequences.ogse(frequency=p["frequency"], n_periods=p["n_periods"], bvalues=amp_arr,
-                                   directions=dirs, shape=p.get("shape", "cos"), gap=p.get("gap", 0.0),
-                                   echo_time=p.get("echo_time"))
-            else:
-                bd = p["b_delta"]
-                bd = np.repeat(bd, len(amp_arr)) if bd.size == 1 else bd
-                s = sequences.tensor_encoding(amp_arr, bd, dirs, duration=p.get("duration", 60e-3))
-        except ValueError as exc:
-            raise ConfigError(f"{name} ({kind}): {exc}") from exc
-        parts.append(s)
-        echo.append({"type": kind, **{k: v for k, v in p.items() if k != "directions"},
-                     "n_measurements": len(s)})
-    dts = [s.dt for s in parts]
+        maker, entry_echo = _scheme_maker(dict(raw), f"scheme[{i}]")
+        makers.append(maker)
+        echo.append(entry_echo)
+    parts = [make(None) for make in makers]
+    for part, entry in zip(parts, echo):
+        entry["n_measurements"] = len(part)
     try:
         return sequences.concatenate(parts), echo
     except ValueError:
-        # different automatic grids: put everything on one 10-us-or-finer grid by rebuilding is not
-        # possible from here, so resample onto the finest step (exact in q at the new grid points)
-        dt = min(dts)
-        return sequences.concatenate([s.resample(int(round(s.duration / dt))) for s in parts]), echo
+        # each entry chose its own edge-aligned step and they do not nest: rebuild all on the finest
+        # one (edges that miss it are step-averaged, which keeps q exact at every grid point)
+        dt = min(p.dt for p in parts)
+        return sequences.concatenate([make(dt) for make in makers]), echo
+
+
+def _scheme_maker(raw: dict, name: str):
+    """A function dt -> Scheme for one [[scheme]] table, and its SI echo."""
+    kind = raw.pop("type", None)
+    if kind not in SCHEME_FIELDS:
+        raise ConfigError(f"{name}.type = {kind!r}: choose one of {sorted(SCHEME_FIELDS)}")
+    p = _section(raw, SCHEME_FIELDS[kind], name, REQUIRED_SCHEME[kind])
+    u = p.get("directions", np.array([[0.0, 0.0, 1.0]]))
+    amp_key = "gradient_strength" if "gradient_strength" in p else "bvalues"
+    amps = p.get(amp_key)
+    if amps is None:
+        raise ConfigError(f"{name}: give bvalues (e.g. '0 1000 s/mm^2') or gradient_strength")
+    # every non-zero shell is measured along every direction; b = 0 once
+    amp_list, dir_list = [], []
+    for a in amps:
+        rows = u[:1] if a == 0 else u
+        amp_list += [a] * len(rows)
+        dir_list.append(rows)
+    amp_arr, dirs = np.array(amp_list), np.concatenate(dir_list)
+
+    def make(dt):
+        try:
+            if kind == "pgse":
+                return sequences.pgse(p["delta"], p["Delta"], directions=dirs, ramp_time=p.get("ramp_time", 0.0),
+                                      echo_time=p.get("echo_time"), dt=dt, **{amp_key: amp_arr})
+            if kind == "ogse":
+                return sequences.ogse(frequency=p["frequency"], n_periods=p["n_periods"], bvalues=amp_arr,
+                                      directions=dirs, shape=p.get("shape", "cos"), gap=p.get("gap", 0.0),
+                                      echo_time=p.get("echo_time"), dt=dt)
+            bd = p["b_delta"]
+            bd = np.repeat(bd, len(amp_arr)) if bd.size == 1 else bd
+            return sequences.tensor_encoding(amp_arr, bd, dirs, duration=p.get("duration", 60e-3), dt=dt)
+        except ValueError as exc:
+            raise ConfigError(f"{name} ({kind}): {exc}") from exc
+
+    return make, {"type": kind, **{k: v for k, v in p.items() if k != "directions"}}
 
 
 def parse_job(cfg: dict) -> Job:
