@@ -137,3 +137,88 @@ start = "uniform"
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "stick_zeppelin" in text and "axis_error" in text
     assert main(["validate", str(db), "--models", "nosuch", "--report", str(tmp_path / "r2")]) == 2
+
+
+# ------------------------------------------------------------- more models
+def _fib(n):
+    i = np.arange(n) + 0.5
+    z = 1 - 2 * i / n
+    r = np.sqrt(1 - z**2)
+    ph = np.pi * (3 - np.sqrt(5)) * i
+    return np.column_stack([r * np.cos(ph), r * np.sin(ph), z])
+
+
+def test_spherical_means_against_direction_averages():
+    from validation.models import spherical_mean
+    dirs = _fib(4000)
+    for bd in (1.0, 0.5, -0.5, 0.0):
+        s = sq.tensor_encoding(bvalues=[1e9, 3e9], b_delta=bd, directions=[0, 0, 1])
+        arr = va.get_model("smt").check_scheme(s)
+        got = spherical_mean(arr, np.array([2.2e-9]), np.array([0.4e-9]))[0]
+        # brute force: average exp(-B:D) over fibre directions n
+        D = 0.4e-9 * np.eye(3)[None] + 1.8e-9 * np.einsum("ni,nj->nij", dirs, dirs)
+        ref = np.exp(-np.einsum("mij,nij->mn", s.btensors, D)).mean(axis=1)
+        np.testing.assert_allclose(got, ref, rtol=2e-4)
+
+
+def test_watson_stick_against_sampled_watson():
+    from validation.models import watson_stick
+    rng = np.random.default_rng(4)
+    kappa, mu = 8.0, np.array([0.0, 0.6, 0.8])
+    cand = rng.normal(size=(400_000, 3))
+    cand /= np.linalg.norm(cand, axis=1, keepdims=True)
+    keep = rng.uniform(size=len(cand)) < np.exp(kappa * ((cand @ mu) ** 2 - 1))
+    n = cand[keep]
+    s = sq.pgse(10e-3, 30e-3, bvalues=[1e9, 2e9, 3e9], directions=[[1, 0, 0], [0, 0.6, 0.8], [0, 0.8, -0.6]])
+    arr = va.get_model("noddi_watson").check_scheme(s)
+    got = watson_stick(arr, mu[None], np.array([kappa]), np.array([1.7e-9]))[0]
+    ref = np.exp(-1.7e-9 * np.einsum("ni,mij,nj->mn", n, s.btensors, n)).mean(axis=1)
+    np.testing.assert_allclose(got, ref, atol=4.5 * 0.5 / np.sqrt(len(n)) + 1e-4)
+
+
+@pytest.fixture(scope="module")
+def two_timings():
+    u = _fib(30)
+    u = u[u[:, 2] >= 0][:12]
+    b = np.repeat([1e9, 2.5e9, 5e9], len(u))
+    return (sq.pgse(10e-3, 30e-3, bvalues=np.concatenate([[0], b]), directions=np.vstack([u[:1], np.tile(u, (3, 1))]),
+                    dt=10e-6)
+            + sq.pgse(4e-3, 15e-3, bvalues=b, directions=np.tile(u, (3, 1)), dt=10e-6))
+
+
+@pytest.mark.parametrize("name,truth,tol", [
+    ("ivim", [0.1, 20e-9, 1e-9], 2e-4),
+    ("fw_dti", [1.5e-9, 0.5e-9, 0.7e-9, 0.1e-9, 0.0, 0.05e-9, 0.2, 3e-9], 2e-3),
+    ("dki", [1.5e-9, 0.5e-9, 0.7e-9, 0.1e-9, 0.0, 0.05e-9, 0.8, 1.2, 1.0, 0.1, 0.0, 0.05, 0.0, 0.1, 0.0, 0.3, 0.4,
+             0.5, 0.0, 0.05, 0.0], 2e-3),
+    ("smt", [2.2e-9, 0.5e-9], 2e-4),
+    ("mc_smt", [0.6, 2.1e-9], 2e-4),
+    ("noddi_watson", [0.5, 0.1, 6.0, 0.7, 0.3, 1.7e-9, 3e-9], 5e-3),
+])
+def test_noise_free_fits_of_the_other_models(shells, name, truth, tol):
+    m = va.get_model(name)
+    s = shells
+    if name == "ivim":
+        s = sq.pgse(10e-3, 30e-3, bvalues=[0, 10e6, 20e6, 50e6, 100e6, 200e6, 400e6, 800e6, 1e9], directions=[1, 0, 0])
+    r = va.fit(m, s, m.signal(s, [truth]))
+    scale = np.array([p.scale for p in m.parameters])
+    np.testing.assert_allclose(r.params[0] / scale, np.array(truth) / scale, atol=tol)
+
+
+@pytest.mark.parametrize("name,truth", [
+    ("sandi", [0.4, 0.3, 2.0e-9, 8e-6, 2.5e-9, 1.2e-9]),
+    ("verdict", [0.5, 0.3, 7e-6, 2e-9, 1.5e-9, 10e-9]),
+])
+def test_noise_free_fits_of_soma_models(two_timings, name, truth):
+    m = va.get_model(name)
+    r = va.fit(m, two_timings, m.signal(two_timings, [truth]))
+    scale = np.array([p.scale for p in m.parameters])
+    np.testing.assert_allclose(r.params[0] / scale, np.array(truth) / scale, atol=5e-3)
+
+
+def test_dki_refuses_tensor_encoding_and_models_state_fixed_defaults():
+    with pytest.raises(ValueError, match="linear encoding"):
+        va.get_model("dki").check_scheme(sq.tensor_encoding(bvalues=[1e9], b_delta=0.0))
+    # no hidden fixed diffusivity: the published fixed values are parameters the user may fix
+    for name, p in (("noddi_watson", "d_par"), ("sandi", "D_is"), ("fw_dti", "D_w")):
+        assert p in va.get_model(name).names and p in va.get_model(name).assumptions

@@ -25,6 +25,11 @@ def truth_of(model: Model, name: str, gt: dict):
         return (gt.get("volume_fractions") or {}).get("intra")
     if p.truth in ("effective_radius", "diffusivity"):
         return gt.get(p.truth)
+    if p.truth == "soma_fraction":
+        # spheres are the somas/cells of these models; other substrates have none unless they say so
+        if gt.get("substrate") == "spheres":
+            return (gt.get("volume_fractions") or {}).get("intra")
+        return gt.get("soma_fraction")
     return None
 
 

@@ -69,6 +69,10 @@ def _angles(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _grid(model: Model, fixed: dict) -> np.ndarray:
     axes = []
     skip = set(model.orientation or ())
+    n_free = sum(1 for i, p in enumerate(model.parameters) if p.name not in fixed and i not in skip)
+    if n_free > 8 and model.initial is not None:
+        return np.zeros((0, len(model.parameters)))  # e.g. DKI: the model's own linear start instead
+    per_axis = max(2, min(5, int(2000 ** (1 / max(n_free, 1)))))  # at most ~2000 grid points
     for i, p in enumerate(model.parameters):
         if p.name in fixed:
             axes.append([fixed[p.name]])
@@ -78,7 +82,7 @@ def _grid(model: Model, fixed: dict) -> np.ndarray:
             lo, hi = p.bounds
             if p.unit == "m^2/s":
                 lo, hi = max(lo, 0.1e-9), min(hi, 3.0e-9)
-            axes.append(np.linspace(lo + 0.08 * (hi - lo), hi - 0.08 * (hi - lo), 5))
+            axes.append(np.linspace(lo + 0.08 * (hi - lo), hi - 0.08 * (hi - lo), per_axis))
     return np.array(list(itertools.product(*axes)))
 
 
@@ -130,8 +134,14 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
     out = np.zeros((len(Y), P))
     res = np.zeros(len(Y))
     ok = np.zeros(len(Y), dtype=bool)
+    extra_starts = model.initial(arr, Y) if model.initial is not None else None
     for k, y in enumerate(Y):
         starts = grid.copy()
+        if extra_starts is not None:
+            x0 = extra_starts[k].copy()
+            for name, v in fixed.items():
+                x0[model.names.index(name)] = v
+            starts = np.vstack([x0[None], starts]) if len(starts) else x0[None]
         if model.orientation:
             th, ph = _angles(dirs[k:k + 1])
             starts[:, model.orientation[0]], starts[:, model.orientation[1]] = th[0], ph[0]

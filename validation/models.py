@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 from scipy import special
+from scipy.special import dawsn, erf, erfi
 
 from .exact import _modes_1d
 
@@ -62,6 +63,8 @@ class Model:
     requires_pgse: bool = False
     reference: str = ""
     orientation: tuple[int, int] | None = None  # indices of (theta, phi)
+    initial: Callable[["SchemeArrays", np.ndarray], np.ndarray] | None = None  # (arr, Y) -> (N, P) starts
+    lte_only: bool = False
 
     @property
     def names(self) -> list[str]:
@@ -92,11 +95,15 @@ class SchemeArrays:
     delta: np.ndarray
     Delta: np.ndarray
     gamma: float
-    extras: dict = field(default_factory=dict)
+    bd: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (M,) b_delta
+
 
     @staticmethod
     def from_scheme(scheme, model: Model) -> "SchemeArrays":
         b = scheme.bvalues
+        if model.lte_only and np.any(np.abs(scheme.b_delta[b > 0] - 1) > 1e-6):
+            raise ValueError(f"{model.name} is defined for linear encoding (b_delta = 1) only; select the LTE "
+                             "measurements")
         if model.requires_pgse:
             active = b > 0
             ok = (np.char.equal(scheme.label.astype(str), "pgse") | ~active) & ~(scheme.ramp_time > 0)
@@ -106,7 +113,8 @@ class SchemeArrays:
                     f"{model.name} needs rectangular PGSE measurements with known delta and Delta ({model.needs}); "
                     "this scheme has other encodings. Select its PGSE part: scheme[scheme.label == 'pgse']")
         return SchemeArrays(b=b, B=scheme.btensors, u=scheme.directions, G=scheme.gradient_amplitudes,
-                            delta=np.nan_to_num(scheme.delta), Delta=np.nan_to_num(scheme.Delta), gamma=scheme.gamma)
+                            delta=np.nan_to_num(scheme.delta), Delta=np.nan_to_num(scheme.Delta), gamma=scheme.gamma,
+                            bd=scheme.b_delta)
 
 
 # ------------------------------------------------------------ building blocks
@@ -189,17 +197,172 @@ def _sphere_ball(arr, P):
     return f[:, None] * intra + (1 - f)[:, None] * ball(arr, dex)
 
 
+def spherical_mean(arr: SchemeArrays, d_par: np.ndarray, d_perp: np.ndarray) -> np.ndarray:
+    """Orientation average of exp(-B : D) for an axisymmetric D under axisymmetric b-tensors (b, b_delta).
+
+    E(beta) = exp(-b D_I (1 - b_delta D_Delta)) exp(-3 b b_delta D_I D_Delta cos^2 beta), averaged over
+    cos beta in [0, 1] (analytic reference section 2); a stick is d_perp = 0.
+    """
+    b, bd = arr.b[None, :], arr.bd[None, :]
+    d_par, d_perp = d_par[:, None], d_perp[:, None]
+    a = b * bd * (d_par - d_perp)  # = 3 b b_delta D_I D_Delta
+    base = np.exp(-b * (d_par + 2 * d_perp) / 3 + a / 3)
+    sa = np.sqrt(np.abs(a))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(a > 1e-8, 0.5 * np.sqrt(np.pi) * erf(sa) / np.where(sa > 0, sa, 1),
+                     np.where(a < -1e-8, 0.5 * np.sqrt(np.pi) * erfi(sa) / np.where(sa > 0, sa, 1),
+                              1 - a / 3 + a**2 / 10))
+    return base * g
+
+
+def watson_tau(kappa: np.ndarray) -> np.ndarray:
+    """<(mu . n)^2> of a Watson distribution: (1/(sqrt(k) F(sqrt(k))) - 1/k) / 2, F the Dawson function."""
+    k = np.asarray(kappa, dtype=float)
+    sk = np.sqrt(np.maximum(k, 1e-12))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = 0.5 * (1 / (sk * dawsn(sk)) - 1 / np.maximum(k, 1e-12))
+    return np.where(k < 1e-3, 1 / 3 + 2 * k / 45, t)
+
+
+_WX, _WW = np.polynomial.legendre.leggauss(32)
+_WX, _WW = 0.5 * (_WX + 1), 0.5 * _WW  # cos(theta) in [0, 1]: the Watson ODF is antipodally symmetric
+_WPHI = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+
+
+def watson_stick(arr: SchemeArrays, mu: np.ndarray, kappa: np.ndarray, d_par: np.ndarray) -> np.ndarray:
+    """Watson-averaged stick: Gauss-Legendre in cos(theta) about mu times a uniform azimuth grid."""
+    helper = np.where(np.abs(mu[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    e1 = np.cross(mu, helper)
+    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
+    e2 = np.cross(mu, e1)
+    x = _WX[None, :, None]
+    s = np.sqrt(1 - x**2)
+    c, sn = np.cos(_WPHI)[None, None, :], np.sin(_WPHI)[None, None, :]
+    n = (x[..., None] * mu[:, None, None, :] + (s * c)[..., None] * e1[:, None, None, :]
+         + (s * sn)[..., None] * e2[:, None, None, :]).reshape(len(mu), -1, 3)
+    # weights exp(kappa x^2), normalised numerically (exact normalisation for the quadrature)
+    w = (_WW[None, :] * np.exp(kappa[:, None] * (_WX[None, :] ** 2 - 1)))[:, :, None] * np.ones(len(_WPHI))
+    w = (w / w.sum(axis=(1, 2), keepdims=True)).reshape(len(mu), -1)
+    nBn = np.einsum("kqi,mij,kqj->kqm", n, arr.B, n)
+    return np.einsum("kq,kqm->km", w, np.exp(-d_par[:, None, None] * nBn))
+
+
+def _ivim(arr, P):
+    f, dstar, d = P[:, 0], P[:, 1], P[:, 2]
+    return f[:, None] * ball(arr, dstar) + (1 - f)[:, None] * ball(arr, d)
+
+
+def _fw_dti(arr, P):
+    fw, dw = P[:, 6], P[:, 7]
+    return (1 - fw)[:, None] * _dti(arr, P[:, :6]) + fw[:, None] * ball(arr, dw)
+
+
+def _dti_start(arr, Y, bmax=1.5e9):
+    keep = arr.b <= bmax
+    B = arr.B[keep]
+    A = -np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], 2 * B[:, 0, 1], 2 * B[:, 0, 2], 2 * B[:, 1, 2]])
+    return np.linalg.lstsq(A, np.log(np.clip(Y[:, keep], 1e-6, None)).T, rcond=None)[0].T
+
+
+def _fw_dti_start(arr, Y):
+    D = _dti_start(arr, Y)
+    return np.column_stack([D, np.full(len(Y), 0.1), np.full(len(Y), 3e-9)])
+
+
+_W_IDX = [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (0, 0, 0, 1), (0, 0, 0, 2), (0, 1, 1, 1), (1, 1, 1, 2),
+          (0, 2, 2, 2), (1, 2, 2, 2), (0, 0, 1, 1), (0, 0, 2, 2), (1, 1, 2, 2), (0, 0, 1, 2), (0, 1, 1, 2),
+          (0, 1, 2, 2)]
+_W_MULT = np.array([1, 1, 1, 4, 4, 4, 4, 4, 4, 6, 6, 6, 12, 12, 12], dtype=float)
+
+
+def _dki_design(arr):
+    u = arr.u
+    Xd = np.column_stack([u[:, 0] ** 2, u[:, 1] ** 2, u[:, 2] ** 2, 2 * u[:, 0] * u[:, 1], 2 * u[:, 0] * u[:, 2],
+                          2 * u[:, 1] * u[:, 2]])
+    Xw = np.column_stack([_W_MULT[j] * u[:, a] * u[:, b] * u[:, c] * u[:, d] for j, (a, b, c, d) in enumerate(_W_IDX)])
+    return Xd, Xw
+
+
+def _dki(arr, P):
+    Xd, Xw = _dki_design(arr)
+    dapp = P[:, :6] @ Xd.T
+    md = P[:, :3].mean(axis=1)
+    return np.exp(-arr.b[None, :] * dapp + arr.b[None, :] ** 2 * md[:, None] ** 2 * (P[:, 6:] @ Xw.T) / 6)
+
+
+def _dki_start(arr, Y):
+    Xd, Xw = _dki_design(arr)
+    A = np.column_stack([-arr.b[:, None] * Xd, arr.b[:, None] ** 2 / 6 * Xw])
+    coef = np.linalg.lstsq(A, np.log(np.clip(Y, 1e-6, None)).T, rcond=None)[0].T
+    md = np.clip(coef[:, :3].mean(axis=1), 1e-12, None)
+    return np.column_stack([coef[:, :6], coef[:, 6:] / md[:, None] ** 2])
+
+
+def _smt(arr, P):
+    return spherical_mean(arr, P[:, 0], P[:, 1])
+
+
+def _mc_smt(arr, P):
+    v, lam = P[:, 0], P[:, 1]
+    return (v[:, None] * spherical_mean(arr, lam, np.zeros_like(lam))
+            + (1 - v)[:, None] * spherical_mean(arr, lam, (1 - v) * lam))
+
+
+def _fractions(f1, f2):
+    """Three fractions from two, and a penalty factor > 1 where f1 + f2 > 1.
+
+    Rescaling alone would leave a flat, degenerate region beyond the simplex where
+    optimisers stall; inflating the signal there gives least squares a slope back.
+    """
+    s = f1 + f2
+    over = np.maximum(s - 1.0, 0.0)
+    s = np.maximum(s, 1.0)
+    return f1 / s, f2 / s, 1 - (f1 + f2) / s, 1.0 + 10.0 * over
+
+
+def _sandi(arr, P):
+    fin, fis, fec, pen = _fractions(P[:, 0], P[:, 1])
+    din, Rs, dis, dec = P[:, 2], P[:, 3], P[:, 4], P[:, 5]
+    G2 = np.broadcast_to(arr.G[None, :] ** 2, (len(P), len(arr.G)))
+    soma = np.exp(_gpd_pgse_lnE("sphere", arr, Rs, dis, G2))
+    return pen[:, None] * (fin[:, None] * spherical_mean(arr, din, np.zeros_like(din)) + fis[:, None] * soma
+                           + fec[:, None] * ball(arr, dec))
+
+
+def _verdict(arr, P):
+    fic, fees, fvasc, pen = _fractions(P[:, 0], P[:, 1])
+    R, dic, dees, pv = P[:, 2], P[:, 3], P[:, 4], P[:, 5]
+    G2 = np.broadcast_to(arr.G[None, :] ** 2, (len(P), len(arr.G)))
+    cells = np.exp(_gpd_pgse_lnE("sphere", arr, R, dic, G2))
+    return pen[:, None] * (fic[:, None] * cells + fees[:, None] * ball(arr, dees)
+                           + fvasc[:, None] * spherical_mean(arr, pv, np.zeros_like(pv)))
+
+
+def _noddi_watson(arr, P):
+    vic, viso, kappa = P[:, 0], P[:, 1], P[:, 2]
+    mu = _axis(P[:, 3], P[:, 4])
+    dpar, diso = P[:, 5], P[:, 6]
+    dperp = dpar * (1 - vic)  # tortuosity
+    tau = watson_tau(kappa)
+    lam_par = dperp + (dpar - dperp) * tau
+    lam_perp = dperp + (dpar - dperp) * (1 - tau) / 2
+    ec = zeppelin(arr, mu, lam_par, lam_perp)
+    ic = watson_stick(arr, mu, kappa, dpar)
+    return (1 - viso)[:, None] * (vic[:, None] * ic + (1 - vic)[:, None] * ec) + viso[:, None] * ball(arr, diso)
+
+
 _D = (0.0, D_MAX)
 _THETA = Parameter("theta", "rad", (0.0, np.pi), 1.0, "axis_theta")
 _PHI = Parameter("phi", "rad", (-np.pi, np.pi), 1.0, "axis_phi")
 
+MODELS_DTI_PARAMS = (tuple(Parameter(n, "m^2/s", _D, 1e-9, None) for n in ("Dxx", "Dyy", "Dzz"))
+                     + tuple(Parameter(n, "m^2/s", (-D_MAX, D_MAX), 1e-9, None) for n in ("Dxy", "Dxz", "Dyz")))
+
 MODELS: dict[str, Model] = {
     "dti": Model(
-        "dti",
-        tuple(Parameter(n, "m^2/s", _D, 1e-9, None) for n in ("Dxx", "Dyy", "Dzz"))
-        + tuple(Parameter(n, "m^2/s", (-D_MAX, D_MAX), 1e-9, None) for n in ("Dxy", "Dxz", "Dyz")),
+        "dti", MODELS_DTI_PARAMS,
         _dti, "Gaussian diffusion (one diffusion tensor); valid at low b (b D << 1)",
-        reference="Basser, Mattiello & LeBihan 1994"),
+        reference="Basser, Mattiello & LeBihan 1994", initial=_dti_start),
     "ball_stick": Model(
         "ball_stick",
         (Parameter("f", "1", (0.0, 1.0), 1.0, "intra_fraction"), Parameter("d", "m^2/s", _D, 1e-9, None),
@@ -236,6 +399,65 @@ MODELS: dict[str, Model] = {
         "Gaussian extra-cellular space, no exchange",
         needs="rectangular PGSE with delta and Delta", requires_pgse=True,
         reference="Murday & Cotts 1968; VERDICT/SANDI-type soma compartment"),
+    "ivim": Model(
+        "ivim",
+        (Parameter("f", "1", (0.0, 1.0), 1.0, None), Parameter("D_star", "m^2/s", (3e-9, 100e-9), 1e-8, None),
+         Parameter("D", "m^2/s", _D, 1e-9, "diffusivity")),
+        _ivim, "two Gaussian pools: pseudo-diffusion (perfusion, D* >> D) and tissue diffusion",
+        reference="Le Bihan et al. 1988"),
+    "fw_dti": Model(
+        "fw_dti",
+        MODELS_DTI_PARAMS + (Parameter("f_w", "1", (0.0, 1.0), 1.0, None),
+                             Parameter("D_w", "m^2/s", _D, 1e-9, None)),
+        _fw_dti, "a diffusion tensor plus an isotropic free-water pool; the original fixes D_w = 3e-9 m^2/s "
+        "(pass fixed={'D_w': 3e-9})", reference="Pasternak et al. 2009", initial=_fw_dti_start),
+    "dki": Model(
+        "dki",
+        MODELS_DTI_PARAMS + tuple(Parameter("W" + "".join(str(i + 1) for i in idx), "1", (-5.0, 10.0), 1.0, None)
+                                  for idx in _W_IDX),
+        _dki, "fourth-order cumulant expansion of ln E in b (valid for b up to ~2500 s/mm^2), linear encoding",
+        needs="at least two non-zero shells, linear encoding", lte_only=True,
+        reference="Jensen et al. 2005", initial=_dki_start),
+    "smt": Model(
+        "smt",
+        (Parameter("lambda_par", "m^2/s", _D, 1e-9, None), Parameter("lambda_perp", "m^2/s", _D, 1e-9, None)),
+        _smt, "spherical mean of one axisymmetric Gaussian microenvironment (any orientation distribution); "
+        "the directions of each shell cover the sphere evenly", needs="at least two shells",
+        reference="Kaden, Kruggel & Alexander 2016"),
+    "mc_smt": Model(
+        "mc_smt",
+        (Parameter("v", "1", (0.0, 1.0), 1.0, "intra_fraction"),
+         Parameter("lambda", "m^2/s", _D, 1e-9, "diffusivity")),
+        _mc_smt, "spherical mean of sticks plus a zeppelin with the same parallel diffusivity and tortuous "
+        "perpendicular one (1 - v) lambda; no exchange", needs="at least two shells",
+        reference="Kaden et al. 2016 (NeuroImage 139:346)"),
+    "sandi": Model(
+        "sandi",
+        (Parameter("f_in", "1", (0.0, 1.0), 1.0, None), Parameter("f_is", "1", (0.0, 1.0), 1.0, "soma_fraction"),
+         Parameter("D_in", "m^2/s", (0.1e-9, 3e-9), 1e-9, None),
+         Parameter("R_s", "m", (1e-6, 12e-6), 1e-6, "effective_radius"),
+         Parameter("D_is", "m^2/s", _D, 1e-9, "diffusivity"), Parameter("D_ec", "m^2/s", (0.05e-9, 3e-9), 1e-9, None)),
+        _sandi, "sticks (neurites, spherical mean) + impermeable spheres (somas, GPD) + isotropic Gaussian "
+        "extra-cellular space, no exchange; f_ec = 1 - f_in - f_is (sums above 1 are rescaled). The original fixes "
+        "D_is = 3e-9 (pass fixed={'D_is': 3e-9})", needs="rectangular PGSE with delta and Delta, high b",
+        requires_pgse=True, reference="Palombo et al. 2020"),
+    "verdict": Model(
+        "verdict",
+        (Parameter("f_ic", "1", (0.0, 1.0), 1.0, "soma_fraction"), Parameter("f_ees", "1", (0.0, 1.0), 1.0, None),
+         Parameter("R", "m", (0.5e-6, 15e-6), 1e-6, "effective_radius"),
+         Parameter("D_ic", "m^2/s", _D, 1e-9, "diffusivity"), Parameter("D_ees", "m^2/s", _D, 1e-9, None),
+         Parameter("P", "m^2/s", (0.0, 20e-9), 1e-9, None)),
+        _verdict, "impermeable spheres (GPD) + isotropic extra-cellular space + randomly oriented sticks "
+        "(vascular pseudo-diffusion); f_vasc = 1 - f_ic - f_ees", needs="rectangular PGSE with delta and Delta",
+        requires_pgse=True, reference="Panagiotaki et al. 2014"),
+    "noddi_watson": Model(
+        "noddi_watson",
+        (Parameter("v_ic", "1", (0.0, 1.0), 1.0, "intra_fraction"), Parameter("v_iso", "1", (0.0, 1.0), 1.0, None),
+         Parameter("kappa", "1", (0.0, 64.0), 10.0, None), _THETA, _PHI,
+         Parameter("d_par", "m^2/s", _D, 1e-9, None), Parameter("d_iso", "m^2/s", _D, 1e-9, None)),
+        _noddi_watson, "Watson-dispersed sticks + Watson-averaged tortuous zeppelin (d_perp = d_par (1 - v_ic)) + "
+        "isotropic CSF; the original fixes d_par = 1.7e-9 and d_iso = 3e-9 (pass them in fixed=...)",
+        needs="at least two shells", reference="Zhang et al. 2012", orientation=(3, 4)),
 }
 
 
