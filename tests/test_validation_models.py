@@ -222,3 +222,12 @@ def test_dki_refuses_tensor_encoding_and_models_state_fixed_defaults():
     # no hidden fixed diffusivity: the published fixed values are parameters the user may fix
     for name, p in (("noddi_watson", "d_par"), ("sandi", "D_is"), ("fw_dti", "D_w")):
         assert p in va.get_model(name).names and p in va.get_model(name).assumptions
+
+
+def test_parallel_fits_equal_serial_fits(shells):
+    m = va.get_model("stick_zeppelin")
+    y = m.signal(shells, [[0.6, 2e-9, 0.6e-9, 0.7, 0.3]])[0]
+    Y = y + np.random.default_rng(5).normal(0, 0.02, (16, len(y)))
+    one = va.fit(m, shells, Y, n_jobs=1)
+    two = va.fit(m, shells, Y, n_jobs=2)
+    np.testing.assert_array_equal(one.params, two.params)

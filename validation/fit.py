@@ -11,6 +11,9 @@ exact Rician negative log-likelihood from there.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,7 +90,7 @@ def _grid(model: Model, fixed: dict) -> np.ndarray:
 
 
 def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, likelihood: str = "gaussian",
-        fixed: dict | None = None, n_refine: int = 3) -> FitResult:
+        fixed: dict | None = None, n_refine: int = 3, n_jobs: int | None = 1) -> FitResult:
     """Fit a model to signals.
 
     Parameters
@@ -106,6 +109,9 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
         Parameter name -> value (SI) held fixed.
     n_refine : int
         Best grid starts refined per signal.
+    n_jobs : int or None
+        Worker processes over signals (None or -1: all cores). Results do not
+        depend on it.
 
     Returns
     -------
@@ -131,43 +137,71 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
     hi = np.array([model.parameters[i].bounds[1] for i in free]) / scale
     grid = _grid(model, fixed)
     dirs = dti_direction(scheme, Y) if model.orientation else None
-    out = np.zeros((len(Y), P))
-    res = np.zeros(len(Y))
-    ok = np.zeros(len(Y), dtype=bool)
     extra_starts = model.initial(arr, Y) if model.initial is not None else None
-    for k, y in enumerate(Y):
-        starts = grid.copy()
-        if extra_starts is not None:
-            x0 = extra_starts[k].copy()
-            for name, v in fixed.items():
-                x0[model.names.index(name)] = v
-            starts = np.vstack([x0[None], starts]) if len(starts) else x0[None]
-        if model.orientation:
-            th, ph = _angles(dirs[k:k + 1])
-            starts[:, model.orientation[0]], starts[:, model.orientation[1]] = th[0], ph[0]
-        cost = np.sum((model.forward(arr, starts) - y) ** 2, axis=1)
-        best = None
-        for j in np.argsort(cost)[:n_refine]:
-            x0 = np.clip(starts[j, free] / scale, lo, hi)
-            full = starts[j].copy()
-
-            def resid(x, full=full):
-                full[free] = x * scale
-                return model.forward(arr, full[None])[0] - y
-
-            r = least_squares(resid, x0, bounds=(lo, hi), x_scale=1.0, method="trf", xtol=1e-10, ftol=1e-12)
-            if best is None or r.cost < best.cost:
-                best = r
-        p = starts[0].copy()
-        p[free] = best.x * scale
-        if likelihood == "rician":
-            p, success = _rician(model, arr, y, p, free, scale, lo, hi, sigma)
-        else:
-            success = best.success
-        out[k] = p
-        res[k] = np.sqrt(np.mean((model.forward(arr, p[None])[0] - y) ** 2))
-        ok[k] = success
+    job = (model, arr, grid, free, scale, lo, hi, fixed, likelihood, sigma, n_refine)
+    items = [(Y[k], None if dirs is None else dirs[k], None if extra_starts is None else extra_starts[k])
+             for k in range(len(Y))]
+    if n_jobs is None or n_jobs < 0:
+        n_jobs = os.cpu_count() or 1
+    if n_jobs > 1 and len(Y) >= 4 * n_jobs:
+        # each fit is deterministic, so a pool over signals changes nothing but the wall time;
+        # spawn, not fork: the parent may hold numba's OpenMP threads, which do not survive a fork
+        ctx = multiprocessing.get_context("spawn")
+        chunk = max(1, len(Y) // (8 * n_jobs))
+        with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(job,)) as pool:
+            results = list(pool.map(_fit_item, items, chunksize=chunk))
+    else:
+        results = [_fit_one(job, *item) for item in items]
+    out = np.array([r[0] for r in results]).reshape(len(Y), P)
+    res = np.array([r[1] for r in results])
+    ok = np.array([r[2] for r in results], dtype=bool)
     return FitResult(model.name, model.names, out, res, ok)
+
+
+_JOB = None
+
+
+def _init_worker(job) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _fit_item(item):
+    return _fit_one(_JOB, *item)
+
+
+def _fit_one(job, y, direction, extra_start):
+    """Fit one signal: grid (plus model and DTI starts), best few refined, optional Rician ML."""
+    model, arr, grid, free, scale, lo, hi, fixed, likelihood, sigma, n_refine = job
+    starts = grid.copy()
+    if extra_start is not None:
+        x0 = extra_start.copy()
+        for name, v in fixed.items():
+            x0[model.names.index(name)] = v
+        starts = np.vstack([x0[None], starts]) if len(starts) else x0[None]
+    if model.orientation:
+        th, ph = _angles(direction[None])
+        starts[:, model.orientation[0]], starts[:, model.orientation[1]] = th[0], ph[0]
+    cost = np.sum((model.forward(arr, starts) - y) ** 2, axis=1)
+    best = None
+    for j in np.argsort(cost)[:n_refine]:
+        x0 = np.clip(starts[j, free] / scale, lo, hi)
+        full = starts[j].copy()
+
+        def resid(x, full=full):
+            full[free] = x * scale
+            return model.forward(arr, full[None])[0] - y
+
+        r = least_squares(resid, x0, bounds=(lo, hi), x_scale=1.0, method="trf", xtol=1e-10, ftol=1e-12)
+        if best is None or r.cost < best.cost:
+            best = r
+    p = starts[0].copy()
+    p[free] = best.x * scale
+    if likelihood == "rician":
+        p, success = _rician(model, arr, y, p, free, scale, lo, hi, sigma)
+    else:
+        success = bool(best.success)
+    return p, float(np.sqrt(np.mean((model.forward(arr, p[None])[0] - y) ** 2))), success
 
 
 def rician_nll(m: np.ndarray, nu: np.ndarray, sigma: float) -> float:

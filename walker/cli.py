@@ -97,7 +97,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     rows = np.nonzero(db.done)[0]
     table = validation.bias_table(db.scheme, db.signal[rows], [db.ground_truth[i] for i in rows], db.stderr[rows],
                                   models=models, snr=args.snr or None, repeats=args.repeats,
-                                  likelihood=args.likelihood, seed=args.seed)
+                                  likelihood=args.likelihood, seed=args.seed, n_jobs=args.jobs)
     for entry in table:
         entry["row"] = int(rows[entry["row"]])
     paths = validation.write_report(table, args.report, title=f"validation of {Path(args.database).name}")
@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--repeats", type=int, default=3, help="noise realisations per row")
     val.add_argument("--likelihood", choices=("gaussian", "rician"), default="gaussian")
     val.add_argument("--seed", type=int, default=0)
+    val.add_argument("--jobs", type=int, default=None, help="fitting processes (default: all cores)")
     val.add_argument("--report", required=True, help="output folder for report.md and bias.png")
     val.set_defaults(func=_cmd_validate)
     show = sub.add_parser("show-substrate", help="draw the substrate of a config")
