@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .fit import fit
-from .models import Model, get_model, list_models
+from .models import Model, _axis, get_model, list_models
 
 
 def truth_of(model: Model, name: str, gt: dict):
@@ -37,8 +37,7 @@ def axis_error_deg(model: Model, params: np.ndarray, gt: dict) -> np.ndarray | N
     """Angle (degrees) between the fitted fibre direction and the substrate axis."""
     if not model.orientation or "axis" not in gt:
         return None
-    th, ph = params[:, model.orientation[0]], params[:, model.orientation[1]]
-    n = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], axis=1)
+    n = _axis(params[:, model.orientation[0]], params[:, model.orientation[1]])
     c = np.abs(n @ np.asarray(gt["axis"], dtype=float))
     return np.degrees(np.arccos(np.clip(c, 0, 1)))
 

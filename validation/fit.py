@@ -20,7 +20,7 @@ import numpy as np
 from scipy.optimize import least_squares, minimize
 from scipy.special import i0e
 
-from .models import Model, get_model
+from .models import Model, _dti_start, get_model, tensor_from6
 
 
 @dataclass
@@ -49,19 +49,9 @@ class FitResult:
         return self.params[:, self.names.index(name)]
 
 
-def dti_direction(scheme, signals: np.ndarray, bmax: float = 1.5e9) -> np.ndarray:
-    """Principal eigenvector of a log-linear DTI fit on b <= bmax, per signal: (N, 3)."""
-    keep = scheme.bvalues <= bmax
-    B = scheme.btensors[keep]
-    A = -np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], 2 * B[:, 0, 1], 2 * B[:, 0, 2], 2 * B[:, 1, 2]])
-    y = np.log(np.clip(signals[:, keep], 1e-6, None))
-    coef = np.linalg.lstsq(A, y.T, rcond=None)[0].T
-    D = np.empty((len(signals), 3, 3))
-    D[:, 0, 0], D[:, 1, 1], D[:, 2, 2] = coef[:, 0], coef[:, 1], coef[:, 2]
-    D[:, 0, 1] = D[:, 1, 0] = coef[:, 3]
-    D[:, 0, 2] = D[:, 2, 0] = coef[:, 4]
-    D[:, 1, 2] = D[:, 2, 1] = coef[:, 5]
-    return np.linalg.eigh(D)[1][:, :, 2]
+def dti_direction(arr, signals: np.ndarray) -> np.ndarray:
+    """Principal eigenvector of a log-linear DTI fit on b <= 1500 s/mm^2, per signal: (N, 3)."""
+    return np.linalg.eigh(tensor_from6(_dti_start(arr, signals)))[1][:, :, 2]
 
 
 def _angles(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +126,7 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
     lo = np.array([model.parameters[i].bounds[0] for i in free]) / scale
     hi = np.array([model.parameters[i].bounds[1] for i in free]) / scale
     grid = _grid(model, fixed)
-    dirs = dti_direction(scheme, Y) if model.orientation else None
+    dirs = dti_direction(arr, Y) if model.orientation else None
     extra_starts = model.initial(arr, Y) if model.initial is not None else None
     job = (model, arr, grid, free, scale, lo, hi, fixed, likelihood, sigma, n_refine)
     items = [(Y[k], None if dirs is None else dirs[k], None if extra_starts is None else extra_starts[k])

@@ -160,13 +160,18 @@ def _gpd_pgse_lnE(geometry: str, arr: SchemeArrays, R: np.ndarray, D: np.ndarray
 
 
 # ------------------------------------------------------------------ models
-def _dti(arr, P):
+def tensor_from6(P: np.ndarray) -> np.ndarray:
+    """(K, 3, 3) symmetric tensors from (K, 6) elements ordered xx, yy, zz, xy, xz, yz."""
     D = np.empty((len(P), 3, 3))
     D[:, 0, 0], D[:, 1, 1], D[:, 2, 2] = P[:, 0], P[:, 1], P[:, 2]
     D[:, 0, 1] = D[:, 1, 0] = P[:, 3]
     D[:, 0, 2] = D[:, 2, 0] = P[:, 4]
     D[:, 1, 2] = D[:, 2, 1] = P[:, 5]
-    return np.exp(-np.einsum("mij,kij->km", arr.B, D))
+    return D
+
+
+def _dti(arr, P):
+    return np.exp(-np.einsum("mij,kij->km", arr.B, tensor_from6(P)))
 
 
 def _ball_stick(arr, P):

@@ -11,8 +11,6 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def _cmd_example(args: argparse.Namespace) -> int:
     from .examples import EXAMPLES, run_example
@@ -89,19 +87,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     import validation
 
-    from .database import open_database
+    from .database import bias_of_database, open_database
     db = open_database(args.database)
     models = args.models.split(",") if args.models else None
     for m in models or []:
         validation.get_model(m)
-    rows = np.nonzero(db.done)[0]
-    table = validation.bias_table(db.scheme, db.signal[rows], [db.ground_truth[i] for i in rows], db.stderr[rows],
-                                  models=models, snr=args.snr or None, repeats=args.repeats,
-                                  likelihood=args.likelihood, seed=args.seed, n_jobs=args.jobs)
-    for entry in table:
-        entry["row"] = int(rows[entry["row"]])
+    table = bias_of_database(db, models, snr=args.snr or None, repeats=args.repeats, likelihood=args.likelihood,
+                             seed=args.seed, n_jobs=args.jobs)
     paths = validation.write_report(table, args.report, title=f"validation of {Path(args.database).name}")
-    print(f"fitted {len({e['model'] for e in table})} model(s) to {rows.size} row(s); wrote {', '.join(map(str, paths))}")
+    print(f"fitted {len({e['model'] for e in table})} model(s) to {int(db.done.sum())} row(s); "
+          f"wrote {', '.join(map(str, paths))}")
     return 0
 
 

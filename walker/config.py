@@ -43,7 +43,7 @@ import numpy as np
 import sequences
 import substrates
 
-from .quantities import ConfigError, format_si, parse_quantity
+from .quantities import SI_UNIT, ConfigError, format_si, parse_quantity
 
 # field kinds: a dimension name (unit-bearing), or "float", "int", "str", "vector", "bool", "floats", "directions"
 SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
@@ -323,9 +323,9 @@ def sweep_rows(cfg: dict) -> tuple[list[str], list[dict]]:
 
 def echo_text(job: Job) -> str:
     """The parsed configuration in SI units, for logs and provenance."""
-    dims = {"radius": "length", "spacing": "length", "gamma_scale": "length", "delta": "time", "Delta": "time",
-            "ramp_time": "time", "echo_time": "time", "gap": "time", "duration": "time", "bvalues": "bvalue",
-            "gradient_strength": "gradient", "frequency": "frequency", "diffusivity": "diffusivity"}
+    # every unit-bearing field's dimension, from the schema tables themselves
+    dims = {k: v.rstrip("*") for table in (*SUBSTRATE_FIELDS.values(), *SCHEME_FIELDS.values(), SIMULATION_FIELDS)
+            for k, v in table.items() if v.rstrip("*") in SI_UNIT}
     lines = []
     for section, content in (("substrate", [job.echo["substrate"]]), ("scheme", job.echo["scheme"]),
                              ("simulation", [job.echo["simulation"]])):

@@ -354,3 +354,18 @@ def export_nifti(db: Database, stem: str | Path, voxel_size: float = 1.0) -> lis
     side.write_text(json.dumps({"rows": db.n_rows, "params": {k: v.tolist() for k, v in db.params.items()},
                                 "convention": CONVENTION, "source": str(db.path)}, indent=1))
     return [nii, stem.with_suffix(".bval"), stem.with_suffix(".bvec"), side]
+
+
+def bias_of_database(db: Database, models=None, **kwargs) -> list[dict]:
+    """Fit models to the finished rows of a database and tabulate bias against their ground truth.
+
+    Keyword arguments go to :func:`validation.bias_table` (snr, repeats, likelihood, seed, n_jobs);
+    the ``row`` of each entry is the database row.
+    """
+    import validation
+    rows = np.nonzero(db.done)[0]
+    table = validation.bias_table(db.scheme, db.signal[rows], [db.ground_truth[i] for i in rows], db.stderr[rows],
+                                  models=models, **kwargs)
+    for entry in table:
+        entry["row"] = int(rows[entry["row"]])
+    return table

@@ -119,12 +119,10 @@ def run(outdir: str | Path = "figures", n_walkers: int | None = None, n_steps: i
     fig.savefig(fig_path, dpi=100)
     plt.close(fig)
     import validation
-    done = np.nonzero(db.done)[0]
-    table = validation.bias_table(s, db.signal[done], [db.ground_truth[i] for i in done], db.stderr[done],
-                                  models=["ball_stick", "stick_zeppelin", "cylinder_zeppelin"], snr=100.0,
-                                  repeats=2, seed=0)
-    for entry in table:
-        entry["row"] = int(done[entry["row"]])
+
+    from ..database import bias_of_database
+    table = bias_of_database(db, ["ball_stick", "stick_zeppelin", "cylinder_zeppelin"], snr=100.0, repeats=2,
+                             seed=0)
     validation.write_report(table, out / "validation", title="main job")
     fits = {}
     for e in table:
