@@ -19,18 +19,34 @@ from .models import Model, _axis, get_model, list_models
 
 
 def truth_of(model: Model, name: str, gt: dict):
-    """The ground-truth value a parameter estimates, or None."""
+    """The ground-truth value a parameter estimates, or None (see ``Parameter.truth``)."""
     p = model.parameters[model.names.index(name)]
+    fractions = gt.get("volume_fractions") or {}
     if p.truth == "intra_fraction":
-        return (gt.get("volume_fractions") or {}).get("intra")
-    if p.truth in ("effective_radius", "diffusivity"):
-        return gt.get(p.truth)
+        return fractions.get("intra")
+    if p.truth == "extra_fraction":
+        return fractions.get("extra")
+    if p.truth == "effective_diameter":
+        r = gt.get("effective_radius")
+        return None if r is None else 2.0 * r
     if p.truth == "soma_fraction":
         # spheres are the somas/cells of these models; other substrates have none unless they say so
         if gt.get("substrate") == "spheres":
-            return (gt.get("volume_fractions") or {}).get("intra")
+            return fractions.get("intra")
         return gt.get("soma_fraction")
-    return None
+    if p.truth == "odf_p2":
+        # parallel cylinders: every fibre along the axis, p2 = <P2(cos)> = 1
+        return gt.get("odf_p2", 1.0 if "axis" in gt else None)
+    if p.truth in ("gamma_alpha", "gamma_beta"):
+        r = np.asarray(gt.get("radii") or [], dtype=float)
+        if r.size < 3 or r.std() == 0:
+            return None
+        # method of moments of the number-weighted radius histogram: mean = a b, variance = a b^2
+        m, v = r.mean(), r.var()
+        return m**2 / v if p.truth == "gamma_alpha" else v / m
+    if p.truth is None:
+        return None
+    return gt.get(p.truth)
 
 
 def axis_error_deg(model: Model, params: np.ndarray, gt: dict) -> np.ndarray | None:

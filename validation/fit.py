@@ -79,8 +79,47 @@ def _grid(model: Model, fixed: dict) -> np.ndarray:
     return np.array(list(itertools.product(*axes)))
 
 
+def _link_function(model: Model, name: str, spec):
+    """(index, function(full (K, P)) -> (K,)) for one linked parameter."""
+    names = model.names
+
+    def col(n):
+        if n not in names:
+            raise ValueError(f"linked[{name!r}] refers to {n!r}, which {model.name} does not have ({names})")
+        return names.index(n)
+
+    if isinstance(spec, str):
+        j = col(spec)
+        return lambda full: full[:, j]
+    if isinstance(spec, tuple) and spec and spec[0] == "tortuosity" and len(spec) == 3:
+        jf, jd = col(spec[1]), col(spec[2])
+        return lambda full: (1 - full[:, jf]) * full[:, jd]
+    if isinstance(spec, tuple) and spec and spec[0] == "ratio" and len(spec) == 3:
+        j, c = col(spec[1]), float(spec[2])
+        return lambda full: c * full[:, j]
+    if callable(spec):
+        return lambda full: np.asarray(spec({n: full[:, i] for i, n in enumerate(names)}), dtype=float)
+    raise ValueError(f"linked[{name!r}] = {spec!r} is not understood: use another parameter's name (equality), "
+                     "('tortuosity', f_name, d_name) for (1 - f) d, ('ratio', name, c) for c * name, or a function "
+                     "of the parameter dict")
+
+
+class _Links:
+    """Linked parameters, rebuilt in each worker from picklable specs."""
+
+    def __init__(self, model: Model, linked: dict):
+        self.specs = dict(linked)
+        self.items = [(model.names.index(n), _link_function(model, n, s)) for n, s in self.specs.items()]
+
+    def apply(self, full: np.ndarray) -> np.ndarray:
+        for j, fn in self.items:
+            full[:, j] = fn(full)
+        return full
+
+
 def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, likelihood: str = "gaussian",
-        fixed: dict | None = None, n_refine: int = 3, n_jobs: int | None = 1) -> FitResult:
+        fixed: dict | None = None, linked: dict | None = None, n_refine: int = 3,
+        n_jobs: int | None = 1) -> FitResult:
     """Fit a model to signals.
 
     Parameters
@@ -97,6 +136,11 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
         Gaussian: least squares. Rician: exact Rician maximum likelihood.
     fixed : dict, optional
         Parameter name -> value (SI) held fixed.
+    linked : dict, optional
+        Parameter name -> how it follows from the others: another parameter's name (equality,
+        e.g. ``{"D_e_par": "D_a"}``), ``("tortuosity", "f", "D_par")`` for (1 - f) D_par,
+        ``("ratio", "D_a", 0.5)``, or a function of the dict of parameter columns (it must be a
+        module-level function for ``n_jobs > 1``).
     n_refine : int
         Best grid starts refined per signal.
     n_jobs : int or None
@@ -108,8 +152,15 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
     FitResult
     """
     model = get_model(model) if isinstance(model, str) else model
+    if model.via is not None:
+        return _fit_via(model, scheme, signals, sigma=sigma, likelihood=likelihood, fixed=fixed, linked=linked,
+                        n_refine=n_refine, n_jobs=n_jobs)
     fixed = dict(fixed or {})
-    unknown = set(fixed) - set(model.names)
+    linked = dict(linked or {})
+    both = set(fixed) & set(linked)
+    if both:
+        raise ValueError(f"parameter(s) {sorted(both)} are both fixed and linked; choose one")
+    unknown = (set(fixed) | set(linked)) - set(model.names)
     if unknown:
         raise ValueError(f"{model.name} has no parameter(s) {sorted(unknown)}; it has {model.names}")
     if likelihood not in ("gaussian", "rician"):
@@ -121,14 +172,15 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
     if Y.shape[1] != len(scheme):
         raise ValueError(f"signals have {Y.shape[1]} measurements but the scheme has {len(scheme)}")
     P = len(model.parameters)
-    free = [i for i, p in enumerate(model.parameters) if p.name not in fixed]
+    links = _Links(model, linked)
+    free = [i for i, p in enumerate(model.parameters) if p.name not in fixed and p.name not in linked]
     scale = np.array([model.parameters[i].scale for i in free])
     lo = np.array([model.parameters[i].bounds[0] for i in free]) / scale
     hi = np.array([model.parameters[i].bounds[1] for i in free]) / scale
-    grid = _grid(model, fixed)
+    grid = _grid(model, {**fixed, **{n: np.nan for n in linked}})
     dirs = dti_direction(arr, Y) if model.orientation else None
     extra_starts = model.initial(arr, Y) if model.initial is not None else None
-    job = (model, arr, grid, free, scale, lo, hi, fixed, likelihood, sigma, n_refine)
+    job = (model, arr, grid, free, scale, lo, hi, fixed, likelihood, sigma, n_refine, linked)
     items = [(Y[k], None if dirs is None else dirs[k], None if extra_starts is None else extra_starts[k])
              for k in range(len(Y))]
     if n_jobs is None or n_jobs < 0:
@@ -162,7 +214,8 @@ def _fit_item(item):
 
 def _fit_one(job, y, direction, extra_start):
     """Fit one signal: grid (plus model and DTI starts), best few refined, optional Rician ML."""
-    model, arr, grid, free, scale, lo, hi, fixed, likelihood, sigma, n_refine = job
+    model, arr, grid, free, scale, lo, hi, fixed, likelihood, sigma, n_refine, linked = job
+    links = _Links(model, linked)
     starts = grid.copy()
     if extra_start is not None:
         x0 = extra_start.copy()
@@ -172,6 +225,7 @@ def _fit_one(job, y, direction, extra_start):
     if model.orientation:
         th, ph = _angles(direction[None])
         starts[:, model.orientation[0]], starts[:, model.orientation[1]] = th[0], ph[0]
+    starts = links.apply(starts)
     cost = np.sum((model.forward(arr, starts) - y) ** 2, axis=1)
     best = None
     for j in np.argsort(cost)[:n_refine]:
@@ -180,15 +234,16 @@ def _fit_one(job, y, direction, extra_start):
 
         def resid(x, full=full):
             full[free] = x * scale
-            return model.forward(arr, full[None])[0] - y
+            return model.forward(arr, links.apply(full[None]))[0] - y
 
         r = least_squares(resid, x0, bounds=(lo, hi), x_scale=1.0, method="trf", xtol=1e-10, ftol=1e-12)
         if best is None or r.cost < best.cost:
             best = r
     p = starts[0].copy()
     p[free] = best.x * scale
+    p = links.apply(p[None])[0]
     if likelihood == "rician":
-        p, success = _rician(model, arr, y, p, free, scale, lo, hi, sigma)
+        p, success = _rician(model, arr, y, p, free, scale, lo, hi, sigma, links)
     else:
         success = bool(best.success)
     return p, float(np.sqrt(np.mean((model.forward(arr, p[None])[0] - y) ** 2))), success
@@ -202,14 +257,27 @@ def rician_nll(m: np.ndarray, nu: np.ndarray, sigma: float) -> float:
                         - (np.log(i0e(x)) + x)))
 
 
-def _rician(model, arr, y, p0, free, scale, lo, hi, sigma):
+def _rician(model, arr, y, p0, free, scale, lo, hi, sigma, links):
     full = p0.copy()
 
     def nll(x):
         full[free] = x * scale
-        return rician_nll(y, model.forward(arr, full[None])[0], sigma)
+        return rician_nll(y, model.forward(arr, links.apply(full[None]))[0], sigma)
 
     r = minimize(nll, p0[free] / scale, method="L-BFGS-B", bounds=list(zip(lo, hi)))
     out = p0.copy()
     out[free] = r.x * scale
-    return out, bool(r.success)
+    return links.apply(out[None])[0], bool(r.success)
+
+
+def _fit_via(model: Model, scheme, signals, **kw) -> FitResult:
+    """Models estimated through another model's fit (e.g. WMTI from DKI)."""
+    base, transform = model.via
+    if kw.get("fixed") or kw.get("linked"):
+        raise ValueError(f"{model.name} is computed from a {base} fit; fix or link {base}'s parameters instead")
+    arr = model.check_scheme(scheme)
+    res = fit(base, scheme, signals, **{k: v for k, v in kw.items() if k not in ("fixed", "linked")})
+    params = transform(arr, res.params)
+    Y = np.atleast_2d(np.asarray(signals, dtype=float))
+    resid = np.sqrt(np.mean((model.forward(arr, params) - Y) ** 2, axis=1))
+    return FitResult(model.name, model.names, params, resid, res.success & np.all(np.isfinite(params), axis=1))

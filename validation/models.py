@@ -65,6 +65,9 @@ class Model:
     orientation: tuple[int, int] | None = None  # indices of (theta, phi)
     initial: Callable[["SchemeArrays", np.ndarray], np.ndarray] | None = None  # (arr, Y) -> (N, P) starts
     lte_only: bool = False
+    requires_ogse: bool = False
+    needs_btensor: bool = False
+    via: tuple | None = None  # (model name, transform(FitResult params) -> params): estimated through another model
 
     @property
     def names(self) -> list[str]:
@@ -96,7 +99,14 @@ class SchemeArrays:
     Delta: np.ndarray
     gamma: float
     bd: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (M,) b_delta
+    freq: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (M,) OGSE frequency in Hz, 0 otherwise
+    gradients: np.ndarray | None = None  # (M, T, 3) played waveforms, T/m
+    dt: float = 0.0
 
+    def waveform_spectrum(self):
+        """The cached GPD spectrum table of the waveforms (see compartments.waveform_spectrum)."""
+        from .compartments import waveform_spectrum
+        return waveform_spectrum(self.gradients, self.dt)
 
     @staticmethod
     def from_scheme(scheme, model: Model) -> "SchemeArrays":
@@ -104,6 +114,12 @@ class SchemeArrays:
         if model.lte_only and np.any(np.abs(scheme.b_delta[b > 0] - 1) > 1e-6):
             raise ValueError(f"{model.name} is defined for linear encoding (b_delta = 1) only; select the LTE "
                              "measurements")
+        if model.needs_btensor and np.unique(np.round(scheme.b_delta[b > 0], 3)).size < 2:
+            raise ValueError(f"{model.name} needs b-tensor encodings of at least two shapes ({model.needs}); this "
+                             "scheme has one. Add e.g. sequences.tensor_encoding(..., b_delta=0) measurements")
+        if model.requires_ogse and not np.any(np.nan_to_num(scheme.frequency[b > 0]) > 0):
+            raise ValueError(f"{model.name} needs oscillating-gradient (OGSE) measurements ({model.needs}); this "
+                             "scheme has none. Add sequences.ogse(...) measurements to it")
         if model.requires_pgse:
             active = b > 0
             ok = (np.char.equal(scheme.label.astype(str), "pgse") | ~active) & ~(scheme.ramp_time > 0)
@@ -114,7 +130,8 @@ class SchemeArrays:
                     "this scheme has other encodings. Select its PGSE part: scheme[scheme.label == 'pgse']")
         return SchemeArrays(b=b, B=scheme.btensors, u=scheme.directions, G=scheme.gradient_amplitudes,
                             delta=np.nan_to_num(scheme.delta), Delta=np.nan_to_num(scheme.Delta), gamma=scheme.gamma,
-                            bd=scheme.b_delta)
+                            bd=scheme.b_delta, freq=np.nan_to_num(scheme.frequency), gradients=scheme.gradients,
+                            dt=scheme.dt)
 
 
 # ------------------------------------------------------------ building blocks
@@ -464,6 +481,14 @@ MODELS: dict[str, Model] = {
         "isotropic CSF; the original fixes d_par = 1.7e-9 and d_iso = 3e-9 (pass them in fixed=...)",
         needs="at least two shells", reference="Zhang et al. 2012", orientation=(3, 4)),
 }
+
+
+# the catalogue continues in two modules that build on the definitions above
+from .models_cells import MODELS as _CELL_MODELS  # noqa: E402
+from .models_white_matter import MODELS as _WM_MODELS  # noqa: E402
+
+MODELS.update(_WM_MODELS)
+MODELS.update(_CELL_MODELS)
 
 
 def list_models() -> list[str]:

@@ -1,0 +1,233 @@
+"""Grey-matter, tumour and exchange models: IMPULSED, POMACE, Karger, NEXI, SMEX, SANDIX; and the b-tensor
+representations QTI and the gamma (microFA) model.
+
+Registered into ``validation.models.MODELS``; formulas from the analytic reference, sections 1.7, 2.1, 2.3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import compartments as C
+from .models import D_MAX, Model, Parameter, _fractions, ball
+
+_D = (0.0, D_MAX)
+_PGSE = "rectangular PGSE with delta and Delta"
+
+
+def _f(name, truth=None):
+    return Parameter(name, "1", (0.0, 1.0), 1.0, truth)
+
+
+def _d(name, truth=None, bounds=_D):
+    return Parameter(name, "m^2/s", bounds, 1e-9, truth)
+
+
+_TAU = Parameter("tau_1", "s", (1e-3, 2.0), 0.05, "residence_time")
+
+
+# --------------------------------------------------------- cells under OGSE
+def _sphere_any(arr, R, D):
+    return np.exp(C.gpd_restricted_lnE(arr, "sphere", R, D))
+
+
+def _impulsed(arr, P):
+    vin, d, din, dex0, beta = (P[:, i] for i in range(5))
+    dex = dex0[:, None] + beta[:, None] * arr.freq[None, :]
+    return vin[:, None] * _sphere_any(arr, d / 2, din) + (1 - vin)[:, None] * np.exp(-arr.b[None, :] * dex)
+
+
+def _pomace(arr, P):
+    fecs, R, dics, decs = (P[:, i] for i in range(4))
+    return (1 - fecs)[:, None] * _sphere_any(arr, R, dics) + fecs[:, None] * ball(arr, decs)
+
+
+# ------------------------------------------------------------------ exchange
+def _diffusion_time(arr):
+    return np.maximum(arr.Delta - arr.delta / 3, 1e-9)
+
+
+def _karger(arr, P):
+    f, d1, d2, tau = (P[:, i][:, None] for i in range(4))
+    return C.karger(arr.b[None, :], d1, d2, f, 1 / tau, _diffusion_time(arr)[None, :])
+
+
+_XI, _XW = np.polynomial.legendre.leggauss(32)
+_XI, _XW = 0.5 * (_XI + 1), 0.5 * _XW
+
+
+def _nexi(arr, P):
+    f, di, de, tau = (P[:, i][:, None, None] for i in range(4))
+    E = C.karger(arr.b[None, None, :], di * _XI[None, :, None] ** 2, de, f, 1 / tau,
+                 _diffusion_time(arr)[None, None, :])
+    return np.einsum("x,kxm->km", _XW, E)
+
+
+def smex_pool(arr, f, di, de, tau, n_sub: int = 12):
+    """Powder-averaged signal of sticks exchanging with an isotropic pool under finite PGSE pulses.
+
+    Solves dm/dt = [-q(t)^2 D + K] m on the PGSE q(t) (rising lobe, plateau, falling lobe), each
+    lobe in n_sub steps with the exact step average of q^2, the plateau in one exact step; sticks
+    at xi = cos(angle) with D = D_i xi^2, integrated over xi by Gauss-Legendre.
+
+    Parameters
+    ----------
+    arr : SchemeArrays
+    f, di, de, tau : numpy.ndarray
+        (K,) stick fraction of the pool, stick and pool diffusivity (m^2/s), mean residence time in
+        the sticks (s).
+    """
+    f, di, de, tau = (x[:, None, None] for x in (f, di, de, tau))
+    k12 = 1 / tau
+    k21 = f * k12 / np.maximum(1 - f, 1e-12)
+    D1, D2 = di * _XI[None, :, None] ** 2, de
+    g2 = (arr.gamma * arr.G) ** 2
+    dl, DL = arr.delta, arr.Delta
+    m1 = np.broadcast_to(f, (f.shape[0], _XI.size, arr.b.size)).astype(float)
+    m2 = np.broadcast_to(1 - f, m1.shape).astype(float)
+
+    def step(m1, m2, q2, h):
+        return C.expm2_apply(-q2 * D1 * h - k12 * h, k21 * h, k12 * h, -q2 * D2 * h - k21 * h, m1, m2)
+
+    edges = np.linspace(0, 1, n_sub + 1)
+    for a, b in zip(edges[:-1], edges[1:]):  # rising lobe: q = gamma G t
+        q2 = g2 * dl**2 * (b**3 - a**3) / (3 * (b - a))
+        m1, m2 = step(m1, m2, q2[None, None, :], (dl * (b - a))[None, None, :])
+    m1, m2 = step(m1, m2, (g2 * dl**2)[None, None, :], np.maximum(DL - dl, 0)[None, None, :])
+    for a, b in zip(edges[:-1], edges[1:]):  # falling lobe, mirror image
+        q2 = g2 * dl**2 * ((1 - a) ** 3 - (1 - b) ** 3) / (3 * (b - a))
+        m1, m2 = step(m1, m2, q2[None, None, :], (dl * (b - a))[None, None, :])
+    return np.einsum("x,kxm->km", _XW, m1 + m2)
+
+
+def _smex(arr, P):
+    return smex_pool(arr, P[:, 0], P[:, 1], P[:, 2], P[:, 3])
+
+
+def _sandix(arr, P):
+    fn, fs, fe, pen = _fractions(P[:, 0], P[:, 1])
+    di, de, Rs, ds, tau = (P[:, i] for i in range(2, 7))
+    pool = fn + fe
+    fpool = np.where(pool > 0, fn / np.maximum(pool, 1e-12), 0.0)
+    soma = np.exp(C.gpd_restricted_lnE(arr, "sphere", Rs, ds))
+    return pen[:, None] * (pool[:, None] * smex_pool(arr, fpool, di, de, tau) + fs[:, None] * soma)
+
+
+# -------------------------------------------------------- b-tensor representations
+def _gamma(arr, P):
+    md, vi, va = P[:, 0][:, None], P[:, 1][:, None], P[:, 2][:, None]
+    V = vi + arr.bd[None, :] ** 2 * va
+    b = arr.b[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ln = np.where(V > 1e-40, -(md**2 / np.maximum(V, 1e-300)) * np.log1p(b * V / np.maximum(md, 1e-30)), -b * md)
+    return np.exp(ln)
+
+
+def micro_fa(md: np.ndarray, v_a: np.ndarray) -> np.ndarray:
+    """microFA of a single-population gamma fit: sqrt(3/2) (1 + (2/5) MD^2 / V_A)^(-1/2).
+
+    Derived for V_I = 0 (analytic reference section 2.1); with isotropic variance V_I > 0 treat it
+    as an approximation.
+    """
+    va = np.maximum(np.asarray(v_a, dtype=float), 1e-300)
+    return np.sqrt(1.5) / np.sqrt(1 + 0.4 * np.asarray(md, dtype=float) ** 2 / va)
+
+
+_MANDEL = np.array([1, 1, 1, np.sqrt(2), np.sqrt(2), np.sqrt(2)])
+_IU = np.triu_indices(6)
+
+
+def _b6(arr):
+    B = arr.B
+    return np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], B[:, 0, 1], B[:, 0, 2], B[:, 1, 2]]) * _MANDEL
+
+
+def _qti_design(arr):
+    b6 = _b6(arr)
+    outer = np.einsum("mi,mj->mij", b6, b6)
+    mult = np.where(_IU[0] == _IU[1], 1.0, 2.0)  # C symmetric: off-diagonal entries appear twice
+    return np.column_stack([-b6, 0.5 * mult * outer[:, _IU[0], _IU[1]]])
+
+
+def _qti(arr, P):
+    Q = P.copy()
+    Q[:, :6] *= _MANDEL  # parameters are the plain tensor elements; the design uses Mandel notation
+    return np.exp(Q @ _qti_design(arr).T)
+
+
+def _qti_start(arr, Y):
+    A = _qti_design(arr)
+    rank = np.linalg.matrix_rank(A / np.abs(A).max(axis=0, keepdims=True).clip(1e-300))
+    if rank < A.shape[1]:
+        raise ValueError(f"QTI needs b-tensors of at least two shapes and enough directions to determine the 28 "
+                         f"parameters; this scheme determines only {rank}")
+    X = np.linalg.lstsq(A, np.log(np.clip(Y, 1e-6, None)).T, rcond=None)[0].T
+    X[:, :6] /= _MANDEL
+    return X
+
+
+_QTI_NAMES = ["D_xx", "D_yy", "D_zz", "D_xy", "D_xz", "D_yz"]
+_C_LABEL = ["xx", "yy", "zz", "xy", "xz", "yz"]
+
+MODELS = {
+    "impulsed": Model(
+        "impulsed",
+        (_f("v_in", "intra_fraction"), Parameter("d", "m", (1e-6, 40e-6), 1e-5, "effective_diameter"),
+         _d("D_in", "diffusivity"), _d("D_ex0"), Parameter("beta_ex", "m^2", (0.0, 5e-11), 1e-11, None)),
+        _impulsed, "impermeable spherical cells of one diameter d (Gaussian phase approximation for the played "
+        "PGSE and OGSE waveforms) + extra-cellular Gaussian diffusion whose diffusivity rises linearly with the "
+        "OGSE frequency f, D_ex = D_ex0 + beta_ex f (PGSE: f = 0); no exchange",
+        needs="OGSE (25-50 Hz typical) together with PGSE", requires_ogse=True,
+        reference="Jiang et al. 2016, 2017; Xu et al. 2009"),
+    "pomace": Model(
+        "pomace",
+        (_f("f_ecs", "extra_fraction"), Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "effective_radius"),
+         _d("D_ics", "diffusivity"), _d("D_ecs")),
+        _pomace, "impermeable spheres (Gaussian phase approximation, any waveform) + an extra-cellular space with a "
+        "constant diffusivity (its tortuosity limit), valid for diffusion times in [1/(88 Hz), 31 ms]; no exchange",
+        needs="OGSE + PGSE inside the POMACE window", reference="Reynaud et al. 2016"),
+    "karger": Model(
+        "karger",
+        (_f("f", "intra_fraction"), _d("D_1", "diffusivity"), _d("D_2"), _TAU),
+        _karger, "two isotropic Gaussian compartments exchanging with first-order kinetics (barrier-limited "
+        "exchange), narrow-pulse Karger equations evaluated at t = Delta - delta/3 with q^2 t = b; tau_1 is the mean "
+        "residence time in compartment 1 (1/k_12), and f k_12 = (1 - f) k_21",
+        needs=_PGSE + ", several Delta", requires_pgse=True, reference="Karger 1985; Fieremans et al. 2010"),
+    "nexi": Model(
+        "nexi",
+        (_f("f", "intra_fraction"), _d("D_i", "diffusivity"), _d("D_e"), _TAU),
+        _nexi, "randomly oriented sticks (neurites, spherical mean) exchanging with an isotropic Gaussian "
+        "extra-cellular space (Karger, narrow pulse, t = Delta - delta/3, q^2 t = b); tau_1 = 1/k_ie is the mean "
+        "residence time in the neurites (NEXI's t_ex = 1/k_ie convention; 1/(k_ie + k_ei) = (1 - f) tau_1)",
+        needs=_PGSE + ", several Delta, b up to ~6-7 ms/um^2", requires_pgse=True, reference="Jelescu et al. 2022"),
+    "smex": Model(
+        "smex",
+        (_f("f", "intra_fraction"), _d("D_i", "diffusivity"), _d("D_e"), _TAU),
+        _smex, "NEXI with finite pulses: the Karger equations integrated along the PGSE q(t); sticks (spherical "
+        "mean) + isotropic Gaussian extra-cellular space exchanging; tau_1 as in nexi",
+        needs=_PGSE + ", several Delta", requires_pgse=True, reference="Olesen et al. 2022"),
+    "sandix": Model(
+        "sandix",
+        (_f("f_n"), _f("f_s", "soma_fraction"), _d("D_i"), _d("D_e"),
+         Parameter("R_s", "m", (1e-6, 12e-6), 1e-6, "effective_radius"), _d("D_s", "diffusivity"), _TAU),
+        _sandix, "SANDI with neurite-extracellular exchange: sticks exchanging with the isotropic extra-cellular "
+        "space (finite-pulse Karger as in smex) + impermeable somas (Gaussian phase, no exchange); f_e = 1 - f_n - "
+        "f_s", needs=_PGSE + ", several Delta, high b", requires_pgse=True, reference="Olesen et al. 2022"),
+    "gamma": Model(
+        "gamma",
+        (Parameter("MD", "m^2/s", (1e-11, D_MAX), 1e-9, None),
+         Parameter("V_I", "m^4/s^2", (0.0, 4e-18), 1e-19, None),
+         Parameter("V_A", "m^4/s^2", (0.0, 4e-18), 1e-19, None)),
+        _gamma, "spherical-mean signal of a gamma-distributed diffusivity: E = (1 + b V/MD)^(-MD^2/V), V = V_I + "
+        "b_delta^2 V_A (isotropic and anisotropic variance); microFA = validation.models_cells.micro_fa(MD, V_A); "
+        "Gaussian compartments, no exchange", needs="linear and spherical (or planar) b-tensor encoding, several b",
+        needs_btensor=True, reference="Lasic et al. 2014; Szczepankiewicz et al. 2016"),
+    "qti": Model(
+        "qti",
+        tuple(Parameter(n, "m^2/s", (-D_MAX, D_MAX) if i > 2 else _D, 1e-9, None) for i, n in enumerate(_QTI_NAMES))
+        + tuple(Parameter(f"C_{_C_LABEL[i]}_{_C_LABEL[j]}", "m^4/s^2", (-1e-17, 1e-17), 1e-19, None)
+                for i, j in zip(*_IU)),
+        _qti, "cumulant expansion ln E = -<B, D> + (1/2) <B x B, C> of a diffusion tensor distribution (mean "
+        "tensor D as plain elements, covariance C as the upper triangle of its 6 x 6 Mandel-notation matrix); valid at moderate b", needs="b-tensors of at least two shapes, "
+        ">= 28 measurements", needs_btensor=True, reference="Westin et al. 2016", initial=_qti_start),
+}

@@ -1,0 +1,380 @@
+"""White-matter models beyond the basic ones: CHARMED, AxCaliber, ActiveAx, Bingham-NODDI, the Standard
+Model (with b-tensor shape), WMTI, WMTI-Watson and the temporal zeppelin; restricted single-compartment
+blocks (cylinder/sphere in the Gaussian-phase, Callaghan and Stejskal-Tanner/Soderman approximations).
+
+Registered into ``validation.models.MODELS``; formulas from the analytic reference, section 2.2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import eval_legendre
+
+from . import compartments as C
+from .models import (D_MAX, Model, Parameter, _axis, _fractions, _gpd_pgse_lnE, _PHI, _THETA, ball, stick, tensor_from6,
+                     zeppelin)
+
+_D = (0.0, D_MAX)
+
+
+def _f(name, truth=None):
+    return Parameter(name, "1", (0.0, 1.0), 1.0, truth)
+
+
+def _d(name, truth=None, bounds=_D):
+    return Parameter(name, "m^2/s", bounds, 1e-9, truth)
+
+
+def _chunked(fn, arr, P, size):
+    """Evaluate a memory-hungry forward function on chunks of parameter sets."""
+    if len(P) <= size:
+        return fn(arr, P)
+    return np.vstack([fn(arr, P[s:s + size]) for s in range(0, len(P), size)])
+
+
+def _cos2(arr, n):
+    return np.einsum("ki,mi->km", n, arr.u) ** 2
+
+
+def _cylinder_perp(arr, R, D, n):
+    """GPD ln E across cylinders with axis n (K, 3), rectangular PGSE."""
+    G2perp = arr.G[None, :] ** 2 * np.clip(1 - _cos2(arr, n), 0, None)
+    return _gpd_pgse_lnE("cylinder", arr, R, D, G2perp)
+
+
+# ------------------------------------------------------------------ CHARMED
+def _charmed(arr, P):
+    fr, R, dr, dhpar, dhperp = P[:, 0], P[:, 1], P[:, 2], P[:, 3], P[:, 4]
+    n = _axis(P[:, 5], P[:, 6])
+    intra = np.exp(_cylinder_perp(arr, R, dr, n)) * stick(arr, n, dr)
+    return fr[:, None] * intra + (1 - fr)[:, None] * zeppelin(arr, n, dhpar, dhperp)
+
+
+# ----------------------------------------------------------------- AxCaliber
+def _axcaliber_one(arr, P):
+    fr, alpha, beta, dpar, dh = (P[:, i] for i in range(5))
+    n = _axis(P[:, 5], P[:, 6])
+    Rq, w = C.gamma_radius_nodes(alpha, beta, 2)  # volume-weighted radii (K, Q)
+    K, Q = Rq.shape
+    G2perp = arr.G[None, :] ** 2 * np.clip(1 - _cos2(arr, n), 0, None)
+    ln = _gpd_pgse_lnE("cylinder", arr, Rq.ravel(), np.repeat(dpar, Q), np.repeat(G2perp, Q, axis=0))
+    perp = np.einsum("q,kqm->km", w, np.exp(ln).reshape(K, Q, -1))
+    return fr[:, None] * perp * stick(arr, n, dpar) + (1 - fr)[:, None] * zeppelin(arr, n, dpar, dh)
+
+
+def _axcaliber(arr, P):
+    return _chunked(_axcaliber_one, arr, P, 16)
+
+
+# ------------------------------------------------------------------ ActiveAx
+def _activeax(arr, P):
+    vic, a, fiso, dpar, diso = (P[:, i] for i in range(5))
+    n = _axis(P[:, 5], P[:, 6])
+    intra = np.exp(_cylinder_perp(arr, a / 2, dpar, n)) * stick(arr, n, dpar)
+    extra = zeppelin(arr, n, dpar, (1 - vic) * dpar)
+    return ((1 - fiso)[:, None] * (vic[:, None] * intra + (1 - vic)[:, None] * extra)
+            + fiso[:, None] * ball(arr, diso))
+
+
+# ------------------------------------------------------------- Bingham-NODDI
+def _bingham_noddi_one(arr, P):
+    vic, viso, k1, k2 = P[:, 0], P[:, 1], P[:, 2], np.minimum(P[:, 3], P[:, 2])
+    fr = C.frame(P[:, 4], P[:, 5], P[:, 6])
+    dpar, diso = P[:, 7], P[:, 8]
+    n, w = C.bingham_directions(fr, k1, k2)
+    dperp = dpar * (1 - vic)
+    Dec = dperp[:, None, None] * np.eye(3) + (dpar - dperp)[:, None, None] * C.orientation_tensor(n, w)
+    ec = np.exp(-np.einsum("mij,kij->km", arr.B, Dec))
+    ic = C.dispersed_stick(arr, n, w, dpar)
+    return (1 - viso)[:, None] * (vic[:, None] * ic + (1 - vic)[:, None] * ec) + viso[:, None] * ball(arr, diso)
+
+
+def _bingham_noddi(arr, P):
+    return _chunked(_bingham_noddi_one, arr, P, 8)
+
+
+# ------------------------------------------------------------ Standard Model
+_XI, _XW = np.polynomial.legendre.leggauss(48)
+_XI, _XW = 0.5 * (_XI + 1), 0.5 * _XW
+
+
+def _btensor_axis(arr):
+    """Symmetry axis u of each (axially symmetric) b-tensor: the eigenvector whose eigenvalue stands apart."""
+    lam, vec = np.linalg.eigh(arr.B)
+    dev = np.abs(lam - lam.mean(axis=1, keepdims=True))
+    return vec[np.arange(len(lam)), :, np.argmax(dev, axis=1)]
+
+
+def sm_kernel(arr, d_par, d_perp):
+    """exp(-B : D(n)) of an axisymmetric tensor as a function of xi = u.n: (K, X, M) on the xi nodes.
+
+    Under an axisymmetric b-tensor (b, b_delta, axis u): exponent = -b[(D_par + 2 D_perp)/3 -
+    b_delta (D_par - D_perp)/3] - b b_delta (D_par - D_perp) xi^2.
+    """
+    b, bd = arr.b[None, None, :], arr.bd[None, None, :]
+    dd = (d_par - d_perp)[:, None, None]
+    di = ((d_par + 2 * d_perp) / 3)[:, None, None]
+    return np.exp(-b * (di - bd * dd / 3) - b * bd * dd * _XI[None, :, None] ** 2)
+
+
+def _standard_model(arr, P):
+    f, fw, fe, pen = _fractions(P[:, 0], P[:, 4])
+    da, depar, deperp, dw, p2, p4 = P[:, 1], P[:, 2], P[:, 3], P[:, 5], P[:, 6], P[:, 7]
+    mu = _axis(P[:, 8], P[:, 9])
+    Kxi = (f[:, None, None] * sm_kernel(arr, da, np.zeros_like(da))
+           + fe[:, None, None] * sm_kernel(arr, depar, deperp))  # (K, X, M)
+    c = np.einsum("ki,mi->km", mu, _btensor_axis(arr))
+    out = fw[:, None] * ball(arr, dw)
+    for l, pl in ((0, np.ones_like(p2)), (2, p2), (4, p4)):
+        Kl = np.einsum("x,kxm->km", _XW * eval_legendre(l, _XI), Kxi)
+        out = out + (2 * l + 1) * pl[:, None] * Kl * eval_legendre(l, c)
+    return pen[:, None] * out
+
+
+# -------------------------------------------------------------- WMTI-Watson
+def watson_moments(kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """p2 and p4 (<P_l(mu.n)>) of a Watson distribution with concentration kappa (Gauss-Legendre)."""
+    k = np.asarray(kappa, dtype=float)[:, None]
+    w = _XW[None, :] * np.exp(k * (_XI[None, :] ** 2 - 1))
+    w = w / w.sum(axis=1, keepdims=True)
+    return (w * eval_legendre(2, _XI)[None]).sum(1), (w * eval_legendre(4, _XI)[None]).sum(1)
+
+
+def _wmti_watson(arr, P):
+    f, da, depar, deperp, kappa = (P[:, i] for i in range(5))
+    mu = _axis(P[:, 5], P[:, 6])
+    p2, p4 = watson_moments(kappa)
+    c = np.einsum("ki,mi->km", mu, arr.u)
+    P2, P4 = eval_legendre(2, c), eval_legendre(4, c)
+    x2 = 1 / 3 + (2 / 3) * p2[:, None] * P2  # <xi^2>, xi = g.n
+    x4 = 1 / 5 + (4 / 7) * p2[:, None] * P2 + (8 / 35) * p4[:, None] * P4
+    dd = (depar - deperp)[:, None]
+    m1 = f[:, None] * da[:, None] * x2 + (1 - f)[:, None] * (deperp[:, None] + dd * x2)
+    m2 = (f[:, None] * da[:, None] ** 2 * x4
+          + (1 - f)[:, None] * (deperp[:, None] ** 2 + 2 * deperp[:, None] * dd * x2 + dd**2 * x4))
+    b = arr.b[None, :]
+    return np.exp(-b * m1 + 0.5 * b**2 * (m2 - m1**2))
+
+
+# --------------------------------------------------------------------- WMTI
+def wmti_from_dki(dki_params: np.ndarray, n_directions: int = 2000) -> np.ndarray:
+    """White-matter tract integrity metrics from DKI parameters (Fieremans, Jensen & Helpern 2011).
+
+    AWF f = K_max / (K_max + 3), K_max the largest apparent kurtosis over directions. In the eigenframe
+    of D (eigenvalues D_i, W_i = W_iiii): D_a,i = D_i - sqrt(W_i MD^2 (1 - f) / (3 f)),
+    D_e,i = D_i + sqrt(W_i MD^2 f / (3 (1 - f))) (the branch D_a < D_e of the paper).
+
+    Parameters
+    ----------
+    dki_params : numpy.ndarray
+        (N, 21) DKI parameters as ``validation.get_model('dki')`` orders them (SI).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 6): f, D_a (intra-axonal, along the fibres), D_e_par, D_e_perp (mean of the two
+        across), theta, phi of the principal eigenvector.
+    """
+    from .models import _W_IDX, _W_MULT
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(n_directions, 3))
+    g /= np.linalg.norm(g, axis=1, keepdims=True)
+    out = np.empty((len(dki_params), 6))
+    for k, p in enumerate(np.atleast_2d(dki_params)):
+        D = tensor_from6(p[None, :6])[0]
+        W = np.zeros((3, 3, 3, 3))
+        for j, idx in enumerate(_W_IDX):
+            for perm in set(_perms(idx)):
+                W[perm] = p[6 + j]
+        md = np.trace(D) / 3
+        dapp = np.einsum("ni,ij,nj->n", g, D, g)
+        kapp = md**2 / dapp**2 * np.einsum("ni,nj,nk,nl,ijkl->n", g, g, g, g, W)
+        kmax = max(float(kapp.max()), 1e-9)
+        f = kmax / (kmax + 3)
+        lam, vec = np.linalg.eigh(D)
+        Wi = np.einsum("ai,bi,ci,di,abcd->i", vec, vec, vec, vec, W)
+        Wi = np.clip(Wi, 0, None)
+        da = lam - np.sqrt(Wi * md**2 * (1 - f) / (3 * f))
+        de = lam + np.sqrt(Wi * md**2 * f / (3 * (1 - f)))
+        e1 = vec[:, 2] * (1 if vec[2, 2] >= 0 else -1)
+        out[k] = [f, da[2], de[2], 0.5 * (de[0] + de[1]), np.arccos(np.clip(e1[2], -1, 1)), np.arctan2(e1[1], e1[0])]
+    return out
+
+
+def _perms(idx):
+    import itertools
+    return itertools.permutations(idx)
+
+
+def _wmti_forward(arr, P):
+    n = _axis(P[:, 4], P[:, 5])
+    f = P[:, 0]
+    return f[:, None] * stick(arr, n, P[:, 1]) + (1 - f)[:, None] * zeppelin(arr, n, P[:, 2], P[:, 3])
+
+
+# ----------------------------------------------------------- temporal zeppelin
+def burcaw_dperp(d_inf: np.ndarray, A: np.ndarray, delta: np.ndarray, Delta: np.ndarray) -> np.ndarray:
+    """Extra-axonal D_perp(delta, Delta) for 2-D disorder, exact finite-delta PGSE form (Burcaw et al. 2015).
+
+    D = D_inf - A [delta^2 (ln delta - 3/2) - F(Delta + delta) - F(Delta - delta) + 2 F(Delta)] /
+    (delta^2 (Delta - delta/3)), F(x) = x^2 ln(x)/2 - 3 x^2/4 (analytic reference section 1.9).
+    """
+    def F(x):
+        xs = np.maximum(x, 1e-300)
+        return np.where(x > 0, xs**2 * np.log(xs) / 2 - 3 * xs**2 / 4, 0.0)
+
+    d = np.maximum(delta, 1e-12)
+    num = d**2 * (np.log(d) - 1.5) - F(Delta + d) - F(Delta - d) + 2 * F(Delta)
+    return d_inf - A * num / (d**2 * (Delta - d / 3))
+
+
+def _temporal_zeppelin(arr, P):
+    f, da, depar, dinf, A = (P[:, i] for i in range(5))
+    n = _axis(P[:, 5], P[:, 6])
+    dperp = burcaw_dperp(dinf[:, None], A[:, None], arr.delta[None, :], arr.Delta[None, :])
+    nBn = np.einsum("ki,mij,kj->km", n, arr.B, n)
+    extra = np.exp(-dperp * arr.b[None, :] - (depar[:, None] - dperp) * nBn)
+    return f[:, None] * stick(arr, n, da) + (1 - f)[:, None] * extra
+
+
+# ------------------------------------------------- restricted single compartments
+def _q_perp(arr, n):
+    """q = gamma G delta across the axis n (rad/m), (K, M)."""
+    return arr.gamma * arr.G[None, :] * arr.delta[None, :] * np.sqrt(np.clip(1 - _cos2(arr, n), 0, None))
+
+
+def _cyl_gpd(arr, P):
+    R, D, n = P[:, 0], P[:, 1], _axis(P[:, 2], P[:, 3])
+    return np.exp(C.gpd_restricted_lnE(arr, "cylinder", R, D, n)) * stick(arr, n, D)
+
+
+def _cyl_callaghan(arr, P):
+    R, D, n = P[:, 0], P[:, 1], _axis(P[:, 2], P[:, 3])
+    x = _q_perp(arr, n) * R[:, None]
+    return C.narrow_pulse("cylinder", x, D[:, None] * arr.Delta[None, :] / R[:, None] ** 2) * stick(arr, n, D)
+
+
+def _cyl_soderman(arr, P):
+    R, D, n = P[:, 0], P[:, 1], _axis(P[:, 2], P[:, 3])
+    return C.soderman("cylinder", _q_perp(arr, n) * R[:, None]) * stick(arr, n, D)
+
+
+def _sph_gpd(arr, P):
+    return np.exp(C.gpd_restricted_lnE(arr, "sphere", P[:, 0], P[:, 1]))
+
+
+def _sph_callaghan(arr, P):
+    R, D = P[:, 0], P[:, 1]
+    x = arr.gamma * arr.G[None, :] * arr.delta[None, :] * R[:, None]
+    return C.narrow_pulse("sphere", x, D[:, None] * arr.Delta[None, :] / R[:, None] ** 2)
+
+
+def _sph_soderman(arr, P):
+    return C.soderman("sphere", arr.gamma * arr.G[None, :] * arr.delta[None, :] * P[:, 0:1])
+
+
+_R_CYL = Parameter("R", "m", (0.1e-6, 15e-6), 1e-6, "effective_radius")
+_R_SPH = Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "effective_radius")
+_PGSE = "rectangular PGSE with delta and Delta"
+
+
+MODELS = {
+    "charmed": Model(
+        "charmed",
+        (_f("f_r", "intra_fraction"), _R_CYL, _d("D_r", "diffusivity"), _d("D_h_par"), _d("D_h_perp"), _THETA, _PHI),
+        _charmed, "restricted cylinders of one radius (Gaussian phase approximation of van Gelderen 1994, which "
+        "contains the Neuman long-pulse form of the original) with Gaussian parallel diffusion, plus a hindered "
+        "axisymmetric Gaussian tensor aligned with the fibres; no exchange; R is often fixed (fixed={'R': ...})",
+        needs=_PGSE + ", high b (up to ~10000 s/mm^2)", requires_pgse=True,
+        reference="Assaf et al. 2004; Assaf & Basser 2005", orientation=(5, 6)),
+    "axcaliber": Model(
+        "axcaliber",
+        (_f("f_r", "intra_fraction"), Parameter("alpha", "1", (1.0, 30.0), 5.0, "gamma_alpha"),
+         Parameter("beta", "m", (0.02e-6, 3e-6), 1e-6, "gamma_beta"), _d("D_par", "diffusivity"), _d("D_h"),
+         _THETA, _PHI),
+        _axcaliber, "restricted cylinders with a Gamma(alpha, beta) radius distribution, volume-weighted "
+        "(R^2 P(R)), each in the Gaussian phase approximation, plus hindered Gaussian diffusion (D_par along, D_h "
+        "across); alpha, beta are those of the number-weighted distribution (compare with the substrate's radius "
+        "histogram); no exchange", needs=_PGSE + ", several Delta, gradients across the fibres",
+        requires_pgse=True, reference="Assaf et al. 2008", orientation=(5, 6)),
+    "activeax": Model(
+        "activeax",
+        (_f("v_ic", "intra_fraction"), Parameter("a", "m", (0.2e-6, 20e-6), 1e-6, "effective_diameter"),
+         _f("f_iso"), _d("D_par", "diffusivity"), _d("D_iso"), _THETA, _PHI),
+        _activeax, "cylinders of one diameter a (Gaussian phase approximation) + tortuous zeppelin "
+        "D_perp = (1 - v_ic) D_par + isotropic CSF; a estimates the volume-weighted effective diameter "
+        "2 (<r^6>/<r^2>)^(1/4); the original fixes D_par = 1.7e-9 (in vivo) and D_iso = 3e-9 (pass them in "
+        "fixed=...)", needs=_PGSE + ", at least two (Delta, G) combinations across the fibres",
+        requires_pgse=True, reference="Alexander et al. 2010", orientation=(5, 6)),
+    "bingham_noddi": Model(
+        "bingham_noddi",
+        (_f("v_ic", "intra_fraction"), _f("v_iso"), Parameter("kappa1", "1", (0.0, 64.0), 10.0, None),
+         Parameter("kappa2", "1", (0.0, 32.0), 10.0, None), _THETA, _PHI,
+         Parameter("psi", "rad", (0.0, np.pi), 1.0, None), _d("d_par"), _d("d_iso")),
+        _bingham_noddi, "Bingham-dispersed sticks (ODF ~ exp(kappa1 (mu1.n)^2 + kappa2 (mu2.n)^2), kappa2 <= "
+        "kappa1, mu2 at angle psi about mu1) + the Bingham-averaged tortuous zeppelin + isotropic CSF; the original "
+        "fixes d_par = 1.7e-9 and d_iso = 3e-9 (pass them in fixed=...)", needs="at least two shells",
+        reference="Tariq et al. 2016", orientation=(4, 5)),
+    "standard_model": Model(
+        "standard_model",
+        (_f("f", "intra_fraction"), _d("D_a", "diffusivity"), _d("D_e_par"), _d("D_e_perp"), _f("f_w"), _d("D_w"),
+         Parameter("p2", "1", (0.0, 1.0), 1.0, "odf_p2"), Parameter("p4", "1", (0.0, 1.0), 1.0, None), _THETA, _PHI),
+        _standard_model, "Standard Model: sticks (D_a) + axisymmetric extra-axonal zeppelins (D_e_par, D_e_perp) "
+        "sharing one axially symmetric ODF (rotational invariants p2, p4; l > 4 neglected) + free water (f_w, "
+        "D_w); Gaussian compartments, no exchange; any axisymmetric b-tensor shape (linear, planar, spherical) "
+        "enters through b_delta. With linear encoding only the fit is degenerate (Jelescu et al. 2016): add "
+        "spherical or planar encoding, or fix parameters", needs="at least two shells; b-tensor shapes to break "
+        "the degeneracy", reference="Novikov et al. 2018, 2019; Reisert et al. 2017; Coelho et al. 2022",
+        orientation=(8, 9)),
+    "wmti": Model(
+        "wmti",
+        (_f("f", "intra_fraction"), _d("D_a", "diffusivity"), _d("D_e_par"), _d("D_e_perp"), _THETA, _PHI),
+        _wmti_forward, "white-matter tract integrity from a DKI fit: aligned fibres, two Gaussian compartments, "
+        "the branch D_a < D_e of Fieremans et al.; AWF from the largest apparent kurtosis; the forward model is "
+        "sticks + zeppelin with these parameters", needs="DKI shells (b <= ~2500 s/mm^2), linear encoding",
+        lte_only=True, reference="Fieremans, Jensen & Helpern 2011", orientation=(4, 5),
+        via=("dki", lambda arr, p: wmti_from_dki(p))),
+    "wmti_watson": Model(
+        "wmti_watson",
+        (_f("f", "intra_fraction"), _d("D_a", "diffusivity"), _d("D_e_par"), _d("D_e_perp"),
+         Parameter("kappa", "1", (0.0, 64.0), 10.0, None), _THETA, _PHI),
+        _wmti_watson, "Standard Model with a Watson ODF, fitted through its fourth-order cumulant expansion "
+        "(what the axially symmetric DKI parameters determine); two solution branches (D_a > D_e_par or < ) fit "
+        "equally well: fix or bound D_a to choose one", needs="DKI shells (b <= ~2500 s/mm^2), linear encoding",
+        lte_only=True, reference="Jespersen, Olesen, Hansen & Shemesh 2018", orientation=(5, 6)),
+    "temporal_zeppelin": Model(
+        "temporal_zeppelin",
+        (_f("f", "intra_fraction"), _d("D_a", "diffusivity"), _d("D_e_par"), _d("D_inf"),
+         Parameter("A", "m^2", (0.0, 5e-12), 1e-12, None), _THETA, _PHI),
+        _temporal_zeppelin, "sticks + a zeppelin whose perpendicular diffusivity follows the 2-D disorder law "
+        "D_perp(delta, Delta) = D_inf + A ln(Delta/delta)/Delta-type (exact finite-delta form, Burcaw et al. "
+        "2015); Gaussian compartments, no exchange", needs=_PGSE + ", several Delta", requires_pgse=True,
+        reference="Burcaw, Fieremans & Novikov 2015; Fieremans et al. 2016", orientation=(5, 6)),
+    "cylinder_gpd": Model(
+        "cylinder_gpd", (_R_CYL, _d("D", "diffusivity"), _THETA, _PHI), _cyl_gpd,
+        "one impermeable cylinder, Gaussian phase approximation for any waveform (exact double integral of the "
+        "played waveform), free Gaussian diffusion along the axis", reference="Stepisnik 1993; van Gelderen 1994",
+        orientation=(2, 3)),
+    "cylinder_callaghan": Model(
+        "cylinder_callaghan", (_R_CYL, _d("D", "diffusivity"), _THETA, _PHI), _cyl_callaghan,
+        "one impermeable cylinder, narrow-pulse approximation (delta -> 0, q = gamma G delta, any Delta; "
+        "Callaghan 1995 eigenfunction series), free diffusion along the axis", needs=_PGSE, requires_pgse=True,
+        reference="Callaghan 1995; Soderman & Jonsson 1995", orientation=(2, 3)),
+    "cylinder_soderman": Model(
+        "cylinder_soderman", (_R_CYL, _d("D", "diffusivity"), _THETA, _PHI), _cyl_soderman,
+        "one impermeable cylinder, narrow pulse and long diffusion time (Stejskal-Tanner/Soderman limit "
+        "(2 J1(qR)/qR)^2 across), free diffusion along the axis", needs=_PGSE, requires_pgse=True,
+        reference="Soderman & Jonsson 1995", orientation=(2, 3)),
+    "sphere_gpd": Model(
+        "sphere_gpd", (_R_SPH, _d("D", "diffusivity")), _sph_gpd,
+        "one impermeable sphere, Gaussian phase approximation for any waveform", reference="Murday & Cotts 1968; "
+        "Stepisnik 1993"),
+    "sphere_callaghan": Model(
+        "sphere_callaghan", (_R_SPH, _d("D", "diffusivity")), _sph_callaghan,
+        "one impermeable sphere, narrow-pulse approximation (Callaghan 1995 series)", needs=_PGSE,
+        requires_pgse=True, reference="Callaghan 1995"),
+    "sphere_soderman": Model(
+        "sphere_soderman", (_R_SPH,), _sph_soderman,
+        "one impermeable sphere, narrow pulse and long diffusion time ((3 j1(qR)/qR)^2); no diffusivity "
+        "dependence", needs=_PGSE, requires_pgse=True, reference="Stejskal & Tanner 1965 limit; Balinov et al. 1993"),
+}
