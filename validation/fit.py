@@ -224,7 +224,9 @@ def _fit_one(job, y, direction, extra_start):
         starts = np.vstack([x0[None], starts]) if len(starts) else x0[None]
     if model.orientation:
         th, ph = _angles(direction[None])
-        starts[:, model.orientation[0]], starts[:, model.orientation[1]] = th[0], ph[0]
+        for j, v in zip(model.orientation, (th[0], ph[0])):
+            if model.names[j] not in fixed and model.names[j] not in linked:  # a fixed axis stays fixed
+                starts[:, j] = v
     starts = links.apply(starts)
     cost = np.sum((model.forward(arr, starts) - y) ** 2, axis=1)
     best = None
