@@ -27,6 +27,7 @@ INFO_FILL: dict[str, Any] = {
     "mixing_time": np.nan,  # DDE mixing time (s)
     "gradient_strength": np.nan,  # plateau amplitude (T/m) where defined
     "label": "",            # 'pgse', 'ogse-cos', 'dde', 'tensor', 'waveform' ...
+    "echo_time": np.nan,    # TE (s); where absent, the waveform's duration when the scheme is built
 }
 
 
@@ -115,7 +116,10 @@ class Scheme:
         object.__setattr__(self, "gradients", g)
         object.__setattr__(self, "dt", dt)
         object.__setattr__(self, "gamma", gamma)
-        object.__setattr__(self, "info", _fill_info(self.info, g.shape[0]))
+        info = _fill_info(self.info, g.shape[0])
+        # a measurement's TE stays that of its own waveform when schemes are concatenated (padded)
+        info["echo_time"] = np.where(np.isnan(info["echo_time"]), g.shape[1] * dt, info["echo_time"])
+        object.__setattr__(self, "info", info)
         object.__setattr__(self, "edges", np.unique(np.asarray(self.edges, dtype=float)))
 
     delta = _info_property("delta", "(M,) pulse (lobe) duration in s; NaN where undefined.")
@@ -124,6 +128,7 @@ class Scheme:
     frequency = _info_property("frequency", "(M,) OGSE frequency in Hz; NaN where undefined.")
     mixing_time = _info_property("mixing_time", "(M,) DDE mixing time in s; NaN where undefined.")
     gradient_strength = _info_property("gradient_strength", "(M,) plateau amplitude in T/m; NaN where undefined.")
+    echo_time = _info_property("echo_time", "(M,) echo time TE in s (the waveform's own duration unless given).")
     label = _info_property("label", "(M,) kind of each measurement ('pgse', 'ogse-cos', 'dde', 'tensor', ...).")
 
     # ------------------------------------------------------------------ sizes

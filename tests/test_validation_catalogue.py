@@ -134,7 +134,6 @@ def test_wmti_watson_is_the_cumulant_expansion_of_the_watson_standard_model():
     mu = va.models._axis(np.array([th]), np.array([ph]))
     ic = va.models.watson_stick(arr, mu, np.array([kappa]), np.array([da]))[0]
     n, w = C.bingham_directions(C.frame(np.array([th]), np.array([ph]), np.zeros(1)), np.array([kappa]), np.zeros(1))
-    Dec = dee * np.eye(3) + (dep - dee) * C.orientation_tensor(n, w)[0]
     # the dispersed zeppelin is not Gaussian: average exp over the ODF directly
     nBn = np.einsum("kqi,mij,kqj->kqm", n, arr.B, n)[0]
     ec = w[0] @ np.exp(-dee * arr.b[None] - (dep - dee) * nBn)
@@ -144,7 +143,6 @@ def test_wmti_watson_is_the_cumulant_expansion_of_the_watson_standard_model():
     p2, p4 = watson_moments(np.array([0.0, 1e3]))
     np.testing.assert_allclose([p2[0], p4[0]], 0, atol=1e-12)
     assert p2[1] == pytest.approx(1, abs=2e-3)
-    del Dec
 
 
 def test_wmti_recovers_compartments_from_exact_cumulants():
@@ -244,3 +242,25 @@ def test_bias_truths_for_new_parameters():
     assert truth_of(va.get_model("standard_model"), "p2", gt) == 1.0
     assert truth_of(va.get_model("axcaliber"), "alpha", gt) == pytest.approx(4.0, rel=0.08)
     assert truth_of(va.get_model("axcaliber"), "beta", gt) == pytest.approx(0.5e-6, rel=0.08)
+
+
+def test_sm_t2_reduces_to_the_standard_model_and_recovers_t2(btensors):
+    te_short = [sq.tensor_encoding(np.repeat([1e9, 2e9], 30), b_delta=1.0, directions=np.vstack([U] * 2), duration=0.06),
+                sq.tensor_encoding(np.array([1e9, 2e9, 3e9]), b_delta=0.0, duration=0.06)]
+    long_te = [sq.pgse(10e-3, 40e-3, bvalues=np.repeat([0.0, 1e9, 2e9], [1, 30, 30]),
+                       directions=np.vstack([U[:1], U, U]), echo_time=0.1)]
+    s = sq.concatenate(te_short + long_te)
+    assert np.unique(np.round(s.echo_time, 6)).size >= 2
+    truth = [1.0, 0.5, 2.2e-9, 1.6e-9, 0.6e-9, 0.7, 0.08, 0.05, 0.7, 0.3]
+    m = va.get_model("sm_t2")
+    y = m.signal(s, [truth])[0]
+    # equal T2: the l <= 2 Standard Model times exp(-TE/T2)
+    same = list(truth)
+    same[6] = same[7] = 0.06
+    sm = va.get_model("standard_model").signal(s, [[0.5, 2.2e-9, 1.6e-9, 0.6e-9, 0.0, 3e-9, 0.7, 0.0, 0.7, 0.3]])[0]
+    np.testing.assert_allclose(m.signal(s, [same])[0], sm * np.exp(-s.echo_time / 0.06), rtol=1e-10)
+    r = va.fit(m, s, y)
+    scale = np.array([p.scale for p in m.parameters])
+    np.testing.assert_allclose(r.params[0] / scale, np.array(truth) / scale, atol=1e-3)
+    with pytest.raises(ValueError, match="echo times"):
+        m.check_scheme(btensors)

@@ -84,3 +84,38 @@ def test_standard_model_nrv_flat_with_clinical_lte_sharpens_with_ste_and_high_b(
     # ... narrowed around the truth once spherical encoding and higher b are added
     assert sharp.valley[1] - sharp.valley[0] <= 0.25
     assert sharp.argmin == pytest.approx(0.5, abs=0.1)
+
+
+def test_make_report_writes_markdown_and_figures(tmp_path):
+    from types import SimpleNamespace
+
+    from validation.regimes import RegimeMap
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(20, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    s = sq.pgse(10e-3, 30e-3, bvalues=np.repeat([0, 1e9, 2e9, 3e9], [1, 20, 20, 20]), directions=np.vstack([u[:1], u, u, u]))
+    m = va.get_model("stick_zeppelin")
+    results = []
+    for f in (0.5, 0.7):
+        y = m.signal(s, [[f, 2e-9, 0.5e-9, 0.0, 0.0]])[0]
+        gt = {"volume_fractions": {"intra": f, "extra": 1 - f}, "diffusivity": 2e-9, "axis": [0, 0, 1]}
+        results.append(SimpleNamespace(scheme=s, signal=y, stderr=np.full(len(s), 1e-3), ground_truth=gt))
+    rm = RegimeMap("m", "R", "x", "y", np.array([0.1, 1.0]), np.array([1.0, 2.0]),
+                   np.array([[0.01, 0.2], [0.02, 0.3]]), np.zeros((2, 2)), np.full((2, 2), np.nan), np.inf)
+    md = va.make_report(results, tmp_path, models=["stick_zeppelin", "ball_stick", "impulsed"], snr=200, repeats=2,
+                        nrv=[("stick_zeppelin", "f")], nrv_repeats=2, regime_maps=[rm])
+    text = md.read_text()
+    for section in ("## Models", "## Bias against ground truth", "## NRV landscapes", "## Regimes of validity",
+                    "## Full bias table"):
+        assert section in text
+    assert "| impulsed | no: " in text
+    row = [ln for ln in text.splitlines() if ln.startswith("| stick_zeppelin | f |")][0]
+    assert abs(float(row.split("|")[4].strip().split()[0])) < 2.0  # a correct model: bias within 2 %
+    for png in ("bias.png", "nrv_stick_zeppelin_f.png", "regime_m_R_0.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    other = sq.pgse(10e-3, 40e-3, bvalues=[0, 1e9], directions=[1, 0, 0])
+    with pytest.raises(ValueError, match="share one acquisition"):
+        va.make_report(results + [SimpleNamespace(scheme=other, signal=np.ones(2), stderr=np.zeros(2),
+                                                  ground_truth={})], tmp_path)
+    with pytest.raises(ValueError, match="no results"):
+        va.make_report([], tmp_path)

@@ -172,7 +172,7 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
     if Y.shape[1] != len(scheme):
         raise ValueError(f"signals have {Y.shape[1]} measurements but the scheme has {len(scheme)}")
     P = len(model.parameters)
-    links = _Links(model, linked)
+    _Links(model, linked)  # check the specs here, before any worker starts
     free = [i for i, p in enumerate(model.parameters) if p.name not in fixed and p.name not in linked]
     scale = np.array([model.parameters[i].scale for i in free])
     lo = np.array([model.parameters[i].bounds[0] for i in free]) / scale

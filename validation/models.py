@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from scipy import special
 from scipy.special import dawsn, erf, erfi
 
 from .exact import _modes_1d
@@ -67,6 +66,7 @@ class Model:
     lte_only: bool = False
     requires_ogse: bool = False
     needs_btensor: bool = False
+    needs_te: bool = False
     via: tuple | None = None  # (model name, transform(FitResult params) -> params): estimated through another model
 
     @property
@@ -102,6 +102,7 @@ class SchemeArrays:
     freq: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (M,) OGSE frequency in Hz, 0 otherwise
     gradients: np.ndarray | None = None  # (M, T, 3) played waveforms, T/m
     dt: float = 0.0
+    te: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (M,) echo time, s
 
     def waveform_spectrum(self):
         """The cached GPD spectrum table of the waveforms (see compartments.waveform_spectrum)."""
@@ -117,6 +118,9 @@ class SchemeArrays:
         if model.needs_btensor and np.unique(np.round(scheme.b_delta[b > 0], 3)).size < 2:
             raise ValueError(f"{model.name} needs b-tensor encodings of at least two shapes ({model.needs}); this "
                              "scheme has one. Add e.g. sequences.tensor_encoding(..., b_delta=0) measurements")
+        if model.needs_te and np.unique(np.round(scheme.echo_time[b > 0], 6)).size < 2:
+            raise ValueError(f"{model.name} needs measurements at two or more echo times ({model.needs}); build them "
+                             "with echo_time=... (pgse/ogse) and concatenate")
         if model.requires_ogse and not np.any(np.nan_to_num(scheme.frequency[b > 0]) > 0):
             raise ValueError(f"{model.name} needs oscillating-gradient (OGSE) measurements ({model.needs}); this "
                              "scheme has none. Add sequences.ogse(...) measurements to it")
@@ -131,7 +135,7 @@ class SchemeArrays:
         return SchemeArrays(b=b, B=scheme.btensors, u=scheme.directions, G=scheme.gradient_amplitudes,
                             delta=np.nan_to_num(scheme.delta), Delta=np.nan_to_num(scheme.Delta), gamma=scheme.gamma,
                             bd=scheme.b_delta, freq=np.nan_to_num(scheme.frequency), gradients=scheme.gradients,
-                            dt=scheme.dt)
+                            dt=scheme.dt, te=scheme.echo_time)
 
 
 # ------------------------------------------------------------ building blocks
@@ -160,12 +164,13 @@ def ball(arr: SchemeArrays, d: np.ndarray) -> np.ndarray:
 _N_MODES = 40
 
 
-def _gpd_pgse_lnE(geometry: str, arr: SchemeArrays, R: np.ndarray, D: np.ndarray, G2: np.ndarray) -> np.ndarray:
+def _gpd_pgse_lnE(geometry: str, arr: SchemeArrays, R: np.ndarray, D: np.ndarray, G2: np.ndarray,
+                  n_modes: int = _N_MODES) -> np.ndarray:
     """Closed-form GPD ln E for rectangular PGSE, vectorised over (K) parameters and (M) measurements.
 
     G2 is (K, M): the squared gradient component across the walls.
     """
-    a, _ = _modes_1d(geometry, _N_MODES)
+    a, _ = _modes_1d(geometry, n_modes)
     d1 = 1.0 if geometry == "cylinder" else 2.0
     alpha = a[None, None, :] / R[:, None, None]  # (K, 1, n)
     lam = D[:, None, None] * alpha**2
@@ -265,8 +270,8 @@ def watson_stick(arr: SchemeArrays, mu: np.ndarray, kappa: np.ndarray, d_par: np
     # weights exp(kappa x^2), normalised numerically (exact normalisation for the quadrature)
     w = (_WW[None, :] * np.exp(kappa[:, None] * (_WX[None, :] ** 2 - 1)))[:, :, None] * np.ones(len(_WPHI))
     w = (w / w.sum(axis=(1, 2), keepdims=True)).reshape(len(mu), -1)
-    nBn = np.einsum("kqi,mij,kqj->kqm", n, arr.B, n)
-    return np.einsum("kq,kqm->km", w, np.exp(-d_par[:, None, None] * nBn))
+    from .compartments import quadratic_form
+    return np.einsum("kq,kqm->km", w, np.exp(-d_par[:, None, None] * quadratic_form(n, arr.B)))
 
 
 def _ivim(arr, P):

@@ -10,13 +10,19 @@ EXAMPLES = {
                    "signal vs b for free, cylinder and sphere: Monte Carlo against the exact curves"),
     "main": ("walker.examples.main_job",
              "packed axons under PGSE + STE -> resumable HDF5 ground-truth database -> report"),
+    "validation": ("walker.examples.validation_report",
+                   "packed axons -> signals -> every applicable model fitted -> bias, NRV, regime-map report"),
 }
 
 
+#: examples that "all" leaves out because they take minutes (run them by name)
+LONG = {"validation"}
+
+
 def run_example(name: str, outdir: str):
-    """Run the example ``name`` ("all" runs every one), writing under ``outdir``; returns the written paths."""
+    """Run the example ``name`` ("all" runs every quick one), writing under ``outdir``; returns the written paths."""
     if name == "all":
-        return [p for key in EXAMPLES for p in run_example(key, outdir)]
+        return [p for key in EXAMPLES if key not in LONG for p in run_example(key, outdir)]
     if name not in EXAMPLES:
         raise KeyError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
     return import_module(EXAMPLES[name][0]).run(outdir)
