@@ -258,7 +258,7 @@ def bingham_directions(frames: np.ndarray, k1: np.ndarray, k2: np.ndarray) -> tu
 
 def dispersed_stick(arr, n: np.ndarray, w: np.ndarray, d_par: np.ndarray) -> np.ndarray:
     """Orientation average of a stick, sum_q w_q exp(-d_par n_q^T B n_q): (K, M)."""
-    return np.einsum("kq,kqm->km", w, np.exp(-d_par[:, None, None] * quadratic_form(n, arr.B)))
+    return np.matmul(w[:, None, :], np.exp(-d_par[:, None, None] * quadratic_form(n, arr.B)))[:, 0]
 
 
 def quadratic_form(n: np.ndarray, B: np.ndarray) -> np.ndarray:

@@ -238,7 +238,10 @@ def _fit_one(job, y, direction, extra_start):
             full[free] = x * scale
             return model.forward(arr, links.apply(full[None]))[0] - y
 
-        r = least_squares(resid, x0, bounds=(lo, hi), x_scale=1.0, method="trf", xtol=1e-10, ftol=1e-12)
+        # a well-posed fit converges in a few dozen iterations; the cap stops misspecified fits of
+        # many-parameter models from wandering for minutes (they end with success=False)
+        r = least_squares(resid, x0, bounds=(lo, hi), x_scale=1.0, method="trf", xtol=1e-10, ftol=1e-12,
+                          max_nfev=max(200, 30 * len(x0)))
         if best is None or r.cost < best.cost:
             best = r
     p = starts[0].copy()
