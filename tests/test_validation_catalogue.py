@@ -238,7 +238,13 @@ def test_bias_truths_for_new_parameters():
     gt = {"volume_fractions": {"intra": 0.6, "extra": 0.4}, "effective_radius": 2e-6, "axis": [0, 0, 1],
           "radii": list(np.random.default_rng(1).gamma(4.0, 0.5e-6, 4000))}
     assert truth_of(va.get_model("activeax"), "a", gt) == 4e-6
-    assert truth_of(va.get_model("pomace"), "f_ecs", gt) == 0.4
+    # geometry-specific truths: a sphere model's radius says nothing about cylinders, and vice versa
+    assert truth_of(va.get_model("pomace"), "f_ecs", gt) is None
+    assert truth_of(va.get_model("sphere_ball"), "R", gt) is None
+    sph = {"substrate": "spheres", "volume_fractions": {"intra": 0.3, "extra": 0.7}, "effective_radius": 5e-6}
+    assert truth_of(va.get_model("pomace"), "f_ecs", sph) == 0.7
+    assert truth_of(va.get_model("impulsed"), "d", sph) == 1e-5
+    assert truth_of(va.get_model("cylinder_zeppelin"), "R", sph) is None
     assert truth_of(va.get_model("standard_model"), "p2", gt) == 1.0
     assert truth_of(va.get_model("axcaliber"), "alpha", gt) == pytest.approx(4.0, rel=0.08)
     assert truth_of(va.get_model("axcaliber"), "beta", gt) == pytest.approx(0.5e-6, rel=0.08)

@@ -23,6 +23,16 @@ def truth_of(model: Model, name: str, gt: dict):
     """The ground-truth value a parameter estimates, or None (see ``Parameter.truth``)."""
     p = model.parameters[model.names.index(name)]
     fractions = gt.get("volume_fractions") or {}
+    key = p.truth
+    if key and ":" in key:
+        # "sphere:..." / "cylinder:...": the truth exists only for that geometry (a sphere model's radius says
+        # nothing about a cylinder substrate)
+        geometry, key = key.split(":", 1)
+        is_cyl = "axis" in gt
+        is_sph = "sphere" in str(gt.get("substrate", "")) and not is_cyl
+        if (geometry == "cylinder" and not is_cyl) or (geometry == "sphere" and not is_sph):
+            return None
+        p = type(p)(p.name, p.unit, p.bounds, p.scale, key)
     if p.truth == "intra_fraction":
         return fractions.get("intra")
     if p.truth == "extra_fraction":

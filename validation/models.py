@@ -38,7 +38,8 @@ class Parameter:
     scale : float
         Typical magnitude, used to condition the optimiser.
     truth : str or None
-        Ground-truth key it estimates ("intra_fraction", "effective_radius",
+        Ground-truth key it estimates ("intra_fraction", "effective_radius", a "cylinder:" or "sphere:"
+        prefix where only that geometry has it,
         "diffusivity", "axis_theta", "axis_phi"), or None when the substrate has
         no time-independent truth for it.
     """
@@ -399,7 +400,7 @@ MODELS: dict[str, Model] = {
     "stick_zeppelin": Model(
         "stick_zeppelin",
         (Parameter("f", "1", (0.0, 1.0), 1.0, "intra_fraction"),
-         Parameter("D_par", "m^2/s", _D, 1e-9, "diffusivity"),
+         Parameter("D_par", "m^2/s", _D, 1e-9, "cylinder:diffusivity"),
          Parameter("D_perp", "m^2/s", _D, 1e-9, None), _THETA, _PHI),
         _stick_zeppelin, "Gaussian compartments, zero axon radius, no exchange, the extra-axonal parallel "
         "diffusivity equals the intra-axonal one, one fibre direction", reference="Panagiotaki et al. 2012",
@@ -407,8 +408,8 @@ MODELS: dict[str, Model] = {
     "cylinder_zeppelin": Model(
         "cylinder_zeppelin",
         (Parameter("f", "1", (0.0, 1.0), 1.0, "intra_fraction"),
-         Parameter("R", "m", (0.1e-6, 15e-6), 1e-6, "effective_radius"),
-         Parameter("D_par", "m^2/s", _D, 1e-9, "diffusivity"),
+         Parameter("R", "m", (0.1e-6, 15e-6), 1e-6, "cylinder:effective_radius"),
+         Parameter("D_par", "m^2/s", _D, 1e-9, "cylinder:diffusivity"),
          Parameter("D_perp", "m^2/s", _D, 1e-9, None), _THETA, _PHI),
         _cylinder_zeppelin, "one cylinder radius (Gaussian phase approximation, van Gelderen 1994) plus a "
         "Gaussian zeppelin, no exchange, one fibre direction; R estimates the volume-weighted effective radius "
@@ -418,9 +419,9 @@ MODELS: dict[str, Model] = {
         orientation=(4, 5)),
     "sphere_ball": Model(
         "sphere_ball",
-        (Parameter("f", "1", (0.0, 1.0), 1.0, "intra_fraction"),
-         Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "effective_radius"),
-         Parameter("D_in", "m^2/s", _D, 1e-9, "diffusivity"),
+        (Parameter("f", "1", (0.0, 1.0), 1.0, "sphere:intra_fraction"),
+         Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "sphere:effective_radius"),
+         Parameter("D_in", "m^2/s", _D, 1e-9, "sphere:diffusivity"),
          Parameter("D_ex", "m^2/s", _D, 1e-9, None)),
         _sphere_ball, "impermeable spheres (Gaussian phase approximation, Murday & Cotts 1968) plus an isotropic "
         "Gaussian extra-cellular space, no exchange",
@@ -429,7 +430,7 @@ MODELS: dict[str, Model] = {
     "ivim": Model(
         "ivim",
         (Parameter("f", "1", (0.0, 1.0), 1.0, None), Parameter("D_star", "m^2/s", (3e-9, 100e-9), 1e-8, None),
-         Parameter("D", "m^2/s", _D, 1e-9, "diffusivity")),
+         Parameter("D", "m^2/s", _D, 1e-9, None)),
         _ivim, "two Gaussian pools: pseudo-diffusion (perfusion, D* >> D) and tissue diffusion",
         reference="Le Bihan et al. 1988"),
     "fw_dti": Model(
@@ -454,7 +455,7 @@ MODELS: dict[str, Model] = {
     "mc_smt": Model(
         "mc_smt",
         (Parameter("v", "1", (0.0, 1.0), 1.0, "intra_fraction"),
-         Parameter("lambda", "m^2/s", _D, 1e-9, "diffusivity")),
+         Parameter("lambda", "m^2/s", _D, 1e-9, "cylinder:diffusivity")),
         _mc_smt, "spherical mean of sticks plus a zeppelin with the same parallel diffusivity and tortuous "
         "perpendicular one (1 - v) lambda; no exchange", needs="at least two shells",
         reference="Kaden et al. 2016 (NeuroImage 139:346)"),
@@ -462,8 +463,8 @@ MODELS: dict[str, Model] = {
         "sandi",
         (Parameter("f_in", "1", (0.0, 1.0), 1.0, None), Parameter("f_is", "1", (0.0, 1.0), 1.0, "soma_fraction"),
          Parameter("D_in", "m^2/s", (0.1e-9, 3e-9), 1e-9, None),
-         Parameter("R_s", "m", (1e-6, 12e-6), 1e-6, "effective_radius"),
-         Parameter("D_is", "m^2/s", _D, 1e-9, "diffusivity"), Parameter("D_ec", "m^2/s", (0.05e-9, 3e-9), 1e-9, None)),
+         Parameter("R_s", "m", (1e-6, 12e-6), 1e-6, "sphere:effective_radius"),
+         Parameter("D_is", "m^2/s", _D, 1e-9, "sphere:diffusivity"), Parameter("D_ec", "m^2/s", (0.05e-9, 3e-9), 1e-9, None)),
         _sandi, "sticks (neurites, spherical mean) + impermeable spheres (somas, GPD) + isotropic Gaussian "
         "extra-cellular space, no exchange; f_ec = 1 - f_in - f_is (sums above 1 are rescaled). The original fixes "
         "D_is = 3e-9 (pass fixed={'D_is': 3e-9})", needs="rectangular PGSE with delta and Delta, high b",
@@ -471,8 +472,8 @@ MODELS: dict[str, Model] = {
     "verdict": Model(
         "verdict",
         (Parameter("f_ic", "1", (0.0, 1.0), 1.0, "soma_fraction"), Parameter("f_ees", "1", (0.0, 1.0), 1.0, None),
-         Parameter("R", "m", (0.5e-6, 15e-6), 1e-6, "effective_radius"),
-         Parameter("D_ic", "m^2/s", _D, 1e-9, "diffusivity"), Parameter("D_ees", "m^2/s", _D, 1e-9, None),
+         Parameter("R", "m", (0.5e-6, 15e-6), 1e-6, "sphere:effective_radius"),
+         Parameter("D_ic", "m^2/s", _D, 1e-9, "sphere:diffusivity"), Parameter("D_ees", "m^2/s", _D, 1e-9, None),
          Parameter("P", "m^2/s", (0.0, 20e-9), 1e-9, None)),
         _verdict, "impermeable spheres (GPD) + isotropic extra-cellular space + randomly oriented sticks "
         "(vascular pseudo-diffusion); f_vasc = 1 - f_ic - f_ees", needs="rectangular PGSE with delta and Delta",

@@ -172,8 +172,8 @@ _C_LABEL = ["xx", "yy", "zz", "xy", "xz", "yz"]
 MODELS = {
     "impulsed": Model(
         "impulsed",
-        (_f("v_in", "intra_fraction"), Parameter("d", "m", (1e-6, 40e-6), 1e-5, "effective_diameter"),
-         _d("D_in", "diffusivity"), _d("D_ex0"), Parameter("beta_ex", "m^2", (0.0, 5e-11), 1e-11, None)),
+        (_f("v_in", "sphere:intra_fraction"), Parameter("d", "m", (1e-6, 40e-6), 1e-5, "sphere:effective_diameter"),
+         _d("D_in", "sphere:diffusivity"), _d("D_ex0"), Parameter("beta_ex", "m^2", (0.0, 5e-11), 1e-11, None)),
         _impulsed, "impermeable spherical cells of one diameter d (Gaussian phase approximation for the played "
         "PGSE and OGSE waveforms) + extra-cellular Gaussian diffusion whose diffusivity rises linearly with the "
         "OGSE frequency f, D_ex = D_ex0 + beta_ex f (PGSE: f = 0); no exchange",
@@ -181,35 +181,35 @@ MODELS = {
         reference="Jiang et al. 2016, 2017; Xu et al. 2009"),
     "pomace": Model(
         "pomace",
-        (_f("f_ecs", "extra_fraction"), Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "effective_radius"),
-         _d("D_ics", "diffusivity"), _d("D_ecs")),
+        (_f("f_ecs", "sphere:extra_fraction"), Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "sphere:effective_radius"),
+         _d("D_ics", "sphere:diffusivity"), _d("D_ecs")),
         _pomace, "impermeable spheres (Gaussian phase approximation, any waveform) + an extra-cellular space with a "
         "constant diffusivity (its tortuosity limit), valid for diffusion times in [1/(88 Hz), 31 ms]; no exchange",
         needs="OGSE + PGSE inside the POMACE window", reference="Reynaud et al. 2016"),
     "karger": Model(
         "karger",
-        (_f("f", "intra_fraction"), _d("D_1", "diffusivity"), _d("D_2"), _TAU),
+        (_f("f", "intra_fraction"), _d("D_1"), _d("D_2"), _TAU),
         _karger, "two isotropic Gaussian compartments exchanging with first-order kinetics (barrier-limited "
         "exchange), narrow-pulse Karger equations evaluated at t = Delta - delta/3 with q^2 t = b; tau_1 is the mean "
         "residence time in compartment 1 (1/k_12), and f k_12 = (1 - f) k_21",
         needs=_PGSE + ", several Delta", requires_pgse=True, reference="Karger 1985; Fieremans et al. 2010"),
     "nexi": Model(
         "nexi",
-        (_f("f", "intra_fraction"), _d("D_i", "diffusivity"), _d("D_e"), _TAU),
+        (_f("f", "intra_fraction"), _d("D_i", "cylinder:diffusivity"), _d("D_e"), _TAU),
         _nexi, "randomly oriented sticks (neurites, spherical mean) exchanging with an isotropic Gaussian "
         "extra-cellular space (Karger, narrow pulse, t = Delta - delta/3, q^2 t = b); tau_1 = 1/k_ie is the mean "
         "residence time in the neurites (NEXI's t_ex = 1/k_ie convention; 1/(k_ie + k_ei) = (1 - f) tau_1)",
         needs=_PGSE + ", several Delta, b up to ~6-7 ms/um^2", requires_pgse=True, reference="Jelescu et al. 2022"),
     "smex": Model(
         "smex",
-        (_f("f", "intra_fraction"), _d("D_i", "diffusivity"), _d("D_e"), _TAU),
+        (_f("f", "intra_fraction"), _d("D_i", "cylinder:diffusivity"), _d("D_e"), _TAU),
         _smex, "NEXI with finite pulses: the Karger equations integrated along the PGSE q(t); sticks (spherical "
         "mean) + isotropic Gaussian extra-cellular space exchanging; tau_1 as in nexi",
         needs=_PGSE + ", several Delta", requires_pgse=True, reference="Olesen et al. 2022"),
     "sandix": Model(
         "sandix",
         (_f("f_n"), _f("f_s", "soma_fraction"), _d("D_i"), _d("D_e"),
-         Parameter("R_s", "m", (1e-6, 12e-6), 1e-6, "effective_radius"), _d("D_s", "diffusivity"), _TAU),
+         Parameter("R_s", "m", (1e-6, 12e-6), 1e-6, "sphere:effective_radius"), _d("D_s", "sphere:diffusivity"), _TAU),
         _sandix, "SANDI with neurite-extracellular exchange: sticks exchanging with the isotropic extra-cellular "
         "space (finite-pulse Karger as in smex) + impermeable somas (Gaussian phase, no exchange); f_e = 1 - f_n - "
         "f_s", needs=_PGSE + ", several Delta, high b", requires_pgse=True, reference="Olesen et al. 2022"),

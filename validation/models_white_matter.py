@@ -288,15 +288,15 @@ def _sph_soderman(arr, P):
     return C.soderman("sphere", arr.gamma * arr.G[None, :] * arr.delta[None, :] * P[:, 0:1])
 
 
-_R_CYL = Parameter("R", "m", (0.1e-6, 15e-6), 1e-6, "effective_radius")
-_R_SPH = Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "effective_radius")
+_R_CYL = Parameter("R", "m", (0.1e-6, 15e-6), 1e-6, "cylinder:effective_radius")
+_R_SPH = Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "sphere:effective_radius")
 _PGSE = "rectangular PGSE with delta and Delta"
 
 
 MODELS = {
     "charmed": Model(
         "charmed",
-        (_f("f_r", "intra_fraction"), _R_CYL, _d("D_r", "diffusivity"), _d("D_h_par"), _d("D_h_perp"), _THETA, _PHI),
+        (_f("f_r", "intra_fraction"), _R_CYL, _d("D_r", "cylinder:diffusivity"), _d("D_h_par"), _d("D_h_perp"), _THETA, _PHI),
         _charmed, "restricted cylinders of one radius (Gaussian phase approximation of van Gelderen 1994, which "
         "contains the Neuman long-pulse form of the original) with Gaussian parallel diffusion, plus a hindered "
         "axisymmetric Gaussian tensor aligned with the fibres; no exchange; R is often fixed (fixed={'R': ...})",
@@ -304,8 +304,8 @@ MODELS = {
         reference="Assaf et al. 2004; Assaf & Basser 2005", orientation=(5, 6)),
     "axcaliber": Model(
         "axcaliber",
-        (_f("f_r", "intra_fraction"), Parameter("alpha", "1", (1.0, 30.0), 5.0, "gamma_alpha"),
-         Parameter("beta", "m", (0.02e-6, 3e-6), 1e-6, "gamma_beta"), _d("D_par", "diffusivity"), _d("D_h"),
+        (_f("f_r", "intra_fraction"), Parameter("alpha", "1", (1.0, 30.0), 5.0, "cylinder:gamma_alpha"),
+         Parameter("beta", "m", (0.02e-6, 3e-6), 1e-6, "cylinder:gamma_beta"), _d("D_par", "cylinder:diffusivity"), _d("D_h"),
          _THETA, _PHI),
         _axcaliber, "restricted cylinders with a Gamma(alpha, beta) radius distribution, volume-weighted "
         "(R^2 P(R)), each in the Gaussian phase approximation, plus hindered Gaussian diffusion (D_par along, D_h "
@@ -314,8 +314,8 @@ MODELS = {
         requires_pgse=True, reference="Assaf et al. 2008", orientation=(5, 6)),
     "activeax": Model(
         "activeax",
-        (_f("v_ic", "intra_fraction"), Parameter("a", "m", (0.2e-6, 20e-6), 1e-6, "effective_diameter"),
-         _f("f_iso"), _d("D_par", "diffusivity"), _d("D_iso"), _THETA, _PHI),
+        (_f("v_ic", "intra_fraction"), Parameter("a", "m", (0.2e-6, 20e-6), 1e-6, "cylinder:effective_diameter"),
+         _f("f_iso"), _d("D_par", "cylinder:diffusivity"), _d("D_iso"), _THETA, _PHI),
         _activeax, "cylinders of one diameter a (Gaussian phase approximation) + tortuous zeppelin "
         "D_perp = (1 - v_ic) D_par + isotropic CSF; a estimates the volume-weighted effective diameter "
         "2 (<r^6>/<r^2>)^(1/4); the original fixes D_par = 1.7e-9 (in vivo) and D_iso = 3e-9 (pass them in "
@@ -332,7 +332,7 @@ MODELS = {
         reference="Tariq et al. 2016", orientation=(4, 5)),
     "standard_model": Model(
         "standard_model",
-        (_f("f", "intra_fraction"), _d("D_a", "diffusivity"), _d("D_e_par"), _d("D_e_perp"), _f("f_w"), _d("D_w"),
+        (_f("f", "intra_fraction"), _d("D_a", "cylinder:diffusivity"), _d("D_e_par"), _d("D_e_perp"), _f("f_w"), _d("D_w"),
          Parameter("p2", "1", (0.0, 1.0), 1.0, "odf_p2"), Parameter("p4", "1", (0.0, 1.0), 1.0, None), _THETA, _PHI),
         _standard_model, "Standard Model: sticks (D_a) + axisymmetric extra-axonal zeppelins (D_e_par, D_e_perp) "
         "sharing one axially symmetric ODF (rotational invariants p2, p4; l > 4 neglected) + free water (f_w, "
@@ -343,7 +343,7 @@ MODELS = {
         orientation=(8, 9)),
     "sm_t2": Model(
         "sm_t2",
-        (Parameter("s0", "1", (0.0, 2.0), 1.0, None), _f("f", "intra_fraction"), _d("D_a", "diffusivity"),
+        (Parameter("s0", "1", (0.0, 2.0), 1.0, None), _f("f", "intra_fraction"), _d("D_a", "cylinder:diffusivity"),
          _d("D_e_par"), _d("D_e_perp"), Parameter("p2", "1", (0.0, 1.0), 1.0, "odf_p2"),
          Parameter("T2_a", "s", (5e-3, 0.3), 0.05, None), Parameter("T2_e", "s", (5e-3, 0.3), 0.05, None),
          _THETA, _PHI),
@@ -354,7 +354,7 @@ MODELS = {
         reference="Lampinen et al. 2020; md-dmri dtd_smr", orientation=(8, 9)),
     "wmti": Model(
         "wmti",
-        (_f("f", "intra_fraction"), _d("D_a", "diffusivity"), _d("D_e_par"), _d("D_e_perp"), _THETA, _PHI),
+        (_f("f", "intra_fraction"), _d("D_a", "cylinder:diffusivity"), _d("D_e_par"), _d("D_e_perp"), _THETA, _PHI),
         _wmti_forward, "white-matter tract integrity from a DKI fit: aligned fibres, two Gaussian compartments, "
         "the branch D_a < D_e of Fieremans et al.; AWF from the largest apparent kurtosis; the forward model is "
         "sticks + zeppelin with these parameters", needs="DKI shells (b <= ~2500 s/mm^2), linear encoding",
@@ -362,7 +362,7 @@ MODELS = {
         via=("dki", lambda arr, p: wmti_from_dki(p))),
     "wmti_watson": Model(
         "wmti_watson",
-        (_f("f", "intra_fraction"), _d("D_a", "diffusivity"), _d("D_e_par"), _d("D_e_perp"),
+        (_f("f", "intra_fraction"), _d("D_a", "cylinder:diffusivity"), _d("D_e_par"), _d("D_e_perp"),
          Parameter("kappa", "1", (0.0, 64.0), 10.0, None), _THETA, _PHI),
         _wmti_watson, "Standard Model with a Watson ODF, fitted through its fourth-order cumulant expansion "
         "(what the axially symmetric DKI parameters determine); two solution branches (D_a > D_e_par or < ) fit "
@@ -370,33 +370,33 @@ MODELS = {
         lte_only=True, reference="Jespersen, Olesen, Hansen & Shemesh 2018", orientation=(5, 6)),
     "temporal_zeppelin": Model(
         "temporal_zeppelin",
-        (_f("f", "intra_fraction"), _d("D_a", "diffusivity"), _d("D_e_par"), _d("D_inf"),
+        (_f("f", "intra_fraction"), _d("D_a", "cylinder:diffusivity"), _d("D_e_par"), _d("D_inf"),
          Parameter("A", "m^2", (0.0, 5e-12), 1e-12, None), _THETA, _PHI),
         _temporal_zeppelin, "sticks + a zeppelin whose perpendicular diffusivity follows the 2-D disorder law "
         "D_perp(delta, Delta) = D_inf + A ln(Delta/delta)/Delta-type (exact finite-delta form, Burcaw et al. "
         "2015); Gaussian compartments, no exchange", needs=_PGSE + ", several Delta", requires_pgse=True,
         reference="Burcaw, Fieremans & Novikov 2015; Fieremans et al. 2016", orientation=(5, 6)),
     "cylinder_gpd": Model(
-        "cylinder_gpd", (_R_CYL, _d("D", "diffusivity"), _THETA, _PHI), _cyl_gpd,
+        "cylinder_gpd", (_R_CYL, _d("D", "cylinder:diffusivity"), _THETA, _PHI), _cyl_gpd,
         "one impermeable cylinder, Gaussian phase approximation for any waveform (exact double integral of the "
         "played waveform), free Gaussian diffusion along the axis", reference="Stepisnik 1993; van Gelderen 1994",
         orientation=(2, 3)),
     "cylinder_callaghan": Model(
-        "cylinder_callaghan", (_R_CYL, _d("D", "diffusivity"), _THETA, _PHI), _cyl_callaghan,
+        "cylinder_callaghan", (_R_CYL, _d("D", "cylinder:diffusivity"), _THETA, _PHI), _cyl_callaghan,
         "one impermeable cylinder, narrow-pulse approximation (delta -> 0, q = gamma G delta, any Delta; "
         "Callaghan 1995 eigenfunction series), free diffusion along the axis", needs=_PGSE, requires_pgse=True,
         reference="Callaghan 1995; Soderman & Jonsson 1995", orientation=(2, 3)),
     "cylinder_soderman": Model(
-        "cylinder_soderman", (_R_CYL, _d("D", "diffusivity"), _THETA, _PHI), _cyl_soderman,
+        "cylinder_soderman", (_R_CYL, _d("D", "cylinder:diffusivity"), _THETA, _PHI), _cyl_soderman,
         "one impermeable cylinder, narrow pulse and long diffusion time (Stejskal-Tanner/Soderman limit "
         "(2 J1(qR)/qR)^2 across), free diffusion along the axis", needs=_PGSE, requires_pgse=True,
         reference="Soderman & Jonsson 1995", orientation=(2, 3)),
     "sphere_gpd": Model(
-        "sphere_gpd", (_R_SPH, _d("D", "diffusivity")), _sph_gpd,
+        "sphere_gpd", (_R_SPH, _d("D", "sphere:diffusivity")), _sph_gpd,
         "one impermeable sphere, Gaussian phase approximation for any waveform", reference="Murday & Cotts 1968; "
         "Stepisnik 1993"),
     "sphere_callaghan": Model(
-        "sphere_callaghan", (_R_SPH, _d("D", "diffusivity")), _sph_callaghan,
+        "sphere_callaghan", (_R_SPH, _d("D", "sphere:diffusivity")), _sph_callaghan,
         "one impermeable sphere, narrow-pulse approximation (Callaghan 1995 series)", needs=_PGSE,
         requires_pgse=True, reference="Callaghan 1995"),
     "sphere_soderman": Model(
