@@ -133,9 +133,11 @@ start = "uniform"
 """
     db = run_sweep(spec, tmp_path / "v.h5", is_sweep=False)
     assert main(["validate", str(db), "--models", "stick_zeppelin,ball_stick", "--snr", "100", "--repeats", "2",
-                 "--report", str(tmp_path / "rep")]) == 0
+                 "--nrv", "stick_zeppelin.f", "--report", str(tmp_path / "rep")]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
-    assert "stick_zeppelin" in text and "axis_error" in text
+    assert "stick_zeppelin" in text and "axis_error" in text and "## NRV landscapes" in text
+    assert (tmp_path / "rep" / "nrv_stick_zeppelin_f.png").exists()
+    assert main(["validate", str(db), "--nrv", "stick_zeppelin.radius", "--report", str(tmp_path / "r3")]) == 2
     assert main(["validate", str(db), "--models", "nosuch", "--report", str(tmp_path / "r2")]) == 2
 
 

@@ -21,7 +21,7 @@ def _rows(results):
         rows = np.nonzero(db.done)[0]
         if rows.size == 0:
             raise ValueError("the database has no finished rows yet; run or resume its sweep first")
-        return db.scheme, db.signal[rows], db.stderr[rows], [db.ground_truth[i] for i in rows]
+        return db.scheme, db.signal[rows], db.stderr[rows], [db.ground_truth[i] for i in rows], rows
     results = list(results)
     if not results:
         raise ValueError("no results to report on")
@@ -31,7 +31,7 @@ def _rows(results):
             raise ValueError("all results of one report must share one acquisition scheme; report each scheme "
                              "separately")
     return (scheme, np.array([r.signal for r in results]), np.array([r.stderr for r in results]),
-            [r.ground_truth for r in results])
+            [r.ground_truth for r in results], np.arange(len(results)))
 
 
 def _save_plot(draw, path: Path, size) -> Path:
@@ -48,7 +48,7 @@ def _save_plot(draw, path: Path, size) -> Path:
 def make_report(results, outdir: str | Path, *, models=None, snr: float | None = 50.0, repeats: int = 3,
                 nrv: list | None = None, regime_maps: list | None = None, nrv_repeats: int = 5,
                 title: str = "diffwalk validation report", seed: int = 0, n_jobs: int | None = 1,
-                progress: bool = False) -> Path:
+                progress: bool = False, likelihood: str = "gaussian") -> Path:
     """Fit every applicable model, tabulate bias, draw NRV landscapes and regime maps, write Markdown.
 
     Parameters
@@ -76,6 +76,8 @@ def make_report(results, outdir: str | Path, *, models=None, snr: float | None =
         Fitting processes.
     progress : bool
         Print each model's fitting time.
+    likelihood : {"gaussian", "rician"}
+        Noise model and likelihood of the bias fits.
 
     Returns
     -------
@@ -84,14 +86,16 @@ def make_report(results, outdir: str | Path, *, models=None, snr: float | None =
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    scheme, signals, stderr, gts = _rows(results)
+    scheme, signals, stderr, gts, row_ids = _rows(results)
     names = list(models or list_models())
     applicable, refused = [], []
     for n in names:
         sch, _ = applicable_scheme(get_model(n), scheme)
         (applicable if sch is not None else refused).append(n)
     table = bias_table(scheme, signals, gts, stderr, models=applicable, snr=snr, repeats=repeats, seed=seed,
-                       n_jobs=n_jobs, progress=progress)
+                       likelihood=likelihood, n_jobs=n_jobs, progress=progress)
+    for e in table:  # database row numbers, not positions among the finished rows
+        e["row"] = int(row_ids[e["row"]])
     write_report(table, out, title=title)  # full table and the bias figure (bias.png, report.md replaced below)
     full_table = (out / "report.md").read_text().split("\n", 4)[-1]
 

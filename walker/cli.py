@@ -87,16 +87,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_validate(args: argparse.Namespace) -> int:
     import validation
 
-    from .database import bias_of_database, open_database
+    from .database import open_database
     db = open_database(args.database)
     models = args.models.split(",") if args.models else None
     for m in models or []:
         validation.get_model(m)
-    table = bias_of_database(db, models, snr=args.snr or None, repeats=args.repeats, likelihood=args.likelihood,
-                             seed=args.seed, n_jobs=args.jobs)
-    paths = validation.write_report(table, args.report, title=f"validation of {Path(args.database).name}")
-    print(f"fitted {len({e['model'] for e in table})} model(s) to {int(db.done.sum())} row(s); "
-          f"wrote {', '.join(map(str, paths))}")
+    nrv = []
+    for spec in args.nrv or []:
+        name, _, param = spec.partition(".")
+        if param not in validation.get_model(name).names:
+            raise ValueError(f"--nrv {spec}: {name} has no parameter {param!r}; it has "
+                             f"{validation.get_model(name).names}")
+        nrv.append((name, param))
+    md = validation.make_report(db, args.report, models=models, snr=args.snr or None, repeats=args.repeats,
+                                likelihood=args.likelihood, nrv=nrv, seed=args.seed, n_jobs=args.jobs,
+                                title=f"validation of {Path(args.database).name}", progress=True)
+    print(f"fitted models to {int(db.done.sum())} row(s); wrote {md} and its figures")
     return 0
 
 
@@ -153,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--likelihood", choices=("gaussian", "rician"), default="gaussian")
     val.add_argument("--seed", type=int, default=0)
     val.add_argument("--jobs", type=int, default=None, help="fitting processes (default: all cores)")
-    val.add_argument("--report", required=True, help="output folder for report.md and bias.png")
+    val.add_argument("--nrv", action="append", metavar="MODEL.PARAM",
+                     help="add the NRV landscape of a parameter (first row), e.g. stick_zeppelin.f; repeatable")
+    val.add_argument("--report", required=True, help="output folder for report.md and the figures")
     val.set_defaults(func=_cmd_validate)
     show = sub.add_parser("show-substrate", help="draw the substrate of a config")
     show.add_argument("config")
@@ -175,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     from .quantities import ConfigError
     try:
         return args.func(args)
-    except (ConfigError, DatabaseError, FileNotFoundError, KeyError, ImportError) as exc:
+    except (ConfigError, DatabaseError, FileNotFoundError, KeyError, ImportError, ValueError) as exc:
         print(f"diffwalk {args.command}: {exc}", file=sys.stderr)
         return 2
 
