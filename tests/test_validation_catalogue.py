@@ -270,3 +270,30 @@ def test_sm_t2_reduces_to_the_standard_model_and_recovers_t2(btensors):
     np.testing.assert_allclose(r.params[0] / scale, np.array(truth) / scale, atol=1e-3)
     with pytest.raises(ValueError, match="echo times"):
         m.check_scheme(btensors)
+
+
+def test_rotational_invariants_of_the_standard_model_are_p_l_k_l():
+    from scipy.special import eval_legendre
+
+    from validation.models_white_matter import rotational_invariants
+    x = np.arange(60) + 0.5
+    z = 1 - 2 * x / 60
+    uu = np.column_stack([np.sqrt(1 - z**2) * np.cos(np.pi * (3 - np.sqrt(5)) * x),
+                          np.sqrt(1 - z**2) * np.sin(np.pi * (3 - np.sqrt(5)) * x), z])
+    s = sq.tensor_encoding(np.repeat([1e9, 2e9], 60), b_delta=1.0, directions=np.vstack([uu, uu])) + \
+        sq.tensor_encoding(np.array([1e9, 2e9]), b_delta=0.0)
+    P = [0.5, 2.2e-9, 1.6e-9, 0.6e-9, 0.0, 3e-9, 0.6, 0.3, 0.7, 0.3]
+    y = va.get_model("standard_model").signal(s, [P])[0]
+    inv = rotational_invariants(s, y, l_max=4)
+    xi, w = np.polynomial.legendre.leggauss(64)
+    xi, w = 0.5 * (xi + 1), 0.5 * w
+    for k, (bb, dd) in enumerate(zip(inv["b"], inv["b_delta"])):
+        # kernel K(xi) of this shell under its b-tensor shape: sticks + zeppelin, f = 0.5
+        K = lambda x: (0.5 * np.exp(-bb * dd * 2.2e-9 * x**2 - bb * (1 - dd) * 2.2e-9 / 3)  # noqa: E731
+                       + 0.5 * np.exp(-bb * (0.6e-9 + (1.6e-9 - 0.6e-9) * (1 - dd) / 3) - bb * dd * 1.0e-9 * x**2))
+        for j, (l, pl) in enumerate(zip((0, 2, 4), (1.0, 0.6, 0.3))):
+            if abs(dd) < 1e-6 and l > 0:
+                assert inv["S"][0, k, j] == 0
+                continue
+            Kl = np.sum(w * K(xi) * eval_legendre(l, xi))
+            assert inv["S"][0, k, j] == pytest.approx(abs(pl * Kl), rel=1e-6, abs=1e-9), (bb, dd, l)

@@ -404,3 +404,65 @@ MODELS = {
         "one impermeable sphere, narrow pulse and long diffusion time ((3 j1(qR)/qR)^2); no diffusivity "
         "dependence", needs=_PGSE, requires_pgse=True, reference="Stejskal & Tanner 1965 limit; Balinov et al. 1993"),
 }
+
+
+# ------------------------------------------------------- rotational invariants (SMI)
+def _real_sh(l: int, u: np.ndarray) -> np.ndarray:
+    """(M, 2l+1) real orthonormal spherical harmonics of degree l at unit vectors u."""
+    from scipy.special import sph_harm_y
+    theta = np.arccos(np.clip(u[:, 2], -1, 1))
+    phi = np.arctan2(u[:, 1], u[:, 0])
+    cols = []
+    for m in range(-l, l + 1):
+        y = sph_harm_y(l, abs(m), theta, phi)
+        cols.append(np.sqrt(2) * (-1) ** m * (y.imag if m < 0 else y.real) if m != 0 else y.real)
+    return np.column_stack(cols)
+
+
+def rotational_invariants(scheme, signals, l_max: int = 4, decimals: int = -6) -> dict:
+    """Rotational invariants S_l(b, b_delta) of signals, per shell (Standard Model imaging, SMI).
+
+    Each shell (b rounded to ``10**-decimals`` s/m^2, one b_delta) is fitted with even real spherical
+    harmonics up to l_max; S_l = ||s_l|| / sqrt(4 pi (2l + 1)), so that for the Standard Model
+    S_l = p_l K_l(b) (S_0 is the spherical mean, analytic reference section 2.2).
+
+    Parameters
+    ----------
+    scheme : sequences.Scheme
+    signals : array_like
+        (N, M) or (M,) signals.
+    l_max : int
+        Highest even degree (a shell needs at least (l_max + 1)(l_max + 2)/2 directions).
+    decimals : int
+        Rounding of b used to group shells.
+
+    Returns
+    -------
+    dict
+        ``b`` (S,) s/m^2, ``b_delta`` (S,), ``l`` (L,) degrees, ``S`` (N, S, L) invariants.
+    """
+    Y = np.atleast_2d(np.asarray(signals, dtype=float))
+    b = np.round(scheme.bvalues, decimals)
+    bd = np.round(scheme.b_delta, 3)
+    u = scheme.directions
+    ls = list(range(0, l_max + 1, 2))
+    keys = sorted({(bb, dd) for bb, dd in zip(b, bd) if bb > 0})
+    out = np.zeros((len(Y), len(keys), len(ls)))
+    for k, (bb, dd) in enumerate(keys):
+        sel = (b == bb) & (bd == dd)
+        lmax_here = 0 if abs(dd) < 1e-6 else l_max  # spherical encoding carries no orientation
+        basis = [_real_sh(l, u[sel]) for l in ls if l <= lmax_here]
+        A = np.column_stack(basis)
+        if sel.sum() < A.shape[1]:
+            raise ValueError(f"the shell b = {bb:g} s/m^2 (b_delta {dd:g}) has {sel.sum()} directions; l_max = "
+                             f"{l_max} needs {A.shape[1]}. Lower l_max or add directions")
+        coef = np.linalg.lstsq(A, Y[:, sel].T, rcond=None)[0].T
+        start = 0
+        for j, l in enumerate(ls):
+            if l > lmax_here:
+                break
+            c = coef[:, start:start + 2 * l + 1]
+            out[:, k, j] = np.linalg.norm(c, axis=1) / np.sqrt(4 * np.pi * (2 * l + 1))
+            start += 2 * l + 1
+    return {"b": np.array([k[0] for k in keys]), "b_delta": np.array([k[1] for k in keys]), "l": np.array(ls),
+            "S": out}
