@@ -297,3 +297,17 @@ def test_rotational_invariants_of_the_standard_model_are_p_l_k_l():
                 continue
             Kl = np.sum(w * K(xi) * eval_legendre(l, xi))
             assert inv["S"][0, k, j] == pytest.approx(abs(pl * Kl), rel=1e-6, abs=1e-9), (bb, dd, l)
+
+
+def test_intra_fraction_truth_follows_where_walkers_started():
+    import substrates
+    from validation.bias import truth_of
+    from walker import simulate
+    sub = substrates.cylinder_lattice(2e-6, 0.6)
+    s = sq.pgse(10e-3, 30e-3, bvalues=[0, 1e9], directions=[1, 0, 0])
+    m = va.get_model("stick_zeppelin")
+    gt_intra = simulate(sub, s, n_walkers=2000, diffusivity=2e-9, n_steps=200, seed=1).ground_truth
+    assert gt_intra["start"] == "intra" and truth_of(m, "f", gt_intra) == 1.0
+    gt_uni = simulate(sub, s, n_walkers=2000, diffusivity=2e-9, n_steps=200, seed=1, start="uniform").ground_truth
+    assert truth_of(m, "f", gt_uni) == pytest.approx(0.6)
+    assert gt_uni["signal_fractions"]["intra"] == pytest.approx(0.6, abs=0.05)

@@ -23,6 +23,9 @@ def truth_of(model: Model, name: str, gt: dict):
     """The ground-truth value a parameter estimates, or None (see ``Parameter.truth``)."""
     p = model.parameters[model.names.index(name)]
     fractions = gt.get("volume_fractions") or {}
+    if gt.get("start") in ("intra", "extra") and gt.get("signal_fractions"):
+        # walkers started in one compartment: the signal holds only that one, the volume fraction is not its truth
+        fractions = gt["signal_fractions"]
     key = p.truth
     if key and ":" in key:
         # "sphere:..." / "cylinder:...": the truth exists only for that geometry (a sphere model's radius says

@@ -326,6 +326,9 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     import numba
     gt = dict(substrate.ground_truth())
     gt["diffusivity"] = D_scalar if substrate.diffusion_tensor is None else None
+    # what the signal is made of: with start="intra" the signal fraction is 1, whatever the volume fraction
+    gt["start"] = start
+    gt["signal_fractions"] = {name: float(counts[ci] / N) for ci, name in enumerate(comp_names)}
     prov = {
         "diffwalk_version": _version(), "numba_version": numba.__version__, "numpy_version": np.__version__,
         "seed": int(seed), "n_walkers": N, "n_steps": T, "dt": dt, "step_length": step,

@@ -38,7 +38,8 @@ def run(outdir: str | Path = "figures", n_walkers: int = 20000, quick: bool = Fa
         sub = substrates.pack_cylinders(radii, icvf, seed=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the step check's advice is printed in the report instead
-            results.append(simulate(sub, scheme, n_walkers=n_walkers, diffusivity=2e-9, n_steps=2000, seed=seed))
+            results.append(simulate(sub, scheme, n_walkers=n_walkers, diffusivity=2e-9, n_steps=2000, seed=seed,
+                                    start="uniform"))  # signal fractions = volume fractions
         print(f"simulated ICVF {icvf}: {results[-1].ground_truth['volume_fractions']['intra']:.3f} intra, "
               f"r_eff {results[-1].ground_truth['effective_radius'] * 1e6:.2f} um")
 
