@@ -21,13 +21,10 @@ from .models import Model, _axis, get_model, list_models
 
 def truth_of(model: Model, name: str, gt: dict):
     """The ground-truth value a parameter estimates, or None (see ``Parameter.truth``)."""
-    p = model.parameters[model.names.index(name)]
-    fractions = gt.get("volume_fractions") or {}
-    if gt.get("start") in ("intra", "extra") and gt.get("signal_fractions"):
-        # walkers started in one compartment: the signal holds only that one, the volume fraction is not its truth
-        fractions = gt["signal_fractions"]
-    key = p.truth
-    if key and ":" in key:
+    key = model.parameters[model.names.index(name)].truth
+    if key is None:
+        return None
+    if ":" in key:
         # "sphere:..." / "cylinder:...": the truth exists only for that geometry (a sphere model's radius says
         # nothing about a cylinder substrate)
         geometry, key = key.split(":", 1)
@@ -35,32 +32,33 @@ def truth_of(model: Model, name: str, gt: dict):
         is_sph = "sphere" in str(gt.get("substrate", "")) and not is_cyl
         if (geometry == "cylinder" and not is_cyl) or (geometry == "sphere" and not is_sph):
             return None
-        p = type(p)(p.name, p.unit, p.bounds, p.scale, key)
-    if p.truth == "intra_fraction":
+    fractions = gt.get("volume_fractions") or {}
+    if gt.get("start") in ("intra", "extra") and gt.get("signal_fractions"):
+        # walkers started in one compartment: the signal holds only that one, the volume fraction is not its truth
+        fractions = gt["signal_fractions"]
+    if key == "intra_fraction":
         return fractions.get("intra")
-    if p.truth == "extra_fraction":
+    if key == "extra_fraction":
         return fractions.get("extra")
-    if p.truth == "effective_diameter":
+    if key == "effective_diameter":
         r = gt.get("effective_radius")
         return None if r is None else 2.0 * r
-    if p.truth == "soma_fraction":
+    if key == "soma_fraction":
         # spheres are the somas/cells of these models; other substrates have none unless they say so
         if gt.get("substrate") == "spheres":
             return fractions.get("intra")
         return gt.get("soma_fraction")
-    if p.truth == "odf_p2":
+    if key == "odf_p2":
         # parallel cylinders: every fibre along the axis, p2 = <P2(cos)> = 1
         return gt.get("odf_p2", 1.0 if "axis" in gt else None)
-    if p.truth in ("gamma_alpha", "gamma_beta"):
+    if key in ("gamma_alpha", "gamma_beta"):
         r = np.asarray(gt.get("radii") or [], dtype=float)
         if r.size < 3 or r.std() == 0:
             return None
         # method of moments of the number-weighted radius histogram: mean = a b, variance = a b^2
         m, v = r.mean(), r.var()
-        return m**2 / v if p.truth == "gamma_alpha" else v / m
-    if p.truth is None:
-        return None
-    return gt.get(p.truth)
+        return m**2 / v if key == "gamma_alpha" else v / m
+    return gt.get(key)
 
 
 def axis_error_deg(model: Model, params: np.ndarray, gt: dict) -> np.ndarray | None:

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import special
 from scipy.signal import lfilter
 
-from .exact import _modes_1d, spherical_jn_prime_zeros
+from .exact import _modes_1d, cell_integrals, spherical_jn_prime_zeros
 
 # ------------------------------------------------------- Gaussian phase, any waveform
 _SPECTRA: dict = {}
@@ -44,6 +44,8 @@ def waveform_spectrum(gradients: np.ndarray, dt: float) -> tuple[np.ndarray, np.
         (L,) grid of ln(lam / s^-1).
     H : numpy.ndarray
         (L, M, 3, 3) scaled table, (T/m)^2 s^3.
+    dH : numpy.ndarray
+        dH / d ln(lam), for cubic Hermite interpolation.
     lam1 : float
         1/duration, s^-1.
     G2 : numpy.ndarray
@@ -65,15 +67,13 @@ def waveform_spectrum(gradients: np.ndarray, dt: float) -> tuple[np.ndarray, np.
     ff = f @ f.T
     phi = np.empty((lam.size, len(f), len(f)))
     for k, la in enumerate(lam):
-        x = la * dt
-        diag = dt**2 * (1 - x / 3 + x**2 / 12) if x < 1e-3 else 2 * (x + np.expm1(-x)) / la**2
-        off = np.expm1(-x) ** 2 / la**2
-        c = lfilter([0.0, 1.0], [1.0, -np.exp(-x)], f, axis=1)  # c_t = sum_{k<t} f_k r^(t-1-k)
+        diag, off = cell_integrals(la, dt)
+        c = lfilter([0.0, 1.0], [1.0, -np.exp(-la * dt)], f, axis=1)  # c_t = sum_{k<t} f_k r^(t-1-k)
         tot = f @ c.T
         phi[k] = (diag * ff + off * (tot + tot.T)) * (lam1 / la + la / lam1)
     H = np.einsum("mki,lkn,mnj->lmij", A, phi, A)
     G = np.einsum("mki,kn,mnj->mij", A, ff, A)
-    out = (np.log(lam), H, lam1, G * dt)
+    out = (np.log(lam), H, np.gradient(H, np.log(lam), axis=0, edge_order=2), lam1, G * dt)
     if len(_SPECTRA) > 8:
         _SPECTRA.clear()
     _SPECTRA[key] = out
@@ -103,8 +103,7 @@ def gpd_restricted_lnE(arr, geometry: str, R: np.ndarray, D: np.ndarray, n: np.n
     numpy.ndarray
         (K, M) ln E.
     """
-    u, H, lam1, G2 = arr.waveform_spectrum()
-    dH = _slopes(u, H)
+    u, H, dH, lam1, G2 = arr.waveform_spectrum()
     a, Bn = _modes_1d(geometry, _N_MODES_ANY)
     tail = _mode_tail(geometry)
     trG = np.einsum("mii->m", G2)
@@ -139,18 +138,6 @@ def gpd_restricted_lnE(arr, geometry: str, R: np.ndarray, D: np.ndarray, n: np.n
             tail_term = np.where(D[sl, None] > 0, tail * R[sl, None] ** 4 * gp / np.maximum(D[sl, None], 1e-300), 0)
         out[sl] = -0.5 * arr.gamma**2 * (np.einsum("n,knm->km", Bn, proj) * R[sl, None] ** 2 + 2 * tail_term)
     return out
-
-
-_SLOPES: dict = {}
-
-
-def _slopes(u: np.ndarray, H: np.ndarray) -> np.ndarray:
-    key = id(H)
-    if key not in _SLOPES:
-        if len(_SLOPES) > 8:
-            _SLOPES.clear()
-        _SLOPES[key] = (H, np.gradient(H, u, axis=0, edge_order=2))
-    return _SLOPES[key][1]
 
 
 @lru_cache(maxsize=3)
@@ -224,9 +211,11 @@ def soderman(geometry: str, qR: np.ndarray) -> np.ndarray:
 
 
 # -------------------------------------------------------- orientation averages
-_BX, _BW = np.polynomial.legendre.leggauss(48)
-_BX, _BW = 0.5 * (_BX + 1), 0.5 * _BW  # cos(theta) about mu1 in [0, 1] (antipodal symmetry)
-_BPHI = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+@lru_cache(maxsize=8)
+def unit_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [0, 1] (cos(angle) of antipodally symmetric integrands)."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    return 0.5 * (x + 1), 0.5 * w
 
 
 def frame(theta: np.ndarray, phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
@@ -239,20 +228,23 @@ def frame(theta: np.ndarray, phi: np.ndarray, psi: np.ndarray) -> np.ndarray:
     return np.stack([mu1, mu2, np.cross(mu1, mu2)], axis=1)
 
 
-def bingham_directions(frames: np.ndarray, k1: np.ndarray, k2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def bingham_directions(frames: np.ndarray, k1: np.ndarray, k2: np.ndarray, n_x: int = 48,
+                       n_phi: int = 48) -> tuple[np.ndarray, np.ndarray]:
     """Quadrature nodes (K, Q, 3) and normalised weights (K, Q) of a Bingham ODF.
 
     ODF ~ exp(k1 (mu1.n)^2 + k2 (mu2.n)^2) with k1 >= k2 >= 0; Watson when k2 = 0.
-    Gauss-Legendre in mu1.n times a uniform azimuth grid; weights normalised on the nodes, so
-    the normalisation 1F1(1/2; 3/2; diag(k1, k2, 0)) is exact for the quadrature.
+    Gauss-Legendre (n_x) in mu1.n times a uniform azimuth grid (n_phi); weights normalised on the
+    nodes, so the normalisation 1F1(1/2; 3/2; diag(k1, k2, 0)) is exact for the quadrature.
     """
-    x = _BX[:, None]
+    bx, bw = unit_nodes(n_x)
+    phi = np.linspace(0, 2 * np.pi, n_phi, endpoint=False)
+    x = bx[:, None]
     s = np.sqrt(1 - x**2)
-    c, sn = np.cos(_BPHI)[None, :], np.sin(_BPHI)[None, :]
+    c, sn = np.cos(phi)[None, :], np.sin(phi)[None, :]
     local = np.stack([np.broadcast_to(x, (x.size, c.size)), s * c, s * sn], axis=-1).reshape(-1, 3)  # (Q, 3)
     n = np.einsum("qa,kai->kqi", local, frames)
     expo = (k1[:, None] * (local[None, :, 0] ** 2 - 1) + k2[:, None] * (local[None, :, 1] ** 2))
-    w = np.repeat(_BW, _BPHI.size)[None, :] * np.exp(expo - expo.max(axis=1, keepdims=True))
+    w = np.repeat(bw, n_phi)[None, :] * np.exp(expo - expo.max(axis=1, keepdims=True))
     return n, w / w.sum(axis=1, keepdims=True)
 
 
@@ -275,12 +267,6 @@ def orientation_tensor(n: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------ size distributions
-@lru_cache(maxsize=4)
-def _unit_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
-    x, w = np.polynomial.legendre.leggauss(n)
-    return 0.5 * (x + 1), 0.5 * w
-
-
 def gamma_radius_nodes(alpha: np.ndarray, beta: np.ndarray, weight_power: int = 2,
                        n_nodes: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """Quadrature radii (K, Q) in m and weights (Q,) of a Gamma(alpha, beta) distribution weighted by R^p.
@@ -300,7 +286,7 @@ def gamma_radius_nodes(alpha: np.ndarray, beta: np.ndarray, weight_power: int = 
     n_nodes : int
         Quadrature nodes.
     """
-    u, w = _unit_nodes(n_nodes)
+    u, w = unit_nodes(n_nodes)
     a = np.asarray(alpha, dtype=float)[:, None] + weight_power
     return special.gammaincinv(a, u[None, :]) * np.asarray(beta, dtype=float)[:, None], w
 

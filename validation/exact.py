@@ -160,12 +160,21 @@ def gpd_pgse(geometry: str, radius: float, diffusivity: float, delta: float, Del
     return np.exp(-2 * gamma**2 * G**2 * np.sum(num / den))
 
 
+def cell_integrals(lam: float, dt: float) -> tuple[float, float]:
+    """Double integrals of exp(-lam |t1 - t2|) over step cells of length dt.
+
+    Returns (same cell, neighbouring cells); cells j > k further apart carry an extra
+    exp(-lam dt (j - k - 1)). The small-x series avoids the cancellation in x - 1 + e^-x.
+    """
+    x = lam * dt
+    diag = dt**2 * (1 - x / 3 + x**2 / 12) if x < 1e-3 else 2 * (x + np.expm1(-x)) / lam**2
+    return diag, np.expm1(-x) ** 2 / lam**2
+
+
 def _gpd_quadratic(g: np.ndarray, dt: float, lam: float) -> float:
     """Exact sum_j sum_k g_j g_k int_cell_j int_cell_k exp(-lam |t1 - t2|) for piecewise-constant g."""
-    x = lam * dt
-    diag = 2 * (x - 1 + np.exp(-x)) / lam**2 if x > 1e-6 else dt**2 * (1 - x / 3)
-    off = np.expm1(-x) ** 2 / lam**2  # cells j > k: exp(-x (j - k - 1)) (1 - exp(-x))^2 / lam^2
-    r = np.exp(-x)
+    diag, off = cell_integrals(lam, dt)
+    r = np.exp(-lam * dt)
     c, total = 0.0, 0.0
     for j in range(1, len(g)):
         c = r * c + g[j - 1]  # c_j = sum_{k<j} g_k r^(j-1-k)

@@ -252,27 +252,12 @@ def watson_tau(kappa: np.ndarray) -> np.ndarray:
     return np.where(k < 1e-3, 1 / 3 + 2 * k / 45, t)
 
 
-_WX, _WW = np.polynomial.legendre.leggauss(32)
-_WX, _WW = 0.5 * (_WX + 1), 0.5 * _WW  # cos(theta) in [0, 1]: the Watson ODF is antipodally symmetric
-_WPHI = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-
-
 def watson_stick(arr: SchemeArrays, mu: np.ndarray, kappa: np.ndarray, d_par: np.ndarray) -> np.ndarray:
-    """Watson-averaged stick: Gauss-Legendre in cos(theta) about mu times a uniform azimuth grid."""
-    helper = np.where(np.abs(mu[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-    e1 = np.cross(mu, helper)
-    e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
-    e2 = np.cross(mu, e1)
-    x = _WX[None, :, None]
-    s = np.sqrt(1 - x**2)
-    c, sn = np.cos(_WPHI)[None, None, :], np.sin(_WPHI)[None, None, :]
-    n = (x[..., None] * mu[:, None, None, :] + (s * c)[..., None] * e1[:, None, None, :]
-         + (s * sn)[..., None] * e2[:, None, None, :]).reshape(len(mu), -1, 3)
-    # weights exp(kappa x^2), normalised numerically (exact normalisation for the quadrature)
-    w = (_WW[None, :] * np.exp(kappa[:, None] * (_WX[None, :] ** 2 - 1)))[:, :, None] * np.ones(len(_WPHI))
-    w = (w / w.sum(axis=(1, 2), keepdims=True)).reshape(len(mu), -1)
-    from .compartments import quadratic_form
-    return np.einsum("kq,kqm->km", w, np.exp(-d_par[:, None, None] * quadratic_form(n, arr.B)))
+    """Watson-averaged stick: the Bingham quadrature with kappa2 = 0 (32 polar x 24 azimuth nodes)."""
+    from .compartments import bingham_directions, dispersed_stick, frame
+    fr = frame(np.arccos(np.clip(mu[:, 2], -1, 1)), np.arctan2(mu[:, 1], mu[:, 0]), np.zeros(len(mu)))
+    n, w = bingham_directions(fr, kappa, np.zeros_like(kappa), n_x=32, n_phi=24)
+    return dispersed_stick(arr, n, w, d_par)
 
 
 def _ivim(arr, P):
@@ -380,6 +365,18 @@ def _noddi_watson(arr, P):
 
 
 _D = (0.0, D_MAX)
+
+
+def _f(name: str, truth: str | None = None) -> Parameter:
+    """A fraction in [0, 1]."""
+    return Parameter(name, "1", (0.0, 1.0), 1.0, truth)
+
+
+def _d(name: str, truth: str | None = None, bounds: tuple = _D) -> Parameter:
+    """A diffusivity in m^2/s."""
+    return Parameter(name, "m^2/s", bounds, 1e-9, truth)
+
+
 _THETA = Parameter("theta", "rad", (0.0, np.pi), 1.0, "axis_theta")
 _PHI = Parameter("phi", "rad", (-np.pi, np.pi), 1.0, "axis_phi")
 

@@ -9,18 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import compartments as C
-from .models import D_MAX, Model, Parameter, _fractions, ball
-
-_D = (0.0, D_MAX)
+from .models import D_MAX, Model, Parameter, _d, _f, _fractions, ball
 _PGSE = "rectangular PGSE with delta and Delta"
-
-
-def _f(name, truth=None):
-    return Parameter(name, "1", (0.0, 1.0), 1.0, truth)
-
-
-def _d(name, truth=None, bounds=_D):
-    return Parameter(name, "m^2/s", bounds, 1e-9, truth)
 
 
 _TAU = Parameter("tau_1", "s", (1e-3, 2.0), 0.05, "residence_time")
@@ -52,8 +42,7 @@ def _karger(arr, P):
     return C.karger(arr.b[None, :], d1, d2, f, 1 / tau, _diffusion_time(arr)[None, :])
 
 
-_XI, _XW = np.polynomial.legendre.leggauss(32)
-_XI, _XW = 0.5 * (_XI + 1), 0.5 * _XW
+_XI, _XW = C.unit_nodes(32)  # xi = cos(stick angle) in [0, 1]
 
 
 def _nexi(arr, P):
@@ -224,7 +213,7 @@ MODELS = {
         needs_btensor=True, reference="Lasic et al. 2014; Szczepankiewicz et al. 2016"),
     "qti": Model(
         "qti",
-        tuple(Parameter(n, "m^2/s", (-D_MAX, D_MAX) if i > 2 else _D, 1e-9, None) for i, n in enumerate(_QTI_NAMES))
+        tuple(Parameter(n, "m^2/s", (-D_MAX, D_MAX) if i > 2 else (0.0, D_MAX), 1e-9, None) for i, n in enumerate(_QTI_NAMES))
         + tuple(Parameter(f"C_{_C_LABEL[i]}_{_C_LABEL[j]}", "m^4/s^2", (-1e-17, 1e-17), 1e-19, None)
                 for i, j in zip(*_IU)),
         _qti, "cumulant expansion ln E = -<B, D> + (1/2) <B x B, C> of a diffusion tensor distribution (mean "

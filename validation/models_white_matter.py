@@ -11,18 +11,8 @@ import numpy as np
 from scipy.special import eval_legendre
 
 from . import compartments as C
-from .models import (D_MAX, Model, Parameter, _axis, _fractions, _gpd_pgse_lnE, _PHI, _THETA, ball, stick, tensor_from6,
-                     zeppelin)
-
-_D = (0.0, D_MAX)
-
-
-def _f(name, truth=None):
-    return Parameter(name, "1", (0.0, 1.0), 1.0, truth)
-
-
-def _d(name, truth=None, bounds=_D):
-    return Parameter(name, "m^2/s", bounds, 1e-9, truth)
+from .models import (Model, Parameter, _axis, _d, _f, _fractions, _gpd_pgse_lnE, _PHI, _THETA, ball, stick,
+                     tensor_from6, zeppelin)
 
 
 def _chunked(fn, arr, P, size):
@@ -95,8 +85,7 @@ def _bingham_noddi(arr, P):
 
 
 # ------------------------------------------------------------ Standard Model
-_XI, _XW = np.polynomial.legendre.leggauss(48)
-_XI, _XW = 0.5 * (_XI + 1), 0.5 * _XW
+_XI, _XW = C.unit_nodes(48)  # xi = u.n in [0, 1]
 
 
 def _btensor_axis(arr):

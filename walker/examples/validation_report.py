@@ -43,7 +43,7 @@ def run(outdir: str | Path = "figures", n_walkers: int = 20000, quick: bool = Fa
         print(f"simulated ICVF {icvf}: {results[-1].ground_truth['volume_fractions']['intra']:.3f} intra, "
               f"r_eff {results[-1].ground_truth['effective_radius'] * 1e6:.2f} um")
 
-    R, D, gam = 5e-6, 2e-9, sq.GAMMA if hasattr(sq, "GAMMA") else 2.6751525e8
+    R, D, gam = 5e-6, 2e-9, sq.GAMMA
 
     @lru_cache(maxsize=None)  # both maps share the exact signals
     def exact_at(x, y):
