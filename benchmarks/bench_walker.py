@@ -7,6 +7,9 @@ Cases (PGSE delta 10 ms, Delta 40 ms, D = 2e-9 m^2/s):
   free-91   free diffusion, 91 measurements
   cyl-1     one cylinder R = 5 um (walkers inside)
   hex-0.6   hexagonal cylinders R = 5 um at ICVF 0.6 (walkers uniform: inside and outside)
+  hex-0.6-perm  the same with permeable membranes, kappa = 20 um/s
+  fcc-0.5   spheres R = 4 um on an fcc lattice, volume fraction 0.5 (walkers uniform)
+  fcc-0.5-perm  the same with permeable membranes, kappa = 20 um/s
   gamma-500 500 cylinders, Gamma(shape 4, scale 0.5 um) radii, ICVF 0.6 (walkers uniform)
   sol       the speed-of-light loop: random direction, position update, one phase accumulator
 
@@ -68,6 +71,11 @@ def cases(quick: bool):
     yield "free-91", su.free(), _scheme(91), "uniform"
     yield "cyl-1", su.cylinder(5e-6), _scheme(10), "intra"
     yield "hex-0.6", su.cylinder_lattice(5e-6, 0.6, repeats=3), _scheme(10), "uniform"
+    # membranes: kappa = 20 um/s keeps p ~ 0.005 at these steps (no sub-steps), so this is the cost of transits
+    yield "hex-0.6-perm", su.cylinder_lattice(5e-6, 0.6, repeats=3, permeability=2e-5), _scheme(10), "uniform"
+    yield "fcc-0.5", su.sphere_lattice(4e-6, 0.5, lattice="fcc", repeats=2), _scheme(10), "uniform"
+    yield "fcc-0.5-perm", su.sphere_lattice(4e-6, 0.5, lattice="fcc", repeats=2, permeability=2e-5), _scheme(10), \
+        "uniform"
     if not quick:
         t = time.perf_counter()
         packed = su.pack_cylinders(radii, 0.6, seed=1)

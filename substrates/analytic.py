@@ -37,12 +37,21 @@ def _check_length(value, name: str, allow_zero: bool = False) -> np.ndarray:
     return v
 
 
-def _check_permeability(kappa: float) -> None:
-    if kappa != 0.0:
-        raise NotImplementedError(
-            "permeable membranes are not available yet: this version walks impermeable walls only "
-            "(permeability=0.0). Permeability in m/s arrives with the membranes feature."
-        )
+def _check_permeability(kappa, n: int) -> np.ndarray:
+    """Membrane permeability per primitive as an (n, 2) array [outward, inward] in m/s."""
+    k = np.asarray(kappa, dtype=float)
+    if k.ndim == 0:
+        k = np.full(n, float(k))
+    if k.shape != (n,):
+        raise ValueError(f"permeability must be one value in m/s or one per primitive ({n}), got shape {k.shape}")
+    if np.any(np.isnan(k)) or np.any(k < 0):
+        raise ValueError(f"permeability must be >= 0 in m/s (np.inf for no membrane at all), got {kappa!r}")
+    finite = k[np.isfinite(k)]
+    if finite.size and finite.max() > 1e-2:
+        raise ValueError(
+            f"permeability = {finite.max():g} m/s is implausibly large (cell membranes: 1e-7 to 1e-3 m/s; "
+            f"0.02 um/ms = 2e-5 m/s). Did you pass um/ms or um/s? Use np.inf for a membrane that is not there.")
+    return np.column_stack([k, k])
 
 
 def rotation_to(axis) -> np.ndarray:
@@ -93,6 +102,10 @@ class Substrate:
         (3, 3) free-diffusion tensor in the lab frame (m^2/s), FREE only.
     description : dict
         How the substrate was made (constructor and arguments), for provenance.
+    permeability : numpy.ndarray
+        (P, 2) membrane permeability kappa of each primitive in m/s, [outward,
+        inward] (one row for planes); zeros for impermeable walls, inf for no
+        membrane.
     """
 
     kind: int
@@ -103,6 +116,12 @@ class Substrate:
     rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
     diffusion_tensor: np.ndarray | None = None
     description: dict = field(default_factory=dict)
+    permeability: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+    @property
+    def permeable(self) -> bool:
+        """True when any membrane lets walkers through."""
+        return bool(np.any(self.permeability > 0))
 
     @property
     def name(self) -> str:
@@ -180,6 +199,7 @@ class Substrate:
         if self.kind == PLANES:
             gt.update(spacing=self.spacing, normal=self.rotation[:, 2].tolist(),
                       surface_to_volume={"intra": 2.0 / self.spacing})
+            gt.update(self._exchange_truth())
             return gt
         r = self.radii
         gt["radii"] = r.tolist()
@@ -201,7 +221,28 @@ class Substrate:
             total = self.box[0] * self.box[1] if self.kind == CYLINDERS else np.prod(self.box)
             sv["extra"] = float(area / (total - vol))
         gt["surface_to_volume"] = sv
+        gt.update(self._exchange_truth())
         return gt
+
+    def _exchange_truth(self) -> dict:
+        """Permeability and barrier-limited exchange times V_i / (kappa S) (no diffusivity needed)."""
+        if not self.permeable:
+            return {}
+        k = self.permeability[:, 0]
+        out: dict = {"permeability": float(k[0]) if np.all(k == k[0]) else k.tolist()}
+        if self.kind == PLANES:
+            out["exchange_time_barrier"] = {"intra": float(self.spacing / (2 * k[0]))}
+            return out
+        r = self.radii
+        area = 2 * np.pi * r if self.kind == CYLINDERS else 4 * np.pi * r**2
+        vol = np.pi * r**2 if self.kind == CYLINDERS else 4 / 3 * np.pi * r**3
+        flux = float(np.sum(k * area))  # kappa S summed over membranes (m^3/s per unit length for cylinders)
+        tb = {"intra": float(np.sum(vol) / flux) if flux > 0 else math.inf}
+        if "extra" in self.compartments:
+            total = self.box[0] * self.box[1] if self.kind == CYLINDERS else np.prod(self.box)
+            tb["extra"] = float((total - np.sum(vol)) / flux) if flux > 0 else math.inf
+        out["exchange_time_barrier"] = tb
+        return out
 
     def locate(self, points: np.ndarray) -> np.ndarray:
         """Index of the primitive image containing each local-frame point, -1 outside all.
@@ -254,8 +295,8 @@ def free(diffusion_tensor=None) -> Substrate:
     return Substrate(FREE, np.full(3, np.inf), diffusion_tensor=D, description={"factory": "free"})
 
 
-def planes(spacing: float, normal=(0.0, 0.0, 1.0)) -> Substrate:
-    """A stack of parallel impermeable planes.
+def planes(spacing: float, normal=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
+    """An infinite stack of parallel planes, equally spaced.
 
     Parameters
     ----------
@@ -263,6 +304,9 @@ def planes(spacing: float, normal=(0.0, 0.0, 1.0)) -> Substrate:
         Distance between neighbouring planes in m.
     normal : array_like
         (3,) plane normal (lab frame).
+    permeability : float
+        Membrane permeability kappa of every plane in m/s (0: impermeable,
+        walkers stay in their slab; a walker that crosses enters the next slab).
 
     Returns
     -------
@@ -271,11 +315,13 @@ def planes(spacing: float, normal=(0.0, 0.0, 1.0)) -> Substrate:
     L = float(_check_length(spacing, "spacing"))
     R = rotation_to(normal)
     return Substrate(PLANES, np.array([np.inf, np.inf, L]), spacing=L, rotation=R,
-                     description={"factory": "planes", "spacing": L, "normal": list(map(float, R[:, 2]))})
+                     description={"factory": "planes", "spacing": L, "normal": list(map(float, R[:, 2])),
+                                  "permeability": float(permeability)},
+                     permeability=_check_permeability(permeability, 1))
 
 
 def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
-    """One impermeable cylinder of infinite length (walkers inside it only).
+    """One cylinder of infinite length (walkers start inside it).
 
     Parameters
     ----------
@@ -283,22 +329,26 @@ def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> 
         Radius in m.
     axis : array_like
         (3,) cylinder axis (lab frame).
-    permeability : float
-        Membrane permeability in m/s (must be 0 in this version).
+    permeability : float or array_like
+        Membrane permeability kappa in m/s, one value or one per primitive
+        (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
+        membrane). Walkers cross with the transit probability that gives this
+        kappa at the walker's step length (see :func:`walker.transit_probability`).
 
     Returns
     -------
     Substrate
     """
-    _check_permeability(permeability)
     r = float(_check_length(radius, "radius"))
     R = rotation_to(axis)
     return Substrate(CYLINDERS, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]), rotation=R,
-                     description={"factory": "cylinder", "radius": r, "axis": list(map(float, R[:, 2]))})
+                     description={"factory": "cylinder", "radius": r, "axis": list(map(float, R[:, 2])),
+                                  "permeability": float(permeability)},
+                     permeability=_check_permeability(permeability, 1))
 
 
 def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
-    """Parallel impermeable cylinders in a periodic box.
+    """Parallel cylinders in a periodic box.
 
     Parameters
     ----------
@@ -310,24 +360,27 @@ def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0
         (2,) periodic box (local x, y) in m.
     axis : array_like
         (3,) common axis (lab frame).
-    permeability : float
-        Membrane permeability in m/s (must be 0 in this version).
+    permeability : float or array_like
+        Membrane permeability kappa in m/s, one value or one per primitive
+        (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
+        membrane). Walkers cross with the transit probability that gives this
+        kappa at the walker's step length (see :func:`walker.transit_probability`).
 
     Returns
     -------
     Substrate
     """
-    _check_permeability(permeability)
     r, c, b = _primitives(radii, centers, box, 2, "cylinder")
     c3 = np.column_stack([np.mod(c, b), np.zeros(len(c))])
     sub = Substrate(CYLINDERS, np.array([b[0], b[1], np.inf]), c3, r, rotation=rotation_to(axis),
-                    description={"factory": "cylinders", "n": len(r)})
+                    description={"factory": "cylinders", "n": len(r)},
+                    permeability=_check_permeability(permeability, len(r)))
     _check_no_overlap(sub)
     return sub
 
 
 def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axis=(0.0, 0.0, 1.0),
-                     repeats: int = 1) -> Substrate:
+                     repeats: int = 1, permeability: float = 0.0) -> Substrate:
     """Identical cylinders on a square or hexagonal lattice at a given intra-cellular volume fraction.
 
     Parameters
@@ -342,6 +395,8 @@ def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axi
         (3,) cylinder axis (lab frame).
     repeats : int
         Unit cells per box side (more cylinders, same physics).
+    permeability : float
+        Membrane permeability kappa in m/s (0: impermeable).
 
     Returns
     -------
@@ -366,34 +421,38 @@ def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axi
         raise ValueError(f"lattice must be 'hexagonal' or 'square', got {lattice!r}")
     n = int(repeats)
     centers = np.array([p + cell * [i, j] for i in range(n) for j in range(n) for p in pts])
-    sub = cylinders(np.full(len(centers), r), centers, cell * n, axis=axis)
+    sub = cylinders(np.full(len(centers), r), centers, cell * n, axis=axis, permeability=permeability)
     return Substrate(sub.kind, sub.box, sub.centers, sub.radii, rotation=sub.rotation,
                      description={"factory": "cylinder_lattice", "radius": r, "icvf": f, "lattice": lattice,
-                                  "repeats": n, "lattice_constant": float(a)})
+                                  "repeats": n, "lattice_constant": float(a), "permeability": float(permeability)},
+                     permeability=sub.permeability)
 
 
 def sphere(radius: float, permeability: float = 0.0) -> Substrate:
-    """One impermeable sphere (walkers inside it only).
+    """One sphere (walkers start inside it).
 
     Parameters
     ----------
     radius : float
         Radius in m.
-    permeability : float
-        Membrane permeability in m/s (must be 0 in this version).
+    permeability : float or array_like
+        Membrane permeability kappa in m/s, one value or one per primitive
+        (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
+        membrane). Walkers cross with the transit probability that gives this
+        kappa at the walker's step length (see :func:`walker.transit_probability`).
 
     Returns
     -------
     Substrate
     """
-    _check_permeability(permeability)
     r = float(_check_length(radius, "radius"))
     return Substrate(SPHERES, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]),
-                     description={"factory": "sphere", "radius": r})
+                     description={"factory": "sphere", "radius": r, "permeability": float(permeability)},
+                     permeability=_check_permeability(permeability, 1))
 
 
 def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
-    """Impermeable spheres in a periodic box.
+    """Spheres in a periodic box.
 
     Parameters
     ----------
@@ -403,21 +462,25 @@ def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
         (P, 3) centres in m.
     box : array_like
         (3,) periodic box in m.
-    permeability : float
-        Membrane permeability in m/s (must be 0 in this version).
+    permeability : float or array_like
+        Membrane permeability kappa in m/s, one value or one per primitive
+        (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
+        membrane). Walkers cross with the transit probability that gives this
+        kappa at the walker's step length (see :func:`walker.transit_probability`).
 
     Returns
     -------
     Substrate
     """
-    _check_permeability(permeability)
     r, c, b = _primitives(radii, centers, box, 3, "sphere")
-    sub = Substrate(SPHERES, b, np.mod(c, b), r, description={"factory": "spheres", "n": len(r)})
+    sub = Substrate(SPHERES, b, np.mod(c, b), r, description={"factory": "spheres", "n": len(r)},
+                    permeability=_check_permeability(permeability, len(r)))
     _check_no_overlap(sub)
     return sub
 
 
-def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic", repeats: int = 1) -> Substrate:
+def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic", repeats: int = 1,
+                   permeability: float = 0.0) -> Substrate:
     """Identical spheres on a simple-cubic or face-centred-cubic lattice.
 
     Parameters
@@ -430,6 +493,8 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
         Lattice type.
     repeats : int
         Unit cells per box side.
+    permeability : float
+        Membrane permeability kappa in m/s (0: impermeable).
 
     Returns
     -------
@@ -449,10 +514,12 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
     a = (len(basis) * 4 / 3 * math.pi * r**3 / f) ** (1 / 3)
     n = int(repeats)
     centers = np.array([(b + [i, j, k]) * a for i in range(n) for j in range(n) for k in range(n) for b in basis])
-    sub = spheres(np.full(len(centers), r), centers, np.full(3, a * n))
+    sub = spheres(np.full(len(centers), r), centers, np.full(3, a * n), permeability=permeability)
     return Substrate(sub.kind, sub.box, sub.centers, sub.radii,
                      description={"factory": "sphere_lattice", "radius": r, "volume_fraction": f,
-                                  "lattice": lattice, "repeats": n, "lattice_constant": float(a)})
+                                  "lattice": lattice, "repeats": n, "lattice_constant": float(a),
+                                  "permeability": float(permeability)},
+                     permeability=sub.permeability)
 
 
 def _primitives(radii, centers, box, dim: int, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

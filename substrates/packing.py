@@ -16,7 +16,7 @@ from .analytic import Substrate, cylinders
 
 
 def pack_cylinders(radii, icvf: float, seed: int = 0, axis=(0.0, 0.0, 1.0), min_gap: float = 1e-3,
-                   max_iter: int = 20_000) -> Substrate:
+                   max_iter: int = 20_000, permeability=0.0) -> Substrate:
     """Pack non-overlapping parallel cylinders into a square periodic box.
 
     Parameters
@@ -33,6 +33,8 @@ def pack_cylinders(radii, icvf: float, seed: int = 0, axis=(0.0, 0.0, 1.0), min_
         Smallest gap between two cylinders relative to the sum of their radii.
     max_iter : int
         Relaxation sweeps before giving up.
+    permeability : float or array_like
+        Membrane permeability kappa in m/s, one value or one per cylinder (0: impermeable).
 
     Returns
     -------
@@ -74,4 +76,4 @@ def pack_cylinders(radii, icvf: float, seed: int = 0, axis=(0.0, 0.0, 1.0), min_
             with np.errstate(invalid="ignore", divide="ignore"):
                 push = np.where(over > 0, 0.5 * over / dist, 0.0)
             p = np.mod(p + (push[:, :, None] * d).sum(axis=1) * 1.05, L)
-    return cylinders(r, p, [L, L], axis=axis)
+    return cylinders(r, p, [L, L], axis=axis, permeability=permeability)

@@ -135,7 +135,8 @@ def test_result_provenance_and_ground_truth(scheme):
     (lambda s: walker.simulate(su.free(), s, diffusivity=D0, record_times=[1.234567e-3]), "record_times"),
     (lambda s: walker.simulate(su.free(diffusion_tensor=np.eye(3) * 1e-9), s, diffusivity=D0), "leave diffusivity"),
     (lambda s: su.cylinder(5.0), "micrometres"),
-    (lambda s: su.cylinder(5e-6, permeability=1e-5), "permeab"),
+    (lambda s: su.cylinder(5e-6, permeability=0.02), "um/ms"),
+    (lambda s: su.cylinder(5e-6, permeability=-1e-5), "permeability must be >= 0"),
     (lambda s: su.cylinder_lattice(5e-6, 0.95), "hexagonal lattice holds"),
     (lambda s: su.cylinders([5e-6, 5e-6], [[10e-6, 10e-6], [14e-6, 10e-6]], [40e-6, 40e-6]), "overlap"),
 ])
@@ -166,3 +167,18 @@ def test_restricted_example_runs(tmp_path):
     from walker.examples import restricted
     paths = restricted.run(tmp_path, n_walkers=2000)
     assert paths[0].exists() and paths[0].stat().st_size > 10_000
+
+
+def test_extra_space_of_a_one_sphere_box_is_periodic_along_z():
+    # regression: with one cell along z the kernel once skipped the z images, and walkers that left the box
+    # along z diffused freely; in a cubic lattice the extra-cellular MSD is isotropic
+    sub = su.sphere_lattice(3e-6, 0.4)
+    assert sub.cells.n[2] == 1
+    s = sq.pgse(5e-3, 40e-3, bvalues=[1e9], directions=[1, 0, 0])
+    r = walker.simulate(sub, s, n_walkers=20_000, diffusivity=2e-9, n_steps=2000, seed=3, start="extra",
+                        record_times=[45e-3])
+    msd = r.msd[0]
+    se = np.std(r.displacements[:, 0] ** 2, axis=0) / np.sqrt(20_000)
+    assert abs(msd[2] - msd[0]) <= 4.5 * np.hypot(se[0], se[2]), msd
+    assert abs(msd[2] - msd[1]) <= 4.5 * np.hypot(se[1], se[2]), msd
+    assert r.escapes == 0

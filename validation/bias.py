@@ -58,7 +58,11 @@ def truth_of(model: Model, name: str, gt: dict):
         # method of moments of the number-weighted radius histogram: mean = a b, variance = a b^2
         m, v = r.mean(), r.var()
         return m**2 / v if key == "gamma_alpha" else v / m
-    return gt.get(key)
+    value = gt.get(key)
+    if isinstance(value, dict):
+        # a per-compartment value (diffusivity={"intra": ..., "extra": ...}): no single truth for this parameter
+        return None
+    return value
 
 
 def axis_error_deg(model: Model, params: np.ndarray, gt: dict) -> np.ndarray | None:

@@ -48,13 +48,15 @@ from .quantities import SI_UNIT, ConfigError, format_si, parse_quantity
 # field kinds: a dimension name (unit-bearing), or "float", "int", "str", "vector", "bool", "floats", "directions"
 SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
     "free": {},
-    "planes": {"spacing": "length", "normal": "vector"},
-    "cylinder": {"radius": "length", "axis": "vector"},
-    "cylinder_lattice": {"radius": "length", "icvf": "float", "lattice": "str", "axis": "vector", "repeats": "int"},
+    "planes": {"spacing": "length", "normal": "vector", "permeability": "permeability"},
+    "cylinder": {"radius": "length", "axis": "vector", "permeability": "permeability"},
+    "cylinder_lattice": {"radius": "length", "icvf": "float", "lattice": "str", "axis": "vector", "repeats": "int",
+                         "permeability": "permeability"},
     "packed_cylinders": {"n": "int", "gamma_shape": "float", "gamma_scale": "length", "icvf": "float",
-                         "seed": "int", "axis": "vector"},
-    "sphere": {"radius": "length"},
-    "sphere_lattice": {"radius": "length", "volume_fraction": "float", "lattice": "str", "repeats": "int"},
+                         "seed": "int", "axis": "vector", "permeability": "permeability"},
+    "sphere": {"radius": "length", "permeability": "permeability"},
+    "sphere_lattice": {"radius": "length", "volume_fraction": "float", "lattice": "str", "repeats": "int",
+                       "permeability": "permeability"},
 }
 REQUIRED_SUBSTRATE = {"planes": {"spacing"}, "cylinder": {"radius"}, "cylinder_lattice": {"radius", "icvf"},
                       "packed_cylinders": {"n", "gamma_shape", "gamma_scale", "icvf"}, "sphere": {"radius"},
@@ -150,25 +152,28 @@ def build_substrate(raw: dict) -> tuple[substrates.Substrate, dict]:
     if kind not in SUBSTRATE_FIELDS:
         raise ConfigError(f"substrate.type = {kind!r}: choose one of {sorted(SUBSTRATE_FIELDS)}")
     p = _section(raw, SUBSTRATE_FIELDS[kind], "substrate", REQUIRED_SUBSTRATE.get(kind, set()))
+    kap = p.get("permeability", 0.0)
     try:
         if kind == "free":
             sub = substrates.free()
         elif kind == "planes":
-            sub = substrates.planes(p["spacing"], normal=p.get("normal", (0, 0, 1)))
+            sub = substrates.planes(p["spacing"], normal=p.get("normal", (0, 0, 1)), permeability=kap)
         elif kind == "cylinder":
-            sub = substrates.cylinder(p["radius"], axis=p.get("axis", (0, 0, 1)))
+            sub = substrates.cylinder(p["radius"], axis=p.get("axis", (0, 0, 1)), permeability=kap)
         elif kind == "cylinder_lattice":
             sub = substrates.cylinder_lattice(p["radius"], p["icvf"], p.get("lattice", "hexagonal"),
-                                              axis=p.get("axis", (0, 0, 1)), repeats=p.get("repeats", 1))
+                                              axis=p.get("axis", (0, 0, 1)), repeats=p.get("repeats", 1),
+                                              permeability=kap)
         elif kind == "packed_cylinders":
             rng = np.random.default_rng(p.get("seed", 0))
             radii = rng.gamma(p["gamma_shape"], p["gamma_scale"], p["n"])
-            sub = substrates.pack_cylinders(radii, p["icvf"], seed=p.get("seed", 0), axis=p.get("axis", (0, 0, 1)))
+            sub = substrates.pack_cylinders(radii, p["icvf"], seed=p.get("seed", 0), axis=p.get("axis", (0, 0, 1)),
+                                            permeability=kap)
         elif kind == "sphere":
-            sub = substrates.sphere(p["radius"])
+            sub = substrates.sphere(p["radius"], permeability=kap)
         else:
             sub = substrates.sphere_lattice(p["radius"], p["volume_fraction"], p.get("lattice", "cubic"),
-                                            repeats=p.get("repeats", 1))
+                                            repeats=p.get("repeats", 1), permeability=kap)
     except (ValueError, NotImplementedError) as exc:
         raise ConfigError(f"[substrate] {kind}: {exc}") from exc
     return sub, {"type": kind, **p}

@@ -15,6 +15,13 @@ exit distance is computed with the clamped squared distance to the wall, so a
 walker on the wall moving outward gets distance 0 and is reflected; from
 outside, an entry is registered only when moving towards the centre.
 
+Permeable walls: at each hit the walker draws one uniform number and crosses
+with the image's transit probability (p_out from inside, p_in from outside,
+computed by the caller from kappa, the step length and D), keeping its
+direction; the rest of the step is rescaled by sqrt(D_new / D_old) so that
+its duration is kept. Impermeable walls (p = 0) draw nothing, so adding the
+feature leaves impermeable results bit for bit as they were.
+
 Units: metres and seconds, float64 throughout; no fastmath.
 """
 
@@ -149,7 +156,7 @@ def _nearest_hit(px, py, pz, dx, dy, dz, reach, wz, box, img_c, img_r, n, h, sta
     i1 = int(math.floor((px + reach) / h[0]))
     j0 = int(math.floor((py - reach) / h[1]))
     j1 = int(math.floor((py + reach) / h[1]))
-    if n[2] > 1:
+    if box[2] > 0.0:  # periodic z (spheres), even with a single cell along it
         k0 = int(math.floor((pz - reach) / h[2]))
         k1 = int(math.floor((pz + reach) / h[2]))
     else:
@@ -160,7 +167,7 @@ def _nearest_hit(px, py, pz, dx, dy, dz, reach, wz, box, img_c, img_r, n, h, sta
         for jj in range(j0, j1 + 1):
             cj, sy = _wrap_cell(jj, n[1], box[1])
             for kk in range(k0, k1 + 1):
-                if n[2] > 1:
+                if box[2] > 0.0:
                     ck, sz = _wrap_cell(kk, n[2], box[2])
                 else:
                     ck = 0
@@ -198,33 +205,43 @@ def _inside_any(px, py, pz, wz, box, img_c, img_r, n, h, start, items, shrink):
     return False
 
 
-def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, img_r, n, h, start, items,
-          rec_steps, out_I, out_rec, traj, counters, check_every_step):
-    """Walk every walker through ``n_steps`` steps.
+def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, box, img_c, img_r, n, h, start,
+          items, p_out, p_in, scale, rec_steps, te_steps, out_I, out_rec, out_tin, out_first, traj, counters,
+          check_every_step):
+    """Walk every walker through ``n_steps`` grid steps of ``substeps`` sub-steps each.
 
     Parameters (all arrays preallocated by the caller)
     ----------
     kind : int                 FREE, PLANES, CYLINDERS or SPHERES
     pos : (N, 3) float64       start positions, local frame (m); wrapped into the box for extra walkers,
-                               relative to the home image's centre for intra walkers
-    home : (N,) int64          image index a walker is confined to, -1 for extra/free walkers
+                               relative to the home image's centre for intra walkers; final positions on return
+    home : (N,) int64          image a walker is inside, -1 for extra/free walkers; final compartment on return
     seeds : (N, 2) uint64      xoroshiro128+ state per walker
-    M : (3, 3) float64         step matrix: displacement = M @ u (u unit vector, or standard normal if gaussian)
+    M : (3, 3) float64         sub-step matrix: displacement = scale[c] * M @ u (u unit vector, or standard
+                               normal if gaussian), c = 0 inside a primitive, 1 outside
     W : (K, T+1) float64       phase weights of the positions at grid points (trapezoid rule)
+    p_out, p_in : (Q,) float64 per image: transit probability of a hit from inside / from outside (0: impermeable)
+    scale : (2,) float64       step scale inside / outside (sqrt of the diffusivity ratio to M's)
     rec_steps : (R,) int64     grid indices at which displacements are recorded (sorted)
+    te_steps : (E,) int64      grid indices at which the time spent inside is recorded (sorted)
     out_I : (N, K, 3)          accumulators sum_t W[k, t] r_t (m)
     out_rec : (N, R, 3)        displacements at rec_steps (m)
+    out_tin : (N, E)           time spent inside a primitive (or between planes) up to te_steps, in units of dt
+    out_first : (N,)           time of the first membrane transit in units of dt (-1: none)
     traj : (n_traj, T+1, 3)    displacements of the first walkers at every grid point (m)
-    counters : (N, 3) int64    reflections, steps cut at MAX_BOUNCES, containment violations
+    counters : (N, 4) int64    reflections, steps cut at MAX_BOUNCES, containment violations, transits
     """
     N = pos.shape[0]
     K = W.shape[0]
     R_rec = rec_steps.shape[0]
+    E_te = te_steps.shape[0]
     n_traj = traj.shape[0]
     wz = 1.0 if kind == SPHERES else 0.0
+    inv_sub = 1.0 / substeps
     ell_iso = M[0, 0]
     iso = (not gaussian) and M[0, 1] == 0.0 and M[0, 2] == 0.0 and M[1, 0] == 0.0 and M[1, 2] == 0.0 \
         and M[2, 0] == 0.0 and M[2, 1] == 0.0 and M[1, 1] == ell_iso and M[2, 2] == ell_iso
+    p_planes = p_out[0] if kind == PLANES else 0.0
     for i in prange(N):
         s0 = seeds[i, 0]
         s1 = seeds[i, 1]
@@ -245,9 +262,16 @@ def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, 
             out_rec[i, j_rec, 1] = 0.0
             out_rec[i, j_rec, 2] = 0.0
             j_rec += 1
+        j_te = 0
+        while j_te < E_te and te_steps[j_te] == 0:
+            out_tin[i, j_te] = 0.0
+            j_te += 1
+        tin = 0.0
+        first = -1.0
         n_refl = 0
         n_cut = 0
         n_bad = 0
+        n_tr = 0
         a0x = 0.0
         a0y = 0.0
         a0z = 0.0
@@ -258,91 +282,149 @@ def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, 
         a2y = 0.0
         a2z = 0.0
         for t in range(1, n_steps + 1):
-            if gaussian:
-                ux, uy, uz, s0, s1 = _gaussian3(s0, s1)
-            else:
-                ux, uy, uz, s0, s1 = _direction(s0, s1)
-            if iso:
-                vx = ell_iso * ux
-                vy = ell_iso * uy
-                vz = ell_iso * uz
-            else:
-                vx = M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz
-                vy = M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz
-                vz = M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz
-            if kind == FREE:
-                rx += vx
-                ry += vy
-                rz += vz
-            elif kind == PLANES:
-                # folding into [0, L] is exact specular reflection between parallel planes
-                z = pz + vz
-                while z < 0.0 or z > spacing:
-                    z = -z if z < 0.0 else 2.0 * spacing - z
-                    n_refl += 1
-                rx += vx
-                ry += vy
-                rz += z - pz
-                pz = z
-                if (check_every_step or t == n_steps) and (pz < 0.0 or pz > spacing):
-                    n_bad += 1
-            else:
-                if iso:
-                    # fixed-length isotropic steps: the direction is the unit draw itself
-                    dx = ux
-                    dy = uy
-                    dz = uz
-                    left = ell_iso
+            for sub in range(substeps):
+                if gaussian:
+                    ux, uy, uz, s0, s1 = _gaussian3(s0, s1)
                 else:
-                    ell = math.sqrt(vx * vx + vy * vy + vz * vz)
-                    inv = 1.0 / ell if ell > 0.0 else 0.0
-                    dx = vx * inv
-                    dy = vy * inv
-                    dz = vz * inv
-                    left = ell
-                bounces = 0
-                while left > 0.0:
-                    if q_home >= 0:
-                        tw = _exit_distance(px, py, pz, dx, dy, dz, Rh, wz)
-                        cx = 0.0
-                        cy = 0.0
-                        cz = 0.0
-                    else:
-                        tw, qh, cx, cy, cz = _nearest_hit(px, py, pz, dx, dy, dz, left, wz, box, img_c, img_r,
-                                                          n, h, start, items)
-                    if tw >= left:
-                        px += left * dx
-                        py += left * dy
-                        pz += left * dz
-                        rx += left * dx
-                        ry += left * dy
-                        rz += left * dz
-                        left = 0.0
-                        break
-                    px += tw * dx
-                    py += tw * dy
-                    pz += tw * dz
-                    rx += tw * dx
-                    ry += tw * dy
-                    rz += tw * dz
-                    left -= tw
-                    dx, dy, dz = _reflect(dx, dy, dz, px - cx, py - cy, wz * (pz - cz))
-                    n_refl += 1
-                    bounces += 1
-                    if bounces >= MAX_BOUNCES:
-                        n_cut += 1
-                        break
-                if q_home < 0:
-                    px = _wrap(px, box[0])
-                    py = _wrap(py, box[1])
-                    if n[2] > 1:
-                        pz = _wrap(pz, box[2])
-                if check_every_step or t == n_steps:
-                    if q_home >= 0:
-                        if px * px + py * py + wz * pz * pz > (Rh * (1.0 + 1e-9)) ** 2:
-                            n_bad += 1
-                    elif _inside_any(px, py, pz, wz, box, img_c, img_r, n, h, start, items, 1e-9):
+                    ux, uy, uz, s0, s1 = _direction(s0, s1)
+                sc = scale[0] if q_home >= 0 or kind == PLANES else scale[1]
+                if iso:
+                    vx = sc * ell_iso * ux
+                    vy = sc * ell_iso * uy
+                    vz = sc * ell_iso * uz
+                else:
+                    vx = sc * (M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz)
+                    vy = sc * (M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz)
+                    vz = sc * (M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz)
+                if kind == FREE:
+                    rx += vx
+                    ry += vy
+                    rz += vz
+                elif kind == PLANES:
+                    # folding into [0, L] is exact specular reflection between parallel planes; a transit moves
+                    # the walker into the neighbouring slab (same local coordinate), so hits stay L apart along
+                    # the unfolded path and the k-th falls at (d1 + k L) / |vz| of the step
+                    z = pz + vz
+                    disp = vz
+                    k_hit = 0
+                    while z < 0.0 or z > spacing:
+                        crossed = False
+                        if p_planes > 0.0:
+                            uu, s0, s1 = _next(s0, s1)
+                            crossed = uu < p_planes
+                        if crossed:
+                            n_tr += 1
+                            if first < 0.0:
+                                d1 = spacing - pz if vz > 0.0 else pz
+                                first = (t - 1) + (sub + (d1 + k_hit * spacing) / abs(vz)) * inv_sub
+                            z = z + spacing if z < 0.0 else z - spacing
+                        else:
+                            zn = -z if z < 0.0 else 2.0 * spacing - z
+                            disp += zn - z
+                            z = zn
+                            n_refl += 1
+                        k_hit += 1
+                    rx += vx
+                    ry += vy
+                    rz += disp
+                    pz = z
+                    tin += inv_sub
+                    if (check_every_step or t == n_steps) and (pz < 0.0 or pz > spacing):
                         n_bad += 1
+                else:
+                    if iso:
+                        # fixed-length isotropic steps: the direction is the unit draw itself
+                        dx = ux
+                        dy = uy
+                        dz = uz
+                        left = sc * ell_iso
+                    else:
+                        ell = math.sqrt(vx * vx + vy * vy + vz * vz)
+                        inv = 1.0 / ell if ell > 0.0 else 0.0
+                        dx = vx * inv
+                        dy = vy * inv
+                        dz = vz * inv
+                        left = ell
+                    full = left
+                    bounces = 0
+                    while left > 0.0:
+                        if q_home >= 0:
+                            tw = _exit_distance(px, py, pz, dx, dy, dz, Rh, wz)
+                            qh = q_home
+                            cx = 0.0
+                            cy = 0.0
+                            cz = 0.0
+                        else:
+                            tw, qh, cx, cy, cz = _nearest_hit(px, py, pz, dx, dy, dz, left, wz, box, img_c, img_r,
+                                                              n, h, start, items)
+                        if tw >= left:
+                            px += left * dx
+                            py += left * dy
+                            pz += left * dz
+                            rx += left * dx
+                            ry += left * dy
+                            rz += left * dz
+                            if q_home >= 0:
+                                tin += left / full * inv_sub
+                            left = 0.0
+                            break
+                        px += tw * dx
+                        py += tw * dy
+                        pz += tw * dz
+                        rx += tw * dx
+                        ry += tw * dy
+                        rz += tw * dz
+                        if q_home >= 0:
+                            tin += tw / full * inv_sub
+                        left -= tw
+                        p = p_out[qh] if q_home >= 0 else p_in[qh]
+                        if p > 0.0:
+                            uu, s0, s1 = _next(s0, s1)
+                            if uu < p:
+                                # transit: same direction, the rest of the step rescaled to the new diffusivity
+                                # (its time is kept: length / full is the fraction of the sub-step left)
+                                n_tr += 1
+                                if first < 0.0:
+                                    first = (t - 1) + (sub + 1.0 - left / full) * inv_sub
+                                if q_home >= 0:
+                                    px += img_c[q_home, 0]
+                                    py += img_c[q_home, 1]
+                                    pz += img_c[q_home, 2]
+                                    if box[0] > 0.0:
+                                        px = _wrap(px, box[0])
+                                        py = _wrap(py, box[1])
+                                    if box[2] > 0.0:
+                                        pz = _wrap(pz, box[2])
+                                    q_home = -1
+                                    ratio = scale[1] / scale[0]
+                                else:
+                                    px -= cx
+                                    py -= cy
+                                    pz -= cz
+                                    q_home = qh
+                                    Rh = img_r[qh]
+                                    ratio = scale[0] / scale[1]
+                                left *= ratio
+                                full *= ratio
+                                continue
+                        dx, dy, dz = _reflect(dx, dy, dz, px - cx, py - cy, wz * (pz - cz))
+                        n_refl += 1
+                        bounces += 1
+                        if bounces >= MAX_BOUNCES:
+                            n_cut += 1
+                            break
+                    if q_home < 0:
+                        if box[0] > 0.0:
+                            px = _wrap(px, box[0])
+                            py = _wrap(py, box[1])
+                        if box[2] > 0.0:
+                            pz = _wrap(pz, box[2])
+                    if check_every_step or (t == n_steps and sub == substeps - 1):
+                        if q_home >= 0:
+                            if px * px + py * py + wz * pz * pz > (Rh * (1.0 + 1e-9)) ** 2:
+                                n_bad += 1
+                        elif _inside_any(px, py, pz, wz, box, img_c, img_r, n, h, start, items, 1e-9):
+                            n_bad += 1
             # up to three shapes (PGSE, OGSE, DDE, b-tensors) accumulate in registers
             w = W[0, t]
             a0x += w * rx
@@ -372,6 +454,9 @@ def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, 
                 out_rec[i, j_rec, 1] = ry
                 out_rec[i, j_rec, 2] = rz
                 j_rec += 1
+            while j_te < E_te and te_steps[j_te] == t:
+                out_tin[i, j_te] = tin
+                j_te += 1
         out_I[i, 0, 0] += a0x
         out_I[i, 0, 1] += a0y
         out_I[i, 0, 2] += a0z
@@ -386,11 +471,14 @@ def _walk(kind, pos, home, seeds, n_steps, M, gaussian, W, spacing, box, img_c, 
         pos[i, 0] = px
         pos[i, 1] = py
         pos[i, 2] = pz
+        home[i] = q_home
         seeds[i, 0] = s0
         seeds[i, 1] = s1
+        out_first[i] = first
         counters[i, 0] += n_refl
         counters[i, 1] += n_cut
         counters[i, 2] += n_bad
+        counters[i, 3] += n_tr
 
 
 walk_parallel = njit(parallel=True, cache=True, fastmath=False, error_model="numpy")(_walk)

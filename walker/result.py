@@ -50,9 +50,22 @@ class SimulationResult:
     truncated_steps : int
         Steps cut short after too many bounces (tangential grazing; should be 0).
     escapes : int
-        Walkers found outside the impermeable compartment they started in (must be 0).
+        Walkers found outside the compartment they were in (must be 0): outside
+        their primitive, or inside one without having crossed its membrane.
     provenance : dict
         Seed, walkers, steps, dt, step length, gamma, diffusivity, versions, threads, wall time.
+    transits : int
+        Membrane crossings over all walkers (0 for impermeable substrates).
+    first_transit_times : numpy.ndarray or None
+        (N,) time of each walker's first membrane crossing in s, NaN if it never
+        crossed (permeable substrates only): for walkers started inside, their
+        residence times (censored at the end of the walk).
+    final_fractions : dict
+        Compartment name -> fraction of walkers in it at the end (permeable
+        cylinders and spheres).
+    final_positions : numpy.ndarray or None
+        (N, 3) lab-frame positions at the end of the walk (m); outside
+        walkers are wrapped into the periodic box.
     """
 
     signal: np.ndarray
@@ -73,6 +86,10 @@ class SimulationResult:
     truncated_steps: int
     escapes: int
     provenance: dict = field(default_factory=dict)
+    transits: int = 0
+    first_transit_times: np.ndarray | None = None
+    final_fractions: dict = field(default_factory=dict)
+    final_positions: np.ndarray | None = None
 
     @property
     def bvalues(self) -> np.ndarray:

@@ -14,6 +14,7 @@ import sequences
 from substrates import CYLINDERS, FREE, PLANES, SPHERES, Substrate
 
 from . import kernel
+from .membranes import MAX_TRANSIT_PROBABILITY, compartment_values, substeps_for, transit_probability
 from .result import SimulationResult
 
 log = logging.getLogger(__name__)
@@ -138,11 +139,36 @@ def _start_positions(sub: Substrate, start: str, n: int, rng: np.random.Generato
     return pos, home, labels, comps
 
 
+def _compartment_names(sub: Substrate) -> list[str]:
+    """Compartments a walker can be in (a permeable lone primitive has the unbounded outside as 'extra')."""
+    if sub.kind == FREE:
+        return ["free"]
+    if sub.kind == PLANES:
+        return ["intra"]
+    return ["intra", "extra"] if ("extra" in sub.compartments or sub.permeable) else ["intra"]
+
+
+def _check_t2(t2, names: list[str]) -> dict | None:
+    if t2 is None:
+        return None
+    vals = compartment_values(t2, names, "t2", "s")
+    out = {}
+    for name, v in vals.items():
+        v = float(v)
+        if not v > 0:
+            raise ValueError(f"t2[{name!r}] must be a positive time in s (np.inf for no relaxation), got {v!r}")
+        if math.isfinite(v) and (v > 10.0 or v < 1e-4):
+            raise ValueError(f"t2[{name!r}] = {v:g} s is not plausible; T2 is in seconds (80 ms = 0.08)")
+        out[name] = v
+    return out
+
+
 def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 100_000,
-             diffusivity: float | None = None, n_steps: int = 1000, seed: int = 0, start: str | None = None, *,
-             gaussian_steps: bool = False, record_times=None, n_trajectories: int = 0,
-             target_stderr: float | None = None, check_every_step: bool = False,
-             parallel: bool = True) -> SimulationResult:
+             diffusivity: float | dict | None = None, n_steps: int = 1000, seed: int = 0,
+             start: str | None = None, *, t2: float | dict | None = None, gaussian_steps: bool = False,
+             record_times=None, n_trajectories: int = 0, target_stderr: float | None = None,
+             check_every_step: bool = False, max_transit_probability: float = MAX_TRANSIT_PROBABILITY,
+             transit: str = "corrected", parallel: bool = True) -> SimulationResult:
     """Simulate the diffusion signal of a substrate under a scheme by Monte Carlo.
 
     Parameters
@@ -153,9 +179,10 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         The encoding; it is step-averaged onto ``n_steps`` equal steps.
     n_walkers : int
         Number of walkers N; the standard error falls as 1/sqrt(N).
-    diffusivity : float
-        Intrinsic diffusivity D in m^2/s (2e-9 for 2 um^2/ms). May be left out
-        for a free substrate that carries its own diffusion tensor.
+    diffusivity : float or dict
+        Intrinsic diffusivity D in m^2/s (2e-9 for 2 um^2/ms), or one per
+        compartment, ``{"intra": 1e-9, "extra": 2e-9}``. May be left out for a
+        free substrate that carries its own diffusion tensor.
     n_steps : int
         Time steps T over the scheme's duration; the fixed step length is
         sqrt(6 D dt) with dt = duration / T. Keep it below the smallest
@@ -169,6 +196,12 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         in the box (each walker then counts for the compartment it lands in).
         Default: "intra" where the substrate has an intra compartment, else
         "uniform" (free space).
+    t2 : float or dict, optional
+        Transverse relaxation time T2 in s, one value or one per compartment
+        (``{"intra": 0.07, "extra": 0.1}``). Each walker's signal is weighted
+        by exp(-integral of 1/T2 along its own path up to the echo time of the
+        measurement, ``scheme.echo_time``), so relaxation and exchange
+        interact correctly. Default: no relaxation.
     gaussian_steps : bool
         Gaussian steps (each component N(0, 2 D dt)) instead of fixed-length ones.
     record_times : array_like, optional
@@ -180,6 +213,16 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         Warn when N is too small to reach this standard error.
     check_every_step : bool
         Test containment after every step (slower) instead of at the end only.
+    max_transit_probability : float
+        Permeable membranes: each time step is split into the fewest equal
+        sub-steps that keep the first-order transit probability per hit below
+        this (the realised permeability is then within ~1 % of kappa). Phases
+        still use the ``n_steps`` grid.
+    transit : {"corrected", "first_order"}
+        Transit probability per hit: with the finite-step correction
+        (default), or the textbook first-order (2/3) kappa l / D, whose
+        permeability error shrinks only in proportion to the step (for
+        convergence studies and teaching).
     parallel : bool
         Use the multi-threaded kernel (``False``: the serial build of the same code).
 
@@ -198,16 +241,22 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     if T < 1:
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
     R = substrate.rotation
+    names = _compartment_names(substrate)
     if substrate.diffusion_tensor is not None:
         if diffusivity is not None:
             raise ValueError("this substrate carries its own diffusion tensor; leave diffusivity out")
         D_local = R.T @ substrate.diffusion_tensor @ R
         D_scalar = float(np.linalg.eigvalsh(D_local).max())
+        D_comp = {"free": D_scalar}
     else:
         if diffusivity is None:
             raise ValueError("give diffusivity in m^2/s (e.g. diffusivity=2e-9 for 2 um^2/ms)")
-        D_scalar = _check_diffusivity(diffusivity)
+        D_comp = {k: _check_diffusivity(v) for k, v in compartment_values(diffusivity, names, "diffusivity",
+                                                                           "m^2/s").items()}
+        D_scalar = D_comp[names[0]]  # the step matrix is built for the first compartment, the others rescale it
         D_local = np.eye(3) * D_scalar
+    D_max = max(D_comp.values())
+    t2_comp = _check_t2(t2, names)
 
     played = scheme.resample(T)
     if not scheme.aligned(T):
@@ -215,10 +264,20 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
             f"n_steps={T} puts some waveform edges inside a step (they are step-averaged, an O(dt) change of the "
             f"waveform); n_steps={scheme.aligned_n_steps(T)} aligns every edge", stacklevel=2)
     dt = played.dt
-    step = math.sqrt(6.0 * D_scalar * dt)
+    kappa = substrate.permeability
+    if transit not in ("corrected", "first_order"):
+        raise ValueError(f"transit must be 'corrected' or 'first_order', got {transit!r}")
+    corr = transit == "corrected"
+    substeps = 1
+    if substrate.permeable:
+        if not 0 < max_transit_probability <= 1:
+            raise ValueError(f"max_transit_probability must be in (0, 1], got {max_transit_probability!r}")
+        substeps = substeps_for(kappa, dt, D_comp.values(), gaussian_steps, max_transit_probability)
+    dt_sub = dt / substeps
+    step = math.sqrt(6.0 * D_max * dt_sub)
     feature = substrate.smallest_feature
     if step > feature / 6:
-        need = int(math.ceil(played.duration * 6 * D_scalar / (feature / 6) ** 2))
+        need = int(math.ceil(played.duration * 6 * D_max / (feature / 6) ** 2))
         warnings.warn(
             f"step length {step * 1e6:.3g} um is more than 1/6 of the smallest feature ({feature * 1e6:.3g} um); "
             f"use n_steps >= {need} (dt <= {played.duration / need * 1e6:.3g} us) for accurate walls", stacklevel=2)
@@ -239,7 +298,17 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
                          "choose n_steps so that they fall on the grid")
     order = np.argsort(rec_steps, kind="stable")
     n_traj = min(int(n_trajectories), N)
-    mem = N * (8 * (3 * K + 3 * rec_t.size + 3 + 1 + 3) + 16) + n_traj * (T + 1) * 24 \
+    # echo times: the time spent inside is recorded at the grid points around each TE
+    te_list = np.asarray(played.echo_time, dtype=float)
+    te_steps = np.zeros(0, dtype=np.int64)
+    if t2_comp is not None:
+        if np.any(te_list > played.duration * (1 + 1e-9)):
+            raise ValueError(f"echo time {te_list.max() * 1e3:g} ms is after the end of the waveforms "
+                             f"({played.duration * 1e3:g} ms): the walk must cover TE; build the scheme with "
+                             "echo_time=... so the waveforms are padded to it")
+        lo = np.clip(np.floor(te_list / dt + 1e-9).astype(np.int64), 0, T)
+        te_steps = np.unique(np.concatenate([lo, np.minimum(lo + 1, T)]))
+    mem = N * (8 * (3 * K + 3 * rec_t.size + 3 + 1 + 4 + te_steps.size + 1) + 16) + n_traj * (T + 1) * 24 \
         + PHASE_CHUNK * len(played) * 8 * 4
     avail = _available_memory()
     if mem > 0.8 * avail:
@@ -254,7 +323,9 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     start_local = pos.copy()
     seeds = ss_walk.generate_state(2 * N, dtype=np.uint64).reshape(N, 2)
     seeds[(seeds[:, 0] == 0) & (seeds[:, 1] == 0), 0] = 1
-    M = math.sqrt((2.0 if gaussian_steps else 6.0) * dt) * _sqrtm_spd(D_local)
+    M = math.sqrt((2.0 if gaussian_steps else 6.0) * dt_sub) * _sqrtm_spd(D_local)
+    D_in, D_ex = D_comp[names[0]], D_comp[names[-1]]
+    scale = np.array([1.0, math.sqrt(D_ex / D_in)])
 
     cells = substrate.cells if substrate.kind in (CYLINDERS, SPHERES) else None
     if cells is not None:
@@ -263,24 +334,54 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     else:
         geo = (np.zeros(3), np.zeros((1, 3)), np.zeros(1), np.ones(3, dtype=np.int64), np.ones(3),
                np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64))
+    # transit probability per image, from inside (out) and from outside (in)
+    if cells is not None:
+        k_img = kappa[cells.owner] if len(kappa) else np.zeros((len(cells.radii), 2))
+        p_out = np.atleast_1d(transit_probability(k_img[:, 0], dt_sub, D_in, D_ex, gaussian_steps, corr))
+        p_in = np.atleast_1d(transit_probability(k_img[:, 1], dt_sub, D_ex, D_in, gaussian_steps, corr))
+    elif substrate.kind == PLANES and len(kappa):
+        p_out = p_in = np.atleast_1d(transit_probability(kappa[:1, 0], dt_sub, D_in, D_in, gaussian_steps, corr))
+    else:
+        p_out = p_in = np.zeros(1)
     out_I = np.zeros((N, K, 3))
     out_rec = np.zeros((N, rec_t.size, 3))
     traj = np.zeros((n_traj, T + 1, 3))
-    counters = np.zeros((N, 3), dtype=np.int64)
+    counters = np.zeros((N, 4), dtype=np.int64)
+    out_tin = np.zeros((N, te_steps.size))
+    out_first = np.zeros(N)
     walk = kernel.walk_parallel if parallel else kernel.walk_serial
     t0 = time.perf_counter()
-    walk(substrate.kind, pos, home, seeds, T, M, bool(gaussian_steps), W,
-         float(substrate.spacing) if substrate.kind == PLANES else 0.0, *geo,
-         np.ascontiguousarray(rec_steps[order]), out_I, out_rec, traj, counters, bool(check_every_step))
+    walk(substrate.kind, pos, home, seeds, T, substeps, M, bool(gaussian_steps), W,
+         float(substrate.spacing) if substrate.kind == PLANES else 0.0, *geo, np.ascontiguousarray(p_out, float),
+         np.ascontiguousarray(p_in, float), scale, np.ascontiguousarray(rec_steps[order]), te_steps, out_I,
+         out_rec, out_tin, out_first, traj, counters, bool(check_every_step))
     wall = time.perf_counter() - t0
+
+    relax = None
+    if t2_comp is not None:
+        # time inside at each TE (linear between the grid points around it), then exp(-int R2 dt) per walker
+        x = te_list / dt
+        lo = np.clip(np.floor(x + 1e-9).astype(np.int64), 0, T)
+        hi = np.minimum(lo + 1, T)
+        frac = np.clip(x - lo, 0.0, 1.0)
+        col = {s: j for j, s in enumerate(te_steps)}
+        t_in = (out_tin[:, [col[s] for s in lo]] * (1 - frac) + out_tin[:, [col[s] for s in hi]] * frac) * dt
+        r_in = 1.0 / t2_comp[names[0]]
+        r_ex = 1.0 / t2_comp[names[-1]]
+        relax = np.exp(-(r_in * t_in + r_ex * (te_list[None, :] - t_in)))  # (N, M)
 
     # phases: phi_m = gamma dt sum_k g_mk . I_k, in chunks of walkers
     A = amps_local.reshape(len(played), 3 * K).T * (played.gamma * dt)
     n_comp = len(comp_names)
-    sums = np.zeros((n_comp, 3, len(played)))  # cos, sin, cos 2phi
+    sums = np.zeros((n_comp, 4, len(played)))  # w cos, w sin, w^2 cos 2phi, w^2 (w: relaxation weight)
     for a in range(0, N, PHASE_CHUNK):
         phi = out_I[a:a + PHASE_CHUNK].reshape(-1, 3 * K) @ A
         c, s, c2 = np.cos(phi), np.sin(phi), np.cos(2 * phi)
+        w2 = None
+        if relax is not None:
+            w = relax[a:a + PHASE_CHUNK]
+            w2 = w * w
+            c, s, c2 = c * w, s * w, c2 * w2
         lab = labels[a:a + PHASE_CHUNK]
         for ci in range(n_comp):
             sel = lab == ci
@@ -288,11 +389,13 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
                 sums[ci, 0] += c[sel].sum(axis=0)
                 sums[ci, 1] += s[sel].sum(axis=0)
                 sums[ci, 2] += c2[sel].sum(axis=0)
+                sums[ci, 3] += np.count_nonzero(sel) if w2 is None else w2[sel].sum(axis=0)
     counts = np.array([np.sum(labels == ci) for ci in range(n_comp)])
 
     def stats(total, n):
+        # Var(w cos phi) = (E[w^2] + E[w^2 cos 2phi]) / 2 - S^2 (section 1.0, with the weights)
         S = total[0] / n
-        var = np.clip(1.0 + total[2] / n - 2.0 * S**2, 0.0, None) / (2.0 * n)
+        var = np.clip(total[3] / n + total[2] / n - 2.0 * S**2, 0.0, None) / (2.0 * n)
         return S, np.sqrt(var), total[1] / n
 
     signal, stderr, imag = stats(sums.sum(axis=0), N)
@@ -322,10 +425,33 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
 
     escapes = int(np.count_nonzero(counters[:, 2]))
     if escapes:
-        log.error("%d walkers left their impermeable compartment: this is a bug, please report it", escapes)
+        log.error("%d walkers were found outside the compartment they were in: this is a bug, please report it",
+                  escapes)
+    final_local = pos.copy()
+    if cells is not None:
+        inside = home >= 0
+        final_local[inside] += cells.centers[home[inside]]
+    final_positions = final_local @ R.T
+    transits = int(counters[:, 3].sum())
+    first_transit = None
+    final_fractions = {}
+    if substrate.permeable:
+        first_transit = np.where(out_first >= 0, out_first * dt, np.nan)
+        if substrate.kind in (CYLINDERS, SPHERES):
+            inside = float(np.mean(home >= 0))
+            final_fractions = {"intra": inside, "extra": 1.0 - inside}
     import numba
+    from substrates import residence_times
     gt = dict(substrate.ground_truth())
-    gt["diffusivity"] = D_scalar if substrate.diffusion_tensor is None else None
+    if substrate.diffusion_tensor is not None:
+        gt["diffusivity"] = None
+    elif len(set(D_comp.values())) == 1:
+        gt["diffusivity"] = D_scalar
+    else:
+        gt["diffusivity"] = dict(D_comp)
+    if t2_comp is not None:
+        gt["t2"] = dict(t2_comp)
+    gt.update(residence_times(substrate, D_comp))
     # what the signal is made of: with start="intra" the signal fraction is 1, whatever the volume fraction
     gt["start"] = start
     gt["signal_fractions"] = {name: float(counts[ci] / N) for ci, name in enumerate(comp_names)}
@@ -335,15 +461,20 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         "gaussian_steps": bool(gaussian_steps), "gamma": played.gamma, "diffusivity": D_scalar,
         "start": start, "substrate": substrate.description, "threads": numba.get_num_threads() if parallel else 1,
         "wall_time_s": wall, "walker_steps_per_s": N * T / wall if wall > 0 else math.inf,
-        "n_shapes": K, "aligned_edges": bool(scheme.aligned(T)),
+        "n_shapes": K, "aligned_edges": bool(scheme.aligned(T)), "substeps": substeps,
     }
+    if substrate.permeable:
+        prov["transit"] = transit
+    if substrate.permeable:
+        prov["transit_probability_max"] = float(max(np.max(p_out), np.max(p_in)))
     return SimulationResult(
         signal=signal, stderr=stderr, signal_imag=imag, compartment_signals=comp_sig,
         compartment_stderr=comp_se, compartment_counts=comp_n, ground_truth=gt, scheme=played,
         discrete_bvalues=np.trace(played.discrete_btensors("trapezoid"), axis1=1, axis2=2),
         record_times=rec_t, displacements=disp, msd=msd, kurtosis=kurt, trajectories=traj_lab,
         reflections=int(counters[:, 0].sum()), truncated_steps=int(counters[:, 1].sum()), escapes=escapes,
-        provenance=prov)
+        provenance=prov, transits=transits, first_transit_times=first_transit, final_fractions=final_fractions,
+        final_positions=final_positions)
 
 
 def _version() -> str:

@@ -8,6 +8,8 @@ EXAMPLES = {
                   "PGSE + OGSE + STE protocol: waveforms, q(t), spectra and b-tensors in one figure"),
     "restricted": ("walker.examples.restricted",
                    "signal vs b for free, cylinder and sphere: Monte Carlo against the exact curves"),
+    "exchange": ("walker.examples.exchange",
+                 "permeable spheres: signal vs diffusion time for several kappa, against the Karger prediction"),
     "main": ("walker.examples.main_job",
              "packed axons under PGSE + STE -> resumable HDF5 ground-truth database -> report"),
     "validation": ("walker.examples.validation_report",
@@ -16,7 +18,7 @@ EXAMPLES = {
 
 
 #: examples that "all" leaves out because they take minutes (run them by name)
-LONG = {"validation"}
+LONG = {"validation", "exchange"}
 
 
 def run_example(name: str, outdir: str):
