@@ -48,11 +48,11 @@ def residence_times(substrate: Substrate, diffusivity) -> dict:
         return {}
     D = float(diffusivity["intra"] if isinstance(diffusivity, dict) else diffusivity)
     k = substrate.permeability[:, 0]
+    barrier = substrate._exchange_truth()["exchange_time_barrier"]
     with np.errstate(divide="ignore"):
         if substrate.kind == PLANES:
             L = substrate.spacing
-            return {"residence_time": float(L / (2 * k[0]) + L**2 / (12 * D)),
-                    "exchange_time_barrier": substrate._exchange_truth()["exchange_time_barrier"]}
+            return {"residence_time": float(L / (2 * k[0]) + L**2 / (12 * D)), "exchange_time_barrier": barrier}
         r = substrate.radii
         if substrate.kind == CYLINDERS:
             tau = r / (2 * k) + r**2 / (8 * D)
@@ -60,8 +60,7 @@ def residence_times(substrate: Substrate, diffusivity) -> dict:
         else:
             tau = r / (3 * k) + r**2 / (15 * D)
             vol = r**3
-    out = {"residence_time": float(np.sum(vol * tau) / np.sum(vol))}
-    out["exchange_time_barrier"] = substrate._exchange_truth()["exchange_time_barrier"]
+    out = {"residence_time": float(np.sum(vol * tau) / np.sum(vol)), "exchange_time_barrier": barrier}
     fr = substrate.volume_fractions()
     if "extra" in fr and fr["intra"] > 0:
         t_in = out["residence_time"]

@@ -266,6 +266,9 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
         while j_te < E_te and te_steps[j_te] == 0:
             out_tin[i, j_te] = 0.0
             j_te += 1
+        # step scale of the walker's compartment: changes only at transits
+        sc = scale[0] if q_home >= 0 or kind == PLANES else scale[1]
+        ell_c = sc * ell_iso
         tin = 0.0
         first = -1.0
         n_refl = 0
@@ -287,11 +290,10 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                     ux, uy, uz, s0, s1 = _gaussian3(s0, s1)
                 else:
                     ux, uy, uz, s0, s1 = _direction(s0, s1)
-                sc = scale[0] if q_home >= 0 or kind == PLANES else scale[1]
                 if iso:
-                    vx = sc * ell_iso * ux
-                    vy = sc * ell_iso * uy
-                    vz = sc * ell_iso * uz
+                    vx = ell_c * ux
+                    vy = ell_c * uy
+                    vz = ell_c * uz
                 else:
                     vx = sc * (M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz)
                     vy = sc * (M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz)
@@ -337,7 +339,7 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                         dx = ux
                         dy = uy
                         dz = uz
-                        left = sc * ell_iso
+                        left = ell_c
                     else:
                         ell = math.sqrt(vx * vx + vy * vy + vz * vz)
                         inv = 1.0 / ell if ell > 0.0 else 0.0
@@ -357,25 +359,18 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                         else:
                             tw, qh, cx, cy, cz = _nearest_hit(px, py, pz, dx, dy, dz, left, wz, box, img_c, img_r,
                                                               n, h, start, items)
+                        seg = tw if tw < left else left
+                        px += seg * dx
+                        py += seg * dy
+                        pz += seg * dz
+                        rx += seg * dx
+                        ry += seg * dy
+                        rz += seg * dz
+                        if q_home >= 0:
+                            tin += seg / full * inv_sub
                         if tw >= left:
-                            px += left * dx
-                            py += left * dy
-                            pz += left * dz
-                            rx += left * dx
-                            ry += left * dy
-                            rz += left * dz
-                            if q_home >= 0:
-                                tin += left / full * inv_sub
                             left = 0.0
                             break
-                        px += tw * dx
-                        py += tw * dy
-                        pz += tw * dz
-                        rx += tw * dx
-                        ry += tw * dy
-                        rz += tw * dz
-                        if q_home >= 0:
-                            tin += tw / full * inv_sub
                         left -= tw
                         p = p_out[qh] if q_home >= 0 else p_in[qh]
                         if p > 0.0:
@@ -396,6 +391,7 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                                     if box[2] > 0.0:
                                         pz = _wrap(pz, box[2])
                                     q_home = -1
+                                    sc = scale[1]
                                     ratio = scale[1] / scale[0]
                                 else:
                                     px -= cx
@@ -403,9 +399,11 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                                     pz -= cz
                                     q_home = qh
                                     Rh = img_r[qh]
+                                    sc = scale[0]
                                     ratio = scale[0] / scale[1]
                                 left *= ratio
                                 full *= ratio
+                                ell_c = sc * ell_iso
                                 continue
                         dx, dy, dz = _reflect(dx, dy, dz, px - cx, py - cy, wz * (pz - cz))
                         n_refl += 1
