@@ -4,6 +4,12 @@ Analytic substrates
 -------------------
 free, planes, cylinder, cylinders, cylinder_lattice, sphere, spheres, sphere_lattice
 
+Meshes and generators
+---------------------
+from_mesh (PLY/STL/OBJ/OFF via trimesh), mesh_substrate (arrays), packed_axons,
+undulating_axons, beaded_axons, somas_with_neurites, meshed_sphere,
+meshed_cylinder; save_substrate / load_substrate; plot_substrate
+
 Every substrate reports its ground truth (``Substrate.ground_truth()``):
 volume fractions, radii, surface-to-volume ratios, box size; permeable
 substrates (``permeability=`` kappa in m/s) add their exchange times
@@ -14,7 +20,15 @@ from .analytic import (CYLINDERS, FREE, PLANES, SPHERES, Substrate, cylinder, cy
                        planes, rotation_to, sphere, sphere_lattice, spheres)
 from .cells import CellList, build_cells
 from .exchange import residence_times
+from .mesh import MESH, MeshError, MeshGrid, MeshSubstrate, from_mesh, load_substrate, mesh_substrate, save_substrate
 from .packing import pack_cylinders
+from . import meshing
+from .generators import (beaded_axons, gamma_radii, meshed_cylinder, meshed_sphere, pack_disks, packed_axons,
+                         somas_with_neurites, undulating_axons)
+from .plotting import plot_substrate
 
 __all__ = ["Substrate", "CellList", "build_cells", "free", "planes", "cylinder", "cylinders", "cylinder_lattice",
-           "sphere", "spheres", "sphere_lattice", "pack_cylinders", "residence_times", "rotation_to", "FREE", "PLANES", "CYLINDERS", "SPHERES"]
+           "sphere", "spheres", "sphere_lattice", "pack_cylinders", "residence_times", "rotation_to", "FREE", "PLANES", "CYLINDERS", "SPHERES", "MESH",
+           "MeshSubstrate", "MeshGrid", "MeshError", "from_mesh", "mesh_substrate", "save_substrate",
+           "load_substrate", "meshing", "beaded_axons", "gamma_radii", "meshed_cylinder", "meshed_sphere",
+           "pack_disks", "packed_axons", "somas_with_neurites", "undulating_axons", "plot_substrate"]

@@ -12,8 +12,9 @@ import numpy as np
 
 import sequences
 from substrates import CYLINDERS, FREE, PLANES, SPHERES, Substrate
+from substrates.mesh import MeshSubstrate
 
-from . import kernel
+from . import kernel, mesh_kernel
 from .membranes import MAX_TRANSIT_PROBABILITY, compartment_values, substeps_for, transit_probability
 from .result import SimulationResult
 
@@ -73,8 +74,11 @@ def _start_positions(sub: Substrate, start: str, n: int, rng: np.random.Generato
     """Local-frame start positions, home image per walker (-1 outside), and compartment labels."""
     home = np.full(n, -1, dtype=np.int64)
     pos = np.zeros((n, 3))
-    if start not in ("intra", "extra", "uniform"):
-        raise ValueError(f"start must be 'intra', 'extra' or 'uniform', got {start!r}")
+    allowed = ["intra", "extra", "uniform"] + (sub.region_names if isinstance(sub, MeshSubstrate) else [])
+    if start not in allowed:
+        raise ValueError(f"start must be one of {sorted(set(allowed))}, got {start!r}")
+    if isinstance(sub, MeshSubstrate):
+        return _mesh_start_positions(sub, start, n, rng)
     if sub.kind == FREE:
         if start != "uniform":
             raise ValueError(f"start={start!r}: free space has no '{start}' compartment; use start='uniform'")
@@ -139,12 +143,52 @@ def _start_positions(sub: Substrate, start: str, n: int, rng: np.random.Generato
     return pos, home, labels, comps
 
 
+def _mesh_start_positions(sub: MeshSubstrate, start: str, n: int, rng: np.random.Generator):
+    """Uniform positions in the walkable volume, located exactly; returns (pos, component, region label, names)."""
+    names = sub.region_names
+    if start == "extra" and "extra" not in names:
+        raise ValueError("start='extra' needs a mesh substrate periodic on all three axes (box=...); this one has "
+                         f"only {names}")
+    g = sub.grid
+    per = sub.periodic
+    lo = np.where(per, 0.0, g.lo)
+    ext = np.where(per, np.where(per, sub.box, 0.0), g.n * g.h)
+    want = None if start == "uniform" else names.index(start)
+    pos = np.zeros((n, 3))
+    comp = np.full(n, -1, dtype=np.int64)
+    labels = np.zeros(n, dtype=np.int64)
+    filled = 0
+    tries = 0
+    while filled < n:
+        m = max(4096, 2 * (n - filled))
+        cand = lo + rng.uniform(size=(m, 3)) * ext
+        c = sub.locate(cand)
+        reg = sub.region_of_component(c)
+        if "extra" not in names:
+            keep = c >= 0  # outside a non-periodic mesh is not part of the substrate
+            cand, c, reg = cand[keep], c[keep], reg[keep]
+        if want is not None:
+            keep = reg == want
+            cand, c, reg = cand[keep], c[keep], reg[keep]
+        take = min(n - filled, len(cand))
+        pos[filled:filled + take] = cand[:take]
+        comp[filled:filled + take] = c[:take]
+        labels[filled:filled + take] = reg[:take]
+        filled += take
+        tries += 1
+        if tries > 1000:
+            raise RuntimeError(f"could not seed walkers in region {start!r}: its volume is ~0")
+    return pos, comp, labels, names
+
+
 def _compartment_names(sub: Substrate) -> list[str]:
     """Compartments a walker can be in (a permeable lone primitive has the unbounded outside as 'extra')."""
     if sub.kind == FREE:
         return ["free"]
     if sub.kind == PLANES:
         return ["intra"]
+    if isinstance(sub, MeshSubstrate):
+        return sub.region_names
     return ["intra", "extra"] if ("extra" in sub.compartments or sub.permeable) else ["intra"]
 
 
@@ -257,6 +301,8 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         D_local = np.eye(3) * D_scalar
     D_max = max(D_comp.values())
     t2_comp = _check_t2(t2, names)
+    if t2_comp is not None and len({v for k, v in t2_comp.items() if k != "extra"}) > 1:
+        raise ValueError("t2 must be the same in every region inside the components (only intra/extra may differ)")
 
     played = scheme.resample(T)
     if not scheme.aligned(T):
@@ -268,6 +314,10 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     if transit not in ("corrected", "first_order"):
         raise ValueError(f"transit must be 'corrected' or 'first_order', got {transit!r}")
     corr = transit == "corrected"
+    is_mesh = isinstance(substrate, MeshSubstrate)
+    if is_mesh and substrate.permeable and not np.all(substrate.periodic):
+        raise ValueError("a permeable mesh needs a periodic box on all three axes (box=...) so that walkers leaving "
+                         "a component have an extra-cellular space to go to")
     substeps = 1
     if substrate.permeable:
         if not 0 < max_transit_probability <= 1:
@@ -327,34 +377,60 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     D_in, D_ex = D_comp[names[0]], D_comp[names[-1]]
     scale = np.array([1.0, math.sqrt(D_ex / D_in)])
 
-    cells = substrate.cells if substrate.kind in (CYLINDERS, SPHERES) else None
-    if cells is not None:
-        geo = (np.where(np.isfinite(cells.box), cells.box, 0.0), cells.centers, cells.radii, cells.n, cells.h,
-               cells.start, cells.items)
-    else:
-        geo = (np.zeros(3), np.zeros((1, 3)), np.zeros(1), np.ones(3, dtype=np.int64), np.ones(3),
-               np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64))
-    # transit probability per image, from inside (out) and from outside (in)
-    if cells is not None:
-        k_img = kappa[cells.owner] if len(kappa) else np.zeros((len(cells.radii), 2))
-        p_out = np.atleast_1d(transit_probability(k_img[:, 0], dt_sub, D_in, D_ex, gaussian_steps, corr))
-        p_in = np.atleast_1d(transit_probability(k_img[:, 1], dt_sub, D_ex, D_in, gaussian_steps, corr))
-    elif substrate.kind == PLANES and len(kappa):
-        p_out = p_in = np.atleast_1d(transit_probability(kappa[:1, 0], dt_sub, D_in, D_in, gaussian_steps, corr))
-    else:
-        p_out = p_in = np.zeros(1)
     out_I = np.zeros((N, K, 3))
     out_rec = np.zeros((N, rec_t.size, 3))
     traj = np.zeros((n_traj, T + 1, 3))
     counters = np.zeros((N, 4), dtype=np.int64)
     out_tin = np.zeros((N, te_steps.size))
     out_first = np.zeros(N)
-    walk = kernel.walk_parallel if parallel else kernel.walk_serial
-    t0 = time.perf_counter()
-    walk(substrate.kind, pos, home, seeds, T, substeps, M, bool(gaussian_steps), W,
-         float(substrate.spacing) if substrate.kind == PLANES else 0.0, *geo, np.ascontiguousarray(p_out, float),
-         np.ascontiguousarray(p_in, float), scale, np.ascontiguousarray(rec_steps[order]), te_steps, out_I,
-         out_rec, out_tin, out_first, traj, counters, bool(check_every_step))
+    tail = (np.ascontiguousarray(rec_steps[order]), te_steps, out_I, out_rec, out_tin, out_first, traj, counters,
+            bool(check_every_step))
+    cells = None
+    if is_mesh:
+        g = substrate.grid
+        D_reg = np.array([D_comp[nm] for nm in names])
+        scale = np.sqrt(D_reg / D_scalar)
+        dep = substrate.depth
+        C = substrate.n_components
+        D_in_c = D_reg[dep]
+        D_par = np.where(substrate.parent >= 0, D_reg[dep[np.maximum(substrate.parent, 0)]], D_reg[-1])
+        p_out = np.zeros(C)
+        p_in = np.zeros(C)
+        if substrate.permeable:
+            for c in range(C):
+                p_out[c] = transit_probability(kappa[c, 0], dt_sub, D_in_c[c], D_par[c], gaussian_steps, corr)
+                p_in[c] = transit_probability(kappa[c, 1], dt_sub, D_par[c], D_in_c[c], gaussian_steps, corr)
+        ell_min = math.sqrt(6.0 * min(D_comp.values()) * dt_sub)
+        coord = float(np.max(np.abs(g.tri[:, 0:3]))) + float(np.max(g.n * g.h))
+        eta = max(1e-10 * ell_min, 64.0 * float(np.spacing(coord)))
+        home = home.copy()
+        walk = mesh_kernel.walk_mesh_parallel if parallel else mesh_kernel.walk_mesh_serial
+        t0 = time.perf_counter()
+        walk(pos, home, seeds, T, substeps, M, bool(gaussian_steps), W, g.tri, g.comp, g.face, g.lo, g.h, g.n, g.box,
+             g.start, g.items, g.clear, g.cstart, g.citems, dep, substrate.parent, np.ascontiguousarray(p_out, float),
+             np.ascontiguousarray(p_in, float), scale, len(names), eta, *tail)
+    else:
+        cells = substrate.cells if substrate.kind in (CYLINDERS, SPHERES) else None
+        if cells is not None:
+            geo = (np.where(np.isfinite(cells.box), cells.box, 0.0), cells.centers, cells.radii, cells.n, cells.h,
+                   cells.start, cells.items)
+        else:
+            geo = (np.zeros(3), np.zeros((1, 3)), np.zeros(1), np.ones(3, dtype=np.int64), np.ones(3),
+                   np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64))
+        # transit probability per image, from inside (out) and from outside (in)
+        if cells is not None:
+            k_img = kappa[cells.owner] if len(kappa) else np.zeros((len(cells.radii), 2))
+            p_out = np.atleast_1d(transit_probability(k_img[:, 0], dt_sub, D_in, D_ex, gaussian_steps, corr))
+            p_in = np.atleast_1d(transit_probability(k_img[:, 1], dt_sub, D_ex, D_in, gaussian_steps, corr))
+        elif substrate.kind == PLANES and len(kappa):
+            p_out = p_in = np.atleast_1d(transit_probability(kappa[:1, 0], dt_sub, D_in, D_in, gaussian_steps, corr))
+        else:
+            p_out = p_in = np.zeros(1)
+        walk = kernel.walk_parallel if parallel else kernel.walk_serial
+        t0 = time.perf_counter()
+        walk(substrate.kind, pos, home, seeds, T, substeps, M, bool(gaussian_steps), W,
+             float(substrate.spacing) if substrate.kind == PLANES else 0.0, *geo, np.ascontiguousarray(p_out, float),
+             np.ascontiguousarray(p_in, float), scale, *tail)
     wall = time.perf_counter() - t0
 
     relax = None
@@ -367,7 +443,7 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         col = {s: j for j, s in enumerate(te_steps)}
         t_in = (out_tin[:, [col[s] for s in lo]] * (1 - frac) + out_tin[:, [col[s] for s in hi]] * frac) * dt
         r_in = 1.0 / t2_comp[names[0]]
-        r_ex = 1.0 / t2_comp[names[-1]]
+        r_ex = 1.0 / t2_comp[names[-1]]  # for a mesh without extra space names[-1] is inside too: r_ex == r_in
         relax = np.exp(-(r_in * t_in + r_ex * (te_list[None, :] - t_in)))  # (N, M)
 
     # phases: phi_m = gamma dt sum_k g_mk . I_k, in chunks of walkers
@@ -423,7 +499,14 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
             origin[has_home] += cells.centers[home[:n_traj][has_home]]
         traj_lab = (traj + origin[:, None, :]) @ R.T
 
-    escapes = int(np.count_nonzero(counters[:, 2]))
+    bad = counters[:, 2] > 0
+    if is_mesh:
+        # exact location of every final position against the region the walker was tracked in
+        bad |= substrate.locate(pos) != home
+        if int(counters[:, 0].sum()) == 0 and N * T >= 10_000:
+            warnings.warn("no walker touched the mesh: is it where the walkers are (units, box origin)?",
+                          stacklevel=2)
+    escapes = int(np.count_nonzero(bad))
     if escapes:
         log.error("%d walkers were found outside the compartment they were in: this is a bug, please report it",
                   escapes)
@@ -437,7 +520,10 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     final_fractions = {}
     if substrate.permeable:
         first_transit = np.where(out_first >= 0, out_first * dt, np.nan)
-        if substrate.kind in (CYLINDERS, SPHERES):
+        if is_mesh:
+            reg = substrate.region_of_component(home)
+            final_fractions = {nm: float(np.mean(reg == r)) for r, nm in enumerate(names)}
+        elif substrate.kind in (CYLINDERS, SPHERES):
             inside = float(np.mean(home >= 0))
             final_fractions = {"intra": inside, "extra": 1.0 - inside}
     import numba

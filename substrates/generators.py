@@ -1,0 +1,661 @@
+"""Substrate generators: packed, undulating and beaded axons; somas with neurites; meshed cylinders and spheres.
+
+Every generator is seeded and reproducible, returns a :class:`Substrate`
+(exact analytic primitives where the walker has them) or a
+:class:`MeshSubstrate` (a watertight mesh whose resolution follows
+``resolution``, the relative radius error), and puts its ground truth in
+``ground_truth()``. Save and reload with :func:`save_substrate` /
+:func:`load_substrate`; draw with :func:`substrates.plot_substrate`.
+
+Axons run along z in a box periodic on all three axes; undulating and beaded
+axons are tubes that continue into their own image across the z faces.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.spatial import cKDTree
+
+from .analytic import Substrate, _check_length, cylinders
+from .mesh import MeshSubstrate, mesh_substrate
+from .meshing import (area_preserving_radius, capsule_sdf, icosphere, marching_tetrahedra, periodic_tube,
+                      polygon_radius_error, polygon_sides, smooth_union)
+
+#: densest random packing of polydisperse disks this generator aims for (random close packing is ~0.84-0.85)
+MAX_DISK_FRACTION = 0.85
+HEXAGONAL_MAX = math.pi / (2 * math.sqrt(3))
+
+
+def gamma_radii(n: int, mean_radius: float, shape: float = 4.0, seed: int = 0, limits=(0.1, 3.0)) -> np.ndarray:
+    """Radii drawn from a gamma distribution (the usual axon-radius model, e.g. ActiveAx/AxCaliber).
+
+    Parameters
+    ----------
+    n : int
+        Number of radii.
+    mean_radius : float
+        Mean radius in m.
+    shape : float
+        Gamma shape k (coefficient of variation 1/sqrt(k)).
+    seed : int
+        Random seed.
+    limits : (float, float)
+        Radii are clipped to [limits[0], limits[1]] x mean_radius (no vanishing or giant axons).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,) radii in m.
+    """
+    r = float(_check_length(mean_radius, "mean_radius"))
+    rng = np.random.default_rng(seed)
+    out = rng.gamma(shape, r / shape, int(n))
+    return np.clip(out, limits[0] * r, limits[1] * r)
+
+
+def pack_disks(radii, fraction: float, seed: int = 0, gap: float = 0.01, max_rounds: int = 60):
+    """Non-overlapping disks with the given radii in a square periodic box at an area fraction.
+
+    Overlap energy minimisation (L-BFGS on the summed squared overlaps of
+    disks inflated by ``gap``), with the radii grown to full size in stages so
+    that the packing does not jam.
+
+    Parameters
+    ----------
+    radii : array_like
+        (P,) radii in m (use effective radii for undulating axons).
+    fraction : float
+        Area fraction sum(pi r^2) / L^2.
+    seed : int
+        Seed of the initial positions.
+    gap : float
+        Smallest surface gap relative to the sum of two radii.
+
+    Returns
+    -------
+    centres : numpy.ndarray
+        (P, 2) in [0, L).
+    L : float
+        Box side in m.
+
+    Raises
+    ------
+    ValueError
+        If the fraction is impossible (above the hexagonal maximum 0.9069), above
+        what random packing reaches (0.85), or was not reached; the message says
+        what was reached.
+    """
+    r = np.asarray(radii, float).ravel()
+    f = float(fraction)
+    if not 0 < f < HEXAGONAL_MAX:
+        raise ValueError(f"an area fraction of {f} is impossible: no packing of disks exceeds "
+                         f"pi/(2 sqrt 3) = {HEXAGONAL_MAX:.4f}")
+    if f > MAX_DISK_FRACTION:
+        raise ValueError(f"an area fraction of {f} is beyond random close packing (~0.84-0.85) that this generator "
+                         f"reaches; ask for at most {MAX_DISK_FRACTION}")
+    L = math.sqrt(np.sum(np.pi * r**2) / f)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, L, (len(r), 2))
+    rmax = float(r.max())
+    reached = None
+    for scale in (0.7, 0.8, 0.9, 0.95, 1.0):
+        rr = r * scale * (1 + gap)
+
+        def energy(flat):
+            p = np.mod(flat.reshape(-1, 2), L)
+            tree = cKDTree(p, boxsize=L)
+            pairs = tree.query_pairs(2 * rmax * scale * (1 + gap), output_type="ndarray")
+            if len(pairs) == 0:
+                return 0.0, np.zeros_like(flat)
+            i, j = pairs[:, 0], pairs[:, 1]
+            d = p[i] - p[j]
+            d -= L * np.round(d / L)
+            dist = np.sqrt((d**2).sum(1))
+            over = rr[i] + rr[j] - dist
+            m = over > 0
+            if not np.any(m):
+                return 0.0, np.zeros_like(flat)
+            i, j, d, dist, over = i[m], j[m], d[m], dist[m], over[m]
+            e = float(np.sum(over**2))
+            gvec = (-2 * over / np.maximum(dist, 1e-30))[:, None] * d
+            grad = np.zeros_like(p)
+            np.add.at(grad, i, gvec)
+            np.add.at(grad, j, -gvec)
+            return e, grad.ravel()
+
+        for _ in range(max_rounds):
+            res = minimize(energy, x.ravel(), jac=True, method="L-BFGS-B",
+                           options={"maxiter": 2000, "gtol": 1e-30, "ftol": 1e-30})
+            x = np.mod(res.x.reshape(-1, 2), L)
+            e, _ = energy(x.ravel())
+            if e <= 0.0:
+                break
+            x += rng.normal(scale=1e-3 * rmax, size=x.shape)  # shake out of a jammed corner
+        else:
+            reached = scale
+            break
+    if reached is not None:
+        raise ValueError(f"could not pack the disks at area fraction {f:.3f} without overlaps (stuck at "
+                         f"{f * reached**2:.3f}); lower the target or use more, less polydisperse disks")
+    return x, L
+
+
+def _tree_gaps(x: np.ndarray, r: np.ndarray, L: float) -> float:
+    tree = cKDTree(x, boxsize=L)
+    pairs = tree.query_pairs(2 * float(r.max()) * 1.5, output_type="ndarray")
+    if not len(pairs):
+        return math.inf
+    d = x[pairs[:, 0]] - x[pairs[:, 1]]
+    d -= L * np.round(d / L)
+    return float(np.min(np.sqrt((d**2).sum(1)) - r[pairs[:, 0]] - r[pairs[:, 1]]))
+
+
+# --------------------------------------------------------------------------------------- packed axons
+def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.75, shape: float = 4.0,
+                 radii=None, seed: int = 0, permeability=0.0, as_mesh: bool = False, length: float | None = None,
+                 resolution: float = 0.01) -> Substrate:
+    """Parallel cylinders with gamma-distributed radii packed in a periodic box at a target ICVF.
+
+    Parameters
+    ----------
+    n_axons : int
+        Number of axons.
+    mean_radius : float
+        Mean of the gamma radius distribution in m.
+    icvf : float
+        Intra-axonal volume fraction to reach (up to 0.85; 0.75 and above is
+        white-matter-like). An impossible target (> 0.9069) is refused.
+    shape : float
+        Gamma shape parameter (larger: narrower distribution).
+    radii : array_like, optional
+        Radii in m to use instead of drawing them.
+    seed : int
+        Seed of radii and positions.
+    permeability : float or array_like
+        Membrane permeability kappa in m/s.
+    as_mesh : bool
+        Return the cylinders as a watertight mesh (for mesh-vs-exact
+        comparisons) instead of exact analytic cylinders.
+    length : float, optional
+        Box length along z for ``as_mesh`` (m); default 10 mean radii.
+    resolution : float
+        Relative radius error of the mesh (``as_mesh``).
+
+    Returns
+    -------
+    Substrate
+        Analytic cylinders (or a MeshSubstrate); ``ground_truth()`` reports the
+        ICVF reached, radii and the packing seed.
+    """
+    r = gamma_radii(n_axons, mean_radius, shape, seed) if radii is None else _check_length(radii, "radii").ravel()
+    x, L = pack_disks(r, icvf, seed=seed)
+    truth = {"generator": "packed_axons", "seed": int(seed), "icvf_target": float(icvf),
+             "icvf": float(np.sum(np.pi * r**2) / L**2), "gamma_shape": float(shape),
+             "mean_radius_target": float(mean_radius), "min_gap": _tree_gaps(x, r, L)}
+    if not as_mesh:
+        sub = cylinders(r, x, [L, L], permeability=permeability)
+        sub.description.update(truth)
+        sub.description["factory"] = "packed_axons"
+        return sub
+    Lz = float(length) if length is not None else 10 * float(np.mean(r))
+    return _tubes(x, r, L, Lz, lambda k, zz: (np.zeros_like(zz), np.zeros_like(zz)), None, resolution,
+                  truth, permeability, "packed_axons")  # straight: 8 rings per period are exact
+
+
+def _tubes(xy, r, L, Lz, offset, radius_profile, resolution, truth, permeability, name,
+           curvature: float = 0.0, n_min: int = 8) -> MeshSubstrate:
+    """Tubes along z at xy + offset(k, z), radius r_k * profile(k, z), periodic in a box (L, L, Lz).
+
+    Rings are spaced so that the chord error of a curve of ``curvature`` (1/m, of the centre line or of the
+    radius profile) stays below ``resolution`` x r_k: dz = sqrt(8 resolution r_k / curvature)."""
+    n = polygon_sides(resolution)
+    verts, faces, nv = [], [], 0
+    tube_vol = []
+    for k in range(len(r)):
+        # rings about one polygon edge apart at least, so that triangles are not long slivers
+        K = max(n_min, int(math.ceil(Lz / (2 * math.pi * r[k] / n))))
+        if curvature > 0:
+            K = max(K, int(math.ceil(Lz / math.sqrt(8 * resolution * r[k] / curvature))))
+        zz = np.arange(K) * (Lz / K)
+        dx, dy = offset(k, zz)
+        rho = np.full(K, r[k]) if radius_profile is None else r[k] * radius_profile(k, zz)
+        c = np.column_stack([xy[k, 0] + dx, xy[k, 1] + dy, zz])
+        # tangent from the periodic centre line (central differences)
+        nxt = np.roll(c, -1, axis=0)
+        nxt[-1] += [0, 0, Lz]
+        prv = np.roll(c, 1, axis=0)
+        prv[0] -= [0, 0, Lz]
+        tang = nxt - prv
+        v, f = periodic_tube(c, tang, area_preserving_radius(rho, n), Lz, n)
+        verts.append(v)
+        faces.append(f + nv)
+        nv += len(v)
+        tube_vol.append(float(np.mean(np.pi * rho**2 * np.linalg.norm(tang, axis=1) / (2 * Lz / K)) * Lz))
+    truth = dict(truth)
+    truth["polygon_sides"] = n
+    truth["mesh_radius_error"] = polygon_radius_error(n)
+    sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=[L, L, Lz], permeability=permeability,
+                         description={"factory": name, **{k: v for k, v in truth.items() if np.isscalar(v)}},
+                         truth=truth)
+    icvf_exact = float(np.sum(tube_vol) / (L * L * Lz))
+    sub.truth["icvf_exact"] = icvf_exact
+    sub.truth["icvf_mesh"] = float(np.sum(sub.component_volume) / (L * L * Lz))
+    sub.truth["mesh_volume_error"] = float(sub.truth["icvf_mesh"] / icvf_exact - 1)
+    return sub
+
+
+# --------------------------------------------------------------------------------------- undulating axons
+def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: float = 1e-6,
+                     wavelength: float = 20e-6, icvf: float = 0.6, shape: str = "sinusoid", gamma_shape: float = 4.0,
+                     radii=None, periods: int = 1, phase: str = "random", seed: int = 0,
+                     resolution: float = 0.02, permeability=0.0) -> MeshSubstrate:
+    """Axons whose centre lines undulate (sinusoid in a random plane, or helix), packed without overlaps.
+
+    The centre line of axon k is x_k + A_k u(2 pi z / lambda + phi_k), with u
+    a unit vector turning in a random plane (sinusoid) or a circle (helix).
+    Cross-sections are circles of the *true inner radius* r_k normal to the
+    centre line. Axons are packed by their footprints r_k / cos(alpha_k) + A_k
+    (alpha: the steepest tilt), which guarantees no two tubes meet at any z;
+    with ``phase="coherent"`` all axons undulate together (same phase and
+    plane) and the footprint is r_k / cos(alpha_k) + |A_k - mean A|, so dense
+    bundles of strongly undulating axons can be packed.
+
+    Parameters
+    ----------
+    n_axons : int
+        Number of axons.
+    mean_radius : float
+        Mean inner radius (gamma distributed) in m.
+    amplitude : float or array_like
+        Undulation amplitude A in m (one, or one per axon).
+    wavelength : float
+        Undulation wavelength lambda in m (the box is ``periods`` wavelengths long).
+    icvf : float
+        Target intra-axonal volume fraction; refused with the largest reachable
+        value when the footprints cannot be packed that densely.
+    shape : {"sinusoid", "helix"}
+        Centre-line shape.
+    gamma_shape : float
+        Gamma shape of the radius distribution.
+    radii : array_like, optional
+        Inner radii in m instead of drawing them.
+    periods : int
+        Wavelengths along the box.
+    phase : {"random", "coherent"}
+        Independent phase and plane per axon, or one shared by all.
+    seed : int
+        Seed of radii, phases, planes and positions.
+    resolution : float
+        Relative radius error of the mesh.
+    permeability : float or array_like
+        Membrane permeability kappa in m/s.
+
+    Returns
+    -------
+    MeshSubstrate
+        Ground truth: inner radii, amplitude, wavelength, phase and plane per
+        axon, tortuosity (centre-line length / box length), ICVF (exact and mesh).
+    """
+    rng = np.random.default_rng(seed)
+    r = gamma_radii(n_axons, mean_radius, gamma_shape, seed) if radii is None else _check_length(radii, "radii").ravel()
+    n = len(r)
+    lam = float(_check_length(wavelength, "wavelength"))
+    A = np.broadcast_to(np.asarray(amplitude, float), (n,)).copy()
+    if np.any(A < 0):
+        raise ValueError("amplitude must be >= 0 (m)")
+    if shape not in ("sinusoid", "helix"):
+        raise ValueError(f"shape must be 'sinusoid' or 'helix', got {shape!r}")
+    k = 2 * np.pi / lam
+    tan_a = A * k
+    # tortuosity: mean |dc/dz| over a period
+    zs = np.linspace(0, lam, 257)[:-1]
+    if phase not in ("random", "coherent"):
+        raise ValueError(f"phase must be 'random' or 'coherent', got {phase!r}")
+    phi = rng.uniform(0, 2 * np.pi, n)
+    plane = rng.uniform(0, np.pi, n)
+    if phase == "coherent":
+        phi[:] = phi[0]
+        plane[:] = plane[0]
+    if shape == "helix":
+        tort = np.sqrt(1 + tan_a**2)
+    else:
+        tort = np.array([np.mean(np.sqrt(1 + (a * k * np.cos(k * zs))**2)) for a in A])
+    # a tilted circular section meets a z-plane in an ellipse of semi-axis r / cos(alpha) <= r sqrt(1 + tan^2)
+    foot = r * np.sqrt(1 + tan_a**2) + (A if phase == "random" else np.abs(A - A.mean()))
+    Lz = periods * lam
+    # the box is sized for the true ICVF; the footprints then fill foot^2 / (r^2 tort) more
+    area_true = np.sum(np.pi * r**2 * tort)
+    L = math.sqrt(area_true / float(icvf))
+    frac_foot = float(np.sum(np.pi * foot**2) / L**2)
+    if frac_foot > MAX_DISK_FRACTION:
+        best = float(icvf) * MAX_DISK_FRACTION / frac_foot
+        raise ValueError(f"undulating axons with these amplitudes cannot reach icvf {icvf}: their footprints would "
+                         f"cover {frac_foot:.2f} of the plane; the most this generator reaches is ~{best:.3f}")
+    x, L2 = pack_disks(foot, frac_foot, seed=seed)
+
+    def offset(j, zz):
+        ph = k * zz + phi[j]
+        if shape == "helix":
+            return A[j] * np.cos(ph), A[j] * np.sin(ph)
+        s = A[j] * np.sin(ph)
+        return s * np.cos(plane[j]), s * np.sin(plane[j])
+
+    truth = {"generator": "undulating_axons", "seed": int(seed), "shape": shape, "phase": phase,
+             "inner_radii": r.tolist(),
+             "mean_inner_radius": float(r.mean()), "amplitude": A.tolist() if np.ptp(A) > 0 else float(A[0]),
+             "wavelength": lam, "phases": phi.tolist(), "planes": plane.tolist(), "tortuosity": tort.tolist(),
+             "icvf_target": float(icvf), "min_footprint_gap": _tree_gaps(x, foot, L2)}
+    return _tubes(x, r, L2, Lz, offset, None, resolution, truth, permeability, "undulating_axons",
+                  curvature=float(A.max()) * k**2, n_min=24 * periods)
+
+
+# --------------------------------------------------------------------------------------- beaded axons
+def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: float = 0.5,
+                 bead_spacing: float = 10e-6, spacing: str = "periodic", bead_width: float | None = None,
+                 icvf: float = 0.5, gamma_shape: float = 4.0, radii=None, n_beads: int = 4, seed: int = 0,
+                 resolution: float = 0.02, permeability=0.0) -> MeshSubstrate:
+    """Straight axons whose radius swells into beads along z, packed without overlaps.
+
+    Periodic beads: r(z) = r0 (1 + a (1 + cos(2 pi z / s)) / 2), swelling from
+    r0 to r0 (1 + a) every s. Random beads: r(z) = r0 (1 + a sum_j
+    exp(-(z - z_j)^2 / (2 w^2))) with bead centres spaced s on average (at
+    least 2.5 w apart).
+
+    Parameters
+    ----------
+    n_axons : int
+        Number of axons.
+    mean_radius : float
+        Mean shaft (minimum) radius r0 in m (gamma distributed).
+    bead_amplitude : float
+        Relative swelling a (0.5: beads 1.5 times the shaft radius).
+    bead_spacing : float
+        Mean distance s between beads in m.
+    spacing : {"periodic", "random"}
+        Bead placement.
+    bead_width : float, optional
+        Gaussian width w of random beads in m (default s / 6).
+    icvf : float
+        Target intra-axonal volume fraction (footprints are the bead radii).
+    n_beads : int
+        Beads per axon along the box (the box is n_beads * s long).
+    seed : int
+        Seed.
+    resolution : float
+        Relative radius error of the mesh.
+    permeability : float or array_like
+        Membrane permeability kappa in m/s.
+
+    Returns
+    -------
+    MeshSubstrate
+        Ground truth: bead spacing and amplitude, bead positions, shaft radii,
+        mean cross-section per axon <pi r(z)^2>, and the ICVF.
+    """
+    rng = np.random.default_rng(seed)
+    r = gamma_radii(n_axons, mean_radius, gamma_shape, seed) if radii is None else _check_length(radii, "radii").ravel()
+    n = len(r)
+    s = float(_check_length(bead_spacing, "bead_spacing"))
+    a = float(bead_amplitude)
+    if not 0 <= a <= 3:
+        raise ValueError(f"bead_amplitude is relative (0.5: beads 1.5x the shaft radius); got {a}")
+    Lz = n_beads * s
+    w = float(bead_width) if bead_width is not None else s / 6
+    if spacing == "periodic":
+        centres = [np.arange(n_beads) * s + rng.uniform(0, s) for _ in range(n)]
+
+        def profile(j, zz):
+            return 1 + a * 0.5 * (1 + np.cos(2 * np.pi * (zz - centres[j][0]) / s))
+    elif spacing == "random":
+        centres = []
+        for _ in range(n):
+            for _try in range(1000):
+                z = np.sort(rng.uniform(0, Lz, n_beads))
+                gaps = np.diff(np.concatenate([z, [z[0] + Lz]]))
+                if gaps.min() >= 2.5 * w:
+                    break
+            else:
+                raise ValueError("random beads do not fit: lower n_beads or bead_width")
+            centres.append(z)
+
+        def profile(j, zz):
+            d = zz[:, None] - centres[j][None, :]
+            d -= Lz * np.round(d / Lz)
+            return 1 + a * np.exp(-d**2 / (2 * w**2)).sum(1)
+    else:
+        raise ValueError(f"spacing must be 'periodic' or 'random', got {spacing!r}")
+    zz = np.linspace(0, Lz, 2049)[:-1]
+    prof = np.array([profile(j, zz) for j in range(n)])
+    mean_area = np.pi * r**2 * np.mean(prof**2, axis=1)
+    rmax = r * prof.max(axis=1)
+    L = math.sqrt(np.sum(mean_area) / float(icvf))
+    frac_foot = float(np.sum(np.pi * rmax**2) / L**2)
+    if frac_foot > MAX_DISK_FRACTION:
+        best = float(icvf) * MAX_DISK_FRACTION / frac_foot
+        raise ValueError(f"beaded axons cannot reach icvf {icvf}: their beads would cover {frac_foot:.2f} of the "
+                         f"plane; the most this generator reaches is ~{best:.3f}")
+    x, L2 = pack_disks(rmax, frac_foot, seed=seed)
+    truth = {"generator": "beaded_axons", "seed": int(seed), "spacing": spacing, "bead_spacing": s,
+             "bead_amplitude": a, "bead_width": w if spacing == "random" else None,
+             "bead_positions": [c.tolist() for c in centres], "shaft_radii": r.tolist(),
+             "mean_cross_section": mean_area.tolist(), "mean_radius": float(np.mean(r * prof.mean(axis=1))),
+             "icvf_target": float(icvf)}
+    curv = a * (2 * np.pi / s) ** 2 / 2 if spacing == "periodic" else a / w**2
+    return _tubes(x, r, L2, Lz, lambda j, zz: (np.zeros_like(zz), np.zeros_like(zz)), profile, resolution, truth,
+                  permeability, "beaded_axons", curvature=float(curv * r.max()), n_min=24 * n_beads)
+
+
+# --------------------------------------------------------------------------------------- somas with neurites
+def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radius_sd: float = 0.8e-6,
+                        neurites: int = 3, neurite_radius: float = 0.75e-6, neurite_length: float = 4e-6,
+                        volume_fraction: float = 0.15, fillet: float | None = None, seed: int = 0,
+                        resolution: float | None = None, permeability=0.0, max_tries: int = 5000) -> MeshSubstrate:
+    """SANDI-like cells: spherical somas with radial cylindrical neurites, randomly oriented, in extra-cellular space.
+
+    Each cell is the smooth union of a sphere and ``neurites`` capsules that
+    start at its centre and reach ``neurite_length`` beyond the soma surface
+    along random directions; cells are placed at random without touching
+    (including periodic images) in a cubic box sized for ``volume_fraction``,
+    and each is meshed by marching tetrahedra (watertight by construction).
+
+    Parameters
+    ----------
+    n_cells : int
+        Number of cells.
+    soma_radius, soma_radius_sd : float
+        Mean and standard deviation of the soma radius in m (normal, clipped at 0.5x and 1.5x the mean).
+    neurites : int
+        Neurites per cell.
+    neurite_radius : float
+        Neurite radius in m.
+    neurite_length : float
+        Length of each neurite beyond the soma surface in m.
+    volume_fraction : float
+        Target intra-cellular volume fraction (cells' volume / box); refused when
+        the cells cannot be placed without touching.
+    fillet : float, optional
+        Radius of the smooth join between soma and neurite in m (default
+        neurite_radius / 2); 0 gives a sharp crease.
+    seed : int
+        Seed.
+    resolution : float, optional
+        Marching-tetrahedra grid spacing in m (default neurite_radius / 3).
+    permeability : float or array_like
+        Membrane permeability kappa in m/s.
+
+    Returns
+    -------
+    MeshSubstrate
+        Ground truth: soma radii and centres, neurite directions, radius and
+        length, the volume fractions of somas, neurites and extra space (exact
+        from the primitives and from the mesh), and the soma signal fraction
+        SANDI estimates.
+    """
+    rng = np.random.default_rng(seed)
+    Rs = np.clip(rng.normal(soma_radius, soma_radius_sd, n_cells), 0.5 * soma_radius, 1.5 * soma_radius)
+    rn = float(_check_length(neurite_radius, "neurite_radius"))
+    ln = float(_check_length(neurite_length, "neurite_length"))
+    h = float(resolution) if resolution is not None else rn / 3
+    k = rn / 2 if fillet is None else float(fillet)
+    dirs = rng.normal(size=(n_cells, neurites, 3))
+    dirs /= np.linalg.norm(dirs, axis=2, keepdims=True)
+    # exact volumes (sphere + the part of each neurite outside the soma; fillets ignored)
+    v_soma = 4 / 3 * np.pi * Rs**3
+    v_neur = np.full(n_cells, neurites * (np.pi * rn**2 * ln + 2 / 3 * np.pi * rn**3))  # shaft + end cap
+    v_cells = float(np.sum(v_soma + v_neur))
+    L = (v_cells / float(volume_fraction)) ** (1 / 3)
+    reach = Rs + ln + rn
+    if np.any(2 * reach + 2 * h >= L):
+        raise ValueError(f"a cell ({2 * reach.max() * 1e6:.3g} um across) does not fit in the {L * 1e6:.3g} um box "
+                         "this volume fraction gives: add cells, lower volume_fraction or shorten the neurites")
+    # random sequential placement, cells separated by at least a few grid spacings
+    centres = np.zeros((n_cells, 3))
+    margin = 4 * h + k
+    for i in range(n_cells):
+        for _try in range(max_tries):
+            c = rng.uniform(0, L, 3)
+            u = rng.normal(size=(neurites, 3))
+            dirs[i] = u / np.linalg.norm(u, axis=1, keepdims=True)  # a new orientation with each try
+            ok = True
+            for j in range(i):
+                d = c - centres[j]
+                d -= L * np.round(d / L)
+                if np.linalg.norm(d) > reach[i] + reach[j] + margin:
+                    continue
+                if _cells_touch(d, Rs[i], dirs[i], Rs[j], dirs[j], rn, ln, margin):
+                    ok = False
+                    break
+            if ok:
+                centres[i] = c
+                break
+        else:
+            raise ValueError(f"could not place cell {i + 1} of {n_cells} without touching the others at volume "
+                             f"fraction {volume_fraction}; lower volume_fraction or neurite_length")
+    verts, faces, nv = [], [], 0
+    for i in range(n_cells):
+        ext = reach[i] + 3 * h
+        g = np.arange(-ext, ext + h / 2, h)
+        P = np.stack(np.meshgrid(g, g, g, indexing="ij"), -1)
+        d = np.linalg.norm(P, axis=-1) - Rs[i]
+        for u in dirs[i]:
+            d = smooth_union(d, capsule_sdf(P, np.zeros(3), u * (Rs[i] + ln), rn), k)
+        v, f = marching_tetrahedra(d, [g[0]] * 3, h)
+        verts.append(v + centres[i])
+        faces.append(f + nv)
+        nv += len(v)
+    truth = {"generator": "somas_with_neurites", "seed": int(seed), "soma_radii": Rs.tolist(),
+             "soma_centres": centres.tolist(), "mean_soma_radius": float(Rs.mean()),
+             "neurite_directions": dirs.tolist(), "neurite_radius": rn, "neurite_length": ln,
+             "neurites_per_cell": int(neurites), "grid_spacing": h, "fillet": k,
+             "volume_fraction_target": float(volume_fraction)}
+    vol_box = L**3
+    truth["fractions_exact"] = {"soma": float(np.sum(v_soma) / vol_box), "neurite": float(np.sum(v_neur) / vol_box),
+                                "extra": float(1 - v_cells / vol_box)}
+    truth["soma_signal_fraction"] = float(np.sum(v_soma) / v_cells)
+    sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=[L, L, L], permeability=permeability,
+                         description={"factory": "somas_with_neurites", "n_cells": int(n_cells), "seed": int(seed)},
+                         truth=truth, check_self_intersections=False)
+    sub.truth["icvf_mesh"] = float(np.sum(sub.component_volume) / vol_box)
+    return sub
+
+
+def _cells_touch(d, Ri, ui, Rj, uj, rn, ln, margin) -> bool:
+    """Whether cell i (at offset d from cell j) comes within ``margin`` of cell j (sphere/capsule distances)."""
+    segs_i = [(d, d + u * (Ri + ln), rn) for u in ui] + [(d, d, Ri)]
+    segs_j = [(np.zeros(3), u * (Rj + ln), rn) for u in uj] + [(np.zeros(3), np.zeros(3), Rj)]
+    for a0, a1, ra in segs_i:
+        for b0, b1, rb in segs_j:
+            if _segment_distance(a0, a1, b0, b1) < ra + rb + margin:
+                return True
+    return False
+
+
+def _segment_distance(p0, p1, q0, q1) -> float:
+    """Smallest distance between segments p0-p1 and q0-q1 (closest points, clamped; degenerate segments allowed)."""
+    d1, d2, r = p1 - p0, q1 - q0, p0 - q0
+    a, e, f = d1 @ d1, d2 @ d2, d2 @ r
+    if a <= 1e-30 and e <= 1e-30:
+        return float(np.linalg.norm(r))
+    if a <= 1e-30:
+        s, t = 0.0, float(np.clip(f / e, 0, 1))
+    else:
+        c = d1 @ r
+        if e <= 1e-30:
+            s, t = float(np.clip(-c / a, 0, 1)), 0.0
+        else:
+            b = d1 @ d2
+            den = a * e - b * b
+            s = float(np.clip((b * f - c * e) / den, 0, 1)) if den > 1e-30 * a * e else 0.0
+            t = (b * s + f) / e
+            if t < 0:
+                s, t = float(np.clip(-c / a, 0, 1)), 0.0
+            elif t > 1:
+                s, t = float(np.clip((b - c) / a, 0, 1)), 1.0
+    return float(np.linalg.norm(p0 + s * d1 - (q0 + t * d2)))
+
+
+# --------------------------------------------------------------------------------------- meshed primitives
+def meshed_sphere(radius: float, subdivisions: int = 4, permeability=0.0) -> MeshSubstrate:
+    """One sphere as a volume-preserving icosphere, with its mesh-vs-exact error in the ground truth.
+
+    Parameters
+    ----------
+    radius : float
+        Radius in m.
+    subdivisions : int
+        Icosphere level (3: 1,280 faces; 4: 5,120; 5: 20,480).
+    permeability : float
+        Membrane permeability kappa in m/s (needs a box: not for a lone sphere).
+
+    Returns
+    -------
+    MeshSubstrate
+    """
+    R = float(_check_length(radius, "radius"))
+    v, f = icosphere(R, subdivisions=subdivisions)
+    rad = np.linalg.norm(v, axis=1)
+    cen = v[f].mean(axis=1)
+    truth = {"generator": "meshed_sphere", "radius": R, "subdivisions": int(subdivisions),
+             "mesh_radius_error": float(max(rad.max() / R - 1, 1 - np.linalg.norm(cen, axis=1).min() / R))}
+    sub = mesh_substrate(v, f, permeability=permeability, description={"factory": "meshed_sphere", "radius": R},
+                         truth=truth)
+    sub.truth["mesh_volume_error"] = float(sub.component_volume[0] / (4 / 3 * np.pi * R**3) - 1)
+    return sub
+
+
+def meshed_cylinder(radius: float, length: float | None = None, resolution: float = 0.01,
+                    n_z: int = 8) -> MeshSubstrate:
+    """One straight cylinder along z as a periodic tube mesh (walkers inside), with its mesh-vs-exact error.
+
+    Parameters
+    ----------
+    radius : float
+        Radius in m.
+    length : float, optional
+        Period along z in m (default 4 radii).
+    resolution : float
+        Relative radius error of the polygonal cross-section.
+    n_z : int
+        Least number of rings along the period (more are used to keep the triangles about as long as wide).
+
+    Returns
+    -------
+    MeshSubstrate
+    """
+    R = float(_check_length(radius, "radius"))
+    Lz = float(length) if length is not None else 4 * R
+    n = polygon_sides(resolution)
+    n_z = max(int(n_z), int(math.ceil(Lz / (2 * math.pi * R / n))))
+    zz = np.arange(n_z) * (Lz / n_z)
+    c = np.column_stack([np.zeros(n_z), np.zeros(n_z), zz])
+    t = np.tile([0.0, 0.0, 1.0], (n_z, 1))
+    v, f = periodic_tube(c, t, np.full(n_z, area_preserving_radius(R, n)), Lz, n)
+    truth = {"generator": "meshed_cylinder", "radius": R, "polygon_sides": n,
+             "mesh_radius_error": polygon_radius_error(n)}
+    sub = mesh_substrate(v, f, box=[np.inf, np.inf, Lz], description={"factory": "meshed_cylinder", "radius": R},
+                         truth=truth)
+    sub.truth["mesh_volume_error"] = float(sub.component_volume[0] / (np.pi * R**2 * Lz) - 1)
+    return sub

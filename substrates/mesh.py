@@ -1,0 +1,866 @@
+"""Triangle-mesh substrates: import (trimesh), checks and repair, components, nesting, periodic tiling.
+
+A mesh substrate is a set of closed triangulated surfaces, each a *component*
+(a cell, an axon, a nucleus). Components may nest (a nucleus in a soma, an
+axon in its myelin sheath): a walker's *region* is the innermost component
+containing it, named by nesting depth ("intra" at depth 0, "inner" at depth 1,
+"inner2" ...), or "extra" outside every component of a periodic box.
+
+Periodic tiling: with ``box`` given, the substrate repeats with that period;
+components that cross the box are copied into every image that meets the box.
+A component may also be open across the y or z faces of the box where it
+continues into its own periodic image (an axon running through the box): the
+two cut ends must match exactly after a shift by the box. Components must not
+be cut by the x faces (point location casts its rays along x).
+
+Units: vertices are stored in metres. ``from_mesh`` converts from the file's
+declared units to micrometres *before* trimesh merges vertices (its tolerances
+are absolute, 1e-8, and would collapse a mesh written in metres), then to
+metres.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from .analytic import Substrate, _check_permeability
+from .meshgrid import build_columns, build_grid, locate_points, triangle_rows
+
+MESH = 4
+UNITS = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "micron": 1e-6, "nm": 1e-9}
+
+
+class MeshError(ValueError):
+    """A mesh that cannot be walked: says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True, eq=False)
+class MeshGrid:
+    """Triangle images and the uniform grid the walker and point location use.
+
+    Attributes
+    ----------
+    tri : numpy.ndarray
+        (Q, 13) triangle image rows (see :mod:`substrates.meshgrid`), in m.
+    comp : numpy.ndarray
+        (Q,) component of each triangle image (images of a component are contiguous).
+    face : numpy.ndarray
+        (Q,) mesh face each image copies.
+    comp_start : numpy.ndarray
+        (C + 1,) rows of ``tri`` holding each component's images.
+    lo, h : numpy.ndarray
+        (3,) grid origin and cell size (m).
+    n : numpy.ndarray
+        (3,) cells per axis.
+    box : numpy.ndarray
+        (3,) period per axis in m, 0 where not periodic.
+    start, items : numpy.ndarray
+        Cell lists (compressed rows) of triangle images.
+    cstart, citems : numpy.ndarray
+        Column lists over (y, z) for location rays along +x.
+    clear : numpy.ndarray
+        (ncells,) distance (m) from any point of the cell to the nearest triangle, a lower bound: a step
+        shorter than this cannot hit anything, so the walker skips the traversal.
+    """
+
+    tri: np.ndarray
+    comp: np.ndarray
+    face: np.ndarray
+    comp_start: np.ndarray
+    lo: np.ndarray
+    h: np.ndarray
+    n: np.ndarray
+    box: np.ndarray
+    start: np.ndarray
+    items: np.ndarray
+    cstart: np.ndarray
+    citems: np.ndarray
+    clear: np.ndarray
+
+    @property
+    def mean_per_cell(self) -> float:
+        """Mean triangle images per non-empty cell."""
+        c = np.diff(self.start)
+        return float(c[c > 0].mean()) if np.any(c > 0) else 0.0
+
+
+@dataclass(frozen=True, eq=False)
+class MeshSubstrate(Substrate):
+    """A substrate made of closed triangle meshes (see module docstring).
+
+    Attributes (beyond :class:`Substrate`)
+    --------------------------------------
+    vertices : numpy.ndarray
+        (V, 3) vertex positions in m.
+    faces : numpy.ndarray
+        (F, 3) vertex indices, counter-clockwise seen from outside.
+    face_component : numpy.ndarray
+        (F,) component of each face.
+    depth : numpy.ndarray
+        (C,) nesting depth of each component (0: not inside another).
+    parent : numpy.ndarray
+        (C,) component directly enclosing each one (-1: none).
+    component_volume, component_area : numpy.ndarray
+        (C,) enclosed volume (m^3, per period for open components) and surface area (m^2).
+    truth : dict
+        Ground truth from the generator that made the mesh (SI), merged into ``ground_truth()``.
+    """
+
+    vertices: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    faces: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+    face_component: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    depth: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    parent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    component_volume: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    component_area: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    truth: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return "mesh"
+
+    @property
+    def n_components(self) -> int:
+        """Number of closed components."""
+        return len(self.depth)
+
+    @property
+    def periodic(self) -> np.ndarray:
+        """(3,) bool: axes along which the substrate repeats."""
+        return np.isfinite(self.box)
+
+    @property
+    def region_names(self) -> list[str]:
+        """Region name per nesting depth, then "extra" where the box is periodic on all axes."""
+        md = int(self.depth.max(initial=0))
+        names = ["intra"] + ["inner" if d == 1 else f"inner{d}" for d in range(1, md + 1)]
+        if np.all(self.periodic):
+            names.append("extra")
+        return names
+
+    @property
+    def compartments(self) -> list[str]:
+        return self.region_names
+
+    def region_of_component(self, c: np.ndarray) -> np.ndarray:
+        """Region index (into ``region_names``) of walkers whose innermost component is ``c`` (-1: extra)."""
+        c = np.asarray(c)
+        ex = len(self.region_names) - 1
+        return np.where(c >= 0, self.depth[np.maximum(c, 0)], ex)
+
+    @property
+    def grid(self) -> MeshGrid:
+        """Triangle images and grids (built on first use, cached)."""
+        g = self.__dict__.get("_grid")
+        if g is None:
+            g = _build_mesh_grid(self.vertices, self.faces, self.face_component, self.box)
+            self.__dict__["_grid"] = g
+        return g
+
+    @property
+    def cells(self):  # the analytic cell lists do not apply
+        raise AttributeError("mesh substrates use .grid, not .cells")
+
+    def region_volumes(self) -> dict[str, float]:
+        """Volume of each region in m^3 (per box for periodic substrates)."""
+        names = self.region_names
+        vols = dict.fromkeys(names, 0.0)
+        for c in range(self.n_components):
+            v = float(self.component_volume[c])
+            vols[names[self.depth[c]]] += v
+            if self.parent[c] >= 0:
+                vols[names[self.depth[self.parent[c]]]] -= v
+        if "extra" in vols:
+            vols["extra"] = float(np.prod(self.box)) - sum(v for k, v in vols.items() if k != "extra")
+        return vols
+
+    def volume_fractions(self) -> dict[str, float]:
+        vols = self.region_volumes()
+        total = sum(vols.values())
+        return {k: v / total for k, v in vols.items()}
+
+    @property
+    def smallest_feature(self) -> float:
+        """Smallest length to resolve (m): 2 V / S of the smallest component, and the extra pore width."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = 2.0 * self.component_volume / self.component_area
+        f = float(np.min(w)) if len(w) else math.inf
+        vols = self.region_volumes()
+        if "extra" in vols:
+            outer = self.depth == 0
+            f = min(f, 2.0 * vols["extra"] / float(np.sum(self.component_area[outer])))
+        return f
+
+    @property
+    def pore_width(self) -> float:
+        vols = self.region_volumes()
+        if "extra" not in vols:
+            return math.inf
+        return 2.0 * vols["extra"] / float(np.sum(self.component_area[self.depth == 0]))
+
+    def ground_truth(self) -> dict:
+        vols = self.region_volumes()
+        gt: dict = {"substrate": "mesh", "volume_fractions": self.volume_fractions(),
+                    "box": self.box.tolist(), "n_components": self.n_components, "n_faces": len(self.faces)}
+        sv = {}
+        names = self.region_names
+        for r, name in enumerate(names):
+            if name == "extra":
+                area = float(np.sum(self.component_area[self.depth == 0]))
+            else:
+                area = float(np.sum(self.component_area[self.depth == r]) +
+                             np.sum(self.component_area[self.depth == r + 1]))
+            if vols[name] > 0:
+                sv[name] = area / vols[name]
+        gt["surface_to_volume"] = sv
+        gt.update(self.truth)
+        if self.permeable:
+            k = self.permeability[:, 0]
+            gt["permeability"] = float(k[0]) if np.all(k == k[0]) else k.tolist()
+        return gt
+
+    def locate(self, points: np.ndarray) -> np.ndarray:
+        """Innermost component containing each point (-1: outside every component).
+
+        Exact for points not on the surface: ray parity with degenerate rays recast.
+
+        Parameters
+        ----------
+        points : numpy.ndarray
+            (N, 3) positions in m.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) component indices.
+        """
+        g = self.grid
+        p = np.ascontiguousarray(np.asarray(points, dtype=float).reshape(-1, 3))
+        out = locate_points(p, g.tri, g.comp, self.depth, g.lo, g.h, g.n, g.box, g.cstart, g.citems)
+        if np.any(out == -2):
+            raise RuntimeError(f"{int(np.sum(out == -2))} points could not be located (every ray was degenerate); "
+                               "they lie on the surface")
+        return out
+
+    def to_trimesh(self):
+        """The mesh as a ``trimesh.Trimesh`` (vertices in m)."""
+        import trimesh
+        return trimesh.Trimesh(self.vertices, self.faces, process=False)
+
+    def __repr__(self) -> str:
+        vf = ", ".join(f"{k} {v:.3f}" for k, v in self.volume_fractions().items())
+        return (f"MeshSubstrate({len(self.faces)} faces, {self.n_components} components; "
+                f"volume fractions: {vf})")
+
+
+# --------------------------------------------------------------------------------------------- building
+def _faces_area(v: np.ndarray, f: np.ndarray) -> np.ndarray:
+    return 0.5 * np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1)
+
+
+def _weld(v: np.ndarray, box: np.ndarray, tol: float) -> np.ndarray:
+    """Vertex ids after merging positions equal up to ``tol``, modulo the periodic box."""
+    w = v.copy()
+    for a in range(3):
+        if np.isfinite(box[a]):
+            w[:, a] = np.mod(w[:, a], box[a])
+            w[np.abs(w[:, a] - box[a]) < tol, a] = 0.0
+            w[np.abs(w[:, a]) < tol, a] = 0.0
+    key = np.round(w / tol).astype(np.int64)
+    _, ids = np.unique(key, axis=0, return_inverse=True)
+    return ids.ravel()
+
+
+def _edge_report(f_ids: np.ndarray):
+    """Directed-edge counts of a triangle list over welded vertex ids."""
+    e = np.concatenate([f_ids[:, [0, 1]], f_ids[:, [1, 2]], f_ids[:, [2, 0]]])
+    und = np.sort(e, axis=1)
+    _, inv, cnt = np.unique(und, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    forward = (e[:, 0] < e[:, 1]).astype(np.int64)
+    fw = np.bincount(inv, weights=forward, minlength=len(cnt))
+    open_edges = int(np.sum(cnt == 1))
+    nonmanifold = int(np.sum(cnt > 2))
+    bad_winding = int(np.sum((cnt == 2) & (fw != 1)))
+    return open_edges, nonmanifold, bad_winding
+
+
+def _components(f_ids: np.ndarray, nv: int) -> tuple[int, np.ndarray]:
+    """Connected components of faces that share an edge."""
+    F = len(f_ids)
+    e = np.concatenate([f_ids[:, [0, 1]], f_ids[:, [1, 2]], f_ids[:, [2, 0]]])
+    und = np.sort(e, axis=1)
+    _, inv = np.unique(und, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    face = np.tile(np.arange(F), 3)
+    order = np.argsort(inv, kind="stable")
+    inv_s, face_s = inv[order], face[order]
+    same = inv_s[1:] == inv_s[:-1]
+    a, b = face_s[:-1][same], face_s[1:][same]
+    g = coo_matrix((np.ones(len(a)), (a, b)), shape=(F, F))
+    return connected_components(g, directed=False)
+
+
+def _component_volumes(v: np.ndarray, f: np.ndarray, comp: np.ndarray, C: int):
+    """Signed volume (flux of (x, 0, 0), so caps normal to y or z add nothing) and area per component."""
+    p0, p1, p2 = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    cr = np.cross(p1 - p0, p2 - p0)  # 2 A n
+    xc = (p0[:, 0] + p1[:, 0] + p2[:, 0]) / 3.0
+    vol = np.bincount(comp, weights=0.5 * cr[:, 0] * xc, minlength=C)
+    area = np.bincount(comp, weights=0.5 * np.linalg.norm(cr, axis=1), minlength=C)
+    return vol, area
+
+
+def _build_mesh_grid(v: np.ndarray, f: np.ndarray, comp: np.ndarray, box: np.ndarray,
+                     cell_size: float | None = None) -> MeshGrid:
+    """Triangle images of every component copy that meets the box, and the grids over them."""
+    per = np.isfinite(box)
+    Lb = np.where(per, box, 0.0)
+    C = int(comp.max()) + 1 if len(comp) else 0
+    order = np.argsort(comp, kind="stable")
+    p0, p1, p2 = v[f[order, 0]], v[f[order, 1]], v[f[order, 2]]
+    comp_s = comp[order]
+    cstart0 = np.searchsorted(comp_s, np.arange(C + 1))
+    lo_c = np.array([np.minimum(np.minimum(p0, p1), p2)[a:b].min(axis=0) for a, b in zip(cstart0[:-1], cstart0[1:])])
+    hi_c = np.array([np.maximum(np.maximum(p0, p1), p2)[a:b].max(axis=0) for a, b in zip(cstart0[:-1], cstart0[1:])])
+    shifts = np.array([[i, j, k] for i in ((-1, 0, 1) if per[0] else (0,)) for j in ((-1, 0, 1) if per[1] else (0,))
+                       for k in ((-1, 0, 1) if per[2] else (0,))], dtype=float)
+    rows, rc, rf, starts = [], [], [], [0]
+    for c in range(C):
+        a, b = cstart0[c], cstart0[c + 1]
+        for s in shifts:
+            off = s * Lb
+            lo, hi = lo_c[c] + off, hi_c[c] + off
+            if np.all(~per | ((hi >= 0) & (lo <= Lb))):
+                rows.append(triangle_rows(p0[a:b] + off, p1[a:b] + off, p2[a:b] + off))
+                rc.append(np.full(b - a, c))
+                rf.append(order[a:b])
+        starts.append(sum(len(r) for r in rows))
+    tri = np.ascontiguousarray(np.concatenate(rows)) if rows else np.zeros((0, 13))
+    tcomp = np.concatenate(rc).astype(np.int64)
+    tface = np.concatenate(rf).astype(np.int64)
+    img_vertices = _image_vertices(v, f, tface, tri)
+    lo_t = img_vertices.min(axis=1)
+    hi_t = img_vertices.max(axis=1)
+    lo = np.where(per, 0.0, lo_t.min(axis=0))
+    ext = np.where(per, Lb, hi_t.max(axis=0) - lo_t.min(axis=0))
+    pad_ext = 1e-6 * float(ext.max())
+    lo = np.where(per, lo, lo - pad_ext)
+    ext = np.where(per, ext, ext + 2 * pad_ext)
+    if cell_size is None:
+        # about one triangle across (the edge of an equilateral triangle of the median area): measured best on
+        # icospheres (0.5x and 2x the edge are 1.5x slower); long thin triangles count by their area
+        area = 0.5 * np.linalg.norm(np.cross(p1 - p0, p2 - p0), axis=1)
+        cell_size = 1.52 * math.sqrt(float(np.median(area)))
+    cell_size = max(cell_size, float(np.prod(ext) / 4e6) ** (1 / 3))  # at most ~4 million cells
+    n = np.maximum(1, np.floor(ext / cell_size)).astype(np.int64)
+    n = np.minimum(n, 1024)
+    h = ext / n
+    pad = 1e-6 * float(h.min())
+    start, items = build_grid(tri, lo_t, hi_t, lo, h, n, pad)
+    cst, cit = build_columns(lo_t, hi_t, tcomp, lo, h, n, pad)
+    clear = _clearance(start, n, h, per, pad)
+    return MeshGrid(tri, tcomp, tface, np.asarray(starts, dtype=np.int64), lo, h, n, Lb, start, items, cst, cit,
+                    clear)
+
+
+def _clearance(start: np.ndarray, n: np.ndarray, h: np.ndarray, per: np.ndarray, pad: float,
+               reach: int = 6) -> np.ndarray:
+    """Per cell, the smallest distance from its points to any occupied cell (a bound on the triangle distance).
+
+    The gap between two cells whose indices differ by k is |max(|k| - 1, 0)| h, which is the Euclidean
+    distance from the cell to the occupied set dilated by one cell; periodic axes wrap, and bounds are
+    capped at ``reach`` cells.
+    """
+    from scipy import ndimage
+    occ = (np.diff(start) > 0).reshape(tuple(n))
+    widths = [(reach, reach) if per[a] else (0, 0) for a in range(3)]
+    big = np.pad(occ, widths, mode="wrap") if any(per) else occ
+    dil = ndimage.binary_dilation(big, structure=np.ones((3, 3, 3), bool), border_value=0)
+    if not dil.any():
+        dist = np.full(big.shape, np.inf)
+    else:
+        dist = ndimage.distance_transform_edt(~dil, sampling=h)
+    sl = tuple(slice(w[0], w[0] + n[a]) for a, w in enumerate(widths))
+    d = dist[sl]
+    cap = (reach - 1) * float(h.min()) if any(per) else np.inf
+    d = np.minimum(d, cap) - 2 * pad
+    return np.ascontiguousarray(np.maximum(d, 0.0).ravel())
+
+
+def _image_vertices(v: np.ndarray, f: np.ndarray, tface: np.ndarray, tri: np.ndarray) -> np.ndarray:
+    """(Q, 3, 3) vertices of each triangle image (the face's vertices shifted like its v0)."""
+    shift = tri[:, 0:3] - v[f[tface, 0]]
+    return v[f[tface]] + shift[:, None, :]
+
+
+@njit(cache=True)
+def _self_intersections(tri, img_v, vid, lo, h, n, start, items, limit):
+    """Number of (edge, triangle) pairs where an edge of one face passes through another face it does not touch."""
+    found = 0
+    for q in range(tri.shape[0]):
+        for e in range(3):
+            ax, ay, az = img_v[q, e, 0], img_v[q, e, 1], img_v[q, e, 2]
+            bx, by, bz = img_v[q, (e + 1) % 3, 0], img_v[q, (e + 1) % 3, 1], img_v[q, (e + 1) % 3, 2]
+            i0 = max(int(math.floor((min(ax, bx) - lo[0]) / h[0])), 0)
+            i1 = min(int(math.floor((max(ax, bx) - lo[0]) / h[0])), n[0] - 1)
+            j0 = max(int(math.floor((min(ay, by) - lo[1]) / h[1])), 0)
+            j1 = min(int(math.floor((max(ay, by) - lo[1]) / h[1])), n[1] - 1)
+            k0 = max(int(math.floor((min(az, bz) - lo[2]) / h[2])), 0)
+            k1 = min(int(math.floor((max(az, bz) - lo[2]) / h[2])), n[2] - 1)
+            for i in range(i0, i1 + 1):
+                for j in range(j0, j1 + 1):
+                    for k in range(k0, k1 + 1):
+                        c = (i * n[1] + j) * n[2] + k
+                        for it in range(start[c], start[c + 1]):
+                            r = items[it]
+                            if r == q:
+                                continue
+                            shared = False
+                            for x in range(3):
+                                for y in range(3):
+                                    if vid[q, x] == vid[r, y]:
+                                        shared = True
+                            if shared:
+                                continue
+                            nx, ny, nz, off = tri[r, 3], tri[r, 4], tri[r, 5], tri[r, 12]
+                            sa = nx * ax + ny * ay + nz * az - off
+                            sb = nx * bx + ny * by + nz * bz - off
+                            if sa * sb > 0.0 or (sa == 0.0 and sb == 0.0):
+                                continue  # both ends on one side, or coplanar
+                            t = sa / (sa - sb)
+                            wx = ax + t * (bx - ax) - tri[r, 0]
+                            wy = ay + t * (by - ay) - tri[r, 1]
+                            wz = az + t * (bz - az) - tri[r, 2]
+                            u = wx * tri[r, 6] + wy * tri[r, 7] + wz * tri[r, 8]
+                            vv = wx * tri[r, 9] + wy * tri[r, 10] + wz * tri[r, 11]
+                            # inclusive: an edge through another face's edge or vertex is a crossing too
+                            if u >= -1e-9 and vv >= -1e-9 and u + vv <= 1.0 + 1e-9:
+                                found += 1
+                                if found >= limit:
+                                    return found
+    return found
+
+
+@njit(cache=True)
+def _inside_component(tri, a, b, px, py, pz):
+    """Parity of crossings of rays from p with triangle rows a:b (1 inside, 0 outside, -2 undecided)."""
+    for attempt in range(32):
+        ang = 2.399963229728653 * attempt
+        tz = 1e-7 * attempt
+        nrm = math.sqrt(1.0 + tz * tz)
+        dx, dy, dz = math.cos(ang) / nrm, math.sin(ang) / nrm, tz / nrm
+        par = 0
+        ok = True
+        for q in range(a, b):
+            nx, ny, nz = tri[q, 3], tri[q, 4], tri[q, 5]
+            dn = nx * dx + ny * dy + nz * dz
+            s = nx * px + ny * py + nz * pz - tri[q, 12]
+            if abs(dn) < 1e-12:
+                if abs(s) < 1e-15:
+                    ok = False
+                    break
+                continue
+            t = -s / dn
+            if t < 0.0:
+                continue
+            wx = px + t * dx - tri[q, 0]
+            wy = py + t * dy - tri[q, 1]
+            wz = pz + t * dz - tri[q, 2]
+            u = wx * tri[q, 6] + wy * tri[q, 7] + wz * tri[q, 8]
+            v = wx * tri[q, 9] + wy * tri[q, 10] + wz * tri[q, 11]
+            if u < -1e-7 or v < -1e-7 or u + v > 1.0 + 1e-7:
+                continue
+            if u < 1e-7 or v < 1e-7 or u + v > 1.0 - 1e-7 or t == 0.0:
+                ok = False
+                break
+            par ^= 1
+        if ok:
+            return par
+    return -2
+
+
+def _nesting(v, f, comp, C, g: MeshGrid):
+    """Depth and parent of each component, from one point just inside each."""
+    # a point just inside each component: a face centroid moved inwards by a tiny fraction of its size
+    depth = np.zeros(C, dtype=np.int64)
+    parent = np.full(C, -1, dtype=np.int64)
+    if C < 2:
+        return depth, parent
+    contains = []
+    img = _image_vertices(v, f, g.face, g.tri)
+    lo_img = np.array([img[a:b].min(axis=(0, 1)) if b > a else np.full(3, np.inf)
+                       for a, b in zip(g.comp_start[:-1], g.comp_start[1:])])
+    hi_img = np.array([img[a:b].max(axis=(0, 1)) if b > a else np.full(3, -np.inf)
+                       for a, b in zip(g.comp_start[:-1], g.comp_start[1:])])
+    first = np.array([np.flatnonzero(comp == c)[0] for c in range(C)])
+    for c in range(C):
+        q = first[c]
+        p = v[f[q]].mean(axis=0)
+        nrm = np.cross(v[f[q, 1]] - v[f[q, 0]], v[f[q, 2]] - v[f[q, 0]])
+        size = math.sqrt(np.linalg.norm(nrm))
+        p = p - 1e-4 * size * nrm / np.linalg.norm(nrm)
+        # wrap into the box so it meets the images stored there
+        for a in range(3):
+            if g.box[a] > 0:
+                p[a] = p[a] % g.box[a]
+        inside_of = []
+        for o in range(C):
+            if o == c or np.any(p < lo_img[o]) or np.any(p > hi_img[o]):
+                continue
+            r = _inside_component(g.tri, g.comp_start[o], g.comp_start[o + 1], p[0], p[1], p[2])
+            if r == 1:
+                inside_of.append(o)
+        contains.append(inside_of)
+        depth[c] = len(inside_of)
+    for c in range(C):
+        if contains[c]:
+            parent[c] = max(contains[c], key=lambda o: depth[o])
+    return depth, parent
+
+
+def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = False,
+                   check_self_intersections: bool = True, description: dict | None = None,
+                   truth: dict | None = None, _weld_tol: float | None = None) -> MeshSubstrate:
+    """A mesh substrate from vertex and face arrays in metres, after every check.
+
+    Parameters
+    ----------
+    vertices : array_like
+        (V, 3) vertex positions in m.
+    faces : array_like
+        (F, 3) vertex indices of triangles, counter-clockwise seen from outside.
+    box : array_like, optional
+        (3,) periodic box in m (np.inf for a non-periodic axis); the box spans
+        [0, box) on each periodic axis. Default: not periodic (walkers start
+        inside the components).
+    permeability : float or array_like
+        Membrane permeability kappa in m/s, one value or one per component
+        (0: impermeable).
+    repair : bool
+        Fix what can be fixed safely: drop degenerate and duplicate faces, flip
+        inverted components, make winding consistent and fill holes (the last
+        two need networkx).
+    check_self_intersections : bool
+        Refuse meshes whose faces cross each other (edge-through-face test on
+        the grid; exact for non-coplanar faces).
+    description, truth : dict, optional
+        Provenance and generator ground truth to carry along.
+
+    Returns
+    -------
+    MeshSubstrate
+
+    Raises
+    ------
+    MeshError
+        Naming the problem (open, non-manifold, inconsistent winding, inverted,
+        degenerate faces, self-intersections, components that cross, wrong units).
+    """
+    v = np.ascontiguousarray(np.asarray(vertices, dtype=float).reshape(-1, 3))
+    f = np.ascontiguousarray(np.asarray(faces).reshape(-1, 3)).astype(np.int64)
+    if len(f) == 0 or len(v) < 4:
+        raise MeshError("the mesh has no faces")
+    if not np.all(np.isfinite(v)):
+        raise MeshError("the mesh has NaN or infinite vertex coordinates")
+    if f.min() < 0 or f.max() >= len(v):
+        raise MeshError("faces refer to vertices that do not exist")
+    box = np.full(3, np.inf) if box is None else np.asarray(box, dtype=float).ravel()
+    if box.shape != (3,) or np.any(box <= 0) or np.any(np.isnan(box)):
+        raise MeshError(f"box must be three positive lengths in m (np.inf for a non-periodic axis), got {box!r}")
+    _check_extent(v, box)
+    notes = []
+    area = _faces_area(v, f)
+    edge = float(np.median(np.linalg.norm(v[f[:, 1]] - v[f[:, 0]], axis=1)))
+    degenerate = area <= 1e-12 * edge**2
+    if np.any(degenerate):
+        if not repair:
+            raise MeshError(f"{int(degenerate.sum())} degenerate (zero-area) faces; pass repair=True to drop them")
+        f = f[~degenerate]
+        notes.append(f"dropped {int(degenerate.sum())} degenerate faces")
+    tol = _weld_tol if _weld_tol is not None else 1e-6 * edge
+    ids = _weld(v, box, tol)
+    fid = ids[f]
+    key = np.sort(fid, axis=1)
+    _, first, counts = np.unique(key, axis=0, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        if not repair:
+            raise MeshError(f"{int(np.sum(counts - 1))} duplicate faces; pass repair=True to drop them")
+        keep = np.sort(first)
+        notes.append(f"dropped {len(f) - len(keep)} duplicate faces")
+        f, fid = f[keep], fid[keep]
+    open_e, nonman, wind = _edge_report(fid)
+    if nonman:
+        raise MeshError(f"the mesh is not manifold: {nonman} edges are shared by more than two faces "
+                        "(touching or merged bodies); separate the bodies or remesh")
+    if open_e or wind:
+        if not repair:
+            msg = []
+            if open_e:
+                msg.append(f"it is open ({open_e} boundary edges: holes or a missing face"
+                           + ("; an axon cut by the box must meet its own image exactly" if np.any(np.isfinite(box))
+                              else "") + ")")
+            if wind:
+                msg.append(f"its winding is inconsistent ({wind} edges run the same way in both faces)")
+            raise MeshError("the mesh is not a closed, consistently oriented surface: " + "; ".join(msg)
+                            + ". Pass repair=True to fix winding and fill holes (needs networkx)")
+        v, f, fid, more = _repair_topology(v, f, box, tol)
+        notes += more
+    C, comp = _components(fid, int(ids.max()) + 1)
+    comp = comp.astype(np.int64)
+    _check_glue(v, f, comp, box, tol)
+    vol, area_c = _component_volumes(v, f, comp, C)
+    inverted = vol < 0
+    if np.any(inverted):
+        if not repair:
+            raise MeshError(f"{int(inverted.sum())} of {C} components are inverted (normals point inwards, negative "
+                            "volume); pass repair=True to flip them")
+        flip = inverted[comp]
+        f[flip] = f[flip][:, ::-1]
+        vol = np.abs(vol)
+        notes.append(f"flipped {int(inverted.sum())} inverted components")
+    tiny = vol <= 1e-12 * float(np.max(vol))
+    if np.any(tiny):
+        raise MeshError(f"{int(tiny.sum())} components enclose no volume (flat or self-cancelling surfaces)")
+    g = _build_mesh_grid(v, f, comp, box)
+    if check_self_intersections:
+        vid = _weld(v, box, tol)[f[g.face]]
+        n_x = _self_intersections(g.tri, _image_vertices(v, f, g.face, g.tri), vid, g.lo, g.h, g.n, g.start,
+                                  g.items, 1000)
+        if n_x:
+            raise MeshError(f"faces intersect ({n_x}{'+' if n_x >= 1000 else ''} edge-face crossings): the mesh "
+                            "self-intersects or two components overlap (periodic images included); impermeable "
+                            "walls must not cross. Repair it in a mesh tool, or shrink/move the bodies")
+    depth, parent = _nesting(v, f, comp, C, g)
+    if np.all(np.isfinite(box)):
+        used = float(np.sum(vol[depth == 0]))
+        if used >= np.prod(box) * (1 - 1e-9):
+            raise MeshError("the components fill the whole box: no extra-cellular space left; enlarge the box")
+    desc = dict(description or {"factory": "mesh_substrate"})
+    if notes:
+        desc["repairs"] = notes
+    sub = MeshSubstrate(MESH, box, description=desc, permeability=_check_permeability(permeability, C),
+                        vertices=v, faces=f, face_component=comp, depth=depth, parent=parent,
+                        component_volume=vol, component_area=area_c, truth=dict(truth or {}))
+    sub.__dict__["_grid"] = g
+    return sub
+
+
+def _check_extent(v: np.ndarray, box: np.ndarray) -> None:
+    ext = float(np.max(v.max(axis=0) - v.min(axis=0)))
+    if ext > 1e-3:
+        raise MeshError(f"the mesh is {ext:g} m across, larger than a millimetre: the units look wrong by 10^3 or "
+                        "10^6 (a mesh written in micrometres needs units='um')")
+    if ext < 5e-8:
+        raise MeshError(f"the mesh is {ext:g} m across, smaller than 50 nm: the units look wrong by 10^3 or 10^6 "
+                        "(a mesh written in micrometres needs units='um', not 'nm' or 'm')")
+    fb = box[np.isfinite(box)]
+    if fb.size and (fb.max() > 1e-2 or fb.min() < 5e-8):
+        raise MeshError(f"box {box.tolist()} is not plausible in metres (a 50 um box is 5e-5)")
+
+
+def _check_glue(v, f, comp, box, tol) -> None:
+    """Refuse components cut open by the x faces of the box (location rays run along x)."""
+    if not np.isfinite(box[0]):
+        return
+    ids = np.unique(np.round(v / tol).astype(np.int64), axis=0, return_inverse=True)[1].ravel()
+    open_e, _, _ = _edge_report(ids[f])
+    if open_e == 0:
+        return
+    e = np.concatenate([ids[f][:, [0, 1]], ids[f][:, [1, 2]], ids[f][:, [2, 0]]])
+    und = np.sort(e, axis=1)
+    _, inv, cnt = np.unique(und, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    lone = cnt[inv] == 1
+    vert = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])[lone]
+    x = v[vert, 0]
+    on_x = np.all((np.abs(x) < tol) | (np.abs(x - box[0]) < tol), axis=1)
+    if np.any(on_x):
+        raise MeshError("a component is cut open by an x face of the box; components may only continue into their "
+                        "periodic image across the y or z faces (rotate the mesh so that axons run along z)")
+
+
+def _repair_topology(v, f, box, tol):
+    try:
+        import trimesh
+        import trimesh.repair  # noqa: F401
+        import networkx  # noqa: F401
+    except ImportError as e:  # pragma: no cover - depends on the optional extra
+        raise MeshError("repairing winding or holes needs networkx: pip install 'diffwalk[mesh]'") from e
+    if np.any(np.isfinite(box)):
+        raise MeshError("repair of open or inconsistently wound meshes is only done for non-periodic meshes; fix the "
+                        "mesh in a mesh tool")
+    m = trimesh.Trimesh(v, f, process=True)
+    notes = []
+    if not m.is_winding_consistent:
+        trimesh.repair.fix_winding(m)
+        notes.append("made winding consistent")
+    if not m.is_watertight:
+        trimesh.repair.fill_holes(m)
+        notes.append("filled holes")
+    v2, f2 = np.asarray(m.vertices, float), np.asarray(m.faces, np.int64)
+    fid = _weld(v2, box, tol)[f2]
+    open_e, nonman, wind = _edge_report(fid)
+    if open_e or nonman or wind:
+        raise MeshError(f"repair failed: still {open_e} open, {nonman} non-manifold and {wind} inconsistent edges")
+    return v2, f2, fid, notes
+
+
+# --------------------------------------------------------------------------------------------- import
+def _declared_faces(path: str) -> int | None:
+    """Face count as written in the file (polygons), to notice quads that trimesh triangulated."""
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return None
+    if ext == ".ply":
+        m = re.search(rb"element face (\d+)", head)
+        return int(m.group(1)) if m else None
+    if ext == ".off":
+        lines = [ln.strip() for ln in head.decode("latin-1").splitlines() if ln.strip() and not ln.startswith("#")]
+        if lines and lines[0].upper().endswith("OFF"):
+            parts = (lines[0][3:].split() or lines[1].split()) if len(lines) > 1 else []
+            if len(parts) >= 2:
+                return int(parts[1])
+        return None
+    if ext == ".obj":
+        with open(path, "rb") as fh:
+            return sum(1 for ln in fh if ln.startswith(b"f "))
+    return None
+
+
+def from_mesh(path, units: str = "um", box=None, permeability=0.0, repair: bool = False,
+              check_self_intersections: bool = True) -> MeshSubstrate:
+    """Load a closed triangle mesh (PLY ascii/binary, STL, OBJ, OFF) as a substrate.
+
+    Parameters
+    ----------
+    path : str or trimesh.Trimesh
+        Mesh file, or a mesh already loaded with trimesh (in ``units``).
+    units : {"um", "nm", "mm", "m"}
+        Length unit of the file's coordinates (CACTUS, Blender exports and most
+        EM reconstructions: "um"). Converted to metres; a mesh that comes out
+        larger than 1 mm or smaller than 50 nm is refused as a likely unit mistake.
+    box : array_like, optional
+        (3,) periodic box in m, spanning [0, box) on each axis (np.inf for a
+        non-periodic axis). Default: not periodic.
+    permeability : float or array_like
+        Membrane permeability kappa in m/s, one value or one per component.
+    repair : bool
+        Fix degenerate/duplicate faces, inverted components, winding and holes
+        instead of refusing the mesh (see :func:`mesh_substrate`).
+    check_self_intersections : bool
+        Refuse meshes whose faces cross.
+
+    Returns
+    -------
+    MeshSubstrate
+        Quads and polygons are split into triangles (a warning says so).
+    """
+    import trimesh
+    if units not in UNITS:
+        raise ValueError(f"units must be one of {sorted(UNITS)}, got {units!r}")
+    declared = None
+    if isinstance(path, trimesh.Trimesh):
+        m = path
+        src = "trimesh object"
+    else:
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no mesh file at {path!r}")
+        try:
+            m = trimesh.load_mesh(path, process=False)
+        except Exception as e:  # noqa: BLE001 - trimesh raises many kinds
+            raise MeshError(f"trimesh could not read {path!r}: {e}") from e
+        if isinstance(m, trimesh.Scene):
+            m = trimesh.util.concatenate(list(m.dump()))
+        declared = _declared_faces(path)
+        src = os.path.abspath(path)
+    n_poly = len(m.faces)
+    if declared is not None and declared < n_poly:
+        warnings.warn(f"{path}: {declared} polygon faces (quads or larger) were split into {n_poly} triangles",
+                      stacklevel=2)
+    # merge coincident vertices in micrometres: trimesh's tolerance (1e-8) is absolute
+    to_um = UNITS[units] / 1e-6
+    mm = trimesh.Trimesh(np.asarray(m.vertices, float) * to_um, np.asarray(m.faces), process=True, validate=False)
+    v = np.asarray(mm.vertices, float) * 1e-6
+    f = np.asarray(mm.faces, np.int64)
+    desc = {"factory": "from_mesh", "source": src, "units": units, "faces_in_file": int(declared or n_poly)}
+    return mesh_substrate(v, f, box=box, permeability=permeability, repair=repair,
+                          check_self_intersections=check_self_intersections, description=desc)
+
+
+# --------------------------------------------------------------------------------------------- save / load
+def save_substrate(sub: Substrate, path) -> None:
+    """Write a substrate (analytic or mesh) with its ground truth to an HDF5 file, float64 throughout.
+
+    Parameters
+    ----------
+    sub : Substrate
+    path : str
+        Output file (``.h5``); overwritten.
+    """
+    import h5py
+    with h5py.File(path, "w") as h:
+        h.attrs["format"] = "diffwalk-substrate-1"
+        h.attrs["kind"] = int(sub.kind)
+        h.attrs["description"] = json.dumps(sub.description, default=_json_default)
+        for name in ("box", "centers", "radii", "rotation", "permeability"):
+            h.create_dataset(name, data=np.asarray(getattr(sub, name), dtype=float))
+        h.attrs["spacing"] = float(sub.spacing)
+        if sub.diffusion_tensor is not None:
+            h.create_dataset("diffusion_tensor", data=sub.diffusion_tensor)
+        if isinstance(sub, MeshSubstrate):
+            h.create_dataset("vertices", data=sub.vertices, compression="gzip")
+            h.create_dataset("faces", data=sub.faces, compression="gzip")
+            h.attrs["truth"] = json.dumps(sub.truth, default=_json_default)
+        elif "truth" in sub.description:
+            pass
+
+
+def load_substrate(path) -> Substrate:
+    """Read a substrate written by :func:`save_substrate` (mesh checks are run again).
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    Substrate or MeshSubstrate
+    """
+    import h5py
+    with h5py.File(path, "r") as h:
+        if h.attrs.get("format") != "diffwalk-substrate-1":
+            raise ValueError(f"{path} is not a diffwalk substrate file")
+        kind = int(h.attrs["kind"])
+        desc = json.loads(h.attrs["description"])
+        box = h["box"][()]
+        perm = h["permeability"][()]
+        if kind == MESH:
+            truth = json.loads(h.attrs["truth"])
+            return mesh_substrate(h["vertices"][()], h["faces"][()], box=box, permeability=perm[:, 0],
+                                  description=desc, truth=truth, check_self_intersections=False)
+        dt = h["diffusion_tensor"][()] if "diffusion_tensor" in h else None
+        return Substrate(kind, box, h["centers"][()], h["radii"][()], float(h.attrs["spacing"]), h["rotation"][()],
+                         dt, desc, perm)
+
+
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    raise TypeError(f"cannot store {type(o).__name__} in JSON")

@@ -1,0 +1,217 @@
+"""Mesh builders: periodic tubes along z, spheres, and closed surfaces of implicit shapes (marching tetrahedra).
+
+All lengths in metres. Every builder returns (vertices, faces) with faces
+counter-clockwise seen from outside.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def polygon_sides(tolerance: float) -> int:
+    """Sides of a circle's polygon whose radial error stays below ``tolerance`` (relative).
+
+    With the area-preserving vertex radius (:func:`area_preserving_radius`),
+    the polygon lies within about (pi / n)^2 / 2 of the true radius on both
+    sides, so n = ceil(pi / sqrt(2 tolerance)).
+    """
+    if not 0 < tolerance < 0.2:
+        raise ValueError(f"resolution (relative radius error) must be in (0, 0.2), got {tolerance!r}")
+    return max(8, int(math.ceil(math.pi / math.sqrt(2.0 * tolerance))))
+
+
+def area_preserving_radius(radius, n: int):
+    """Vertex radius of a regular n-gon whose area equals that of the circle of ``radius``."""
+    return radius * math.sqrt(2.0 * math.pi / (n * math.sin(2.0 * math.pi / n)))
+
+
+def polygon_radius_error(n: int) -> float:
+    """Largest relative distance between the area-preserving n-gon and its circle."""
+    rv = area_preserving_radius(1.0, n)
+    return float(max(rv - 1.0, 1.0 - rv * math.cos(math.pi / n)))
+
+
+def periodic_tube(centers: np.ndarray, tangents: np.ndarray, radii: np.ndarray, period: float,
+                  n_around: int) -> tuple[np.ndarray, np.ndarray]:
+    """A tube along a centre line that repeats with ``period`` along z (open at z = 0 and z = period).
+
+    Parameters
+    ----------
+    centers : numpy.ndarray
+        (K, 3) centre-line points at z = k period / K, k = 0..K-1 (m).
+    tangents : numpy.ndarray
+        (K, 3) unit tangents there; rings lie in the planes normal to them.
+    radii : numpy.ndarray
+        (K,) vertex radius of each ring (m).
+    period : float
+        Period along z (m); the last ring is the first shifted by it, exactly, so
+        the tube meets its periodic image without a crack.
+    n_around : int
+        Vertices per ring.
+
+    Returns
+    -------
+    vertices, faces
+    """
+    K = len(centers)
+    T = tangents / np.linalg.norm(tangents, axis=1, keepdims=True)
+    ref = np.array([1.0, 0.0, 0.0])
+    U = ref - (T @ ref)[:, None] * T
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    V = np.cross(T, U)
+    th = 2 * np.pi * np.arange(n_around) / n_around
+    ring = (centers[:, None, :] + radii[:, None, None] * (np.cos(th)[None, :, None] * U[:, None, :]
+                                                          + np.sin(th)[None, :, None] * V[:, None, :]))
+    last = ring[0] + np.array([0.0, 0.0, period])
+    verts = np.concatenate([ring.reshape(-1, 3), last])
+    k = np.arange(K)[:, None]
+    j = np.arange(n_around)[None, :]
+    a = k * n_around + j
+    b = k * n_around + (j + 1) % n_around
+    c = (k + 1) * n_around + (j + 1) % n_around
+    d = (k + 1) * n_around + j
+    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
+    return verts, faces.astype(np.int64)
+
+
+def icosphere(radius: float, center=(0.0, 0.0, 0.0), subdivisions: int = 3,
+              preserve: str = "volume") -> tuple[np.ndarray, np.ndarray]:
+    """Geodesic sphere (subdivided icosahedron), scaled so its volume (or vertices) match the sphere.
+
+    Parameters
+    ----------
+    radius : float
+        Sphere radius in m.
+    center : array_like
+        (3,) centre in m.
+    subdivisions : int
+        Each level multiplies the faces by 4 (3: 1,280 faces; 4: 5,120).
+    preserve : {"volume", "vertices"}
+        "volume" scales the mesh so it encloses the sphere's volume (errors
+        on both sides of the wall); "vertices" puts the vertices on the sphere.
+
+    Returns
+    -------
+    vertices, faces
+    """
+    import trimesh
+    m = trimesh.creation.icosphere(subdivisions=subdivisions, radius=1.0)
+    v = np.asarray(m.vertices, float)
+    f = np.asarray(m.faces, np.int64)
+    if preserve == "volume":
+        v *= (4 / 3 * math.pi / float(m.volume)) ** (1 / 3)
+    elif preserve != "vertices":
+        raise ValueError("preserve must be 'volume' or 'vertices'")
+    return v * radius + np.asarray(center, float), f
+
+
+# ------------------------------------------------------------------------------------ marching tetrahedra
+_CORNERS = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1], [1, 1, 1], [0, 1, 1]])
+# six tetrahedra around the cube diagonal 0-6: neighbouring cubes split their shared faces the same way
+_TETS = np.array([[0, 1, 2, 6], [0, 2, 3, 6], [0, 3, 7, 6], [0, 7, 4, 6], [0, 4, 5, 6], [0, 5, 1, 6]])
+
+
+def marching_tetrahedra(values: np.ndarray, origin, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Closed, consistently oriented triangle surface of {values < 0} on a regular grid.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        (nx, ny, nz) samples of an implicit function, negative inside; the
+        border samples must be positive (the shape must not touch the grid edge).
+    origin : array_like
+        (3,) position of sample (0, 0, 0) in m.
+    spacing : float
+        Grid spacing in m.
+
+    Returns
+    -------
+    vertices, faces
+        Watertight by construction (every edge vertex is shared through its
+        grid-edge key; neighbouring cubes cut their faces along the same diagonal).
+    """
+    f = np.array(values, dtype=float)
+    if np.any(f[[0, -1], :, :] <= 0) or np.any(f[:, [0, -1], :] <= 0) or np.any(f[:, :, [0, -1]] <= 0):
+        raise ValueError("the shape touches the edge of the sampling grid; enlarge the grid")
+    # keep the surface off the grid points: no zero-area triangles
+    tiny = 1e-3 * spacing
+    f[np.abs(f) < tiny] = tiny
+    nx, ny, nz = f.shape
+    # cubes with a sign change only
+    inside = f < 0
+    cube_any = np.zeros((nx - 1, ny - 1, nz - 1), bool)
+    cube_all = np.ones((nx - 1, ny - 1, nz - 1), bool)
+    for c in _CORNERS:
+        s = inside[c[0]:nx - 1 + c[0], c[1]:ny - 1 + c[1], c[2]:nz - 1 + c[2]]
+        cube_any |= s
+        cube_all &= s
+    ci = np.argwhere(cube_any & ~cube_all)
+    if len(ci) == 0:
+        raise ValueError("the implicit shape has no surface on this grid")
+    gid = lambda p: (p[..., 0] * ny + p[..., 1]) * nz + p[..., 2]  # noqa: E731
+    tv = ci[:, None, None, :] + _CORNERS[_TETS][None, :, :, :]  # (C, 6, 4, 3) grid points
+    tv = tv.reshape(-1, 4, 3)
+    vals = f[tv[..., 0], tv[..., 1], tv[..., 2]]
+    ids = gid(tv)
+    pos = np.asarray(origin, float) + tv * spacing
+    ins = vals < 0
+    n_in = ins.sum(axis=1)
+    tris_keys = []  # (T, 3, 2) grid-id pairs of the crossed edges
+    for count in (1, 3):
+        sel = np.flatnonzero(n_in == count)
+        if not len(sel):
+            continue
+        lone = np.argmax(ins[sel] if count == 1 else ~ins[sel], axis=1)
+        others = np.array([[j for j in range(4) if j != k] for k in range(4)])[lone]
+        a = ids[sel, lone]
+        keys = np.stack([np.stack([a, ids[sel, others[:, m]]], -1) for m in range(3)], 1)
+        tris_keys.append((sel, keys))
+    sel = np.flatnonzero(n_in == 2)
+    if len(sel):
+        order = np.argsort(~ins[sel], axis=1, kind="stable")  # two inside first
+        i0, i1, o0, o1 = (order[:, m] for m in range(4))
+        g = lambda k: ids[sel, k]  # noqa: E731
+        e00 = np.stack([g(i0), g(o0)], -1)
+        e01 = np.stack([g(i0), g(o1)], -1)
+        e11 = np.stack([g(i1), g(o1)], -1)
+        e10 = np.stack([g(i1), g(o0)], -1)
+        tris_keys.append((sel, np.stack([e00, e01, e11], 1)))
+        tris_keys.append((sel, np.stack([e00, e11, e10], 1)))
+    tet_of = np.concatenate([s for s, _ in tris_keys])
+    keys = np.concatenate([k for _, k in tris_keys])  # (T, 3, 2)
+    flat = np.sort(keys.reshape(-1, 2), axis=1)
+    uniq, inv = np.unique(flat, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    # vertex on each unique edge by linear interpolation of the implicit function
+    fa = f.ravel()[uniq[:, 0]]
+    fb = f.ravel()[uniq[:, 1]]
+    pa = np.asarray(origin, float) + np.stack(np.unravel_index(uniq[:, 0], f.shape), -1) * spacing
+    pb = np.asarray(origin, float) + np.stack(np.unravel_index(uniq[:, 1], f.shape), -1) * spacing
+    w = fa / (fa - fb)
+    verts = pa + w[:, None] * (pb - pa)
+    faces = inv.reshape(-1, 3)
+    # orient: normal along the outward direction (from the inside corners to the outside ones of the tet)
+    p_in = np.where(ins[tet_of][..., None], pos[tet_of], 0).sum(1) / ins[tet_of].sum(1, keepdims=True)
+    p_out = np.where(~ins[tet_of][..., None], pos[tet_of], 0).sum(1) / (~ins[tet_of]).sum(1, keepdims=True)
+    nrm = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
+    flip = np.einsum("ij,ij->i", nrm, p_out - p_in) < 0
+    faces[flip] = faces[flip][:, ::-1]
+    return verts, faces.astype(np.int64)
+
+
+def capsule_sdf(p: np.ndarray, a: np.ndarray, b: np.ndarray, r: float) -> np.ndarray:
+    """Signed distance to the capsule of radius r around segment a-b (negative inside)."""
+    ab = b - a
+    t = np.clip(((p - a) @ ab) / float(ab @ ab), 0.0, 1.0)
+    return np.linalg.norm(p - (a + t[..., None] * ab), axis=-1) - r
+
+
+def smooth_union(d1: np.ndarray, d2: np.ndarray, k: float) -> np.ndarray:
+    """Polynomial smooth minimum (Quilez): a fillet of size ~k where two shapes join, no sharp crease."""
+    if k <= 0:
+        return np.minimum(d1, d2)
+    h = np.clip(0.5 + 0.5 * (d2 - d1) / k, 0.0, 1.0)
+    return d2 * (1 - h) + d1 * h - k * h * (1 - h)

@@ -1,0 +1,372 @@
+"""The random-walk kernel for triangle meshes.
+
+Each step segment walks the uniform grid cell by cell (3-D DDA, Amanatides &
+Woo 1987) from the walker's cell, testing the triangles listed there, until
+the nearest hit lies before the next cell boundary or the segment ends. On a
+periodic axis the traversal wraps and shifts the ray origin by the box.
+
+Why no walker leaves a closed mesh (float64, no safety net):
+
+* triangles are enlarged by ``ENLARGE`` in barycentric units, so the two faces
+  at a shared edge or vertex overlap by ~1e-16 m instead of leaving a rounding
+  crack a segment could slip through;
+* a hit stops the walker ``eta`` (perpendicular) *before* the plane, on the
+  side it came from: ``eta`` (~1e-10 of a step) is far above the rounding of
+  a position, so after a reflection the walker is strictly on its side;
+* a walker that is nevertheless behind a plane by less than ``eta / 4``
+  (rounding at a concave corner) and moving further away from it is treated as
+  hitting it at distance 0 and reflected back;
+* the face just hit is skipped for the next segment only (a straight segment
+  cannot cross a plane twice).
+
+Transits through permeable faces keep the direction and carry the walker at
+least ``eta`` past the plane; the region changes to the component's parent
+(leaving) or the component (entering) and the rest of the step is rescaled by
+sqrt(D_new / D_old), as in the analytic kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from substrates.meshgrid import ENLARGE, locate_one
+
+from .kernel import MAX_BOUNCES, _direction, _gaussian3, _next, _wrap
+
+
+@njit(inline="always")
+def _tri_hit(tri, q, ox, oy, oz, dx, dy, dz, tau, best):
+    """Distance along d from o to triangle q (0 if just behind it within tau and moving away); inf if missed."""
+    nx = tri[q, 3]
+    ny = tri[q, 4]
+    nz = tri[q, 5]
+    dn = nx * dx + ny * dy + nz * dz
+    if dn == 0.0:
+        return np.inf
+    s = nx * ox + ny * oy + nz * oz - tri[q, 12]
+    if s * dn > 0.0:  # plane behind the walker
+        if abs(s) > tau:
+            return np.inf
+        t = 0.0
+    else:
+        t = -s / dn
+    if t >= best:
+        return np.inf
+    wx = ox + t * dx - tri[q, 0]
+    wy = oy + t * dy - tri[q, 1]
+    wz = oz + t * dz - tri[q, 2]
+    u = wx * tri[q, 6] + wy * tri[q, 7] + wz * tri[q, 8]
+    if u < -ENLARGE:
+        return np.inf
+    v = wx * tri[q, 9] + wy * tri[q, 10] + wz * tri[q, 11]
+    if v < -ENLARGE or u + v > 1.0 + ENLARGE:
+        return np.inf
+    return t
+
+
+@njit(inline="always")
+def _axis(p, d, lo, h, n, L):
+    """DDA set-up on one axis: cell, origin shift, step, first boundary distance, boundary spacing."""
+    i = int(math.floor((p - lo) / h))
+    shift = 0.0
+    if L > 0.0:
+        k = i // n
+        i -= k * n
+        shift = k * L
+    else:
+        i = min(max(i, 0), n - 1)
+    if d > 0.0:
+        return i, shift, 1, (lo + (i + 1) * h + shift - p) / d, h / d
+    if d < 0.0:
+        return i, shift, -1, (lo + i * h + shift - p) / d, -h / d
+    return i, shift, 0, np.inf, np.inf
+
+
+@njit(inline="always")
+def _nearest(px, py, pz, dx, dy, dz, reach, skip, tri, tface, lo, h, n, box, start, items, tau):
+    """Nearest triangle image hit within ``reach`` along the grid cells the segment crosses."""
+    ix, sx, stx, tmx, tdx = _axis(px, dx, lo[0], h[0], n[0], box[0])
+    iy, sy, sty, tmy, tdy = _axis(py, dy, lo[1], h[1], n[1], box[1])
+    iz, sz, stz, tmz, tdz = _axis(pz, dz, lo[2], h[2], n[2], box[2])
+    best = np.inf
+    bq = -1
+    while True:
+        cell = (ix * n[1] + iy) * n[2] + iz
+        ox = px - sx
+        oy = py - sy
+        oz = pz - sz
+        for it in range(start[cell], start[cell + 1]):
+            q = items[it]
+            if tface[q] == skip:
+                continue
+            t = _tri_hit(tri, q, ox, oy, oz, dx, dy, dz, tau, best)
+            if t < best:
+                best = t
+                bq = q
+        if tmx <= tmy and tmx <= tmz:
+            texit = tmx
+            ax = 0
+        elif tmy <= tmz:
+            texit = tmy
+            ax = 1
+        else:
+            texit = tmz
+            ax = 2
+        if best <= texit or texit >= reach:
+            break
+        if ax == 0:
+            ix += stx
+            tmx += tdx
+            if ix < 0 or ix >= n[0]:
+                if box[0] <= 0.0:
+                    break
+                ix -= stx * n[0]
+                sx += stx * box[0]
+        elif ax == 1:
+            iy += sty
+            tmy += tdy
+            if iy < 0 or iy >= n[1]:
+                if box[1] <= 0.0:
+                    break
+                iy -= sty * n[1]
+                sy += sty * box[1]
+        else:
+            iz += stz
+            tmz += tdz
+            if iz < 0 or iz >= n[2]:
+                if box[2] <= 0.0:
+                    break
+                iz -= stz * n[2]
+                sz += stz * box[2]
+    return best, bq
+
+
+def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp, tface, lo, h, n, box, start,
+               items, clear, cstart, citems, depth, parent, p_out, p_in, scale, n_regions, eta, rec_steps, te_steps, out_I,
+               out_rec, out_tin, out_first, traj, counters, check_every_step):
+    """Walk every walker through a mesh substrate.
+
+    Parameters beyond the analytic kernel's (see :func:`walker.kernel._walk`)
+    --------------------------------------------------------------------------
+    pos : (N, 3)              absolute positions (m), wrapped into the box on periodic axes; final on return
+    cw_arr : (N,) int64       innermost component containing each walker (-1: extra); final on return
+    tri, tcomp, tface         triangle image rows, their component and mesh face
+    lo, h, n, box             grid origin, cell size, cells per axis, period (0: not periodic)
+    start, items              cell lists; cstart, citems: location columns (for check_every_step)
+    clear : (ncells,)         lower bound of the distance from a cell to any triangle (m): shorter steps skip the grid
+    depth, parent : (C,)      nesting depth and enclosing component of each component
+    p_out, p_in : (C,)        transit probability per hit from inside / outside each component
+    scale : (n_regions,)      step scale per region (depth d -> d, extra -> n_regions - 1)
+    eta : float               stand-off from a plane after a hit (m)
+    """
+    N = pos.shape[0]
+    K = W.shape[0]
+    R_rec = rec_steps.shape[0]
+    E_te = te_steps.shape[0]
+    n_traj = traj.shape[0]
+    inv_sub = 1.0 / substeps
+    ell_iso = M[0, 0]
+    iso = (not gaussian) and M[0, 1] == 0.0 and M[0, 2] == 0.0 and M[1, 0] == 0.0 and M[1, 2] == 0.0 \
+        and M[2, 0] == 0.0 and M[2, 1] == 0.0 and M[1, 1] == ell_iso and M[2, 2] == ell_iso
+    tau = 0.25 * eta
+    for i in prange(N):
+        s0 = seeds[i, 0]
+        s1 = seeds[i, 1]
+        px = pos[i, 0]
+        py = pos[i, 1]
+        pz = pos[i, 2]
+        cw = cw_arr[i]
+        rx = 0.0
+        ry = 0.0
+        rz = 0.0
+        j_rec = 0
+        while j_rec < R_rec and rec_steps[j_rec] == 0:
+            out_rec[i, j_rec, 0] = 0.0
+            out_rec[i, j_rec, 1] = 0.0
+            out_rec[i, j_rec, 2] = 0.0
+            j_rec += 1
+        j_te = 0
+        while j_te < E_te and te_steps[j_te] == 0:
+            out_tin[i, j_te] = 0.0
+            j_te += 1
+        reg = depth[cw] if cw >= 0 else n_regions - 1
+        sc = scale[reg]
+        ell_c = sc * ell_iso
+        tin = 0.0
+        first = -1.0
+        n_refl = 0
+        n_cut = 0
+        n_bad = 0
+        n_tr = 0
+        a0x = 0.0
+        a0y = 0.0
+        a0z = 0.0
+        a1x = 0.0
+        a1y = 0.0
+        a1z = 0.0
+        a2x = 0.0
+        a2y = 0.0
+        a2z = 0.0
+        for t in range(1, n_steps + 1):
+            for sub in range(substeps):
+                if gaussian:
+                    ux, uy, uz, s0, s1 = _gaussian3(s0, s1)
+                else:
+                    ux, uy, uz, s0, s1 = _direction(s0, s1)
+                if iso:
+                    dx = ux
+                    dy = uy
+                    dz = uz
+                    left = ell_c
+                else:
+                    vx = sc * (M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz)
+                    vy = sc * (M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz)
+                    vz = sc * (M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz)
+                    left = math.sqrt(vx * vx + vy * vy + vz * vz)
+                    inv = 1.0 / left if left > 0.0 else 0.0
+                    dx = vx * inv
+                    dy = vy * inv
+                    dz = vz * inv
+                full = left
+                skip = -1
+                bounces = 0
+                # far from every wall (most steps in the bulk): no traversal at all
+                ci = int(math.floor((px - lo[0]) / h[0]))
+                cj = int(math.floor((py - lo[1]) / h[1]))
+                ck = int(math.floor((pz - lo[2]) / h[2]))
+                if 0 <= ci < n[0] and 0 <= cj < n[1] and 0 <= ck < n[2] and clear[(ci * n[1] + cj) * n[2] + ck] > left:
+                    px += left * dx
+                    py += left * dy
+                    pz += left * dz
+                    rx += left * dx
+                    ry += left * dy
+                    rz += left * dz
+                    if cw >= 0:
+                        tin += inv_sub
+                    left = 0.0
+                while left > 0.0:
+                    tw, q = _nearest(px, py, pz, dx, dy, dz, left, skip, tri, tface, lo, h, n, box, start, items,
+                                     tau)
+                    if q < 0 or tw >= left:
+                        px += left * dx
+                        py += left * dy
+                        pz += left * dz
+                        rx += left * dx
+                        ry += left * dy
+                        rz += left * dz
+                        if cw >= 0:
+                            tin += left / full * inv_sub
+                        break
+                    dn = tri[q, 3] * dx + tri[q, 4] * dy + tri[q, 5] * dz
+                    back = eta / abs(dn)
+                    seg = tw - back
+                    if seg < 0.0:
+                        seg = 0.0
+                    px += seg * dx
+                    py += seg * dy
+                    pz += seg * dz
+                    rx += seg * dx
+                    ry += seg * dy
+                    rz += seg * dz
+                    if cw >= 0:
+                        tin += tw / full * inv_sub
+                    left -= tw
+                    skip = tface[q]
+                    c = tcomp[q]
+                    p = p_out[c] if dn > 0.0 else p_in[c]
+                    if p > 0.0 and back < 0.1 * full:
+                        uu, s0, s1 = _next(s0, s1)
+                        if uu < p:
+                            # transit: same direction, carried past the plane, the rest rescaled to the new D
+                            n_tr += 1
+                            if first < 0.0:
+                                first = (t - 1) + (sub + 1.0 - left / full) * inv_sub
+                            if left < 2.0 * back:
+                                left = 2.0 * back
+                            new = parent[c] if dn > 0.0 else c
+                            reg_new = depth[new] if new >= 0 else n_regions - 1
+                            ratio = scale[reg_new] / scale[reg]
+                            cw = new
+                            reg = reg_new
+                            sc = scale[reg]
+                            ell_c = sc * ell_iso
+                            left *= ratio
+                            full *= ratio
+                            continue
+                    dx -= 2.0 * dn * tri[q, 3]
+                    dy -= 2.0 * dn * tri[q, 4]
+                    dz -= 2.0 * dn * tri[q, 5]
+                    n_refl += 1
+                    bounces += 1
+                    if bounces >= MAX_BOUNCES:
+                        n_cut += 1
+                        break
+                if box[0] > 0.0:
+                    px = _wrap(px, box[0])
+                if box[1] > 0.0:
+                    py = _wrap(py, box[1])
+                if box[2] > 0.0:
+                    pz = _wrap(pz, box[2])
+                if check_every_step:
+                    if locate_one(px, py, pz, tri, tcomp, depth, lo, h, n, box, cstart, citems) != cw:
+                        n_bad += 1
+            w = W[0, t]
+            a0x += w * rx
+            a0y += w * ry
+            a0z += w * rz
+            if K > 1:
+                w = W[1, t]
+                a1x += w * rx
+                a1y += w * ry
+                a1z += w * rz
+                if K > 2:
+                    w = W[2, t]
+                    a2x += w * rx
+                    a2y += w * ry
+                    a2z += w * rz
+                    for k in range(3, K):
+                        w = W[k, t]
+                        out_I[i, k, 0] += w * rx
+                        out_I[i, k, 1] += w * ry
+                        out_I[i, k, 2] += w * rz
+            if i < n_traj:
+                traj[i, t, 0] = rx
+                traj[i, t, 1] = ry
+                traj[i, t, 2] = rz
+            while j_rec < R_rec and rec_steps[j_rec] == t:
+                out_rec[i, j_rec, 0] = rx
+                out_rec[i, j_rec, 1] = ry
+                out_rec[i, j_rec, 2] = rz
+                j_rec += 1
+            while j_te < E_te and te_steps[j_te] == t:
+                out_tin[i, j_te] = tin
+                j_te += 1
+        out_I[i, 0, 0] += a0x
+        out_I[i, 0, 1] += a0y
+        out_I[i, 0, 2] += a0z
+        if K > 1:
+            out_I[i, 1, 0] += a1x
+            out_I[i, 1, 1] += a1y
+            out_I[i, 1, 2] += a1z
+        if K > 2:
+            out_I[i, 2, 0] += a2x
+            out_I[i, 2, 1] += a2y
+            out_I[i, 2, 2] += a2z
+        pos[i, 0] = px
+        pos[i, 1] = py
+        pos[i, 2] = pz
+        cw_arr[i] = cw
+        seeds[i, 0] = s0
+        seeds[i, 1] = s1
+        out_first[i] = first
+        counters[i, 0] += n_refl
+        counters[i, 1] += n_cut
+        counters[i, 2] += n_bad
+        counters[i, 3] += n_tr
+
+
+walk_mesh_parallel = njit(parallel=True, cache=True, fastmath=False, error_model="numpy")(_walk_mesh)
+walk_mesh_serial = njit(cache=True, fastmath=False, error_model="numpy")(_walk_mesh)
