@@ -10,6 +10,8 @@ EXAMPLES = {
                    "signal vs b for free, cylinder and sphere: Monte Carlo against the exact curves"),
     "exchange": ("walker.examples.exchange",
                  "permeable spheres: signal vs diffusion time for several kappa, against the Karger prediction"),
+    "meshes": ("walker.examples.meshes",
+               "generated substrates (packed, undulating, beaded axons; somas): rendered, walked, signals compared"),
     "main": ("walker.examples.main_job",
              "packed axons under PGSE + STE -> resumable HDF5 ground-truth database -> report"),
     "validation": ("walker.examples.validation_report",
@@ -18,7 +20,7 @@ EXAMPLES = {
 
 
 #: examples that "all" leaves out because they take minutes (run them by name)
-LONG = {"validation", "exchange"}
+LONG = {"validation", "exchange", "meshes"}
 
 
 def run_example(name: str, outdir: str):

@@ -1,0 +1,115 @@
+"""Mesh walker throughput and generator times: walker-steps per second on one thread and on all, ratio to SOL.
+
+Run: ``python benchmarks/bench_meshes.py [--walkers 20000] [--steps 1000] [--out benchmarks/results]``
+
+Cases (PGSE delta 10 ms, Delta 40 ms, 10 measurements, D = 2e-9 m^2/s; step 0.69 um at 1000 steps):
+  sphere-exact   analytic sphere R = 5 um (the reference for the icospheres)
+  ico-1280       icosphere R = 5 um, 1,280 faces (walkers inside)
+  ico-5120       icosphere R = 5 um, 5,120 faces
+  ico-20480      icosphere R = 5 um, 20,480 faces
+  spheres-5760   18 icospheres R = 2 um (320 faces each) in a periodic box (walkers uniform)
+  undulating-100 100 undulating axons (coherent sinusoid, A = 2 um, lambda = 20 um, ICVF 0.6), >= 1e5 faces
+  beaded-20      20 beaded axons (amplitude 0.5, spacing 10 um, ICVF 0.5)
+  somas-12       12 somas with 3 neurites each (marching tetrahedra), volume fraction 0.15
+
+Kernel time only (compilation is warmed up first). Generator and set-up times (grid, checks) are
+reported separately. Results go to JSON and a printed table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import numba
+import numpy as np
+
+import substrates as su
+import walker
+from bench_walker import D0, _scheme, run_sol
+
+
+def _spheres_box():
+    vs, fs, nv = [], [], 0
+    for i in range(3):
+        for j in range(3):
+            for k in range(2):
+                v, f = su.meshing.icosphere(2e-6, center=((i + 0.5) * 5e-6, (j + 0.5) * 5e-6, (k + 0.5) * 5e-6),
+                                            subdivisions=2)
+                vs.append(v)
+                fs.append(f + nv)
+                nv += len(v)
+    return su.mesh_substrate(np.concatenate(vs), np.concatenate(fs), box=[15e-6, 15e-6, 10e-6])
+
+
+def cases():
+    yield "sphere-exact", lambda: su.sphere(5e-6), "intra"
+    yield "ico-1280", lambda: su.meshed_sphere(5e-6, subdivisions=3), "intra"
+    yield "ico-5120", lambda: su.meshed_sphere(5e-6, subdivisions=4), "intra"
+    yield "ico-20480", lambda: su.meshed_sphere(5e-6, subdivisions=5), "intra"
+    yield "spheres-5760", _spheres_box, "uniform"
+    yield "undulating-100", lambda: su.undulating_axons(100, amplitude=2e-6, wavelength=20e-6, icvf=0.6,
+                                                        phase="coherent", resolution=0.01, seed=0), "uniform"
+    yield "beaded-20", lambda: su.beaded_axons(20, icvf=0.5, seed=0), "uniform"
+    yield "somas-12", lambda: su.somas_with_neurites(seed=0), "uniform"
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--walkers", type=int, default=20_000)
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--only", nargs="*", help="run only these cases")
+    ap.add_argument("--out", default="benchmarks/results")
+    args = ap.parse_args(argv)
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    scheme = _scheme(10)
+    built = {}
+    gen_rows = []
+    for name, make, start in cases():
+        if args.only and name not in args.only:
+            continue
+        t = time.perf_counter()
+        sub = make()
+        t_make = time.perf_counter() - t
+        faces = len(getattr(sub, "faces", []))
+        built[name] = (sub, start)
+        gen_rows.append({"case": name, "faces": faces, "build_s": t_make})
+    rows = []
+    for threads in sorted({1, max_threads}):
+        numba.set_num_threads(threads)
+        sol = run_sol(args.walkers, args.steps)
+        rows.append({"case": "sol", "threads": threads, "steps_per_s": sol, "ratio_to_sol": 1.0})
+        for name, (sub, start) in built.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                walker.simulate(sub, scheme, n_walkers=200, n_steps=20, diffusivity=D0, start=start)  # warm up
+                r = walker.simulate(sub, scheme, n_walkers=args.walkers, n_steps=args.steps, diffusivity=D0,
+                                    seed=0, start=start)
+            sps = r.provenance["walker_steps_per_s"]
+            rows.append({"case": name, "threads": threads, "steps_per_s": sps, "ratio_to_sol": sps / sol,
+                         "escapes": r.escapes, "reflections_per_step": r.reflections / (args.walkers * args.steps)})
+    report = {"machine": platform.processor() or platform.machine(), "cpu_count": max_threads,
+              "numba": numba.__version__, "walkers": args.walkers, "steps": args.steps,
+              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "substrates": gen_rows, "rows": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "meshes.json").write_text(json.dumps(report, indent=2))
+    print(f"{'substrate':15s} {'faces':>8s} {'build s':>8s}")
+    for g in gen_rows:
+        print(f"{g['case']:15s} {g['faces']:8d} {g['build_s']:8.2f}")
+    print(f"\n{'case':15s} {'threads':>7s} {'M steps/s':>10s} {'per thread':>10s} {'x SOL':>7s} {'refl/step':>9s} "
+          f"{'escapes':>7s}")
+    for row in rows:
+        print(f"{row['case']:15s} {row['threads']:7d} {row['steps_per_s'] / 1e6:10.1f} "
+              f"{row['steps_per_s'] / 1e6 / row['threads']:10.1f} {row['ratio_to_sol']:7.2f} "
+              f"{row.get('reflections_per_step', 0):9.3f} {row.get('escapes', 0):7d}")
+    print(f"wrote {out / 'meshes.json'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
