@@ -2,7 +2,9 @@
 
 Run: ``python benchmarks/bench_meshes.py [--walkers 20000] [--steps 1000] [--out benchmarks/results]``
 
-Cases (PGSE delta 10 ms, Delta 40 ms, 10 measurements, D = 2e-9 m^2/s; step 0.69 um at 1000 steps):
+Cases (PGSE delta 10 ms, Delta 40 ms, 10 measurements, D = 2e-9 m^2/s), each at the number of steps that
+``walker.simulate`` asks for (step <= 1/6 of the substrate's smallest feature; at least --steps), with
+--walkers x --steps walker-steps in all:
   sphere-exact   analytic sphere R = 5 um (the reference for the icospheres)
   ico-1280       icosphere R = 5 um, 1,280 faces (walkers inside)
   ico-5120       icosphere R = 5 um, 5,120 faces
@@ -12,8 +14,10 @@ Cases (PGSE delta 10 ms, Delta 40 ms, 10 measurements, D = 2e-9 m^2/s; step 0.69
   beaded-20      20 beaded axons (amplitude 0.5, spacing 10 um, ICVF 0.5)
   somas-12       12 somas with 3 neurites each (marching tetrahedra), volume fraction 0.15
 
-Kernel time only (compilation is warmed up first). Generator and set-up times (grid, checks) are
-reported separately. Results go to JSON and a printed table.
+Kernel time only (compilation is warmed up first). One thread is the serial build, timed before any
+parallel run starts numba's thread pool (an idle pool slowed a serial run on the other core 2x here); all
+threads is the parallel build. Generator and set-up times (grid, checks) are reported separately.
+Results go to JSON and a printed table.
 """
 
 from __future__ import annotations
@@ -25,12 +29,46 @@ import time
 import warnings
 from pathlib import Path
 
+import math
+
 import numba
 import numpy as np
+from numba import njit
 
 import substrates as su
 import walker
 from bench_walker import D0, _scheme, run_sol
+from walker.kernel import _direction
+
+
+@njit(cache=False)
+def speed_of_light_serial(seeds, n_steps, step, w, out):
+    """The serial build of bench_walker.speed_of_light."""
+    for i in range(seeds.shape[0]):
+        s0 = seeds[i, 0]
+        s1 = seeds[i, 1]
+        x = 0.0
+        y = 0.0
+        z = 0.0
+        acc = 0.0
+        for t in range(1, n_steps + 1):
+            ux, uy, uz, s0, s1 = _direction(s0, s1)
+            x += step * ux
+            y += step * uy
+            z += step * uz
+            acc += w[t] * x
+        out[i] = acc + y + z
+
+
+def run_sol_serial(n_walkers: int, n_steps: int) -> float:
+    seeds = np.random.SeedSequence(0).generate_state(2 * n_walkers, dtype=np.uint64).reshape(n_walkers, 2)
+    w = np.random.default_rng(0).normal(size=n_steps + 1)
+    out = np.zeros(n_walkers)
+    step = math.sqrt(6 * D0 * 40e-6)
+    speed_of_light_serial(seeds[:100], 10, step, w, out[:100])
+    t = time.perf_counter()
+    speed_of_light_serial(seeds, n_steps, step, w, out)
+    return n_walkers * n_steps / (time.perf_counter() - t)
 
 
 def _spheres_box():
@@ -80,18 +118,27 @@ def main(argv=None) -> dict:
         gen_rows.append({"case": name, "faces": faces, "build_s": t_make})
     rows = []
     for threads in sorted({1, max_threads}):
-        numba.set_num_threads(threads)
-        sol = run_sol(args.walkers, args.steps)
+        parallel = threads > 1
+        if parallel:
+            numba.set_num_threads(threads)
+            sol = run_sol(args.walkers, args.steps)
+        else:
+            sol = run_sol_serial(args.walkers, args.steps)
         rows.append({"case": "sol", "threads": threads, "steps_per_s": sol, "ratio_to_sol": 1.0})
         for name, (sub, start) in built.items():
+            feature = sub.smallest_feature
+            T = max(args.steps, int(math.ceil(scheme.duration * 6 * D0 / (feature / 6) ** 2)))
+            N = max(1000, args.walkers * args.steps // T)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                walker.simulate(sub, scheme, n_walkers=200, n_steps=20, diffusivity=D0, start=start)  # warm up
-                r = walker.simulate(sub, scheme, n_walkers=args.walkers, n_steps=args.steps, diffusivity=D0,
-                                    seed=0, start=start)
+                walker.simulate(sub, scheme, n_walkers=200, n_steps=20, diffusivity=D0, start=start,
+                                parallel=parallel)  # warm up
+                r = walker.simulate(sub, scheme, n_walkers=N, n_steps=T, diffusivity=D0, seed=0, start=start,
+                                    parallel=parallel)
             sps = r.provenance["walker_steps_per_s"]
             rows.append({"case": name, "threads": threads, "steps_per_s": sps, "ratio_to_sol": sps / sol,
-                         "escapes": r.escapes, "reflections_per_step": r.reflections / (args.walkers * args.steps)})
+                         "n_steps": T, "walkers": N, "step_length_um": r.provenance["step_length"] * 1e6,
+                         "escapes": r.escapes, "reflections_per_step": r.reflections / (N * T)})
     report = {"machine": platform.processor() or platform.machine(), "cpu_count": max_threads,
               "numba": numba.__version__, "walkers": args.walkers, "steps": args.steps,
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "substrates": gen_rows, "rows": rows}
@@ -101,12 +148,12 @@ def main(argv=None) -> dict:
     print(f"{'substrate':15s} {'faces':>8s} {'build s':>8s}")
     for g in gen_rows:
         print(f"{g['case']:15s} {g['faces']:8d} {g['build_s']:8.2f}")
-    print(f"\n{'case':15s} {'threads':>7s} {'M steps/s':>10s} {'per thread':>10s} {'x SOL':>7s} {'refl/step':>9s} "
-          f"{'escapes':>7s}")
+    print(f"\n{'case':15s} {'threads':>7s} {'step um':>7s} {'M steps/s':>10s} {'per thread':>10s} {'x SOL':>7s} "
+          f"{'refl/step':>9s} {'escapes':>7s}")
     for row in rows:
-        print(f"{row['case']:15s} {row['threads']:7d} {row['steps_per_s'] / 1e6:10.1f} "
-              f"{row['steps_per_s'] / 1e6 / row['threads']:10.1f} {row['ratio_to_sol']:7.2f} "
-              f"{row.get('reflections_per_step', 0):9.3f} {row.get('escapes', 0):7d}")
+        print(f"{row['case']:15s} {row['threads']:7d} {row.get('step_length_um', 0):7.3f} "
+              f"{row['steps_per_s'] / 1e6:10.1f} {row['steps_per_s'] / 1e6 / row['threads']:10.1f} "
+              f"{row['ratio_to_sol']:7.2f} {row.get('reflections_per_step', 0):9.3f} {row.get('escapes', 0):7d}")
     print(f"wrote {out / 'meshes.json'}")
     return report
 
