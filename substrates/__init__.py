@@ -23,12 +23,12 @@ from .exchange import residence_times
 from .mesh import MESH, MeshError, MeshGrid, MeshSubstrate, from_mesh, load_substrate, mesh_substrate, save_substrate
 from .packing import pack_cylinders
 from . import meshing
-from .generators import (beaded_axons, gamma_radii, meshed_cylinder, meshed_sphere, pack_disks, packed_axons,
+from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder, meshed_sphere, pack_disks, packed_axons,
                          somas_with_neurites, undulating_axons)
 from .plotting import plot_substrate
 
 __all__ = ["Substrate", "CellList", "build_cells", "free", "planes", "cylinder", "cylinders", "cylinder_lattice",
            "sphere", "spheres", "sphere_lattice", "pack_cylinders", "residence_times", "rotation_to", "FREE", "PLANES", "CYLINDERS", "SPHERES", "MESH",
            "MeshSubstrate", "MeshGrid", "MeshError", "from_mesh", "mesh_substrate", "save_substrate",
-           "load_substrate", "meshing", "beaded_axons", "gamma_radii", "meshed_cylinder", "meshed_sphere",
+           "load_substrate", "meshing", "beaded_axons", "from_labels", "gamma_radii", "meshed_cylinder", "meshed_sphere",
            "pack_disks", "packed_axons", "somas_with_neurites", "undulating_axons", "plot_substrate"]

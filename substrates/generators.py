@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
 from .analytic import Substrate, _check_length, cylinders
 from .mesh import MeshSubstrate, mesh_substrate
-from .meshing import (area_preserving_radius, capsule_sdf, icosphere, marching_tetrahedra, periodic_tube,
+from .meshing import (area_preserving_radius, capsule, capsule_sdf, icosphere, marching_tetrahedra, periodic_tube,
                       polygon_radius_error, polygon_sides, smooth_union)
 
 #: densest random packing of polydisperse disks this generator aims for (random close packing is ~0.84-0.85)
@@ -156,7 +157,7 @@ def _tree_gaps(x: np.ndarray, r: np.ndarray, L: float) -> float:
 # --------------------------------------------------------------------------------------- packed axons
 def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.75, shape: float = 4.0,
                  radii=None, seed: int = 0, permeability=0.0, as_mesh: bool = False, length: float | None = None,
-                 resolution: float = 0.01) -> Substrate:
+                 resolution: float = 0.01, dispersion: float | None = None) -> Substrate:
     """Parallel cylinders with gamma-distributed radii packed in a periodic box at a target ICVF.
 
     Parameters
@@ -180,9 +181,20 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
         Return the cylinders as a watertight mesh (for mesh-vs-exact
         comparisons) instead of exact analytic cylinders.
     length : float, optional
-        Box length along z for ``as_mesh`` (m); default 10 mean radii.
+        Box length along z for ``as_mesh`` (m; default 10 mean radii), or the
+        axon length with ``dispersion`` (default 10 mean radii).
     resolution : float
-        Relative radius error of the mesh (``as_mesh``).
+        Relative radius error of the mesh (``as_mesh`` or ``dispersion``).
+    dispersion : float, optional
+        Orientation dispersion index ODI in (0, 1) (NODDI's, ODI = 2/pi
+        arctan(1/kappa) of a Watson distribution about z). Straight fibres with
+        different tilts cannot all run through a periodic box without crossing
+        (on a torus, lines of different directions must meet), so dispersed
+        axons are finite capsules (cylinders with hemispherical ends) of
+        ``length``, oriented by the Watson distribution and packed in 3-D
+        without overlap; their ICVF is lower than parallel axons reach
+        (see the note printed by a refused target), and an unreachable target
+        is refused with what was reached.
 
     Returns
     -------
@@ -191,7 +203,12 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
         ICVF reached, radii and the packing seed.
     """
     r = gamma_radii(n_axons, mean_radius, shape, seed) if radii is None else _check_length(radii, "radii").ravel()
-    x, L = pack_disks(r, icvf, seed=seed)
+    if dispersion is not None:
+        return _dispersed_capsules(r, float(icvf), float(dispersion), seed, length, resolution, permeability, shape,
+                                   mean_radius)
+    # a mesh's vertices stand out of the true circle by its vertex-radius factor: pack those footprints
+    rv = area_preserving_radius(1.0, polygon_sides(resolution)) if as_mesh else 1.0
+    x, L = pack_disks(r * rv, icvf * rv**2, seed=seed)
     truth = {"generator": "packed_axons", "seed": int(seed), "icvf_target": float(icvf),
              "icvf": float(np.sum(np.pi * r**2) / L**2), "gamma_shape": float(shape),
              "mean_radius_target": float(mean_radius), "min_gap": _tree_gaps(x, r, L)}
@@ -203,6 +220,142 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
     Lz = float(length) if length is not None else 10 * float(np.mean(r))
     return _tubes(x, r, L, Lz, lambda k, zz: (np.zeros_like(zz), np.zeros_like(zz)), None, resolution,
                   truth, permeability, "packed_axons")  # straight: 8 rings per period are exact
+
+
+def watson_axes(n: int, odi: float, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3) unit axes from a Watson distribution about z with orientation dispersion index ``odi``."""
+    if not 0 < odi < 1:
+        raise ValueError(f"dispersion is an orientation dispersion index in (0, 1), got {odi!r}")
+    kappa = 1.0 / math.tan(math.pi * odi / 2)
+    t = np.linspace(0.0, 1.0, 4001)
+    w = np.exp(kappa * (t**2 - 1.0))
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(t))])
+    cdf /= cdf[-1]
+    ct = np.interp(rng.uniform(size=n), cdf, t)
+    ph = rng.uniform(0, 2 * np.pi, n)
+    st = np.sqrt(1 - ct**2)
+    return np.column_stack([st * np.cos(ph), st * np.sin(ph), ct])
+
+
+@njit(cache=True)
+def _capsule_energy(x, half, r, box, grad):
+    """Summed squared overlaps of capsules (centres x, half-axes half, radii r) over periodic images."""
+    P = x.shape[0]
+    e = 0.0
+    grad[:, :] = 0.0
+    for i in range(P):
+        for j in range(i + 1, P):
+            reach = math.sqrt(half[i, 0] ** 2 + half[i, 1] ** 2 + half[i, 2] ** 2) \
+                + math.sqrt(half[j, 0] ** 2 + half[j, 1] ** 2 + half[j, 2] ** 2) + r[i] + r[j]
+            # nearest image first (the optimiser may move centres anywhere), then its neighbours
+            mx = x[j, 0] - x[i, 0]
+            my = x[j, 1] - x[i, 1]
+            mz = x[j, 2] - x[i, 2]
+            mx -= box[0] * math.floor(mx / box[0] + 0.5)
+            my -= box[1] * math.floor(my / box[1] + 0.5)
+            mz -= box[2] * math.floor(mz / box[2] + 0.5)
+            for sx in range(-1, 2):
+                for sy in range(-1, 2):
+                    for sz in range(-1, 2):
+                        cx = mx + sx * box[0]
+                        cy = my + sy * box[1]
+                        cz = mz + sz * box[2]
+                        if cx * cx + cy * cy + cz * cz > reach * reach:
+                            continue
+                        # closest points of segments p(s) = -h_i + 2 s h_i and q(t) = c - h_j + 2 t h_j
+                        d1x, d1y, d1z = 2 * half[i, 0], 2 * half[i, 1], 2 * half[i, 2]
+                        d2x, d2y, d2z = 2 * half[j, 0], 2 * half[j, 1], 2 * half[j, 2]
+                        rx = -half[i, 0] - (cx - half[j, 0])
+                        ry = -half[i, 1] - (cy - half[j, 1])
+                        rz = -half[i, 2] - (cz - half[j, 2])
+                        A = d1x * d1x + d1y * d1y + d1z * d1z
+                        E = d2x * d2x + d2y * d2y + d2z * d2z
+                        F = d2x * rx + d2y * ry + d2z * rz
+                        C = d1x * rx + d1y * ry + d1z * rz
+                        B = d1x * d2x + d1y * d2y + d1z * d2z
+                        den = A * E - B * B
+                        sv = min(max((B * F - C * E) / den, 0.0), 1.0) if den > 1e-12 * A * E else 0.0
+                        tv = (B * sv + F) / E
+                        if tv < 0.0:
+                            tv = 0.0
+                            sv = min(max(-C / A, 0.0), 1.0)
+                        elif tv > 1.0:
+                            tv = 1.0
+                            sv = min(max((B - C) / A, 0.0), 1.0)
+                        wx = (cx - half[j, 0] + tv * d2x) - (-half[i, 0] + sv * d1x)
+                        wy = (cy - half[j, 1] + tv * d2y) - (-half[i, 1] + sv * d1y)
+                        wz = (cz - half[j, 2] + tv * d2z) - (-half[i, 2] + sv * d1z)
+                        dist = math.sqrt(wx * wx + wy * wy + wz * wz)
+                        over = r[i] + r[j] - dist
+                        if over > 0.0:
+                            e += over * over
+                            g = 2.0 * over / max(dist, 1e-30)
+                            grad[i, 0] += g * wx
+                            grad[i, 1] += g * wy
+                            grad[i, 2] += g * wz
+                            grad[j, 0] -= g * wx
+                            grad[j, 1] -= g * wy
+                            grad[j, 2] -= g * wz
+    return e
+
+
+def _dispersed_capsules(r, icvf, odi, seed, length, resolution, permeability, shape, mean_radius) -> MeshSubstrate:
+    """Finite axons (capsules) with Watson-dispersed axes packed in a periodic box (see packed_axons)."""
+    rng = np.random.default_rng(seed + 1)
+    ell = float(length) if length is not None else 10 * float(np.mean(r))
+    axes = watson_axes(len(r), odi, rng)
+    vol = np.pi * r**2 * ell + 4 / 3 * np.pi * r**3
+    Lz = 1.25 * (ell + 2 * float(r.max()))
+    Lxy = math.sqrt(float(np.sum(vol)) / icvf / Lz)
+    box = np.array([Lxy, Lxy, Lz])
+    ext = np.abs(axes) * ell + 2 * r[:, None]
+    if np.any(ext >= box):
+        raise ValueError(f"axons {ell * 1e6:.3g} um long do not fit the {Lxy * 1e6:.3g} um wide box at icvf {icvf}: "
+                         "use more axons, shorter ones, or a lower icvf")
+    half = np.ascontiguousarray(0.5 * ell * axes)
+    x = rng.uniform(size=(len(r), 3)) * box
+    n = polygon_sides(resolution)
+    rv = area_preserving_radius(1.0, n)  # the mesh's vertices stand out of the true radius by this factor
+    grad = np.zeros_like(x)
+    gap = 0.01
+    reached = 0.0
+    for scale in (0.6, 0.75, 0.9, 1.0):
+        # minimise with twice the gap, accept with the gap: contacts left touching by rounding still pass
+        rr = np.ascontiguousarray(r * rv * scale * (1 + 2 * gap))
+        r_ok = np.ascontiguousarray(r * rv * scale * (1 + gap))
+
+        def fun(flat):
+            e = _capsule_energy(flat.reshape(-1, 3), half, rr, box, grad)
+            return e, grad.ravel().copy()
+
+        for _ in range(30):
+            res = minimize(fun, x.ravel(), jac=True, method="L-BFGS-B",
+                           options={"maxiter": 3000, "gtol": 1e-30, "ftol": 1e-30})
+            x = np.mod(res.x.reshape(-1, 3), box)
+            if _capsule_energy(x, half, r_ok, box, np.zeros_like(x)) <= 0.0:
+                break
+            x += rng.normal(scale=1e-2 * float(r.max()), size=x.shape)
+        else:
+            raise ValueError(f"could not pack dispersed axons (ODI {odi}) at icvf {icvf} without overlaps: reached "
+                             f"{reached:.3f} (radii grown to {scale:.0%} failed); lower icvf, shorten the axons "
+                             "or reduce the dispersion")
+        reached = icvf * scale**2
+    verts, faces, nv = [], [], 0
+    for c, h, ri in zip(x, half, r):
+        v, f = capsule(c - h, c + h, ri * rv, n)
+        verts.append(v)
+        faces.append(f + nv)
+        nv += len(v)
+    truth = {"generator": "packed_axons", "dispersion_odi": odi, "watson_kappa": 1.0 / math.tan(math.pi * odi / 2),
+             "axes": axes.tolist(), "axon_length": ell, "radii": r.tolist(), "seed": int(seed),
+             "icvf_target": icvf, "icvf_exact": float(np.sum(vol) / np.prod(box)), "gamma_shape": float(shape),
+             "mean_radius_target": float(mean_radius), "mean_cos2": float(np.mean(axes[:, 2] ** 2)),
+             "polygon_sides": n, "mesh_radius_error": polygon_radius_error(n)}
+    sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=box, permeability=permeability,
+                         description={"factory": "packed_axons", "dispersion_odi": odi, "seed": int(seed)},
+                         truth=truth)
+    sub.truth["icvf_mesh"] = float(np.sum(sub.component_volume) / np.prod(box))
+    return sub
 
 
 def _tubes(xy, r, L, Lz, offset, radius_profile, resolution, truth, permeability, name,
@@ -329,6 +482,7 @@ def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: f
     # the box is sized for the true ICVF; the footprints then fill foot^2 / (r^2 tort) more
     area_true = np.sum(np.pi * r**2 * tort)
     L = math.sqrt(area_true / float(icvf))
+    foot = foot * area_preserving_radius(1.0, polygon_sides(resolution))  # mesh vertices stand out by this
     frac_foot = float(np.sum(np.pi * foot**2) / L**2)
     if frac_foot > MAX_DISK_FRACTION:
         best = float(icvf) * MAX_DISK_FRACTION / frac_foot
@@ -430,7 +584,7 @@ def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: f
     zz = np.linspace(0, Lz, 2049)[:-1]
     prof = np.array([profile(j, zz) for j in range(n)])
     mean_area = np.pi * r**2 * np.mean(prof**2, axis=1)
-    rmax = r * prof.max(axis=1)
+    rmax = r * prof.max(axis=1) * area_preserving_radius(1.0, polygon_sides(resolution))
     L = math.sqrt(np.sum(mean_area) / float(icvf))
     frac_foot = float(np.sum(np.pi * rmax**2) / L**2)
     if frac_foot > MAX_DISK_FRACTION:
@@ -659,3 +813,60 @@ def meshed_cylinder(radius: float, length: float | None = None, resolution: floa
                          truth=truth)
     sub.truth["mesh_volume_error"] = float(sub.component_volume[0] / (np.pi * R**2 * Lz) - 1)
     return sub
+
+
+# --------------------------------------------------------------------------------------- labelled volumes
+def from_labels(volume, voxel_size: float, box=None, labels=None, level: float = 0.6, permeability=0.0,
+                origin=(0.0, 0.0, 0.0)) -> MeshSubstrate:
+    """Mesh a labelled voxel volume (an EM segmentation: 0 background, one integer per cell) into a substrate.
+
+    Each label becomes one closed component by marching tetrahedra on its
+    binary mask. ``level`` > 0.5 puts each surface (1 - level) voxel outside
+    the label's voxel centres, so neighbouring labels that touch voxel to
+    voxel stay (2 level - 1) voxels apart instead of sharing a face.
+
+    Parameters
+    ----------
+    volume : array_like
+        (nx, ny, nz) integer labels.
+    voxel_size : float
+        Voxel edge in m (EM: 5e-9 to 1e-7; a value above 1e-5 is refused as a unit mistake).
+    box : array_like, optional
+        (3,) periodic box in m; default not periodic (walkers inside the cells).
+    labels : array_like, optional
+        Labels to mesh (default: every non-zero label).
+    level : float
+        Iso-level of the binary mask in (0.5, 1).
+    permeability : float or array_like
+        Membrane permeability kappa in m/s.
+    origin : array_like
+        (3,) position of voxel (0, 0, 0)'s centre in m.
+
+    Returns
+    -------
+    MeshSubstrate
+        Ground truth: label of each component, voxel volume of each label.
+    """
+    vol = np.asarray(volume)
+    if vol.ndim != 3 or not np.issubdtype(vol.dtype, np.integer):
+        raise ValueError("volume must be a 3-D array of integer labels")
+    h = float(voxel_size)
+    if not 1e-10 < h < 1e-5:
+        raise ValueError(f"voxel_size = {h:g} m is not plausible (EM voxels are 5e-9 to 1e-7 m); give it in metres")
+    if not 0.5 < level < 1:
+        raise ValueError("level must be in (0.5, 1)")
+    ids = np.unique(vol[vol != 0]) if labels is None else np.asarray(labels)
+    verts, faces, nv, voxels = [], [], 0, []
+    for lab in ids:
+        mask = np.pad(vol == lab, 1).astype(float)
+        if not mask.any():
+            raise ValueError(f"label {lab} does not occur in the volume")
+        v, f = marching_tetrahedra(level - mask, np.asarray(origin, float) - h, h)
+        verts.append(v)
+        faces.append(f + nv)
+        nv += len(v)
+        voxels.append(int((vol == lab).sum()))
+    truth = {"generator": "from_labels", "labels": [int(x) for x in ids], "voxel_size": h,
+             "label_voxel_volume": [n * h**3 for n in voxels], "level": level}
+    return mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=box, permeability=permeability,
+                          description={"factory": "from_labels", "n_labels": len(ids), "voxel_size": h}, truth=truth)

@@ -67,14 +67,19 @@ def periodic_tube(centers: np.ndarray, tangents: np.ndarray, radii: np.ndarray, 
                                                           + np.sin(th)[None, :, None] * V[:, None, :]))
     last = ring[0] + np.array([0.0, 0.0, period])
     verts = np.concatenate([ring.reshape(-1, 3), last])
-    k = np.arange(K)[:, None]
+    return verts, _band_faces(K + 1, n_around)
+
+
+def _band_faces(n_rings: int, n_around: int) -> np.ndarray:
+    """Two triangles per quad between consecutive rings of n_around vertices (ring k starts at k n_around)."""
+    k = np.arange(n_rings - 1)[:, None]
     j = np.arange(n_around)[None, :]
     a = k * n_around + j
     b = k * n_around + (j + 1) % n_around
     c = (k + 1) * n_around + (j + 1) % n_around
     d = (k + 1) * n_around + j
-    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)])
-    return verts, faces.astype(np.int64)
+    return np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([a, c, d], -1).reshape(-1, 3)]).astype(
+        np.int64)
 
 
 def icosphere(radius: float, center=(0.0, 0.0, 0.0), subdivisions: int = 3,
@@ -215,3 +220,59 @@ def smooth_union(d1: np.ndarray, d2: np.ndarray, k: float) -> np.ndarray:
         return np.minimum(d1, d2)
     h = np.clip(0.5 + 0.5 * (d2 - d1) / k, 0.0, 1.0)
     return d2 * (1 - h) + d1 * h - k * h * (1 - h)
+
+
+def capsule(a, b, radius: float, n_around: int, n_cap: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Closed capsule (cylinder with hemispherical caps) around the segment a-b.
+
+    Parameters
+    ----------
+    a, b : array_like
+        (3,) end points of the axis in m.
+    radius : float
+        Radius in m (vertex radius; use :func:`area_preserving_radius` for a volume-true tube).
+    n_around : int
+        Vertices per ring.
+    n_cap : int, optional
+        Rings per hemisphere (default n_around / 4).
+
+    Returns
+    -------
+    vertices, faces
+    """
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    axis = b - a
+    length = float(np.linalg.norm(axis))
+    T = axis / length
+    ref = np.array([1.0, 0.0, 0.0]) if abs(T[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    U = ref - (ref @ T) * T
+    U /= np.linalg.norm(U)
+    V = np.cross(T, U)
+    nc = n_cap or max(2, n_around // 4)
+    phis = np.linspace(0, np.pi / 2, nc + 1)[1:]  # polar angle of each cap ring from its pole
+    s_cap = -radius * np.cos(phis)               # -r .. 0
+    rho_cap = radius * np.sin(phis)
+    # rings along the straight part about one polygon edge apart, so the triangles are not slivers
+    n_mid = max(1, int(math.ceil(length / (2 * math.pi * radius / n_around))))
+    s_mid = np.linspace(0.0, length, n_mid + 1)[1:-1]
+    s = np.concatenate([s_cap, s_mid, length - s_cap[::-1]])
+    rho = np.concatenate([rho_cap, np.full(len(s_mid), radius), rho_cap[::-1]])
+    th = 2 * np.pi * np.arange(n_around) / n_around
+    ring = (a + s[:, None, None] * T + rho[:, None, None] * (np.cos(th)[None, :, None] * U
+                                                              + np.sin(th)[None, :, None] * V))
+    K = len(s)
+    verts = np.concatenate([ring.reshape(-1, 3), [a - radius * T, b + radius * T]])
+    pa, pb = K * n_around, K * n_around + 1
+    side = _band_faces(K, n_around)
+    j1 = np.arange(n_around)
+    cap_a = np.stack([np.full(n_around, pa), (j1 + 1) % n_around, j1], -1)
+    last = (K - 1) * n_around
+    cap_b = np.stack([np.full(n_around, pb), last + j1, last + (j1 + 1) % n_around], -1)
+    faces = np.concatenate([side, cap_a, cap_b]).astype(np.int64)
+    # orient outwards (the winding above follows U x V = T; check once on the signed volume)
+    p0, p1, p2 = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    vol = np.sum(np.einsum("ij,ij->i", p0, np.cross(p1, p2))) / 6
+    if vol < 0:
+        faces = faces[:, ::-1]
+    return verts, faces

@@ -342,6 +342,25 @@ def test_packed_axons_reach_high_icvf_and_refuse_impossible():
         gen.undulating_axons(20, amplitude=3e-6, icvf=0.7)
 
 
+def test_dispersed_axons_follow_watson_and_stay_contained():
+    odi = 0.2
+    sub = gen.packed_axons(30, icvf=0.3, dispersion=odi, seed=3, resolution=0.04)
+    gt = sub.ground_truth()
+    # E[cos^2] of a Watson distribution with kappa = cot(pi ODI / 2), against the drawn axes
+    kappa = 1 / math.tan(math.pi * odi / 2)
+    t = np.linspace(0, 1, 20001)
+    w = np.exp(kappa * t**2)
+    expect = np.trapezoid(w * t**2, t) / np.trapezoid(w, t)
+    c2 = np.asarray(gt["axes"])[:, 2] ** 2
+    assert abs(gt["mean_cos2"] - expect) <= Z * c2.std() / math.sqrt(len(c2))
+    assert gt["watson_kappa"] == pytest.approx(kappa)
+    assert abs(gt["icvf_mesh"] - 0.3) < 0.3 * 2 * gt["mesh_radius_error"] + 1e-3
+    s = sq.pgse(3e-3, 10e-3, bvalues=[1e9])
+    for start in ("intra", "extra"):
+        r = walker.simulate(sub, s, n_walkers=4000, diffusivity=D0, n_steps=300, seed=1, start=start)
+        assert r.escapes == 0
+
+
 def test_somas_with_neurites_truth():
     sub = gen.somas_with_neurites(n_cells=3, soma_radius=3e-6, soma_radius_sd=0.0, neurites=2,
                                   neurite_radius=0.8e-6, neurite_length=2e-6, volume_fraction=0.1, seed=5)
@@ -353,6 +372,24 @@ def test_somas_with_neurites_truth():
     s = sq.pgse(3e-3, 10e-3, bvalues=[1e9])
     r = walker.simulate(sub, s, n_walkers=5000, diffusivity=D0, n_steps=300, seed=1, start="intra")
     assert r.escapes == 0
+
+
+def test_labelled_volume_to_meshes():
+    # two touching boxes of labels and a ball: three closed, separate components
+    vol = np.zeros((24, 24, 24), np.int32)
+    vol[2:10, 2:20, 2:20] = 1
+    vol[10:18, 2:20, 2:20] = 2
+    g = np.indices(vol.shape) - 18.5
+    vol[(g**2).sum(0) < 16] = 3
+    sub = su.from_labels(vol, 50e-9)
+    assert sub.n_components == 3 and sorted(sub.depth) == [0, 0, 0]
+    # each volume within a layer of (1 - level) voxel of its voxel count (sorted: components and labels pair up)
+    assert np.all(np.abs(np.sort(sub.component_volume) / np.sort(sub.truth["label_voxel_volume"]) - 1) < 0.25)
+    s = sq.pgse(1e-3, 3e-3, bvalues=[1e9])
+    r = walker.simulate(sub, s, n_walkers=3000, diffusivity=D0, n_steps=400, seed=2)
+    assert r.escapes == 0
+    with pytest.raises(ValueError, match="metres"):
+        su.from_labels(vol, 50.0)
 
 
 def test_plot_substrate_draws_every_kind(tmp_path):

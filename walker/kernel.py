@@ -205,6 +205,65 @@ def _inside_any(px, py, pz, wz, box, img_c, img_r, n, h, start, items, shrink):
     return False
 
 
+@njit(inline="always")
+def _phase_step(W, t, K, i, rx, ry, rz, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z, out_I):
+    """Add this grid point's weighted displacement: up to three shapes (PGSE, OGSE, DDE, b-tensors) in
+    registers, the rest straight into out_I."""
+    w = W[0, t]
+    a0x += w * rx
+    a0y += w * ry
+    a0z += w * rz
+    if K > 1:
+        w = W[1, t]
+        a1x += w * rx
+        a1y += w * ry
+        a1z += w * rz
+        if K > 2:
+            w = W[2, t]
+            a2x += w * rx
+            a2y += w * ry
+            a2z += w * rz
+            for k in range(3, K):
+                w = W[k, t]
+                out_I[i, k, 0] += w * rx
+                out_I[i, k, 1] += w * ry
+                out_I[i, k, 2] += w * rz
+    return a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z
+
+
+@njit(inline="always")
+def _record_step(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_steps, j_te, out_tin):
+    """Trajectory, displacement and time-inside records at grid point t; returns the advanced record indices."""
+    if i < traj.shape[0]:
+        traj[i, t, 0] = rx
+        traj[i, t, 1] = ry
+        traj[i, t, 2] = rz
+    while j_rec < rec_steps.shape[0] and rec_steps[j_rec] == t:
+        out_rec[i, j_rec, 0] = rx
+        out_rec[i, j_rec, 1] = ry
+        out_rec[i, j_rec, 2] = rz
+        j_rec += 1
+    while j_te < te_steps.shape[0] and te_steps[j_te] == t:
+        out_tin[i, j_te] = tin
+        j_te += 1
+    return j_rec, j_te
+
+
+@njit(inline="always")
+def _store_phases(i, K, out_I, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z):
+    out_I[i, 0, 0] += a0x
+    out_I[i, 0, 1] += a0y
+    out_I[i, 0, 2] += a0z
+    if K > 1:
+        out_I[i, 1, 0] += a1x
+        out_I[i, 1, 1] += a1y
+        out_I[i, 1, 2] += a1z
+    if K > 2:
+        out_I[i, 2, 0] += a2x
+        out_I[i, 2, 1] += a2y
+        out_I[i, 2, 2] += a2z
+
+
 def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, box, img_c, img_r, n, h, start,
           items, p_out, p_in, scale, rec_steps, te_steps, out_I, out_rec, out_tin, out_first, traj, counters,
           check_every_step):
@@ -233,9 +292,6 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
     """
     N = pos.shape[0]
     K = W.shape[0]
-    R_rec = rec_steps.shape[0]
-    E_te = te_steps.shape[0]
-    n_traj = traj.shape[0]
     wz = 1.0 if kind == SPHERES else 0.0
     inv_sub = 1.0 / substeps
     ell_iso = M[0, 0]
@@ -256,16 +312,7 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
             Rh = img_r[q_home]
         else:
             Rh = 0.0
-        j_rec = 0
-        while j_rec < R_rec and rec_steps[j_rec] == 0:
-            out_rec[i, j_rec, 0] = 0.0
-            out_rec[i, j_rec, 1] = 0.0
-            out_rec[i, j_rec, 2] = 0.0
-            j_rec += 1
-        j_te = 0
-        while j_te < E_te and te_steps[j_te] == 0:
-            out_tin[i, j_te] = 0.0
-            j_te += 1
+        j_rec, j_te = _record_step(i, 0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps, 0, out_tin)
         # step scale of the walker's compartment: changes only at transits
         sc = scale[0] if q_home >= 0 or kind == PLANES else scale[1]
         ell_c = sc * ell_iso
@@ -423,49 +470,11 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                                 n_bad += 1
                         elif _inside_any(px, py, pz, wz, box, img_c, img_r, n, h, start, items, 1e-9):
                             n_bad += 1
-            # up to three shapes (PGSE, OGSE, DDE, b-tensors) accumulate in registers
-            w = W[0, t]
-            a0x += w * rx
-            a0y += w * ry
-            a0z += w * rz
-            if K > 1:
-                w = W[1, t]
-                a1x += w * rx
-                a1y += w * ry
-                a1z += w * rz
-                if K > 2:
-                    w = W[2, t]
-                    a2x += w * rx
-                    a2y += w * ry
-                    a2z += w * rz
-                    for k in range(3, K):
-                        w = W[k, t]
-                        out_I[i, k, 0] += w * rx
-                        out_I[i, k, 1] += w * ry
-                        out_I[i, k, 2] += w * rz
-            if i < n_traj:
-                traj[i, t, 0] = rx
-                traj[i, t, 1] = ry
-                traj[i, t, 2] = rz
-            while j_rec < R_rec and rec_steps[j_rec] == t:
-                out_rec[i, j_rec, 0] = rx
-                out_rec[i, j_rec, 1] = ry
-                out_rec[i, j_rec, 2] = rz
-                j_rec += 1
-            while j_te < E_te and te_steps[j_te] == t:
-                out_tin[i, j_te] = tin
-                j_te += 1
-        out_I[i, 0, 0] += a0x
-        out_I[i, 0, 1] += a0y
-        out_I[i, 0, 2] += a0z
-        if K > 1:
-            out_I[i, 1, 0] += a1x
-            out_I[i, 1, 1] += a1y
-            out_I[i, 1, 2] += a1z
-        if K > 2:
-            out_I[i, 2, 0] += a2x
-            out_I[i, 2, 1] += a2y
-            out_I[i, 2, 2] += a2z
+            a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z = _phase_step(
+                W, t, K, i, rx, ry, rz, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z, out_I)
+            j_rec, j_te = _record_step(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_steps, j_te,
+                                       out_tin)
+        _store_phases(i, K, out_I, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z)
         pos[i, 0] = px
         pos[i, 1] = py
         pos[i, 2] = pz

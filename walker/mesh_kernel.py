@@ -34,7 +34,7 @@ from numba import njit, prange
 
 from substrates.meshgrid import ENLARGE, locate_one
 
-from .kernel import MAX_BOUNCES, _direction, _gaussian3, _next, _wrap
+from .kernel import MAX_BOUNCES, _direction, _gaussian3, _next, _phase_step, _record_step, _store_phases, _wrap
 
 
 @njit(inline="always")
@@ -164,9 +164,6 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
     """
     N = pos.shape[0]
     K = W.shape[0]
-    R_rec = rec_steps.shape[0]
-    E_te = te_steps.shape[0]
-    n_traj = traj.shape[0]
     inv_sub = 1.0 / substeps
     ell_iso = M[0, 0]
     iso = (not gaussian) and M[0, 1] == 0.0 and M[0, 2] == 0.0 and M[1, 0] == 0.0 and M[1, 2] == 0.0 \
@@ -182,16 +179,7 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
         rx = 0.0
         ry = 0.0
         rz = 0.0
-        j_rec = 0
-        while j_rec < R_rec and rec_steps[j_rec] == 0:
-            out_rec[i, j_rec, 0] = 0.0
-            out_rec[i, j_rec, 1] = 0.0
-            out_rec[i, j_rec, 2] = 0.0
-            j_rec += 1
-        j_te = 0
-        while j_te < E_te and te_steps[j_te] == 0:
-            out_tin[i, j_te] = 0.0
-            j_te += 1
+        j_rec, j_te = _record_step(i, 0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps, 0, out_tin)
         reg = depth[cw] if cw >= 0 else n_regions - 1
         sc = scale[reg]
         ell_c = sc * ell_iso
@@ -313,48 +301,11 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
                 if check_every_step:
                     if locate_one(px, py, pz, tri, tcomp, depth, lo, h, n, box, cstart, citems) != cw:
                         n_bad += 1
-            w = W[0, t]
-            a0x += w * rx
-            a0y += w * ry
-            a0z += w * rz
-            if K > 1:
-                w = W[1, t]
-                a1x += w * rx
-                a1y += w * ry
-                a1z += w * rz
-                if K > 2:
-                    w = W[2, t]
-                    a2x += w * rx
-                    a2y += w * ry
-                    a2z += w * rz
-                    for k in range(3, K):
-                        w = W[k, t]
-                        out_I[i, k, 0] += w * rx
-                        out_I[i, k, 1] += w * ry
-                        out_I[i, k, 2] += w * rz
-            if i < n_traj:
-                traj[i, t, 0] = rx
-                traj[i, t, 1] = ry
-                traj[i, t, 2] = rz
-            while j_rec < R_rec and rec_steps[j_rec] == t:
-                out_rec[i, j_rec, 0] = rx
-                out_rec[i, j_rec, 1] = ry
-                out_rec[i, j_rec, 2] = rz
-                j_rec += 1
-            while j_te < E_te and te_steps[j_te] == t:
-                out_tin[i, j_te] = tin
-                j_te += 1
-        out_I[i, 0, 0] += a0x
-        out_I[i, 0, 1] += a0y
-        out_I[i, 0, 2] += a0z
-        if K > 1:
-            out_I[i, 1, 0] += a1x
-            out_I[i, 1, 1] += a1y
-            out_I[i, 1, 2] += a1z
-        if K > 2:
-            out_I[i, 2, 0] += a2x
-            out_I[i, 2, 1] += a2y
-            out_I[i, 2, 2] += a2z
+            a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z = _phase_step(
+                W, t, K, i, rx, ry, rz, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z, out_I)
+            j_rec, j_te = _record_step(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_steps, j_te,
+                                       out_tin)
+        _store_phases(i, K, out_I, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z)
         pos[i, 0] = px
         pos[i, 1] = py
         pos[i, 2] = pz
