@@ -20,7 +20,7 @@ from numba import njit
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
-from .analytic import Substrate, _check_length, cylinders
+from .analytic import Substrate, _check_length, cylinders, spheres
 from .mesh import MeshSubstrate, mesh_substrate
 from .meshing import (area_preserving_radius, capsule, capsule_sdf, icosphere, marching_tetrahedra, periodic_tube,
                       polygon_radius_error, polygon_sides, smooth_union)
@@ -606,7 +606,7 @@ def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: f
 def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radius_sd: float = 0.8e-6,
                         neurites: int = 3, neurite_radius: float = 0.75e-6, neurite_length: float = 4e-6,
                         volume_fraction: float = 0.15, fillet: float | None = None, seed: int = 0,
-                        resolution: float | None = None, permeability=0.0, max_tries: int = 5000) -> MeshSubstrate:
+                        resolution: float | None = None, permeability=0.0, max_tries: int = 5000) -> Substrate:
     """SANDI-like cells: spherical somas with radial cylindrical neurites, randomly oriented, in extra-cellular space.
 
     Each cell is the smooth union of a sphere and ``neurites`` capsules that
@@ -622,7 +622,7 @@ def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radiu
     soma_radius, soma_radius_sd : float
         Mean and standard deviation of the soma radius in m (normal, clipped at 0.5x and 1.5x the mean).
     neurites : int
-        Neurites per cell.
+        Neurites per cell (0: bare somas, returned as exact analytic spheres).
     neurite_radius : float
         Neurite radius in m.
     neurite_length : float
@@ -661,7 +661,7 @@ def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radiu
     v_neur = np.full(n_cells, neurites * (np.pi * rn**2 * ln + 2 / 3 * np.pi * rn**3))  # shaft + end cap
     v_cells = float(np.sum(v_soma + v_neur))
     L = (v_cells / float(volume_fraction)) ** (1 / 3)
-    reach = Rs + ln + rn
+    reach = Rs + (ln + rn if neurites else 0.0)
     if np.any(2 * reach + 2 * h >= L):
         raise ValueError(f"a cell ({2 * reach.max() * 1e6:.3g} um across) does not fit in the {L * 1e6:.3g} um box "
                          "this volume fraction gives: add cells, lower volume_fraction or shorten the neurites")
@@ -688,6 +688,13 @@ def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radiu
         else:
             raise ValueError(f"could not place cell {i + 1} of {n_cells} without touching the others at volume "
                              f"fraction {volume_fraction}; lower volume_fraction or neurite_length")
+    if neurites == 0:
+        # somas alone are spheres, which the walker has exactly: no mesh
+        sub = spheres(Rs, centres, [L, L, L], permeability=permeability)
+        sub.description.update({"factory": "somas_with_neurites", "generator": "somas_with_neurites",
+                                "seed": int(seed), "soma_radii": Rs.tolist(), "mean_soma_radius": float(Rs.mean()),
+                                "volume_fraction_target": float(volume_fraction)})
+        return sub
     verts, faces, nv = [], [], 0
     for i in range(n_cells):
         ext = reach[i] + 3 * h

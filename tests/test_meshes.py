@@ -372,6 +372,10 @@ def test_somas_with_neurites_truth():
     s = sq.pgse(3e-3, 10e-3, bvalues=[1e9])
     r = walker.simulate(sub, s, n_walkers=5000, diffusivity=D0, n_steps=300, seed=1, start="intra")
     assert r.escapes == 0
+    # bare somas are exact analytic spheres
+    bare = gen.somas_with_neurites(n_cells=4, neurites=0, volume_fraction=0.2, seed=5)
+    assert bare.kind == su.SPHERES and len(bare.radii) == 4 and bare.cells.min_gap > 0
+    assert bare.volume_fractions()["intra"] == pytest.approx(0.2)
 
 
 def test_labelled_volume_to_meshes():
