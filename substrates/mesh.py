@@ -826,8 +826,6 @@ def save_substrate(sub: Substrate, path) -> None:
             h.create_dataset("vertices", data=sub.vertices, compression="gzip")
             h.create_dataset("faces", data=sub.faces, compression="gzip")
             h.attrs["truth"] = json.dumps(sub.truth, default=_json_default)
-        elif "truth" in sub.description:
-            pass
 
 
 def load_substrate(path) -> Substrate:

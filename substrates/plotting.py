@@ -26,7 +26,7 @@ def _mesh_section(sub: MeshSubstrate, axis: int, level: float) -> np.ndarray:
     return out
 
 
-def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: int = 20000):
+def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: int = 150_000):
     """Draw a substrate: cross-section normal to z (um) and a side section (or a 3-D view of a mesh).
 
     Parameters
@@ -38,7 +38,8 @@ def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: 
     fig : matplotlib.figure.Figure, optional
         Figure to draw into (a new one by default).
     max_faces : int
-        Faces drawn in the 3-D view (a random subset above this).
+        Faces drawn in the 3-D view (above this, whole components are left out at random, so the ones
+        drawn stay solid).
 
     Returns
     -------
@@ -66,17 +67,28 @@ def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: 
         rng = np.random.default_rng(0)
         idx = np.arange(len(sub.faces))
         if len(idx) > max_faces:
-            idx = np.sort(rng.choice(idx, max_faces, replace=False))
+            # whole components, in random order, until the budget is spent: solid surfaces, not dust
+            keep = np.zeros(sub.n_components, bool)
+            counts = np.bincount(sub.face_component, minlength=sub.n_components)
+            used = 0
+            for c in rng.permutation(sub.n_components):
+                if used + counts[c] > max_faces and used > 0:
+                    continue
+                keep[c] = True
+                used += counts[c]
+            idx = idx[keep[sub.face_component]]
         tri = sub.vertices[sub.faces[idx]] * um
         col = plt.cm.viridis((sub.face_component[idx] % 10) / 9.0)
-        ax2.add_collection3d(Poly3DCollection(tri, facecolors=col, edgecolor="none", alpha=0.6))
+        ax2.add_collection3d(Poly3DCollection(tri, facecolors=col, edgecolor="none", alpha=0.9))
         for a, setter in enumerate((ax2.set_xlim, ax2.set_ylim, ax2.set_zlim)):
             setter(sub.vertices[:, a].min() * um, sub.vertices[:, a].max() * um)
         ax2.set_box_aspect(np.ptp(sub.vertices, axis=0))
         ax2.set_xlabel("x (um)")
         ax2.set_ylabel("y (um)")
         ax2.set_zlabel("z (um)")
-        ax2.set_title("surface" + (f" ({max_faces} faces shown)" if len(sub.faces) > max_faces else ""))
+        shown = len(np.unique(sub.face_component[idx]))
+        ax2.set_title("surface" + (f" ({shown} of {sub.n_components} components shown)"
+                                   if shown < sub.n_components else ""))
     else:
         if sub.kind == CYLINDERS:
             c, r = sub.cells.centers, sub.cells.radii

@@ -53,6 +53,7 @@ def run(outdir: str | Path = "figures", n_walkers: int = 4000, n_steps: int = 40
     for i, (name, sub) in enumerate(subs.items()):
         fig = substrates.plot_substrate(sub)
         fig.suptitle(name)
+        fig.tight_layout()
         p = out / f"substrate_{i}_{name.split(' (')[0].replace(' ', '_')}.png"
         fig.savefig(p, dpi=90)
         plt.close(fig)
