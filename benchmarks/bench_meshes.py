@@ -24,51 +24,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import time
 import warnings
 from pathlib import Path
 
-import math
-
 import numba
 import numpy as np
-from numba import njit
 
 import substrates as su
 import walker
 from bench_walker import D0, _scheme, run_sol
-from walker.kernel import _direction
-
-
-@njit(cache=False)
-def speed_of_light_serial(seeds, n_steps, step, w, out):
-    """The serial build of bench_walker.speed_of_light."""
-    for i in range(seeds.shape[0]):
-        s0 = seeds[i, 0]
-        s1 = seeds[i, 1]
-        x = 0.0
-        y = 0.0
-        z = 0.0
-        acc = 0.0
-        for t in range(1, n_steps + 1):
-            ux, uy, uz, s0, s1 = _direction(s0, s1)
-            x += step * ux
-            y += step * uy
-            z += step * uz
-            acc += w[t] * x
-        out[i] = acc + y + z
-
-
-def run_sol_serial(n_walkers: int, n_steps: int) -> float:
-    seeds = np.random.SeedSequence(0).generate_state(2 * n_walkers, dtype=np.uint64).reshape(n_walkers, 2)
-    w = np.random.default_rng(0).normal(size=n_steps + 1)
-    out = np.zeros(n_walkers)
-    step = math.sqrt(6 * D0 * 40e-6)
-    speed_of_light_serial(seeds[:100], 10, step, w, out[:100])
-    t = time.perf_counter()
-    speed_of_light_serial(seeds, n_steps, step, w, out)
-    return n_walkers * n_steps / (time.perf_counter() - t)
 
 
 def _spheres_box():
@@ -121,9 +88,7 @@ def main(argv=None) -> dict:
         parallel = threads > 1
         if parallel:
             numba.set_num_threads(threads)
-            sol = run_sol(args.walkers, args.steps)
-        else:
-            sol = run_sol_serial(args.walkers, args.steps)
+        sol = run_sol(args.walkers, args.steps, parallel=parallel)
         rows.append({"case": "sol", "threads": threads, "steps_per_s": sol, "ratio_to_sol": 1.0})
         for name, (sub, start) in built.items():
             feature = sub.smallest_feature

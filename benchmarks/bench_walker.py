@@ -38,9 +38,7 @@ from walker.kernel import _direction
 D0 = 2e-9
 
 
-# not cached: numba's cache would not notice a change in the inlined walker.kernel._direction
-@njit(parallel=True, cache=False)
-def speed_of_light(seeds, n_steps, step, w, out):
+def _speed_of_light(seeds, n_steps, step, w, out):
     """The least a walk can do: random unit direction, position update, one weighted phase sum."""
     for i in prange(seeds.shape[0]):
         s0 = seeds[i, 0]
@@ -56,6 +54,12 @@ def speed_of_light(seeds, n_steps, step, w, out):
             z += step * uz
             acc += w[t] * x
         out[i] = acc + y + z
+
+
+# not cached: numba's cache would not notice a change in the inlined walker.kernel._direction; compiled twice,
+# like the walker (prange runs as range in the serial build)
+speed_of_light = njit(parallel=True, cache=False)(_speed_of_light)
+speed_of_light_serial = njit(cache=False)(_speed_of_light)
 
 
 def _scheme(m: int) -> sq.Scheme:
@@ -84,14 +88,16 @@ def cases(quick: bool):
         yield "gamma-500", packed, _scheme(10), "uniform"
 
 
-def run_sol(n_walkers: int, n_steps: int) -> float:
+def run_sol(n_walkers: int, n_steps: int, parallel: bool = True) -> float:
+    """Speed-of-light walker-steps per second (parallel build, or the serial one)."""
+    sol = speed_of_light if parallel else speed_of_light_serial
     seeds = np.random.SeedSequence(0).generate_state(2 * n_walkers, dtype=np.uint64).reshape(n_walkers, 2)
     w = np.random.default_rng(0).normal(size=n_steps + 1)
     out = np.zeros(n_walkers)
     step = math.sqrt(6 * D0 * 40e-6)
-    speed_of_light(seeds[:100], 10, step, w, out[:100])  # compile
+    sol(seeds[:100], 10, step, w, out[:100])  # compile
     t = time.perf_counter()
-    speed_of_light(seeds, n_steps, step, w, out)
+    sol(seeds, n_steps, step, w, out)
     return n_walkers * n_steps / (time.perf_counter() - t)
 
 

@@ -237,6 +237,41 @@ def watson_axes(n: int, odi: float, rng: np.random.Generator) -> np.ndarray:
     return np.column_stack([st * np.cos(ph), st * np.sin(ph), ct])
 
 
+@njit(inline="always")
+def _segment_gap(px, py, pz, d1x, d1y, d1z, qx, qy, qz, d2x, d2y, d2z):
+    """Vector between the closest points of segments p + s d1 and q + t d2 (s, t in [0, 1]), from the first
+    to the second; either segment may be a point (Ericson, Real-Time Collision Detection, 5.1.9)."""
+    rx = px - qx
+    ry = py - qy
+    rz = pz - qz
+    A = d1x * d1x + d1y * d1y + d1z * d1z
+    E = d2x * d2x + d2y * d2y + d2z * d2z
+    F = d2x * rx + d2y * ry + d2z * rz
+    if A <= 1e-30 and E <= 1e-30:
+        sv = 0.0
+        tv = 0.0
+    elif A <= 1e-30:
+        sv = 0.0
+        tv = min(max(F / E, 0.0), 1.0)
+    else:
+        C = d1x * rx + d1y * ry + d1z * rz
+        if E <= 1e-30:
+            tv = 0.0
+            sv = min(max(-C / A, 0.0), 1.0)
+        else:
+            B = d1x * d2x + d1y * d2y + d1z * d2z
+            den = A * E - B * B
+            sv = min(max((B * F - C * E) / den, 0.0), 1.0) if den > 1e-12 * A * E else 0.0
+            tv = (B * sv + F) / E
+            if tv < 0.0:
+                tv = 0.0
+                sv = min(max(-C / A, 0.0), 1.0)
+            elif tv > 1.0:
+                tv = 1.0
+                sv = min(max((B - C) / A, 0.0), 1.0)
+    return (qx + tv * d2x) - (px + sv * d1x), (qy + tv * d2y) - (py + sv * d1y), (qz + tv * d2z) - (pz + sv * d1z)
+
+
 @njit(cache=True)
 def _capsule_energy(x, half, r, box, grad):
     """Summed squared overlaps of capsules (centres x, half-axes half, radii r) over periodic images."""
@@ -263,28 +298,9 @@ def _capsule_energy(x, half, r, box, grad):
                         if cx * cx + cy * cy + cz * cz > reach * reach:
                             continue
                         # closest points of segments p(s) = -h_i + 2 s h_i and q(t) = c - h_j + 2 t h_j
-                        d1x, d1y, d1z = 2 * half[i, 0], 2 * half[i, 1], 2 * half[i, 2]
-                        d2x, d2y, d2z = 2 * half[j, 0], 2 * half[j, 1], 2 * half[j, 2]
-                        rx = -half[i, 0] - (cx - half[j, 0])
-                        ry = -half[i, 1] - (cy - half[j, 1])
-                        rz = -half[i, 2] - (cz - half[j, 2])
-                        A = d1x * d1x + d1y * d1y + d1z * d1z
-                        E = d2x * d2x + d2y * d2y + d2z * d2z
-                        F = d2x * rx + d2y * ry + d2z * rz
-                        C = d1x * rx + d1y * ry + d1z * rz
-                        B = d1x * d2x + d1y * d2y + d1z * d2z
-                        den = A * E - B * B
-                        sv = min(max((B * F - C * E) / den, 0.0), 1.0) if den > 1e-12 * A * E else 0.0
-                        tv = (B * sv + F) / E
-                        if tv < 0.0:
-                            tv = 0.0
-                            sv = min(max(-C / A, 0.0), 1.0)
-                        elif tv > 1.0:
-                            tv = 1.0
-                            sv = min(max((B - C) / A, 0.0), 1.0)
-                        wx = (cx - half[j, 0] + tv * d2x) - (-half[i, 0] + sv * d1x)
-                        wy = (cy - half[j, 1] + tv * d2y) - (-half[i, 1] + sv * d1y)
-                        wz = (cz - half[j, 2] + tv * d2z) - (-half[i, 2] + sv * d1z)
+                        wx, wy, wz = _segment_gap(-half[i, 0], -half[i, 1], -half[i, 2], 2 * half[i, 0],
+                                                  2 * half[i, 1], 2 * half[i, 2], cx - half[j, 0], cy - half[j, 1],
+                                                  cz - half[j, 2], 2 * half[j, 0], 2 * half[j, 1], 2 * half[j, 2])
                         dist = math.sqrt(wx * wx + wy * wy + wz * wz)
                         over = r[i] + r[j] - dist
                         if over > 0.0:
@@ -735,27 +751,10 @@ def _cells_touch(d, Ri, ui, Rj, uj, rn, ln, margin) -> bool:
 
 
 def _segment_distance(p0, p1, q0, q1) -> float:
-    """Smallest distance between segments p0-p1 and q0-q1 (closest points, clamped; degenerate segments allowed)."""
-    d1, d2, r = p1 - p0, q1 - q0, p0 - q0
-    a, e, f = d1 @ d1, d2 @ d2, d2 @ r
-    if a <= 1e-30 and e <= 1e-30:
-        return float(np.linalg.norm(r))
-    if a <= 1e-30:
-        s, t = 0.0, float(np.clip(f / e, 0, 1))
-    else:
-        c = d1 @ r
-        if e <= 1e-30:
-            s, t = float(np.clip(-c / a, 0, 1)), 0.0
-        else:
-            b = d1 @ d2
-            den = a * e - b * b
-            s = float(np.clip((b * f - c * e) / den, 0, 1)) if den > 1e-30 * a * e else 0.0
-            t = (b * s + f) / e
-            if t < 0:
-                s, t = float(np.clip(-c / a, 0, 1)), 0.0
-            elif t > 1:
-                s, t = float(np.clip((b - c) / a, 0, 1)), 1.0
-    return float(np.linalg.norm(p0 + s * d1 - (q0 + t * d2)))
+    """Smallest distance between segments p0-p1 and q0-q1 (degenerate segments allowed)."""
+    d1, d2 = p1 - p0, q1 - q0
+    w = _segment_gap(p0[0], p0[1], p0[2], d1[0], d1[1], d1[2], q0[0], q0[1], q0[2], d2[0], d2[1], d2[2])
+    return math.sqrt(w[0] ** 2 + w[1] ** 2 + w[2] ** 2)
 
 
 # --------------------------------------------------------------------------------------- meshed primitives

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from .analytic import CYLINDERS, SPHERES, Substrate
-from .mesh import MeshSubstrate
+from .mesh import MeshSubstrate, _image_vertices
 
 
 def _mesh_section(sub: MeshSubstrate, axis: int, level: float) -> np.ndarray:
     """(S, 2, 3) segments where the triangle images cut the plane x_axis = level."""
     g = sub.grid
-    v = sub.vertices[sub.faces[g.face]] + (g.tri[:, 0:3] - sub.vertices[sub.faces[g.face, 0]])[:, None, :]
+    v = _image_vertices(sub.vertices, sub.faces, g.face, g.tri)
     d = v[:, :, axis] - level
     cut = (d.min(axis=1) < 0) & (d.max(axis=1) > 0)
     v, d = v[cut], d[cut]

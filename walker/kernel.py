@@ -82,6 +82,20 @@ def _gaussian3(s0, s1):
 
 
 @njit(inline="always")
+def _draw(gaussian, s0, s1):
+    """One step's random vector: standard normal (Gaussian steps) or a uniform unit direction."""
+    if gaussian:
+        return _gaussian3(s0, s1)
+    return _direction(s0, s1)
+
+
+@njit(inline="always")
+def _move(px, py, pz, rx, ry, rz, dx, dy, dz, s):
+    """Advance the position and the unwrapped displacement by s along d."""
+    return px + s * dx, py + s * dy, pz + s * dz, rx + s * dx, ry + s * dy, rz + s * dz
+
+
+@njit(inline="always")
 def _exit_distance(px, py, pz, dx, dy, dz, R, wz):
     """Distance along unit d from p (relative to the centre, inside) to the wall of radius R."""
     a = dx * dx + dy * dy + wz * dz * dz
@@ -333,10 +347,7 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
         a2z = 0.0
         for t in range(1, n_steps + 1):
             for sub in range(substeps):
-                if gaussian:
-                    ux, uy, uz, s0, s1 = _gaussian3(s0, s1)
-                else:
-                    ux, uy, uz, s0, s1 = _direction(s0, s1)
+                ux, uy, uz, s0, s1 = _draw(gaussian, s0, s1)
                 if iso:
                     vx = ell_c * ux
                     vy = ell_c * uy
@@ -407,12 +418,7 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                             tw, qh, cx, cy, cz = _nearest_hit(px, py, pz, dx, dy, dz, left, wz, box, img_c, img_r,
                                                               n, h, start, items)
                         seg = tw if tw < left else left
-                        px += seg * dx
-                        py += seg * dy
-                        pz += seg * dz
-                        rx += seg * dx
-                        ry += seg * dy
-                        rz += seg * dz
+                        px, py, pz, rx, ry, rz = _move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
                         if q_home >= 0:
                             tin += seg / full * inv_sub
                         if tw >= left:

@@ -34,7 +34,7 @@ from numba import njit, prange
 
 from substrates.meshgrid import ENLARGE, locate_one
 
-from .kernel import MAX_BOUNCES, _direction, _gaussian3, _next, _phase_step, _record_step, _store_phases, _wrap
+from .kernel import MAX_BOUNCES, _draw, _move, _next, _phase_step, _record_step, _store_phases, _wrap
 
 
 @njit(inline="always")
@@ -86,6 +86,21 @@ def _axis(p, d, lo, h, n, L):
 
 
 @njit(inline="always")
+def _step_axis(i, tmax, shift, step, tdelta, n, L):
+    """Move the DDA one cell along an axis; wrap (shifting the ray origin by the box) or report leaving the grid."""
+    i += step
+    tmax += tdelta
+    out = False
+    if i < 0 or i >= n:
+        if L > 0.0:
+            i -= step * n
+            shift += step * L
+        else:
+            out = True
+    return i, tmax, shift, out
+
+
+@njit(inline="always")
 def _nearest(px, py, pz, dx, dy, dz, reach, skip, tri, tface, lo, h, n, box, start, items, tau):
     """Nearest triangle image hit within ``reach`` along the grid cells the segment crosses."""
     ix, sx, stx, tmx, tdx = _axis(px, dx, lo[0], h[0], n[0], box[0])
@@ -118,29 +133,13 @@ def _nearest(px, py, pz, dx, dy, dz, reach, skip, tri, tface, lo, h, n, box, sta
         if best <= texit or texit >= reach:
             break
         if ax == 0:
-            ix += stx
-            tmx += tdx
-            if ix < 0 or ix >= n[0]:
-                if box[0] <= 0.0:
-                    break
-                ix -= stx * n[0]
-                sx += stx * box[0]
+            ix, tmx, sx, out = _step_axis(ix, tmx, sx, stx, tdx, n[0], box[0])
         elif ax == 1:
-            iy += sty
-            tmy += tdy
-            if iy < 0 or iy >= n[1]:
-                if box[1] <= 0.0:
-                    break
-                iy -= sty * n[1]
-                sy += sty * box[1]
+            iy, tmy, sy, out = _step_axis(iy, tmy, sy, sty, tdy, n[1], box[1])
         else:
-            iz += stz
-            tmz += tdz
-            if iz < 0 or iz >= n[2]:
-                if box[2] <= 0.0:
-                    break
-                iz -= stz * n[2]
-                sz += stz * box[2]
+            iz, tmz, sz, out = _step_axis(iz, tmz, sz, stz, tdz, n[2], box[2])
+        if out:
+            break
     return best, bq
 
 
@@ -200,10 +199,7 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
         a2z = 0.0
         for t in range(1, n_steps + 1):
             for sub in range(substeps):
-                if gaussian:
-                    ux, uy, uz, s0, s1 = _gaussian3(s0, s1)
-                else:
-                    ux, uy, uz, s0, s1 = _direction(s0, s1)
+                ux, uy, uz, s0, s1 = _draw(gaussian, s0, s1)
                 if iso:
                     dx = ux
                     dy = uy
@@ -226,12 +222,7 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
                 cj = int(math.floor((py - lo[1]) / h[1]))
                 ck = int(math.floor((pz - lo[2]) / h[2]))
                 if 0 <= ci < n[0] and 0 <= cj < n[1] and 0 <= ck < n[2] and clear[(ci * n[1] + cj) * n[2] + ck] > left:
-                    px += left * dx
-                    py += left * dy
-                    pz += left * dz
-                    rx += left * dx
-                    ry += left * dy
-                    rz += left * dz
+                    px, py, pz, rx, ry, rz = _move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                     if cw >= 0:
                         tin += inv_sub
                     left = 0.0
@@ -239,12 +230,7 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
                     tw, q = _nearest(px, py, pz, dx, dy, dz, left, skip, tri, tface, lo, h, n, box, start, items,
                                      tau)
                     if q < 0 or tw >= left:
-                        px += left * dx
-                        py += left * dy
-                        pz += left * dz
-                        rx += left * dx
-                        ry += left * dy
-                        rz += left * dz
+                        px, py, pz, rx, ry, rz = _move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                         if cw >= 0:
                             tin += left / full * inv_sub
                         break
@@ -253,12 +239,7 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
                     seg = tw - back
                     if seg < 0.0:
                         seg = 0.0
-                    px += seg * dx
-                    py += seg * dy
-                    pz += seg * dz
-                    rx += seg * dx
-                    ry += seg * dy
-                    rz += seg * dz
+                    px, py, pz, rx, ry, rz = _move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
                     if cw >= 0:
                         tin += tw / full * inv_sub
                     left -= tw

@@ -403,7 +403,6 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         ell_min = math.sqrt(6.0 * min(D_comp.values()) * dt_sub)
         coord = float(np.max(np.abs(g.tri[:, 0:3]))) + float(np.max(g.n * g.h))
         eta = max(1e-10 * ell_min, 64.0 * float(np.spacing(coord)))
-        home = home.copy()
         walk = mesh_kernel.walk_mesh_parallel if parallel else mesh_kernel.walk_mesh_serial
         t0 = time.perf_counter()
         walk(pos, home, seeds, T, substeps, M, bool(gaussian_steps), W, g.tri, g.comp, g.face, g.lo, g.h, g.n, g.box,
