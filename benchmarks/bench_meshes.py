@@ -35,7 +35,7 @@ import numpy as np
 
 import substrates as su
 import walker
-from bench_walker import D0, _scheme, run_sol
+from bench_walker import D0, pgse_scheme, run_sol
 
 
 def _spheres_box():
@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args(argv)
     max_threads = numba.config.NUMBA_NUM_THREADS
-    scheme = _scheme(10)
+    scheme = pgse_scheme(10)
     built = {}
     gen_rows = []
     for name, make, start in cases():

@@ -33,7 +33,7 @@ from numba import njit, prange
 import sequences as sq
 import substrates as su
 import walker
-from walker.kernel import _direction
+from walker.rng import unit_direction
 
 D0 = 2e-9
 
@@ -48,7 +48,7 @@ def _speed_of_light(seeds, n_steps, step, w, out):
         z = 0.0
         acc = 0.0
         for t in range(1, n_steps + 1):
-            ux, uy, uz, s0, s1 = _direction(s0, s1)
+            ux, uy, uz, s0, s1 = unit_direction(s0, s1)
             x += step * ux
             y += step * uy
             z += step * uz
@@ -56,13 +56,14 @@ def _speed_of_light(seeds, n_steps, step, w, out):
         out[i] = acc + y + z
 
 
-# not cached: numba's cache would not notice a change in the inlined walker.kernel._direction; compiled twice,
+# not cached: numba's cache would not notice a change in the inlined walker.rng.unit_direction; compiled twice,
 # like the walker (prange runs as range in the serial build)
 speed_of_light = njit(parallel=True, cache=False)(_speed_of_light)
 speed_of_light_serial = njit(cache=False)(_speed_of_light)
 
 
-def _scheme(m: int) -> sq.Scheme:
+def pgse_scheme(m: int) -> sq.Scheme:
+    """PGSE (delta 10 ms, Delta 40 ms) with m measurements, b from 0 to 3000 s/mm^2, random directions."""
     rng = np.random.default_rng(0)
     u = rng.normal(size=(m, 3))
     u /= np.linalg.norm(u, axis=1, keepdims=True)
@@ -71,21 +72,21 @@ def _scheme(m: int) -> sq.Scheme:
 
 def cases(quick: bool):
     radii = np.random.default_rng(1).gamma(4, 0.5e-6, 500)
-    yield "free-10", su.free(), _scheme(10), "uniform"
-    yield "free-91", su.free(), _scheme(91), "uniform"
-    yield "cyl-1", su.cylinder(5e-6), _scheme(10), "intra"
-    yield "hex-0.6", su.cylinder_lattice(5e-6, 0.6, repeats=3), _scheme(10), "uniform"
+    yield "free-10", su.free(), pgse_scheme(10), "uniform"
+    yield "free-91", su.free(), pgse_scheme(91), "uniform"
+    yield "cyl-1", su.cylinder(5e-6), pgse_scheme(10), "intra"
+    yield "hex-0.6", su.cylinder_lattice(5e-6, 0.6, repeats=3), pgse_scheme(10), "uniform"
     # membranes: kappa = 20 um/s keeps p ~ 0.005 at these steps (no sub-steps), so this is the cost of transits
-    yield "hex-0.6-perm", su.cylinder_lattice(5e-6, 0.6, repeats=3, permeability=2e-5), _scheme(10), "uniform"
-    yield "fcc-0.5", su.sphere_lattice(4e-6, 0.5, lattice="fcc", repeats=2), _scheme(10), "uniform"
-    yield "fcc-0.5-perm", su.sphere_lattice(4e-6, 0.5, lattice="fcc", repeats=2, permeability=2e-5), _scheme(10), \
+    yield "hex-0.6-perm", su.cylinder_lattice(5e-6, 0.6, repeats=3, permeability=2e-5), pgse_scheme(10), "uniform"
+    yield "fcc-0.5", su.sphere_lattice(4e-6, 0.5, lattice="fcc", repeats=2), pgse_scheme(10), "uniform"
+    yield "fcc-0.5-perm", su.sphere_lattice(4e-6, 0.5, lattice="fcc", repeats=2, permeability=2e-5), pgse_scheme(10), \
         "uniform"
     if not quick:
         t = time.perf_counter()
         packed = su.pack_cylinders(radii, 0.6, seed=1)
         print(f"(packed 500 gamma cylinders in {time.perf_counter() - t:.1f} s, smallest gap "
               f"{packed.cells.min_gap * 1e9:.2f} nm)")
-        yield "gamma-500", packed, _scheme(10), "uniform"
+        yield "gamma-500", packed, pgse_scheme(10), "uniform"
 
 
 def run_sol(n_walkers: int, n_steps: int, parallel: bool = True) -> float:

@@ -8,7 +8,7 @@ Meshes and generators
 ---------------------
 from_mesh (PLY/STL/OBJ/OFF via trimesh), mesh_substrate (arrays), packed_axons,
 undulating_axons, beaded_axons, somas_with_neurites, meshed_sphere,
-meshed_cylinder; save_substrate / load_substrate; plot_substrate
+meshed_cylinder; save_substrate / load_substrate; plot_substrate, plot_section
 
 Every substrate reports its ground truth (``Substrate.ground_truth()``):
 volume fractions, radii, surface-to-volume ratios, box size; permeable
@@ -17,7 +17,7 @@ substrates (``permeability=`` kappa in m/s) add their exchange times
 """
 
 from .analytic import (CYLINDERS, FREE, PLANES, SPHERES, Substrate, cylinder, cylinder_lattice, cylinders, free,
-                       planes, rotation_to, sphere, sphere_lattice, spheres)
+                       planes, rotation_to, sphere, sphere_lattice, spheres, WalkerStart, check_length, check_permeability)
 from .cells import CellList, build_cells
 from .exchange import residence_times
 from .mesh import MESH, MeshError, MeshGrid, MeshSubstrate, from_mesh, load_substrate, mesh_substrate, save_substrate
@@ -25,10 +25,11 @@ from .packing import pack_cylinders
 from . import meshing
 from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder, meshed_sphere, pack_disks, packed_axons,
                          somas_with_neurites, undulating_axons)
-from .plotting import plot_substrate
+from .plotting import plot_section, plot_substrate
 
-__all__ = ["Substrate", "CellList", "build_cells", "free", "planes", "cylinder", "cylinders", "cylinder_lattice",
+__all__ = ["Substrate", "WalkerStart", "check_length", "check_permeability", "CellList", "build_cells", "free", "planes", "cylinder", "cylinders", "cylinder_lattice",
            "sphere", "spheres", "sphere_lattice", "pack_cylinders", "residence_times", "rotation_to", "FREE", "PLANES", "CYLINDERS", "SPHERES", "MESH",
            "MeshSubstrate", "MeshGrid", "MeshError", "from_mesh", "mesh_substrate", "save_substrate",
            "load_substrate", "meshing", "beaded_axons", "from_labels", "gamma_radii", "meshed_cylinder", "meshed_sphere",
-           "pack_disks", "packed_axons", "somas_with_neurites", "undulating_axons", "plot_substrate"]
+           "pack_disks", "packed_axons", "somas_with_neurites", "undulating_axons", "plot_substrate",
+           "plot_section"]

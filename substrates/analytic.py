@@ -21,7 +21,22 @@ FREE, PLANES, CYLINDERS, SPHERES = 0, 1, 2, 3
 KIND_NAMES = {FREE: "free", PLANES: "planes", CYLINDERS: "cylinders", SPHERES: "spheres"}
 
 
-def _check_length(value, name: str, allow_zero: bool = False) -> np.ndarray:
+def check_length(value, name: str, allow_zero: bool = False) -> np.ndarray:
+    """Lengths in metres as an array, refusing NaN, negatives and values that look like micrometres or mm.
+
+    Parameters
+    ----------
+    value : float or array_like
+        Length(s) in m.
+    name : str
+        Argument name for the messages.
+    allow_zero : bool
+        Accept zeros.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     v = np.asarray(value, dtype=float)
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} contains NaN or infinite values")
@@ -37,8 +52,20 @@ def _check_length(value, name: str, allow_zero: bool = False) -> np.ndarray:
     return v
 
 
-def _check_permeability(kappa, n: int) -> np.ndarray:
-    """Membrane permeability per primitive as an (n, 2) array [outward, inward] in m/s."""
+def check_permeability(kappa, n: int) -> np.ndarray:
+    """Membrane permeability per primitive as an (n, 2) array [outward, inward] in m/s.
+
+    Parameters
+    ----------
+    kappa : float or array_like
+        One permeability in m/s or one per primitive (np.inf: no membrane).
+    n : int
+        Number of primitives.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     k = np.asarray(kappa, dtype=float)
     if k.ndim == 0:
         k = np.full(n, float(k))
@@ -78,6 +105,38 @@ def rotation_to(axis) -> np.ndarray:
     e1 /= np.linalg.norm(e1)
     e2 = np.cross(a, e1)
     return np.column_stack([e1, e2, a])
+
+
+@dataclass(frozen=True, eq=False)
+class WalkerStart:
+    """Where walkers start, as a substrate samples them (:meth:`Substrate.sample_positions`).
+
+    Attributes
+    ----------
+    positions : numpy.ndarray
+        (N, 3) local-frame positions in m. For a walker inside a primitive of
+        an analytic substrate the position is relative to the centre of the
+        primitive image ``home`` (so a walker's distance to its own wall needs
+        no subtraction); otherwise it lies in the box.
+    home : numpy.ndarray
+        (N,) int64: the primitive image (analytic) or innermost component (mesh)
+        holding each walker, -1 for none.
+    labels : numpy.ndarray
+        (N,) int64 index into ``names`` of the compartment each walker starts in.
+    names : list of str
+        Compartment names the labels refer to.
+    """
+
+    positions: np.ndarray
+    home: np.ndarray
+    labels: np.ndarray
+    names: list
+
+
+def check_start(start: str, allowed: list) -> None:
+    """Refuse a start compartment the substrate does not have, naming the ones it has."""
+    if start not in allowed:
+        raise ValueError(f"start must be one of {sorted(set(allowed))}, got {start!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,7 +258,7 @@ class Substrate:
         if self.kind == PLANES:
             gt.update(spacing=self.spacing, normal=self.rotation[:, 2].tolist(),
                       surface_to_volume={"intra": 2.0 / self.spacing})
-            gt.update(self._exchange_truth())
+            gt.update(self.exchange_truth())
             return gt
         r = self.radii
         gt["radii"] = r.tolist()
@@ -221,10 +280,10 @@ class Substrate:
             total = self.box[0] * self.box[1] if self.kind == CYLINDERS else np.prod(self.box)
             sv["extra"] = float(area / (total - vol))
         gt["surface_to_volume"] = sv
-        gt.update(self._exchange_truth())
+        gt.update(self.exchange_truth())
         return gt
 
-    def _exchange_truth(self) -> dict:
+    def exchange_truth(self) -> dict:
         """Permeability and barrier-limited exchange times V_i / (kappa S) (no diffusivity needed)."""
         if not self.permeable:
             return {}
@@ -243,6 +302,137 @@ class Substrate:
             tb["extra"] = float((total - np.sum(vol)) / flux) if flux > 0 else math.inf
         out["exchange_time_barrier"] = tb
         return out
+
+    @property
+    def region_names(self) -> list[str]:
+        """Compartments a walker can be in (a permeable lone primitive has the unbounded outside as "extra")."""
+        if self.kind == FREE:
+            return ["free"]
+        if self.kind == PLANES:
+            return ["intra"]
+        return ["intra", "extra"] if ("extra" in self.compartments or self.permeable) else ["intra"]
+
+    @property
+    def default_start(self) -> str:
+        """Where walkers start unless told otherwise: "uniform" in free space, else "intra"."""
+        return "uniform" if self.kind == FREE else "intra"
+
+    def sample_positions(self, start: str, n: int, rng: np.random.Generator) -> WalkerStart:
+        """Draw ``n`` walker start positions, uniform in the compartment ``start``.
+
+        Parameters
+        ----------
+        start : {"intra", "extra", "uniform"}
+            Inside the primitives (volume-weighted over them), outside them, or
+            uniformly in the box (each walker labelled by where it lands).
+        n : int
+            Number of walkers.
+        rng : numpy.random.Generator
+            Source of randomness (the same generator state gives the same positions).
+
+        Returns
+        -------
+        WalkerStart
+        """
+        check_start(start, ["intra", "extra", "uniform"])
+        home = np.full(n, -1, dtype=np.int64)
+        pos = np.zeros((n, 3))
+        if self.kind == FREE:
+            if start != "uniform":
+                raise ValueError(f"start={start!r}: free space has no '{start}' compartment; use start='uniform'")
+            return WalkerStart(pos, home, np.zeros(n, dtype=np.int64), ["free"])
+        if self.kind == PLANES:
+            if start == "extra":
+                raise ValueError("start='extra': parallel planes have only the space between them; use 'intra'")
+            pos[:, 2] = rng.uniform(0.0, self.spacing, n)
+            return WalkerStart(pos, home, np.zeros(n, dtype=np.int64), ["intra"])
+        has_extra = "extra" in self.compartments
+        if start == "extra" and not has_extra:
+            raise ValueError(
+                "start='extra' needs a periodic box around the primitives; a single cylinder or sphere has no "
+                "bounded extra-cellular space. Use substrates.cylinders(..., box=...) or a lattice.")
+        if start == "uniform" and not has_extra:
+            start = "intra"
+        if start == "intra":
+            return self._sample_inside(n, rng, pos)
+        return self._sample_box(start, n, rng, pos, home)
+
+    def _sample_inside(self, n: int, rng: np.random.Generator, pos: np.ndarray) -> WalkerStart:
+        """Uniform in the union of the primitives: pick one by volume, then a point in it (relative)."""
+        cells = self.cells
+        primary = np.full(len(self.radii), -1, dtype=np.int64)  # the unshifted image of each primitive
+        for q in range(len(cells.radii)):
+            j = cells.owner[q]
+            if primary[j] < 0 and np.allclose(cells.centers[q], self.centers[j], rtol=0, atol=1e-15):
+                primary[j] = q
+        dim = 3 if self.kind == SPHERES else 2
+        w = self.radii**dim
+        j = rng.choice(len(self.radii), size=n, p=w / w.sum())
+        if dim == 2:
+            r = self.radii[j] * np.sqrt(rng.uniform(size=n))
+            th = 2 * np.pi * rng.uniform(size=n)
+            pos[:, 0], pos[:, 1] = r * np.cos(th), r * np.sin(th)
+        else:
+            v = rng.normal(size=(n, 3))
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+            pos[:] = v * (self.radii[j] * rng.uniform(size=n) ** (1 / 3))[:, None]
+        return WalkerStart(pos, primary[j], np.zeros(n, dtype=np.int64), ["intra", "extra"])
+
+    def _sample_box(self, start: str, n: int, rng: np.random.Generator, pos: np.ndarray,
+                    home: np.ndarray) -> WalkerStart:
+        """Uniform in the box (or its extra space) by rejection, located exactly."""
+        cells = self.cells
+        box = np.where(np.isfinite(self.box), self.box, 0.0)
+        labels = np.zeros(n, dtype=np.int64)
+        filled = 0
+        tries = 0
+        while filled < n:
+            m = max(1024, 2 * (n - filled))
+            cand = rng.uniform(size=(m, 3)) * box
+            q = self.locate(cand)
+            if start == "extra":
+                keep = q < 0
+                cand, q = cand[keep], q[keep]
+            take = min(n - filled, len(cand))
+            c, qq = cand[:take], q[:take]
+            inside = qq >= 0
+            pos[filled:filled + take] = c
+            pos[filled:filled + take][inside] -= cells.centers[qq[inside]]
+            home[filled:filled + take] = qq
+            labels[filled:filled + take] = np.where(inside, 0, 1)
+            filled += take
+            tries += 1
+            if tries > 1000:
+                raise RuntimeError("could not seed walkers in the extra-cellular space: its volume fraction is ~0")
+        return WalkerStart(pos, home, labels, ["intra", "extra"])
+
+    def absolute_positions(self, positions: np.ndarray, home: np.ndarray) -> np.ndarray:
+        """Local-frame positions in the box from :class:`WalkerStart`-style positions (relative inside images).
+
+        Parameters
+        ----------
+        positions : numpy.ndarray
+            (N, 3) positions in m, relative to the centre of image ``home`` where home >= 0.
+        home : numpy.ndarray
+            (N,) image index per walker, -1 for none.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, 3) new array.
+        """
+        out = np.array(positions, dtype=float, copy=True)
+        if self.kind in (CYLINDERS, SPHERES):
+            inside = home >= 0
+            out[inside] += self.cells.centers[home[inside]]
+        return out
+
+    def region_fractions(self, home: np.ndarray) -> dict[str, float]:
+        """Fraction of walkers in each compartment, from where they are (``home``); empty where it is fixed."""
+        if self.kind not in (CYLINDERS, SPHERES):
+            return {}
+        inside = float(np.mean(home >= 0))
+        return {"intra": inside, "extra": 1.0 - inside}
 
     def locate(self, points: np.ndarray) -> np.ndarray:
         """Index of the primitive image containing each local-frame point, -1 outside all.
@@ -312,12 +502,12 @@ def planes(spacing: float, normal=(0.0, 0.0, 1.0), permeability: float = 0.0) ->
     -------
     Substrate
     """
-    L = float(_check_length(spacing, "spacing"))
+    L = float(check_length(spacing, "spacing"))
     R = rotation_to(normal)
     return Substrate(PLANES, np.array([np.inf, np.inf, L]), spacing=L, rotation=R,
                      description={"factory": "planes", "spacing": L, "normal": list(map(float, R[:, 2])),
                                   "permeability": float(permeability)},
-                     permeability=_check_permeability(permeability, 1))
+                     permeability=check_permeability(permeability, 1))
 
 
 def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
@@ -339,12 +529,12 @@ def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> 
     -------
     Substrate
     """
-    r = float(_check_length(radius, "radius"))
+    r = float(check_length(radius, "radius"))
     R = rotation_to(axis)
     return Substrate(CYLINDERS, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]), rotation=R,
                      description={"factory": "cylinder", "radius": r, "axis": list(map(float, R[:, 2])),
                                   "permeability": float(permeability)},
-                     permeability=_check_permeability(permeability, 1))
+                     permeability=check_permeability(permeability, 1))
 
 
 def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
@@ -374,7 +564,7 @@ def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0
     c3 = np.column_stack([np.mod(c, b), np.zeros(len(c))])
     sub = Substrate(CYLINDERS, np.array([b[0], b[1], np.inf]), c3, r, rotation=rotation_to(axis),
                     description={"factory": "cylinders", "n": len(r)},
-                    permeability=_check_permeability(permeability, len(r)))
+                    permeability=check_permeability(permeability, len(r)))
     _check_no_overlap(sub)
     return sub
 
@@ -402,7 +592,7 @@ def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axi
     -------
     Substrate
     """
-    r = float(_check_length(radius, "radius"))
+    r = float(check_length(radius, "radius"))
     f = float(icvf)
     if lattice == "square":
         fmax = math.pi / 4
@@ -445,10 +635,10 @@ def sphere(radius: float, permeability: float = 0.0) -> Substrate:
     -------
     Substrate
     """
-    r = float(_check_length(radius, "radius"))
+    r = float(check_length(radius, "radius"))
     return Substrate(SPHERES, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]),
                      description={"factory": "sphere", "radius": r, "permeability": float(permeability)},
-                     permeability=_check_permeability(permeability, 1))
+                     permeability=check_permeability(permeability, 1))
 
 
 def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
@@ -474,7 +664,7 @@ def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
     """
     r, c, b = _primitives(radii, centers, box, 3, "sphere")
     sub = Substrate(SPHERES, b, np.mod(c, b), r, description={"factory": "spheres", "n": len(r)},
-                    permeability=_check_permeability(permeability, len(r)))
+                    permeability=check_permeability(permeability, len(r)))
     _check_no_overlap(sub)
     return sub
 
@@ -500,7 +690,7 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
     -------
     Substrate
     """
-    r = float(_check_length(radius, "radius"))
+    r = float(check_length(radius, "radius"))
     f = float(volume_fraction)
     if lattice == "cubic":
         basis, fmax = np.array([[0.5, 0.5, 0.5]]), math.pi / 6
@@ -524,9 +714,9 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
 
 def _primitives(radii, centers, box, dim: int, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checked radii (P,), centres (P, dim) and periodic box (dim,) of a primitive list."""
-    r = _check_length(radii, "radii").ravel()
+    r = check_length(radii, "radii").ravel()
     c = np.asarray(centers, dtype=float).reshape(-1, dim)
-    b = _check_length(box, "box").ravel()
+    b = check_length(box, "box").ravel()
     if b.shape != (dim,):
         raise ValueError(f"box must hold {dim} periodic lengths" + (" (x, y) perpendicular to the axis" if dim == 2 else ""))
     if len(c) != len(r):

@@ -48,7 +48,7 @@ def residence_times(substrate: Substrate, diffusivity) -> dict:
         return {}
     D = float(diffusivity["intra"] if isinstance(diffusivity, dict) else diffusivity)
     k = substrate.permeability[:, 0]
-    barrier = substrate._exchange_truth()["exchange_time_barrier"]
+    barrier = substrate.exchange_truth()["exchange_time_barrier"]
     with np.errstate(divide="ignore"):
         if substrate.kind == PLANES:
             L = substrate.spacing

@@ -20,7 +20,7 @@ from numba import njit
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
-from .analytic import Substrate, _check_length, cylinders, spheres
+from .analytic import Substrate, check_length, cylinders, spheres
 from .mesh import MeshSubstrate, mesh_substrate
 from .meshing import (area_preserving_radius, capsule, capsule_sdf, icosphere, marching_tetrahedra, periodic_tube,
                       polygon_radius_error, polygon_sides, smooth_union)
@@ -51,7 +51,7 @@ def gamma_radii(n: int, mean_radius: float, shape: float = 4.0, seed: int = 0, l
     numpy.ndarray
         (n,) radii in m.
     """
-    r = float(_check_length(mean_radius, "mean_radius"))
+    r = float(check_length(mean_radius, "mean_radius"))
     rng = np.random.default_rng(seed)
     out = rng.gamma(shape, r / shape, int(n))
     return np.clip(out, limits[0] * r, limits[1] * r)
@@ -202,7 +202,7 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
         Analytic cylinders (or a MeshSubstrate); ``ground_truth()`` reports the
         ICVF reached, radii and the packing seed.
     """
-    r = gamma_radii(n_axons, mean_radius, shape, seed) if radii is None else _check_length(radii, "radii").ravel()
+    r = gamma_radii(n_axons, mean_radius, shape, seed) if radii is None else check_length(radii, "radii").ravel()
     if dispersion is not None:
         return _dispersed_capsules(r, float(icvf), float(dispersion), seed, length, resolution, permeability, shape,
                                    mean_radius)
@@ -469,9 +469,9 @@ def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: f
         axon, tortuosity (centre-line length / box length), ICVF (exact and mesh).
     """
     rng = np.random.default_rng(seed)
-    r = gamma_radii(n_axons, mean_radius, gamma_shape, seed) if radii is None else _check_length(radii, "radii").ravel()
+    r = gamma_radii(n_axons, mean_radius, gamma_shape, seed) if radii is None else check_length(radii, "radii").ravel()
     n = len(r)
-    lam = float(_check_length(wavelength, "wavelength"))
+    lam = float(check_length(wavelength, "wavelength"))
     A = np.broadcast_to(np.asarray(amplitude, float), (n,)).copy()
     if np.any(A < 0):
         raise ValueError("amplitude must be >= 0 (m)")
@@ -566,9 +566,9 @@ def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: f
         mean cross-section per axon <pi r(z)^2>, and the ICVF.
     """
     rng = np.random.default_rng(seed)
-    r = gamma_radii(n_axons, mean_radius, gamma_shape, seed) if radii is None else _check_length(radii, "radii").ravel()
+    r = gamma_radii(n_axons, mean_radius, gamma_shape, seed) if radii is None else check_length(radii, "radii").ravel()
     n = len(r)
-    s = float(_check_length(bead_spacing, "bead_spacing"))
+    s = float(check_length(bead_spacing, "bead_spacing"))
     a = float(bead_amplitude)
     if not 0 <= a <= 3:
         raise ValueError(f"bead_amplitude is relative (0.5: beads 1.5x the shaft radius); got {a}")
@@ -666,8 +666,8 @@ def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radiu
     """
     rng = np.random.default_rng(seed)
     Rs = np.clip(rng.normal(soma_radius, soma_radius_sd, n_cells), 0.5 * soma_radius, 1.5 * soma_radius)
-    rn = float(_check_length(neurite_radius, "neurite_radius"))
-    ln = float(_check_length(neurite_length, "neurite_length"))
+    rn = float(check_length(neurite_radius, "neurite_radius"))
+    ln = float(check_length(neurite_length, "neurite_length"))
     h = float(resolution) if resolution is not None else rn / 3
     k = rn / 2 if fillet is None else float(fillet)
     dirs = rng.normal(size=(n_cells, neurites, 3))
@@ -774,7 +774,7 @@ def meshed_sphere(radius: float, subdivisions: int = 4, permeability=0.0) -> Mes
     -------
     MeshSubstrate
     """
-    R = float(_check_length(radius, "radius"))
+    R = float(check_length(radius, "radius"))
     v, f = icosphere(R, subdivisions=subdivisions)
     rad = np.linalg.norm(v, axis=1)
     cen = v[f].mean(axis=1)
@@ -805,7 +805,7 @@ def meshed_cylinder(radius: float, length: float | None = None, resolution: floa
     -------
     MeshSubstrate
     """
-    R = float(_check_length(radius, "radius"))
+    R = float(check_length(radius, "radius"))
     Lz = float(length) if length is not None else 4 * R
     n = polygon_sides(resolution)
     n_z = max(int(n_z), int(math.ceil(Lz / (2 * math.pi * R / n))))

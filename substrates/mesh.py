@@ -33,7 +33,7 @@ from numba import njit
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .analytic import Substrate, _check_permeability
+from .analytic import Substrate, WalkerStart, check_permeability, check_start
 from .meshgrid import build_columns, build_grid, locate_points, triangle_rows
 
 MESH = 4
@@ -252,6 +252,69 @@ class MeshSubstrate(Substrate):
                                "they lie on the surface")
         return out
 
+    def sample_positions(self, start: str, n: int, rng: np.random.Generator) -> WalkerStart:
+        """Draw ``n`` walker start positions, uniform in a region (or the whole walkable volume), located exactly.
+
+        Parameters
+        ----------
+        start : str
+            "uniform" (every region, each walker labelled by where it lands), or a region name
+            (:attr:`region_names`: "intra", "inner", ..., "extra").
+        n : int
+            Number of walkers.
+        rng : numpy.random.Generator
+            Source of randomness.
+
+        Returns
+        -------
+        WalkerStart
+            Absolute positions, innermost component per walker (-1: extra), region labels.
+        """
+        names = self.region_names
+        check_start(start, ["intra", "extra", "uniform"] + names)
+        if start == "extra" and "extra" not in names:
+            raise ValueError("start='extra' needs a mesh substrate periodic on all three axes (box=...); this one "
+                             f"has only {names}")
+        g = self.grid
+        per = self.periodic
+        lo = np.where(per, 0.0, g.lo)
+        ext = np.where(per, np.where(per, self.box, 0.0), g.n * g.h)
+        want = None if start == "uniform" else names.index(start)
+        pos = np.zeros((n, 3))
+        comp = np.full(n, -1, dtype=np.int64)
+        labels = np.zeros(n, dtype=np.int64)
+        filled = 0
+        tries = 0
+        while filled < n:
+            m = max(4096, 2 * (n - filled))
+            cand = lo + rng.uniform(size=(m, 3)) * ext
+            c = self.locate(cand)
+            reg = self.region_of_component(c)
+            if "extra" not in names:
+                keep = c >= 0  # outside a non-periodic mesh is not part of the substrate
+                cand, c, reg = cand[keep], c[keep], reg[keep]
+            if want is not None:
+                keep = reg == want
+                cand, c, reg = cand[keep], c[keep], reg[keep]
+            take = min(n - filled, len(cand))
+            pos[filled:filled + take] = cand[:take]
+            comp[filled:filled + take] = c[:take]
+            labels[filled:filled + take] = reg[:take]
+            filled += take
+            tries += 1
+            if tries > 1000:
+                raise RuntimeError(f"could not seed walkers in region {start!r}: its volume is ~0")
+        return WalkerStart(pos, comp, labels, names)
+
+    def absolute_positions(self, positions: np.ndarray, home: np.ndarray) -> np.ndarray:
+        """Positions in the box (mesh walkers always carry absolute positions): a copy."""
+        return np.array(positions, dtype=float, copy=True)
+
+    def region_fractions(self, home: np.ndarray) -> dict[str, float]:
+        """Fraction of walkers in each region, from their innermost component (``home``, -1: extra)."""
+        reg = self.region_of_component(home)
+        return {nm: float(np.mean(reg == r)) for r, nm in enumerate(self.region_names)}
+
     def to_trimesh(self):
         """The mesh as a ``trimesh.Trimesh`` (vertices in m)."""
         import trimesh
@@ -349,7 +412,7 @@ def _build_mesh_grid(v: np.ndarray, f: np.ndarray, comp: np.ndarray, box: np.nda
     tri = np.ascontiguousarray(np.concatenate(rows)) if rows else np.zeros((0, 13))
     tcomp = np.concatenate(rc).astype(np.int64)
     tface = np.concatenate(rf).astype(np.int64)
-    img_vertices = _image_vertices(v, f, tface, tri)
+    img_vertices = image_vertices(v, f, tface, tri)
     lo_t = img_vertices.min(axis=1)
     hi_t = img_vertices.max(axis=1)
     lo = np.where(per, 0.0, lo_t.min(axis=0))
@@ -398,7 +461,7 @@ def _clearance(start: np.ndarray, n: np.ndarray, h: np.ndarray, per: np.ndarray,
     return np.ascontiguousarray(np.maximum(d, 0.0).ravel())
 
 
-def _image_vertices(v: np.ndarray, f: np.ndarray, tface: np.ndarray, tri: np.ndarray) -> np.ndarray:
+def image_vertices(v: np.ndarray, f: np.ndarray, tface: np.ndarray, tri: np.ndarray) -> np.ndarray:
     """(Q, 3, 3) vertices of each triangle image (the face's vertices shifted like its v0)."""
     shift = tri[:, 0:3] - v[f[tface, 0]]
     return v[f[tface]] + shift[:, None, :]
@@ -498,7 +561,7 @@ def _nesting(v, f, comp, C, g: MeshGrid):
     if C < 2:
         return depth, parent
     contains = []
-    img = _image_vertices(v, f, g.face, g.tri)
+    img = image_vertices(v, f, g.face, g.tri)
     lo_img = np.array([img[a:b].min(axis=(0, 1)) if b > a else np.full(3, np.inf)
                        for a, b in zip(g.comp_start[:-1], g.comp_start[1:])])
     hi_img = np.array([img[a:b].max(axis=(0, 1)) if b > a else np.full(3, -np.inf)
@@ -635,7 +698,7 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     g = _build_mesh_grid(v, f, comp, box)
     if check_self_intersections:
         vid = _weld(v, box, tol)[f[g.face]]
-        n_x = _self_intersections(g.tri, _image_vertices(v, f, g.face, g.tri), vid, g.lo, g.h, g.n, g.start,
+        n_x = _self_intersections(g.tri, image_vertices(v, f, g.face, g.tri), vid, g.lo, g.h, g.n, g.start,
                                   g.items, 1000)
         if n_x:
             raise MeshError(f"faces intersect ({n_x}{'+' if n_x >= 1000 else ''} edge-face crossings): the mesh "
@@ -649,7 +712,7 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     desc = dict(description or {"factory": "mesh_substrate"})
     if notes:
         desc["repairs"] = notes
-    sub = MeshSubstrate(MESH, box, description=desc, permeability=_check_permeability(permeability, C),
+    sub = MeshSubstrate(MESH, box, description=desc, permeability=check_permeability(permeability, C),
                         vertices=v, faces=f, face_component=comp, depth=depth, parent=parent,
                         component_volume=vol, component_area=area_c, truth=dict(truth or {}))
     sub.__dict__["_grid"] = g

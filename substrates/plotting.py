@@ -1,17 +1,21 @@
-"""Figures of substrates: a cross-section normal to z and a view along the fibres (or a 3-D view)."""
+"""Figures of substrates: a cross-section normal to z, and a view along the fibres (or a 3-D view of a mesh)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from .analytic import CYLINDERS, SPHERES, Substrate
-from .mesh import MeshSubstrate, _image_vertices
+from .analytic import CYLINDERS, FREE, PLANES, SPHERES, Substrate
+from .mesh import MeshSubstrate, image_vertices
+
+UM = 1e6
 
 
 def _mesh_section(sub: MeshSubstrate, axis: int, level: float) -> np.ndarray:
     """(S, 2, 3) segments where the triangle images cut the plane x_axis = level."""
     g = sub.grid
-    v = _image_vertices(sub.vertices, sub.faces, g.face, g.tri)
+    v = image_vertices(sub.vertices, sub.faces, g.face, g.tri)
     d = v[:, :, axis] - level
     cut = (d.min(axis=1) < 0) & (d.max(axis=1) > 0)
     v, d = v[cut], d[cut]
@@ -24,6 +28,88 @@ def _mesh_section(sub: MeshSubstrate, axis: int, level: float) -> np.ndarray:
     ok = ~np.isnan(pts[:, :, 0])
     out = np.array([p[o][:2] for p, o in zip(pts, ok)]) if len(pts) else np.zeros((0, 2, 3))
     return out
+
+
+def plot_section(sub: Substrate, z: float | None = None, ax=None, path: str | Path | None = None):
+    """Draw the cross-section of any substrate normal to its local z axis, with the periodic box.
+
+    Cylinders are circles, spheres the circles where the plane z cuts them,
+    meshes the lines where it cuts their faces, planes lines one spacing apart.
+
+    Parameters
+    ----------
+    sub : Substrate
+        Any substrate (free, planes, cylinders, spheres, mesh).
+    z : float, optional
+        Height of the section in m (default: middle of the box or mesh).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into (a new figure by default).
+    path : str or Path, optional
+        Save the figure here (PNG).
+
+    Returns
+    -------
+    (matplotlib.figure.Figure, matplotlib.axes.Axes)
+
+    Examples
+    --------
+    >>> import substrates
+    >>> fig, ax = substrates.plot_section(substrates.cylinder_lattice(2e-6, 0.6))  # doctest: +SKIP
+    """
+    import matplotlib
+    if path is not None and ax is None:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    from matplotlib.patches import Circle, Rectangle
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 6), layout="constrained")
+    fig = ax.figure
+    box = np.where(np.isfinite(sub.box), sub.box, np.nan)
+    title = f"{sub.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in sub.volume_fractions().items())
+    if isinstance(sub, MeshSubstrate):
+        lo = np.where(np.isfinite(sub.box), 0.0, sub.vertices.min(axis=0))
+        hi = np.where(np.isfinite(sub.box), sub.box, sub.vertices.max(axis=0))
+        zc = 0.5 * (lo[2] + hi[2]) if z is None else z
+        segs = _mesh_section(sub, 2, zc)
+        ax.add_collection(LineCollection(segs[:, :, :2] * UM, colors="k", linewidths=0.8))
+        ax.set_xlim(lo[0] * UM, hi[0] * UM)
+        ax.set_ylim(lo[1] * UM, hi[1] * UM)
+        title = f"section z = {zc * UM:.3g} um ({sub.n_components} components, {len(sub.faces)} faces)"
+    elif sub.kind in (CYLINDERS, SPHERES):
+        c, r = sub.cells.centers, sub.cells.radii
+        if sub.kind == SPHERES:
+            zc = (0.5 * box[2] if np.isfinite(box[2]) else 0.0) if z is None else z
+            dz = c[:, 2] - zc
+            keep = np.abs(dz) < r
+            c, r = c[keep], np.sqrt(r[keep] ** 2 - dz[keep] ** 2)
+        for ci, ri in zip(c, r):
+            ax.add_patch(Circle(ci[:2] * UM, ri * UM, fc="#9ecae1", ec="k", lw=0.6))
+        if np.all(np.isfinite(box[:2])):
+            ax.add_patch(Rectangle((0, 0), box[0] * UM, box[1] * UM, fill=False, ls="--", ec="r"))
+            ax.set_xlim(-0.05 * box[0] * UM, 1.05 * box[0] * UM)
+            ax.set_ylim(-0.05 * box[1] * UM, 1.05 * box[1] * UM)
+        else:
+            m = float(np.max(np.abs(c[:, :2]) + r[:, None])) * UM * 1.1
+            ax.set_xlim(-m, m)
+            ax.set_ylim(-m, m)
+    elif sub.kind == PLANES:
+        L = sub.spacing * UM
+        for k in range(-1, 3):
+            ax.axvline(k * L, color="navy")
+        ax.set_xlim(-1.2 * L, 2.2 * L)
+        ax.set_ylim(-1.2 * L, 2.2 * L)
+        title = f"planes {L:.3g} um apart (local frame: normal along x here)"
+    elif sub.kind == FREE:
+        ax.text(0.5, 0.5, "free space", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (um, substrate frame)")
+    ax.set_ylabel("y (um)")
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig, ax
 
 
 def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: int = 150_000):
@@ -46,22 +132,13 @@ def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: 
     matplotlib.figure.Figure
     """
     import matplotlib.pyplot as plt
-    from matplotlib.collections import LineCollection
-    from matplotlib.patches import Circle, Rectangle
 
+    if not isinstance(sub, MeshSubstrate) and sub.kind not in (CYLINDERS, SPHERES):
+        raise ValueError(f"plot_substrate draws cylinders, spheres and meshes, not {sub.name}; "
+                         "plot_section draws any substrate")
     fig = fig or plt.figure(figsize=(10, 4.6))
-    ax1 = fig.add_subplot(1, 2, 1)
-    um = 1e6
-    box = np.where(np.isfinite(sub.box), sub.box, np.nan)
+    plot_section(sub, z=z, ax=fig.add_subplot(1, 2, 1))
     if isinstance(sub, MeshSubstrate):
-        lo = np.where(np.isfinite(sub.box), 0.0, sub.vertices.min(axis=0))
-        hi = np.where(np.isfinite(sub.box), sub.box, sub.vertices.max(axis=0))
-        zc = 0.5 * (lo[2] + hi[2]) if z is None else z
-        segs = _mesh_section(sub, 2, zc)
-        ax1.add_collection(LineCollection(segs[:, :, :2] * um, colors="k", linewidths=0.8))
-        ax1.set_xlim(lo[0] * um, hi[0] * um)
-        ax1.set_ylim(lo[1] * um, hi[1] * um)
-        ax1.set_title(f"section z = {zc * um:.3g} um ({sub.n_components} components, {len(sub.faces)} faces)")
         ax2 = fig.add_subplot(1, 2, 2, projection="3d")
         from mpl_toolkits.mplot3d.art3d import Poly3DCollection
         rng = np.random.default_rng(0)
@@ -77,11 +154,11 @@ def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: 
                 keep[c] = True
                 used += counts[c]
             idx = idx[keep[sub.face_component]]
-        tri = sub.vertices[sub.faces[idx]] * um
+        tri = sub.vertices[sub.faces[idx]] * UM
         col = plt.cm.viridis((sub.face_component[idx] % 10) / 9.0)
         ax2.add_collection3d(Poly3DCollection(tri, facecolors=col, edgecolor="none", alpha=0.9))
         for a, setter in enumerate((ax2.set_xlim, ax2.set_ylim, ax2.set_zlim)):
-            setter(sub.vertices[:, a].min() * um, sub.vertices[:, a].max() * um)
+            setter(sub.vertices[:, a].min() * UM, sub.vertices[:, a].max() * UM)
         ax2.set_box_aspect(np.ptp(sub.vertices, axis=0))
         ax2.set_xlabel("x (um)")
         ax2.set_ylabel("y (um)")
@@ -90,35 +167,10 @@ def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: 
         ax2.set_title("surface" + (f" ({shown} of {sub.n_components} components shown)"
                                    if shown < sub.n_components else ""))
     else:
-        if sub.kind == CYLINDERS:
-            c, r = sub.cells.centers, sub.cells.radii
-        elif sub.kind == SPHERES:
-            zc = (0.5 * box[2] if np.isfinite(box[2]) else 0.0) if z is None else z
-            c, r = sub.cells.centers, sub.cells.radii
-            dz = c[:, 2] - zc
-            keep = np.abs(dz) < r
-            c, r = c[keep], np.sqrt(r[keep]**2 - dz[keep]**2)
-        else:
-            raise ValueError(f"plot_substrate draws cylinders, spheres and meshes, not {sub.name}")
-        for ci, ri in zip(c, r):
-            ax1.add_patch(Circle(ci[:2] * um, ri * um, fc="#9ecae1", ec="k", lw=0.6))
-        if np.all(np.isfinite(box[:2])):
-            ax1.add_patch(Rectangle((0, 0), box[0] * um, box[1] * um, fill=False, ls="--", ec="r"))
-            ax1.set_xlim(-0.05 * box[0] * um, 1.05 * box[0] * um)
-            ax1.set_ylim(-0.05 * box[1] * um, 1.05 * box[1] * um)
-        else:
-            m = float(np.max(np.abs(c[:, :2]) + r[:, None])) * um * 1.1
-            ax1.set_xlim(-m, m)
-            ax1.set_ylim(-m, m)
-        vf = sub.volume_fractions()
-        ax1.set_title(f"{sub.name}: " + ", ".join(f"{k} {v:.2f}" for k, v in vf.items()))
         ax2 = fig.add_subplot(1, 2, 2)
-        ax2.hist(sub.radii * um, bins=20, color="#3182bd")
+        ax2.hist(sub.radii * UM, bins=20, color="#3182bd")
         ax2.set_xlabel("radius (um)")
         ax2.set_ylabel("count")
         ax2.set_title("radius distribution")
-    ax1.set_aspect("equal")
-    ax1.set_xlabel("x (um)")
-    ax1.set_ylabel("y (um)")
     fig.tight_layout()
     return fig

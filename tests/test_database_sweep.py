@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import walker
-from walker import config as cfgmod
-from walker import database
-from walker.cli import main
-from walker.quantities import ConfigError, parse_quantity
-from walker.sweep import run_sweep
+from diffwalk import config as cfgmod
+from diffwalk import database
+from diffwalk.cli import main
+from diffwalk.quantities import ConfigError, parse_quantity
+from diffwalk.sweep import run_sweep
 
 BASE = textwrap.dedent("""
     [substrate]
@@ -151,9 +151,9 @@ def test_sweep_killed_by_sigkill_then_resumed_equals_uninterrupted(tmp_path):
     spec.write_text(SWEEP.replace("n_walkers = 1500", "n_walkers = 6000"))
     db = tmp_path / "killed.h5"
     env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "walker", "sweep", str(spec), "-o", str(db)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "diffwalk", "sweep", str(spec), "-o", str(db)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    parts = database.parts_dir(db)
+    parts = database.PartsFolder(db).path
     deadline = time.time() + 120
     while time.time() < deadline and len(list(parts.glob("row_*.npz"))) < 3:
         time.sleep(0.05)
@@ -198,7 +198,7 @@ def test_cli_simulate_and_show_substrate(tmp_path, capsys):
 
 
 def test_main_job_example_quick(tmp_path):
-    from walker.examples import main_job
+    from diffwalk.examples import main_job
     paths = main_job.run(tmp_path, n_walkers=500, n_steps=400)
     db = database.open_database(paths[0])
     assert db.done.all() and db.n_rows == 4 and int(db.columns["escapes"].sum()) == 0

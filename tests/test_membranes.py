@@ -295,7 +295,7 @@ def test_echo_time_after_the_walk_is_refused():
 
 
 def test_config_files_take_permeability_with_units():
-    from walker.config import build_substrate
+    from diffwalk.config import build_substrate
     sub, p = build_substrate({"type": "sphere_lattice", "radius": "3 um", "volume_fraction": 0.4,
                               "permeability": "0.02 um/ms"})
     assert p["permeability"] == pytest.approx(2e-5) and sub.permeability[0, 0] == pytest.approx(2e-5)

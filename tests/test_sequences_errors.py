@@ -88,6 +88,6 @@ def test_rotate_and_select_errors():
 
 
 def test_example_figure(tmp_path):
-    from walker.examples import run_example
+    from diffwalk.examples import run_example
     paths = run_example("waveforms", str(tmp_path))
     assert paths[0].exists() and paths[0].stat().st_size > 10_000

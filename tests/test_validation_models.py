@@ -5,7 +5,7 @@ import pytest
 
 import sequences as sq
 import validation as va
-from walker.cli import main
+from diffwalk.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_bias_table_on_analytic_truth(shells, tmp_path):
 
 
 def test_validate_cli_on_a_database(tmp_path):
-    from walker.sweep import run_sweep
+    from diffwalk.sweep import run_sweep
     spec = """
 [substrate]
 type = "cylinder_lattice"

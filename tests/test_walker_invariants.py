@@ -164,7 +164,7 @@ def test_pack_cylinders_reaches_target_without_overlap():
 
 
 def test_restricted_example_runs(tmp_path):
-    from walker.examples import restricted
+    from diffwalk.examples import restricted
     paths = restricted.run(tmp_path, n_walkers=2000)
     assert paths[0].exists() and paths[0].stat().st_size > 10_000
 

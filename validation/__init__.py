@@ -19,8 +19,8 @@ from .models import MODELS, Model, Parameter, get_model, list_models
 from .nrv import NRVLandscape, nrv_landscape
 from .models_white_matter import rotational_invariants
 from .regimes import RegimeMap, regime_map
-from .report import make_report
+from .report import SignalSet, make_report
 
-__all__ = ["rotational_invariants", "regime_map", "RegimeMap", "make_report", "nrv_landscape", "NRVLandscape", "list_models", "get_model", "Model", "Parameter", "MODELS", "fit", "FitResult", "bias_table", "write_report",
+__all__ = ["rotational_invariants", "regime_map", "RegimeMap", "make_report", "SignalSet", "nrv_landscape", "NRVLandscape", "list_models", "get_model", "Model", "Parameter", "MODELS", "fit", "FitResult", "bias_table", "write_report",
            "free_signal", "gpd_signal", "gpd_pgse", "mf_signal", "callaghan_signal", "restricted_msd",
            "mitra_dt", "perrins_tortuosity", "spherical_jn_prime_zeros"]

@@ -4,6 +4,7 @@ Markdown summary with bias tables, NRV landscapes and regime-of-validity maps.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,25 +14,41 @@ from .models import get_model, list_models
 from .nrv import nrv_landscape
 
 
-def _rows(results):
-    """(scheme, signals (R, M), stderr (R, M), ground truths) from results or a database (path)."""
-    if isinstance(results, (str, Path)) or hasattr(results, "done"):
-        from walker.database import open_database  # the database format lives with the simulator
-        db = open_database(results) if isinstance(results, (str, Path)) else results
-        rows = np.nonzero(db.done)[0]
-        if rows.size == 0:
-            raise ValueError("the database has no finished rows yet; run or resume its sweep first")
-        return db.scheme, db.signal[rows], db.stderr[rows], [db.ground_truth[i] for i in rows], rows
-    results = list(results)
-    if not results:
-        raise ValueError("no results to report on")
-    scheme = results[0].scheme
-    for r in results[1:]:
-        if r.scheme.gradients.shape != scheme.gradients.shape or not np.allclose(r.scheme.gradients, scheme.gradients):
-            raise ValueError("all results of one report must share one acquisition scheme; report each scheme "
-                             "separately")
-    return (scheme, np.array([r.signal for r in results]), np.array([r.stderr for r in results]),
-            [r.ground_truth for r in results], np.arange(len(results)))
+@dataclass(frozen=True, eq=False)
+class SignalSet:
+    """Signals that share one scheme, with the ground truth of each: what a report is made from.
+
+    Attributes
+    ----------
+    scheme : sequences.Scheme
+    signals, stderr : numpy.ndarray
+        (R, M) normalised signals and their Monte Carlo standard errors.
+    ground_truths : list of dict
+        One per signal (SI), as ``SimulationResult.ground_truth``.
+    rows : numpy.ndarray
+        (R,) identifiers shown in the tables (database row numbers, or 0..R-1).
+    """
+
+    scheme: object
+    signals: np.ndarray
+    stderr: np.ndarray
+    ground_truths: list
+    rows: np.ndarray
+
+    @classmethod
+    def from_results(cls, results) -> "SignalSet":
+        """From simulation results (anything with ``scheme``, ``signal``, ``stderr`` and ``ground_truth``)."""
+        results = list(results)
+        if not results:
+            raise ValueError("no results to report on")
+        scheme = results[0].scheme
+        for r in results[1:]:
+            if r.scheme.gradients.shape != scheme.gradients.shape or not np.allclose(r.scheme.gradients,
+                                                                                      scheme.gradients):
+                raise ValueError("all results of one report must share one acquisition scheme; report each scheme "
+                                 "separately")
+        return cls(scheme, np.array([r.signal for r in results]), np.array([r.stderr for r in results]),
+                   [r.ground_truth for r in results], np.arange(len(results)))
 
 
 def _save_plot(draw, path: Path, size) -> Path:
@@ -53,8 +70,9 @@ def make_report(results, outdir: str | Path, *, models=None, snr: float | None =
 
     Parameters
     ----------
-    results : list of SimulationResult, a Database, or a database path
-        Simulated signals with ground truth sharing one scheme.
+    results : list of SimulationResult, or SignalSet
+        Simulated signals with ground truth sharing one scheme (a database:
+        ``diffwalk.report_database``).
     outdir : str or Path
         Folder for ``report.md`` and the PNG figures.
     models : list of str, optional
@@ -86,7 +104,8 @@ def make_report(results, outdir: str | Path, *, models=None, snr: float | None =
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    scheme, signals, stderr, gts, row_ids = _rows(results)
+    data = results if isinstance(results, SignalSet) else SignalSet.from_results(results)
+    scheme, signals, stderr, gts, row_ids = data.scheme, data.signals, data.stderr, data.ground_truths, data.rows
     names = list(models or list_models())
     applicable, refused = [], []
     for n in names:

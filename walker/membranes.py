@@ -49,8 +49,8 @@ def first_order_probability(kappa, dt: float, diffusivity: float, gaussian: bool
         Membrane permeability in m/s.
     dt : float
         Time step in s.
-    diffusivity : float
-        Diffusivity on the side the walker comes from, m^2/s.
+    diffusivity : float or numpy.ndarray
+        Diffusivity on the side the walker comes from, m^2/s (one per kappa, or one for all).
     gaussian : bool
         Gaussian steps instead of fixed-length ones.
 
@@ -59,7 +59,8 @@ def first_order_probability(kappa, dt: float, diffusivity: float, gaussian: bool
     float or numpy.ndarray
     """
     k = np.asarray(kappa, dtype=float)
-    factor = math.sqrt(math.pi * dt / diffusivity) if gaussian else (2.0 / 3.0) * math.sqrt(6.0 * dt / diffusivity)
+    D = np.asarray(diffusivity, dtype=float)
+    factor = np.sqrt(math.pi * dt / D) if gaussian else (2.0 / 3.0) * np.sqrt(6.0 * dt / D)
     return k * factor
 
 
@@ -73,9 +74,9 @@ def transit_probability(kappa, dt: float, diffusivity: float, other_diffusivity:
         Membrane permeability in m/s (0: never; inf: always).
     dt : float
         Time step (sub-step) in s.
-    diffusivity : float
-        Diffusivity on the side the walker comes from, m^2/s.
-    other_diffusivity : float, optional
+    diffusivity : float or numpy.ndarray
+        Diffusivity on the side the walker comes from, m^2/s (one per kappa, or one for all).
+    other_diffusivity : float or numpy.ndarray, optional
         Diffusivity on the far side, m^2/s (default: the same).
     gaussian : bool
         Gaussian steps instead of fixed-length ones.
@@ -94,7 +95,8 @@ def transit_probability(kappa, dt: float, diffusivity: float, other_diffusivity:
     p_j = first_order_probability(kappa, dt, D_j, gaussian)
     # p is proportional to 1/sqrt(D) on each side; P_i / p_i must be symmetric in (i, j) for detailed balance,
     # and P <= 1 on the slow side caps it at 1 / max(p_i, p_j) (for kappa = inf: P_i = sqrt(D_min / D_i))
-    cap = math.sqrt(min(diffusivity, D_j) / diffusivity)
+    D_i = np.asarray(diffusivity, dtype=float)
+    cap = np.sqrt(np.minimum(D_i, D_j) / D_i)
     with np.errstate(invalid="ignore", divide="ignore"):
         P = np.where(np.isinf(p_i), cap,
                      np.minimum(p_i / (1.0 + 0.25 * (p_i + p_j)) if corrected else p_i,

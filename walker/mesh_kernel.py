@@ -23,6 +23,10 @@ Transits through permeable faces keep the direction and carry the walker at
 least ``eta`` past the plane; the region changes to the component's parent
 (leaving) or the component (entering) and the rest of the step is rescaled by
 sqrt(D_new / D_old), as in the analytic kernel.
+
+Like the analytic kernel, one Python function compiled as a parallel and a
+serial build (:func:`walker.walkers.compile_kernel`) that must agree bit for
+bit, taking named records (:mod:`walker.records`) unpacked before the loop.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ from numba import njit, prange
 
 from substrates.meshgrid import ENLARGE, locate_one
 
-from .kernel import MAX_BOUNCES, _draw, _move, _next, _phase_step, _record_step, _store_phases, _wrap
+from .rng import draw_step, next_uniform
+from .walkers import (MAX_BOUNCES, begin_walker, compile_kernel, finish_walker, isotropic_step, move, phase_step,
+                      record_step, wrap)
 
 
 @njit(inline="always")
@@ -143,42 +149,36 @@ def _nearest(px, py, pz, dx, dy, dz, reach, skip, tri, tface, lo, h, n, box, sta
     return best, bq
 
 
-def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp, tface, lo, h, n, box, start,
-               items, clear, cstart, citems, depth, parent, p_out, p_in, scale, n_regions, eta, rec_steps, te_steps, out_I,
-               out_rec, out_tin, out_first, traj, counters, check_every_step):
+def walk_mesh(geo, transit, walkers, stepping, recording, out):
     """Walk every walker through a mesh substrate.
 
-    Parameters beyond the analytic kernel's (see :func:`walker.kernel._walk`)
-    --------------------------------------------------------------------------
-    pos : (N, 3)              absolute positions (m), wrapped into the box on periodic axes; final on return
-    cw_arr : (N,) int64       innermost component containing each walker (-1: extra); final on return
-    tri, tcomp, tface         triangle image rows, their component and mesh face
-    lo, h, n, box             grid origin, cell size, cells per axis, period (0: not periodic)
-    start, items              cell lists; cstart, citems: location columns (for check_every_step)
-    clear : (ncells,)         lower bound of the distance from a cell to any triangle (m): shorter steps skip the grid
-    depth, parent : (C,)      nesting depth and enclosing component of each component
-    p_out, p_in : (C,)        transit probability per hit from inside / outside each component
-    scale : (n_regions,)      step scale per region (depth d -> d, extra -> n_regions - 1)
-    eta : float               stand-off from a plane after a hit (m)
+    Parameters (records of :mod:`walker.records`; see :func:`walker.cells_kernel.walk_cells`)
+    ----------
+    geo : MeshGeometry          triangle images, grid, cell lists, clearance, location columns, nesting, eta
+    transit : Transit           per component: transit probability of a hit from inside / outside
+    walkers : Walkers           absolute positions (wrapped into the box on periodic axes) and innermost
+                                component (-1: extra) in; final ones out
+    stepping : Stepping         as for analytic substrates; ``scale`` per region (depth d -> d, extra last)
+    recording : Recording
+    out : Outputs
     """
+    tri, tcomp, tface, lo, h, n, box, start, items, clear, cstart, citems, depth, parent, n_regions, eta = geo
+    p_out, p_in = transit
+    pos, cw_arr, seeds = walkers
+    n_steps, substeps, M, gaussian, scale = stepping
+    W, rec_steps, te_steps, check_every_step = recording
+    out_I, out_rec, out_tin, out_first, traj, counters = out
     N = pos.shape[0]
     K = W.shape[0]
     inv_sub = 1.0 / substeps
-    ell_iso = M[0, 0]
-    iso = (not gaussian) and M[0, 1] == 0.0 and M[0, 2] == 0.0 and M[1, 0] == 0.0 and M[1, 2] == 0.0 \
-        and M[2, 0] == 0.0 and M[2, 1] == 0.0 and M[1, 1] == ell_iso and M[2, 2] == ell_iso
+    iso, ell_iso = isotropic_step(M, gaussian)
     tau = 0.25 * eta
     for i in prange(N):
-        s0 = seeds[i, 0]
-        s1 = seeds[i, 1]
-        px = pos[i, 0]
-        py = pos[i, 1]
-        pz = pos[i, 2]
+        px, py, pz, s0, s1, j_rec, j_te = begin_walker(i, pos, seeds, traj, rec_steps, out_rec, te_steps, out_tin)
         cw = cw_arr[i]
         rx = 0.0
         ry = 0.0
         rz = 0.0
-        j_rec, j_te = _record_step(i, 0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps, 0, out_tin)
         reg = depth[cw] if cw >= 0 else n_regions - 1
         sc = scale[reg]
         ell_c = sc * ell_iso
@@ -188,18 +188,10 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
         n_cut = 0
         n_bad = 0
         n_tr = 0
-        a0x = 0.0
-        a0y = 0.0
-        a0z = 0.0
-        a1x = 0.0
-        a1y = 0.0
-        a1z = 0.0
-        a2x = 0.0
-        a2y = 0.0
-        a2z = 0.0
+        acc = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         for t in range(1, n_steps + 1):
             for sub in range(substeps):
-                ux, uy, uz, s0, s1 = _draw(gaussian, s0, s1)
+                ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
                 if iso:
                     dx = ux
                     dy = uy
@@ -222,7 +214,7 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
                 cj = int(math.floor((py - lo[1]) / h[1]))
                 ck = int(math.floor((pz - lo[2]) / h[2]))
                 if 0 <= ci < n[0] and 0 <= cj < n[1] and 0 <= ck < n[2] and clear[(ci * n[1] + cj) * n[2] + ck] > left:
-                    px, py, pz, rx, ry, rz = _move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                     if cw >= 0:
                         tin += inv_sub
                     left = 0.0
@@ -230,7 +222,7 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
                     tw, q = _nearest(px, py, pz, dx, dy, dz, left, skip, tri, tface, lo, h, n, box, start, items,
                                      tau)
                     if q < 0 or tw >= left:
-                        px, py, pz, rx, ry, rz = _move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                        px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                         if cw >= 0:
                             tin += left / full * inv_sub
                         break
@@ -239,7 +231,7 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
                     seg = tw - back
                     if seg < 0.0:
                         seg = 0.0
-                    px, py, pz, rx, ry, rz = _move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
+                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
                     if cw >= 0:
                         tin += tw / full * inv_sub
                     left -= tw
@@ -247,7 +239,7 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
                     c = tcomp[q]
                     p = p_out[c] if dn > 0.0 else p_in[c]
                     if p > 0.0 and back < 0.1 * full:
-                        uu, s0, s1 = _next(s0, s1)
+                        uu, s0, s1 = next_uniform(s0, s1)
                         if uu < p:
                             # transit: same direction, carried past the plane, the rest rescaled to the new D
                             n_tr += 1
@@ -274,31 +266,19 @@ def _walk_mesh(pos, cw_arr, seeds, n_steps, substeps, M, gaussian, W, tri, tcomp
                         n_cut += 1
                         break
                 if box[0] > 0.0:
-                    px = _wrap(px, box[0])
+                    px = wrap(px, box[0])
                 if box[1] > 0.0:
-                    py = _wrap(py, box[1])
+                    py = wrap(py, box[1])
                 if box[2] > 0.0:
-                    pz = _wrap(pz, box[2])
+                    pz = wrap(pz, box[2])
                 if check_every_step:
                     if locate_one(px, py, pz, tri, tcomp, depth, lo, h, n, box, cstart, citems) != cw:
                         n_bad += 1
-            a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z = _phase_step(
-                W, t, K, i, rx, ry, rz, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z, out_I)
-            j_rec, j_te = _record_step(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_steps, j_te,
+            acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
+            j_rec, j_te = record_step(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_steps, j_te,
                                        out_tin)
-        _store_phases(i, K, out_I, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z)
-        pos[i, 0] = px
-        pos[i, 1] = py
-        pos[i, 2] = pz
-        cw_arr[i] = cw
-        seeds[i, 0] = s0
-        seeds[i, 1] = s1
-        out_first[i] = first
-        counters[i, 0] += n_refl
-        counters[i, 1] += n_cut
-        counters[i, 2] += n_bad
-        counters[i, 3] += n_tr
+        finish_walker(i, K, acc, px, py, pz, cw, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, cw_arr, seeds,
+                      out_I, out_first, counters)
 
 
-walk_mesh_parallel = njit(parallel=True, cache=True, fastmath=False, error_model="numpy")(_walk_mesh)
-walk_mesh_serial = njit(cache=True, fastmath=False, error_model="numpy")(_walk_mesh)
+walk_mesh_parallel, walk_mesh_serial = compile_kernel(walk_mesh)

@@ -4,17 +4,17 @@ from importlib import import_module
 
 #: name -> (module, one-line description)
 EXAMPLES = {
-    "waveforms": ("walker.examples.waveforms",
+    "waveforms": ("diffwalk.examples.waveforms",
                   "PGSE + OGSE + STE protocol: waveforms, q(t), spectra and b-tensors in one figure"),
-    "restricted": ("walker.examples.restricted",
+    "restricted": ("diffwalk.examples.restricted",
                    "signal vs b for free, cylinder and sphere: Monte Carlo against the exact curves"),
-    "exchange": ("walker.examples.exchange",
+    "exchange": ("diffwalk.examples.exchange",
                  "permeable spheres: signal vs diffusion time for several kappa, against the Karger prediction"),
-    "meshes": ("walker.examples.meshes",
+    "meshes": ("diffwalk.examples.meshes",
                "generated substrates (packed, undulating, beaded axons; somas): rendered, walked, signals compared"),
-    "main": ("walker.examples.main_job",
+    "main": ("diffwalk.examples.main_job",
              "packed axons under PGSE + STE -> resumable HDF5 ground-truth database -> report"),
-    "validation": ("walker.examples.validation_report",
+    "validation": ("diffwalk.examples.validation_report",
                    "packed axons -> signals -> every applicable model fitted -> bias, NRV, regime-map report"),
 }
 

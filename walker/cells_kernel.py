@@ -1,11 +1,13 @@
-"""The random-walk kernel: walkers through planes, cylinders or spheres, with phase accumulation.
+"""The random-walk kernel for analytic substrates: free space, parallel planes, cylinders and spheres.
 
-One Python function, compiled twice: ``walk_parallel`` (``parallel=True``,
-``prange`` over walkers) and ``walk_serial`` (plain ``njit``); tests require
-the two to agree bit for bit. Walker state is held in scalars and in the
-walker's own rows of preallocated arrays only: an array allocated inside a
-``prange`` body can be hoisted out of the loop by the parallel compiler and
-silently shared between walkers.
+One Python function, compiled twice (:func:`walker.walkers.compile_kernel`):
+``walk_cells_parallel`` (``prange`` over walkers) and ``walk_cells_serial``;
+tests require the two to agree bit for bit. Walker state is held in scalars
+and in the walker's own rows of preallocated arrays only: an array allocated
+inside a ``prange`` body can be hoisted out of the loop by the parallel
+compiler and silently shared between walkers. The kernel takes named records
+(:mod:`walker.records`) and unpacks them before the loop: numba drops writes
+made through a record's arrays inside a parallel loop.
 
 Geometry is in the substrate's local frame (cylinders along z). Collisions are
 exact: the first intersection of the step segment with a wall, specular
@@ -32,67 +34,11 @@ import math
 import numpy as np
 from numba import njit, prange
 
-FREE, PLANES, CYLINDERS, SPHERES = 0, 1, 2, 3
-MAX_BOUNCES = 10_000  # per step; only a walker grazing a wall exactly tangentially gets near it
+from substrates import CYLINDERS, FREE, PLANES, SPHERES
 
-_U11 = np.uint64(11)
-_U16 = np.uint64(16)
-_U24 = np.uint64(24)
-_U40 = np.uint64(40)
-_U37 = np.uint64(37)
-_U27 = np.uint64(27)
-_INV53 = 1.0 / 9007199254740992.0
-
-
-@njit(inline="always")
-def _next(s0, s1):
-    # xoroshiro128+ (Blackman & Vigna): top 53 bits -> uniform double in [0, 1)
-    res = s0 + s1
-    s1 ^= s0
-    s0 = ((s0 << _U24) | (s0 >> _U40)) ^ s1 ^ (s1 << _U16)
-    s1 = (s1 << _U37) | (s1 >> _U27)
-    return (res >> _U11) * _INV53, s0, s1
-
-
-@njit(inline="always")
-def _direction(s0, s1):
-    # Marsaglia (1972): uniform on the sphere from a point uniform in the unit disk; no trigonometry
-    while True:
-        u, s0, s1 = _next(s0, s1)
-        v, s0, s1 = _next(s0, s1)
-        a = 2.0 * u - 1.0
-        b = 2.0 * v - 1.0
-        q = a * a + b * b
-        if q < 1.0 and q > 0.0:
-            break
-    f = 2.0 * math.sqrt(1.0 - q)
-    return a * f, b * f, 1.0 - 2.0 * q, s0, s1
-
-
-@njit(inline="always")
-def _gaussian3(s0, s1):
-    # Box-Muller; 1 - u keeps the log argument in (0, 1]
-    u, s0, s1 = _next(s0, s1)
-    v, s0, s1 = _next(s0, s1)
-    w, s0, s1 = _next(s0, s1)
-    x, s0, s1 = _next(s0, s1)
-    r1 = math.sqrt(-2.0 * math.log(1.0 - u))
-    r2 = math.sqrt(-2.0 * math.log(1.0 - w))
-    return r1 * math.cos(2 * math.pi * v), r1 * math.sin(2 * math.pi * v), r2 * math.cos(2 * math.pi * x), s0, s1
-
-
-@njit(inline="always")
-def _draw(gaussian, s0, s1):
-    """One step's random vector: standard normal (Gaussian steps) or a uniform unit direction."""
-    if gaussian:
-        return _gaussian3(s0, s1)
-    return _direction(s0, s1)
-
-
-@njit(inline="always")
-def _move(px, py, pz, rx, ry, rz, dx, dy, dz, s):
-    """Advance the position and the unwrapped displacement by s along d."""
-    return px + s * dx, py + s * dy, pz + s * dz, rx + s * dx, ry + s * dy, rz + s * dz
+from .rng import draw_step, next_uniform
+from .walkers import (MAX_BOUNCES, begin_walker, compile_kernel, finish_walker, isotropic_step, move, phase_step,
+                      record_step, wrap)
 
 
 @njit(inline="always")
@@ -137,15 +83,6 @@ def _reflect(dx, dy, dz, nx, ny, nz):
     nz /= nn
     dn = 2.0 * (dx * nx + dy * ny + dz * nz)
     return dx - dn * nx, dy - dn * ny, dz - dn * nz
-
-
-@njit(inline="always")
-def _wrap(x, L):
-    if x < 0.0 or x >= L:
-        x -= math.floor(x / L) * L
-        if x >= L:  # rounding of a tiny negative x
-            x = 0.0
-    return x
 
 
 @njit(inline="always")
@@ -219,105 +156,34 @@ def _inside_any(px, py, pz, wz, box, img_c, img_r, n, h, start, items, shrink):
     return False
 
 
-@njit(inline="always")
-def _phase_step(W, t, K, i, rx, ry, rz, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z, out_I):
-    """Add this grid point's weighted displacement: up to three shapes (PGSE, OGSE, DDE, b-tensors) in
-    registers, the rest straight into out_I."""
-    w = W[0, t]
-    a0x += w * rx
-    a0y += w * ry
-    a0z += w * rz
-    if K > 1:
-        w = W[1, t]
-        a1x += w * rx
-        a1y += w * ry
-        a1z += w * rz
-        if K > 2:
-            w = W[2, t]
-            a2x += w * rx
-            a2y += w * ry
-            a2z += w * rz
-            for k in range(3, K):
-                w = W[k, t]
-                out_I[i, k, 0] += w * rx
-                out_I[i, k, 1] += w * ry
-                out_I[i, k, 2] += w * rz
-    return a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z
+def walk_cells(geo, transit, walkers, stepping, recording, out):
+    """Walk every walker through ``stepping.n_steps`` grid steps of ``stepping.substeps`` sub-steps each.
 
-
-@njit(inline="always")
-def _record_step(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_steps, j_te, out_tin):
-    """Trajectory, displacement and time-inside records at grid point t; returns the advanced record indices."""
-    if i < traj.shape[0]:
-        traj[i, t, 0] = rx
-        traj[i, t, 1] = ry
-        traj[i, t, 2] = rz
-    while j_rec < rec_steps.shape[0] and rec_steps[j_rec] == t:
-        out_rec[i, j_rec, 0] = rx
-        out_rec[i, j_rec, 1] = ry
-        out_rec[i, j_rec, 2] = rz
-        j_rec += 1
-    while j_te < te_steps.shape[0] and te_steps[j_te] == t:
-        out_tin[i, j_te] = tin
-        j_te += 1
-    return j_rec, j_te
-
-
-@njit(inline="always")
-def _store_phases(i, K, out_I, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z):
-    out_I[i, 0, 0] += a0x
-    out_I[i, 0, 1] += a0y
-    out_I[i, 0, 2] += a0z
-    if K > 1:
-        out_I[i, 1, 0] += a1x
-        out_I[i, 1, 1] += a1y
-        out_I[i, 1, 2] += a1z
-    if K > 2:
-        out_I[i, 2, 0] += a2x
-        out_I[i, 2, 1] += a2y
-        out_I[i, 2, 2] += a2z
-
-
-def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, box, img_c, img_r, n, h, start,
-          items, p_out, p_in, scale, rec_steps, te_steps, out_I, out_rec, out_tin, out_first, traj, counters,
-          check_every_step):
-    """Walk every walker through ``n_steps`` grid steps of ``substeps`` sub-steps each.
-
-    Parameters (all arrays preallocated by the caller)
+    Parameters (records of :mod:`walker.records`; every array preallocated by the caller)
     ----------
-    kind : int                 FREE, PLANES, CYLINDERS or SPHERES
-    pos : (N, 3) float64       start positions, local frame (m); wrapped into the box for extra walkers,
-                               relative to the home image's centre for intra walkers; final positions on return
-    home : (N,) int64          image a walker is inside, -1 for extra/free walkers; final compartment on return
-    seeds : (N, 2) uint64      xoroshiro128+ state per walker
-    M : (3, 3) float64         sub-step matrix: displacement = scale[c] * M @ u (u unit vector, or standard
-                               normal if gaussian), c = 0 inside a primitive, 1 outside
-    W : (K, T+1) float64       phase weights of the positions at grid points (trapezoid rule)
-    p_out, p_in : (Q,) float64 per image: transit probability of a hit from inside / from outside (0: impermeable)
-    scale : (2,) float64       step scale inside / outside (sqrt of the diffusivity ratio to M's)
-    rec_steps : (R,) int64     grid indices at which displacements are recorded (sorted)
-    te_steps : (E,) int64      grid indices at which the time spent inside is recorded (sorted)
-    out_I : (N, K, 3)          accumulators sum_t W[k, t] r_t (m)
-    out_rec : (N, R, 3)        displacements at rec_steps (m)
-    out_tin : (N, E)           time spent inside a primitive (or between planes) up to te_steps, in units of dt
-    out_first : (N,)           time of the first membrane transit in units of dt (-1: none)
-    traj : (n_traj, T+1, 3)    displacements of the first walkers at every grid point (m)
-    counters : (N, 4) int64    reflections, steps cut at MAX_BOUNCES, containment violations, transits
+    geo : CellGeometry          kind, plane spacing, box, primitive images and their cell lists
+    transit : Transit           per image (one entry for planes): transit probability from inside / outside
+    walkers : Walkers           start state in, final state out; ``home`` is the image a walker is inside
+                                (-1: extra or free), positions relative to that image's centre
+    stepping : Stepping         steps, sub-steps, step matrix, Gaussian or fixed-length, scale inside / outside
+    recording : Recording       phase weights, record and echo grid indices, containment check every step
+    out : Outputs               phase integrals, displacements, time inside, first transit, trajectories,
+                                counters (reflections, steps cut at MAX_BOUNCES, containment violations, transits)
     """
+    kind, spacing, box, img_c, img_r, n, h, start, items = geo
+    p_out, p_in = transit
+    pos, home, seeds = walkers
+    n_steps, substeps, M, gaussian, scale = stepping
+    W, rec_steps, te_steps, check_every_step = recording
+    out_I, out_rec, out_tin, out_first, traj, counters = out
     N = pos.shape[0]
     K = W.shape[0]
     wz = 1.0 if kind == SPHERES else 0.0
     inv_sub = 1.0 / substeps
-    ell_iso = M[0, 0]
-    iso = (not gaussian) and M[0, 1] == 0.0 and M[0, 2] == 0.0 and M[1, 0] == 0.0 and M[1, 2] == 0.0 \
-        and M[2, 0] == 0.0 and M[2, 1] == 0.0 and M[1, 1] == ell_iso and M[2, 2] == ell_iso
+    iso, ell_iso = isotropic_step(M, gaussian)
     p_planes = p_out[0] if kind == PLANES else 0.0
     for i in prange(N):
-        s0 = seeds[i, 0]
-        s1 = seeds[i, 1]
-        px = pos[i, 0]
-        py = pos[i, 1]
-        pz = pos[i, 2]
+        px, py, pz, s0, s1, j_rec, j_te = begin_walker(i, pos, seeds, traj, rec_steps, out_rec, te_steps, out_tin)
         rx = 0.0
         ry = 0.0
         rz = 0.0
@@ -326,7 +192,6 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
             Rh = img_r[q_home]
         else:
             Rh = 0.0
-        j_rec, j_te = _record_step(i, 0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps, 0, out_tin)
         # step scale of the walker's compartment: changes only at transits
         sc = scale[0] if q_home >= 0 or kind == PLANES else scale[1]
         ell_c = sc * ell_iso
@@ -336,18 +201,10 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
         n_cut = 0
         n_bad = 0
         n_tr = 0
-        a0x = 0.0
-        a0y = 0.0
-        a0z = 0.0
-        a1x = 0.0
-        a1y = 0.0
-        a1z = 0.0
-        a2x = 0.0
-        a2y = 0.0
-        a2z = 0.0
+        acc = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         for t in range(1, n_steps + 1):
             for sub in range(substeps):
-                ux, uy, uz, s0, s1 = _draw(gaussian, s0, s1)
+                ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
                 if iso:
                     vx = ell_c * ux
                     vy = ell_c * uy
@@ -370,7 +227,7 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                     while z < 0.0 or z > spacing:
                         crossed = False
                         if p_planes > 0.0:
-                            uu, s0, s1 = _next(s0, s1)
+                            uu, s0, s1 = next_uniform(s0, s1)
                             crossed = uu < p_planes
                         if crossed:
                             n_tr += 1
@@ -418,7 +275,7 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                             tw, qh, cx, cy, cz = _nearest_hit(px, py, pz, dx, dy, dz, left, wz, box, img_c, img_r,
                                                               n, h, start, items)
                         seg = tw if tw < left else left
-                        px, py, pz, rx, ry, rz = _move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
+                        px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
                         if q_home >= 0:
                             tin += seg / full * inv_sub
                         if tw >= left:
@@ -427,7 +284,7 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                         left -= tw
                         p = p_out[qh] if q_home >= 0 else p_in[qh]
                         if p > 0.0:
-                            uu, s0, s1 = _next(s0, s1)
+                            uu, s0, s1 = next_uniform(s0, s1)
                             if uu < p:
                                 # transit: same direction, the rest of the step rescaled to the new diffusivity
                                 # (its time is kept: length / full is the fraction of the sub-step left)
@@ -439,10 +296,10 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                                     py += img_c[q_home, 1]
                                     pz += img_c[q_home, 2]
                                     if box[0] > 0.0:
-                                        px = _wrap(px, box[0])
-                                        py = _wrap(py, box[1])
+                                        px = wrap(px, box[0])
+                                        py = wrap(py, box[1])
                                     if box[2] > 0.0:
-                                        pz = _wrap(pz, box[2])
+                                        pz = wrap(pz, box[2])
                                     q_home = -1
                                     sc = scale[1]
                                     ratio = scale[1] / scale[0]
@@ -466,33 +323,21 @@ def _walk(kind, pos, home, seeds, n_steps, substeps, M, gaussian, W, spacing, bo
                             break
                     if q_home < 0:
                         if box[0] > 0.0:
-                            px = _wrap(px, box[0])
-                            py = _wrap(py, box[1])
+                            px = wrap(px, box[0])
+                            py = wrap(py, box[1])
                         if box[2] > 0.0:
-                            pz = _wrap(pz, box[2])
+                            pz = wrap(pz, box[2])
                     if check_every_step or (t == n_steps and sub == substeps - 1):
                         if q_home >= 0:
                             if px * px + py * py + wz * pz * pz > (Rh * (1.0 + 1e-9)) ** 2:
                                 n_bad += 1
                         elif _inside_any(px, py, pz, wz, box, img_c, img_r, n, h, start, items, 1e-9):
                             n_bad += 1
-            a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z = _phase_step(
-                W, t, K, i, rx, ry, rz, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z, out_I)
-            j_rec, j_te = _record_step(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_steps, j_te,
-                                       out_tin)
-        _store_phases(i, K, out_I, a0x, a0y, a0z, a1x, a1y, a1z, a2x, a2y, a2z)
-        pos[i, 0] = px
-        pos[i, 1] = py
-        pos[i, 2] = pz
-        home[i] = q_home
-        seeds[i, 0] = s0
-        seeds[i, 1] = s1
-        out_first[i] = first
-        counters[i, 0] += n_refl
-        counters[i, 1] += n_cut
-        counters[i, 2] += n_bad
-        counters[i, 3] += n_tr
+            acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
+            j_rec, j_te = record_step(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_steps, j_te,
+                                      out_tin)
+        finish_walker(i, K, acc, px, py, pz, q_home, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, home, seeds,
+                      out_I, out_first, counters)
 
 
-walk_parallel = njit(parallel=True, cache=True, fastmath=False, error_model="numpy")(_walk)
-walk_serial = njit(cache=True, fastmath=False, error_model="numpy")(_walk)
+walk_cells_parallel, walk_cells_serial = compile_kernel(walk_cells)

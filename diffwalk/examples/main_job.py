@@ -64,9 +64,10 @@ def run(outdir: str | Path = "figures", n_walkers: int | None = None, n_steps: i
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    import substrates
+
     from .. import config as cfgmod
     from ..database import open_database
-    from ..show import show_substrate
     from ..sweep import run_sweep
 
     out = Path(outdir)
@@ -113,14 +114,14 @@ def run(outdir: str | Path = "figures", n_walkers: int | None = None, n_steps: i
            title=f"row {i0}: restricted intra decays slower than hindered extra")
     ax.legend(fontsize="small")
     job = cfgmod.parse_job(cfgmod.sweep_rows(tomllib.loads(spec))[1][i0]["config"])
-    show_substrate(job.substrate, ax=axes[2])
+    substrates.plot_section(job.substrate, ax=axes[2])
     fig.suptitle("diffwalk main job: packed axons, ground-truth database")
     fig_path = out / "main_job.png"
     fig.savefig(fig_path, dpi=100)
     plt.close(fig)
     import validation
 
-    from ..database import bias_of_database
+    from ..validate import bias_of_database
     table = bias_of_database(db, ["ball_stick", "stick_zeppelin", "cylinder_zeppelin"], snr=100.0, repeats=2,
                              seed=0)
     validation.write_report(table, out / "validation", title="main job")

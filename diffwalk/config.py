@@ -75,15 +75,6 @@ SIMULATION_FIELDS = {"n_walkers": "int", "n_steps": "int", "diffusivity": "diffu
 TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep"}
 
 
-def fibonacci_directions(n: int) -> np.ndarray:
-    """n unit vectors spread evenly over a hemisphere (z >= 0), deterministic."""
-    i = np.arange(n) + 0.5
-    z = 1 - i / n
-    r = np.sqrt(1 - z**2)
-    phi = np.pi * (3 - np.sqrt(5)) * i
-    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
-
-
 def _value(kind: str, value, field: str):
     many = kind.endswith("*")
     kind = kind.rstrip("*")
@@ -117,7 +108,7 @@ def _value(kind: str, value, field: str):
         return a
     if kind == "directions":
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return fibonacci_directions(value)
+            return sequences.fibonacci_directions(value)
         a = np.asarray(value, dtype=float) if isinstance(value, list) else None
         if a is None or a.ndim != 2 or a.shape[1] != 3:
             raise ConfigError(f"{field} = {value!r}: expected a count or a list of [x, y, z] vectors")

@@ -14,6 +14,7 @@ Layout (all physical values SI, each dataset with a ``units`` attribute)::
                        ground_truth, provenance (R,) JSON text
 
 Crash safety: a running sweep writes each finished row to ``DB.h5.parts/row_NNNNNN.npz``
+(:class:`PartsFolder` owns that naming)
 (written to a temporary name, then renamed: a row file is complete or absent), and
 rebuilds ``DB.h5`` by writing ``DB.h5.tmp`` and renaming it over the old file. A
 kill at any moment (SIGKILL included) therefore loses only the rows in flight,
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import time
 from dataclasses import dataclass
@@ -33,8 +35,7 @@ import h5py
 import numpy as np
 
 import sequences
-
-from .result import SimulationResult
+from walker import SimulationResult, package_version
 
 FORMAT = "diffwalk-database"
 FORMAT_VERSION = 1
@@ -71,30 +72,47 @@ def row_from_result(res: SimulationResult, params_text: dict, params_si: dict) -
     return row
 
 
-def parts_dir(db_path: str | Path) -> Path:
-    """Folder holding the finished rows not yet consolidated into the database."""
-    return Path(str(db_path) + ".parts")
+class PartsFolder:
+    """Finished rows waiting beside a database, one complete file each (``DB.h5.parts/row_NNNNNN.npz``).
 
+    The only place that knows how part files are named: each is written under
+    a temporary name and renamed, so a part is complete or absent.
 
-def write_part(db_path: str | Path, index: int, row: dict) -> None:
-    """Atomically store one finished row next to the database."""
-    d = parts_dir(db_path)
-    d.mkdir(exist_ok=True)
-    tmp = d / f".row_{index:06d}.tmp.npz"
-    np.savez(tmp, **{k: np.asarray(v) for k, v in row.items()})
-    os.replace(tmp, d / f"row_{index:06d}.npz")
+    Parameters
+    ----------
+    db_path : str or Path
+        The database the rows belong to.
+    """
 
+    def __init__(self, db_path: str | Path):
+        self.path = Path(str(db_path) + ".parts")
 
-def read_parts(db_path: str | Path) -> dict[int, dict]:
-    """Finished rows waiting in the parts folder (complete files only)."""
-    out = {}
-    d = parts_dir(db_path)
-    if d.is_dir():
-        for f in sorted(d.glob("row_*.npz")):
-            with np.load(f, allow_pickle=False) as z:
-                out[int(f.stem[4:])] = {k: (z[k].item() if z[k].ndim == 0 and z[k].dtype.kind == "U" else z[k])
-                                        for k in z.files}
-    return out
+    def _file(self, index: int) -> Path:
+        return self.path / f"row_{index:06d}.npz"
+
+    def write(self, index: int, row: dict) -> None:
+        """Atomically store one finished row."""
+        self.path.mkdir(exist_ok=True)
+        tmp = self.path / f".row_{index:06d}.tmp.npz"
+        np.savez(tmp, **{k: np.asarray(v) for k, v in row.items()})
+        os.replace(tmp, self._file(index))
+
+    def read(self) -> dict[int, dict]:
+        """Finished rows in the folder (complete files only), by row index."""
+        out = {}
+        if self.path.is_dir():
+            for f in sorted(self.path.glob("row_*.npz")):
+                with np.load(f, allow_pickle=False) as z:
+                    out[int(f.stem[4:])] = {k: (z[k].item() if z[k].ndim == 0 and z[k].dtype.kind == "U" else z[k])
+                                            for k in z.files}
+        return out
+
+    def remove(self, indices) -> None:
+        """Delete the parts of these rows (after they were folded into the database); drop an empty folder."""
+        for i in indices:
+            self._file(i).unlink(missing_ok=True)
+        if self.path.is_dir() and not any(self.path.glob("row_*.npz")):
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_names: list[str], spec_text: str,
@@ -105,10 +123,9 @@ def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_nam
     rows = rows or {}
     M = len(scheme)
     comps = sorted({k.split(":")[1] for r in rows.values() for k in r if k.startswith("compartment:")})
-    from .simulate import _version
     with h5py.File(tmp, "w") as f:
         f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, convention=CONVENTION,
-                       diffwalk_version=_version(), created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       diffwalk_version=package_version(), created=time.strftime("%Y-%m-%dT%H:%M:%S"),
                        spec=spec_text, n_rows=n_rows, param_names=json.dumps(param_names))
         sg = f.create_group("scheme")
         sg.attrs.update(dt=scheme.dt, gamma=scheme.gamma, dt_units="s", gamma_units="rad/s/T")
@@ -354,18 +371,3 @@ def export_nifti(db: Database, stem: str | Path, voxel_size: float = 1.0) -> lis
     side.write_text(json.dumps({"rows": db.n_rows, "params": {k: v.tolist() for k, v in db.params.items()},
                                 "convention": CONVENTION, "source": str(db.path)}, indent=1))
     return [nii, stem.with_suffix(".bval"), stem.with_suffix(".bvec"), side]
-
-
-def bias_of_database(db: Database, models=None, **kwargs) -> list[dict]:
-    """Fit models to the finished rows of a database and tabulate bias against their ground truth.
-
-    Keyword arguments go to :func:`validation.bias_table` (snr, repeats, likelihood, seed, n_jobs);
-    the ``row`` of each entry is the database row.
-    """
-    import validation
-    rows = np.nonzero(db.done)[0]
-    table = validation.bias_table(db.scheme, db.signal[rows], [db.ground_truth[i] for i in rows], db.stderr[rows],
-                                  models=models, **kwargs)
-    for entry in table:
-        entry["row"] = int(rows[entry["row"]])
-    return table

@@ -88,6 +88,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     import validation
 
     from .database import open_database
+    from .validate import report_database
     db = open_database(args.database)
     models = args.models.split(",") if args.models else None
     for m in models or []:
@@ -99,7 +100,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             raise ValueError(f"--nrv {spec}: {name} has no parameter {param!r}; it has "
                              f"{validation.get_model(name).names}")
         nrv.append((name, param))
-    md = validation.make_report(db, args.report, models=models, snr=args.snr or None, repeats=args.repeats,
+    md = report_database(db, args.report, models=models, snr=args.snr or None, repeats=args.repeats,
                                 likelihood=args.likelihood, nrv=nrv, seed=args.seed, n_jobs=args.jobs,
                                 title=f"validation of {Path(args.database).name}", progress=True)
     print(f"fitted models to {int(db.done.sum())} row(s); wrote {md} and its figures")
@@ -107,10 +108,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_show_substrate(args: argparse.Namespace) -> int:
+    import substrates
+
     from . import config as cfgmod
-    from .show import show_substrate
     job = cfgmod.parse_job(cfgmod.load(args.config))
-    show_substrate(job.substrate, args.output)
+    substrates.plot_section(job.substrate, path=args.output)
     print(f"wrote {args.output}")
     return 0
 

@@ -4,7 +4,7 @@ Rows are independent simulations with fixed seeds, so a serial run, a Dask
 LocalCluster and a remote scheduler produce bit-identical rows. The process
 that runs the sweep is the only writer: workers return rows, the writer stores
 each one atomically as it arrives and folds them into the database every
-``flush_seconds`` and at the end (see :mod:`walker.database` for why this is
+``flush_seconds`` and at the end (see :mod:`diffwalk.database` for why this is
 safe against SIGKILL). ``resume`` reruns only the rows that are in neither the
 database nor its parts folder.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import sys
 import time
 import tomllib
@@ -50,7 +49,7 @@ def _param_si(job: cfgmod.Job, name: str, raw):
 
 def run_row(index: int, row_config: dict, names: list[str], params: dict) -> tuple[int, dict]:
     """Simulate one row; runs on workers, so it takes and returns plain data."""
-    from .simulate import simulate
+    from walker import simulate
 
     job = cfgmod.parse_job(row_config)
     sim = dict(job.simulation)
@@ -74,7 +73,7 @@ def _warmup() -> bool:
     import sequences
     import substrates
 
-    from .simulate import simulate
+    from walker import simulate
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         simulate(substrates.cylinder_lattice(2e-6, 0.5), sequences.pgse(5e-3, 10e-3, bvalues=[1e9]),
@@ -97,7 +96,7 @@ def _pending(db_path: Path, n_rows: int) -> list[int]:
     if db_path.exists():
         db = database.open_database(db_path)
         done |= set(np.nonzero(db.done)[0].tolist())
-    done |= set(database.read_parts(db_path))
+    done |= set(database.PartsFolder(db_path).read())
     return [i for i in range(n_rows) if i not in done]
 
 
@@ -105,14 +104,11 @@ def consolidate(db_path: str | Path, scheme, n_rows: int, names: list[str], spec
     """Fold the parts folder into the database (atomic rewrite); returns the finished-row count."""
     db_path = Path(db_path)
     rows = database.rows_from_file(db_path) if db_path.exists() else {}
-    parts = database.read_parts(db_path)
+    folder = database.PartsFolder(db_path)
+    parts = folder.read()
     rows.update(parts)
     database.create(db_path, scheme, n_rows, names, spec_text, rows)
-    for i in parts:
-        (database.parts_dir(db_path) / f"row_{i:06d}.npz").unlink(missing_ok=True)
-    d = database.parts_dir(db_path)
-    if d.is_dir() and not any(d.glob("row_*.npz")):
-        shutil.rmtree(d, ignore_errors=True)
+    folder.remove(parts)
     return len(rows)
 
 
@@ -191,13 +187,14 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
     pending = _pending(db_path, n_rows)
     log.info("%d of %d rows to run", len(pending), n_rows)
     bar = _progress(n_rows, n_rows - len(pending))
+    parts = database.PartsFolder(db_path)
     last_flush = time.monotonic()
     finished = n_rows - len(pending)
     t0 = time.monotonic()
 
     def store(i: int, row: dict) -> None:
         nonlocal last_flush, finished
-        database.write_part(db_path, i, row)
+        parts.write(i, row)
         finished += 1
         if bar is not None:
             bar.update(1)

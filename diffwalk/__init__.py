@@ -1,0 +1,28 @@
+"""diffwalk: the application above the engine.
+
+The ``diffwalk`` command line (:mod:`diffwalk.cli`), TOML configurations with
+units (:mod:`diffwalk.config`), HDF5 ground-truth databases
+(:mod:`diffwalk.database`), resumable sweeps serially or on Dask
+(:mod:`diffwalk.sweep`), the glue from databases to validation reports
+(:mod:`diffwalk.validate`) and the built-in examples (:mod:`diffwalk.examples`).
+
+The engine and the science live below it: :mod:`sequences` (schemes),
+:mod:`substrates` (geometry), :mod:`walker` (the Monte Carlo engine) and
+:mod:`validation` (models, fits, bias); ``diffwalk`` is the only package that
+imports all four.
+
+Examples
+--------
+>>> import diffwalk
+>>> db = diffwalk.open_database("figures/main_job.h5")            # doctest: +SKIP
+>>> db.signal[db.select(**{"substrate.icvf": 0.6})]               # doctest: +SKIP
+"""
+
+from .config import Job, load, parse_job
+from .quantities import ConfigError
+from .database import Database, DatabaseError, PartsFolder, open_database
+from .sweep import resume, run_sweep
+from .validate import bias_of_database, database_signals, report_database
+
+__all__ = ["open_database", "Database", "DatabaseError", "PartsFolder", "run_sweep", "resume", "load",
+           "parse_job", "Job", "ConfigError", "bias_of_database", "database_signals", "report_database"]

@@ -1,0 +1,179 @@
+"""Stage 3 of a simulation: the kernel's records from a substrate and a plan, and the call of the kernel.
+
+Analytic substrates (free, planes, cylinders, spheres) go to
+:mod:`walker.cells_kernel`, meshes to :mod:`walker.mesh_kernel`; both take the
+same records (:mod:`walker.records`) apart from the geometry, and both get
+their transit probabilities from :func:`transit_tables`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from substrates import CYLINDERS, PLANES, SPHERES, MeshSubstrate, Substrate, WalkerStart
+
+from . import cells_kernel, mesh_kernel
+from .membranes import transit_probability
+from .plan import RunPlan
+from .records import CellGeometry, MeshGeometry, Outputs, Recording, Stepping, Transit, Walkers
+
+
+@dataclass(frozen=True, eq=False)
+class KernelRun:
+    """What the kernel leaves behind.
+
+    Attributes
+    ----------
+    walkers : Walkers
+        Final positions (kernel frame: relative to the home image inside analytic primitives), compartments
+        (image or component, -1 none) and generator states.
+    out : Outputs
+        Phase integrals, records and counters.
+    transit : Transit
+        The transit probabilities used.
+    wall_time : float
+        Seconds spent in the kernel.
+    """
+
+    walkers: Walkers
+    out: Outputs
+    transit: Transit
+    wall_time: float
+
+
+def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: np.ndarray, *,
+               check_every_step: bool = False, parallel: bool = True) -> KernelRun:
+    """Walk the walkers of ``start`` (with generator states ``seeds``) through ``substrate`` as ``plan`` says.
+
+    Parameters
+    ----------
+    substrate : Substrate
+    plan : RunPlan
+    start : WalkerStart
+        Start positions as the substrate sampled them (not modified).
+    seeds : numpy.ndarray
+        (N, 2) uint64 generator states (not modified).
+    check_every_step : bool
+        Test containment after every step.
+    parallel : bool
+        The multi-threaded build (``False``: the serial build of the same function).
+
+    Returns
+    -------
+    KernelRun
+    """
+    walkers = Walkers(start.positions.copy(), start.home.copy(), seeds.copy())
+    transit = transit_tables(substrate, plan)
+    stepping = Stepping(plan.n_steps, plan.substeps, plan.step_matrix, plan.gaussian, _step_scales(substrate, plan))
+    W = phase_weights(plan.played.shapes.shapes)
+    recording = Recording(W, plan.record_steps, plan.echo_steps, bool(check_every_step))
+    out = _outputs(plan, W.shape[0])
+    if isinstance(substrate, MeshSubstrate):
+        geo = mesh_geometry(substrate, plan)
+        walk = mesh_kernel.walk_mesh_parallel if parallel else mesh_kernel.walk_mesh_serial
+    else:
+        geo = cell_geometry(substrate)
+        walk = cells_kernel.walk_cells_parallel if parallel else cells_kernel.walk_cells_serial
+    t0 = time.perf_counter()
+    walk(geo, transit, walkers, stepping, recording, out)
+    return KernelRun(walkers, out, transit, time.perf_counter() - t0)
+
+
+def phase_weights(shapes: np.ndarray) -> np.ndarray:
+    """Weights of the positions at grid points for the trapezoid phase rule.
+
+    sum_s f_s (r_s + r_{s+1}) / 2 = sum_t W_t r_t with W_t = (f_{t-1} + f_t) / 2.
+
+    Parameters
+    ----------
+    shapes : numpy.ndarray
+        (K, T) step values of the temporal shapes.
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, T + 1) weights.
+    """
+    K, T = shapes.shape
+    W = np.zeros((K, T + 1))
+    W[:, :-1] += 0.5 * shapes
+    W[:, 1:] += 0.5 * shapes
+    return W
+
+
+def transit_tables(substrate: Substrate, plan: RunPlan) -> Transit:
+    """Transit probability of a hit from inside and from outside, per membrane the kernel knows.
+
+    A membrane is a primitive image (cylinders, spheres), the plane stack
+    (planes) or a component (meshes); its inside and outside regions give the
+    diffusivities on both sides (:func:`walker.membranes.transit_probability`).
+    """
+    D = np.array([plan.diffusivities[r] for r in plan.regions])
+    extra = len(plan.regions) - 1  # the outside of outermost walls; the one region of a single-region substrate
+    kappa = substrate.permeability
+    if isinstance(substrate, MeshSubstrate):
+        if not substrate.permeable:
+            return Transit(np.zeros(substrate.n_components), np.zeros(substrate.n_components))
+        inner = substrate.depth
+        outer = np.where(substrate.parent >= 0, substrate.depth[np.maximum(substrate.parent, 0)], extra)
+    elif substrate.kind in (CYLINDERS, SPHERES):
+        owner = substrate.cells.owner
+        kappa = kappa[owner] if len(kappa) else np.zeros((len(owner), 2))
+        inner = np.zeros(len(owner), dtype=np.int64)
+        outer = np.full(len(owner), extra)
+    elif substrate.kind == PLANES and len(kappa):
+        kappa = kappa[:1]
+        inner = outer = np.zeros(1, dtype=np.int64)
+    else:
+        return Transit(np.zeros(1), np.zeros(1))
+    corrected = plan.transit == "corrected"
+    p_out = transit_probability(kappa[:, 0], plan.dt_sub, D[inner], D[outer], plan.gaussian, corrected)
+    p_in = transit_probability(kappa[:, 1], plan.dt_sub, D[outer], D[inner], plan.gaussian, corrected)
+    return Transit(np.ascontiguousarray(np.atleast_1d(p_out), float), np.ascontiguousarray(np.atleast_1d(p_in), float))
+
+
+def _step_scales(substrate: Substrate, plan: RunPlan) -> np.ndarray:
+    """Step scale per region: sqrt(D_region / D_reference) (analytic kernels: inside, outside)."""
+    D = np.array([plan.diffusivities[r] for r in plan.regions])
+    if isinstance(substrate, MeshSubstrate):
+        return np.sqrt(D / plan.reference_diffusivity)
+    return np.array([1.0, math.sqrt(D[-1] / D[0])])
+
+
+def cell_geometry(substrate: Substrate) -> CellGeometry:
+    """The analytic kernel's geometry record: the substrate's primitive images and cell lists."""
+    spacing = float(substrate.spacing) if substrate.kind == PLANES else 0.0
+    if substrate.kind in (CYLINDERS, SPHERES):
+        c = substrate.cells
+        return CellGeometry(substrate.kind, spacing, np.where(np.isfinite(c.box), c.box, 0.0), c.centers, c.radii,
+                            c.n, c.h, c.start, c.items)
+    return CellGeometry(substrate.kind, spacing, np.zeros(3), np.zeros((1, 3)), np.zeros(1),
+                        np.ones(3, dtype=np.int64), np.ones(3), np.zeros(2, dtype=np.int64),
+                        np.zeros(1, dtype=np.int64))
+
+
+def mesh_geometry(substrate: MeshSubstrate, plan: RunPlan) -> MeshGeometry:
+    """The mesh kernel's geometry record, with the stand-off eta after a hit.
+
+    eta is 1e-10 of the shortest step, and at least 64 ulp of the largest
+    coordinate, so that a walker stopped eta before a plane is strictly on its
+    side after rounding (see :mod:`walker.mesh_kernel`).
+    """
+    g = substrate.grid
+    ell_min = math.sqrt(6.0 * min(plan.diffusivities.values()) * plan.dt_sub)
+    coord = float(np.max(np.abs(g.tri[:, 0:3]))) + float(np.max(g.n * g.h))
+    eta = max(1e-10 * ell_min, 64.0 * float(np.spacing(coord)))
+    return MeshGeometry(g.tri, g.comp, g.face, g.lo, g.h, g.n, g.box, g.start, g.items, g.clear, g.cstart, g.citems,
+                        substrate.depth, substrate.parent, len(plan.regions), eta)
+
+
+def _outputs(plan: RunPlan, K: int) -> Outputs:
+    N = plan.n_walkers
+    return Outputs(phases=np.zeros((N, K, 3)), displacements=np.zeros((N, plan.record_times.size, 3)),
+                   time_inside=np.zeros((N, plan.echo_steps.size)), first_transit=np.zeros(N),
+                   trajectories=np.zeros((plan.n_trajectories, plan.n_steps + 1, 3)),
+                   counters=np.zeros((N, 4), dtype=np.int64))

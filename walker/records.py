@@ -1,0 +1,52 @@
+"""The named records the kernels take: what a call passes, by name instead of by position.
+
+Each record is a ``namedtuple`` of numpy arrays and scalars, which numba
+compiles as a typed tuple. A kernel unpacks every field into a local variable
+*before* its ``prange`` loop: numba 0.68 silently drops writes made through a
+tuple's array fields inside a parallel loop (a serial build writes them), so
+no record field is touched inside the loop body.
+
+Units: metres and seconds, float64, in the substrate's local frame.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+#: Walker state, read at the start and written back at the end.
+#: pos (N, 3): positions (analytic: relative to the home image's centre inside a primitive);
+#: home (N,) int64: primitive image (analytic) or innermost component (mesh), -1 none;
+#: seeds (N, 2) uint64: xoroshiro128+ state per walker.
+Walkers = namedtuple("Walkers", ["pos", "home", "seeds"])
+
+#: How walkers step. n_steps: grid steps T; substeps: sub-steps per grid step; matrix (3, 3): sub-step
+#: displacement = scale[region] * matrix @ u (u a unit vector, or standard normal if gaussian);
+#: gaussian: bool; scale (R,): step scale per region (sqrt of its diffusivity over the matrix's).
+Stepping = namedtuple("Stepping", ["n_steps", "substeps", "matrix", "gaussian", "scale"])
+
+#: What is recorded along the walk. weights (K, T+1): phase weights of the positions at grid points;
+#: record_steps (R,) int64 and echo_steps (E,) int64: sorted grid indices at which displacements and the time
+#: spent inside are recorded; check_every_step: test containment after every step.
+Recording = namedtuple("Recording", ["weights", "record_steps", "echo_steps", "check_every_step"])
+
+#: Per-walker outputs (preallocated). phases (N, K, 3): sum_t W[k, t] r_t (m); displacements (N, R, 3);
+#: time_inside (N, E): time inside a primitive (or between planes) in units of dt; first_transit (N,): time of
+#: the first membrane transit in units of dt (-1: none); trajectories (n_traj, T+1, 3); counters (N, 4) int64:
+#: reflections, steps cut at MAX_BOUNCES, containment violations, transits.
+Outputs = namedtuple("Outputs", ["phases", "displacements", "time_inside", "first_transit", "trajectories",
+                                 "counters"])
+
+#: Transit probability of a hit from inside (p_out) and from outside (p_in), per primitive image (analytic,
+#: one entry for planes) or per component (mesh); 0: impermeable.
+Transit = namedtuple("Transit", ["p_out", "p_in"])
+
+#: Analytic geometry: kind (FREE, PLANES, CYLINDERS, SPHERES), plane spacing, periodic box (3,) (0: not
+#: periodic), primitive image centres (Q, 3) and radii (Q,), cell grid n (3,) int64 and h (3,), cell lists
+#: start/items (compressed rows).
+CellGeometry = namedtuple("CellGeometry", ["kind", "spacing", "box", "centers", "radii", "n", "h", "start", "items"])
+
+#: Mesh geometry: triangle image rows tri (Q, 13) with their component comp and mesh face face; grid lo, h, n,
+#: period box (0: not periodic), cell lists start/items, clearance per cell clear, location columns
+#: cstart/citems; nesting depth and parent per component; n_regions; eta: stand-off from a plane after a hit.
+MeshGeometry = namedtuple("MeshGeometry", ["tri", "comp", "face", "lo", "h", "n", "box", "start", "items", "clear",
+                                           "cstart", "citems", "depth", "parent", "n_regions", "eta"])
