@@ -131,7 +131,7 @@ def test_wmti_watson_is_the_cumulant_expansion_of_the_watson_standard_model():
     f, da, dep, dee, kappa, th, ph = 0.5, 2.2e-9, 1.6e-9, 0.6e-9, 8.0, 0.7, 0.3
     got = np.log(va.get_model("wmti_watson").signal(s, [[f, da, dep, dee, kappa, th, ph]])[0])
     arr = va.get_model("noddi_watson").check_scheme(s)
-    mu = va.models._axis(np.array([th]), np.array([ph]))
+    mu = va.base.axis(np.array([th]), np.array([ph]))
     ic = va.models.watson_stick(arr, mu, np.array([kappa]), np.array([da]))[0]
     n, w = C.bingham_directions(C.frame(np.array([th]), np.array([ph]), np.zeros(1)), np.array([kappa]), np.zeros(1))
     # the dispersed zeppelin is not Gaussian: average exp over the ODF directly

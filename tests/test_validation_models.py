@@ -151,7 +151,7 @@ def _fib(n):
 
 
 def test_spherical_means_against_direction_averages():
-    from validation.models import spherical_mean
+    from validation.base import spherical_mean
     dirs = _fib(4000)
     for bd in (1.0, 0.5, -0.5, 0.0):
         s = sq.tensor_encoding(bvalues=[1e9, 3e9], b_delta=bd, directions=[0, 0, 1])
@@ -164,7 +164,7 @@ def test_spherical_means_against_direction_averages():
 
 
 def test_watson_stick_against_sampled_watson():
-    from validation.models import watson_stick
+    from validation.base import watson_stick
     rng = np.random.default_rng(4)
     kappa, mu = 8.0, np.array([0.0, 0.6, 0.8])
     cand = rng.normal(size=(400_000, 3))

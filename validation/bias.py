@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from .fit import fit
-from .models import Model, _axis, get_model, list_models
+from .base import Model, axis
+from .registry import get_model, list_models
 
 
 def truth_of(model: Model, name: str, gt: dict):
@@ -69,7 +70,7 @@ def axis_error_deg(model: Model, params: np.ndarray, gt: dict) -> np.ndarray | N
     """Angle (degrees) between the fitted fibre direction and the substrate axis."""
     if not model.orientation or "axis" not in gt:
         return None
-    n = _axis(params[:, model.orientation[0]], params[:, model.orientation[1]])
+    n = axis(params[:, model.orientation[0]], params[:, model.orientation[1]])
     c = np.abs(n @ np.asarray(gt["axis"], dtype=float))
     return np.degrees(np.arccos(np.clip(c, 0, 1)))
 
@@ -80,7 +81,7 @@ def applicable_scheme(model: Model, scheme):
         model.check_scheme(scheme)
         return scheme, np.arange(len(scheme))
     except ValueError:
-        if not model.requires_pgse:
+        if "pgse" not in model.requires:
             return None, None
         idx = np.nonzero((scheme.label == "pgse") | (scheme.bvalues == 0))[0]
         if idx.size < len(model.parameters) + 1:

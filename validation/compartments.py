@@ -15,7 +15,7 @@ import numpy as np
 from scipy import special
 from scipy.signal import lfilter
 
-from .exact import _modes_1d, cell_integrals, spherical_jn_prime_zeros
+from .exact import gpd_modes, cell_integrals, spherical_jn_prime_zeros
 
 # ------------------------------------------------------- Gaussian phase, any waveform
 _SPECTRA: dict = {}
@@ -104,7 +104,7 @@ def gpd_restricted_lnE(arr, geometry: str, R: np.ndarray, D: np.ndarray, n: np.n
         (K, M) ln E.
     """
     u, H, dH, lam1, G2 = arr.waveform_spectrum()
-    a, Bn = _modes_1d(geometry, _N_MODES_ANY)
+    a, Bn = gpd_modes(geometry, _N_MODES_ANY)
     tail = _mode_tail(geometry)
     trG = np.einsum("mii->m", G2)
     K, M = len(R), H.shape[1]
@@ -143,7 +143,7 @@ def gpd_restricted_lnE(arr, geometry: str, R: np.ndarray, D: np.ndarray, n: np.n
 @lru_cache(maxsize=3)
 def _mode_tail(geometry: str) -> float:
     """sum over modes n > kept of B_n / (alpha_n R)^2 (B_n in units of R^2)."""
-    a, Bn = _modes_1d(geometry, 3000)
+    a, Bn = gpd_modes(geometry, 3000)
     return float(np.sum(Bn[_N_MODES_ANY:] / a[_N_MODES_ANY:] ** 2))
 
 

@@ -71,8 +71,20 @@ def spherical_jn_prime_zeros(l: int, n: int) -> np.ndarray:
     return roots[:n]
 
 
-def _modes_1d(geometry: str, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """alpha_n R and B_n / R^2 of the position autocorrelation (section 1.2)."""
+def gpd_modes(geometry: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first n modes of the position autocorrelation in a restricting geometry (section 1.2).
+
+    Parameters
+    ----------
+    geometry : {"planes", "cylinder", "sphere"}
+    n : int
+        Number of modes.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        alpha_n R (dimensionless roots) and B_n / R^2 (mode weights).
+    """
     if geometry == "planes":
         a = (2 * np.arange(1, n + 1) - 1) * np.pi / 2
         return a, 2.0 / a**4
@@ -106,7 +118,7 @@ def restricted_msd(geometry: str, radius: float, diffusivity: float, t, n_modes:
     numpy.ndarray
         MSD in m^2.
     """
-    a, Bn = _modes_1d(_geom(geometry), n_modes)
+    a, Bn = gpd_modes(_geom(geometry), n_modes)
     t = np.asarray(t, dtype=float)
     lam = diffusivity * (a / radius) ** 2
     return 2 * radius**2 * np.sum(Bn * (1 - np.exp(-np.multiply.outer(t, lam))), axis=-1)
@@ -149,7 +161,7 @@ def gpd_pgse(geometry: str, radius: float, diffusivity: float, delta: float, Del
 
     Murday & Cotts 1968 (sphere), van Gelderen et al. 1994 (cylinder), Neuman 1974.
     """
-    a, _ = _modes_1d(_geom(geometry), n_modes)
+    a, _ = gpd_modes(_geom(geometry), n_modes)
     d1 = {"planes": 0.0, "cylinder": 1.0, "sphere": 2.0}[geometry]
     alpha = a / radius
     lam = diffusivity * alpha**2
@@ -209,7 +221,7 @@ def gpd_signal(scheme, geometry: str, radius: float, diffusivity: float, axis=(0
         (M,) signals.
     """
     _geom(geometry)
-    a, Bn = _modes_1d(geometry, n_modes)
+    a, Bn = gpd_modes(geometry, n_modes)
     lam = diffusivity * (a / radius) ** 2
     n = np.asarray(axis, dtype=float)
     n = n / np.linalg.norm(n)

@@ -15,12 +15,14 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy.optimize import least_squares, minimize
 from scipy.special import i0e
 
-from .models import Model, _dti_start, get_model, tensor_from6
+from .base import Model, dti_start, tensor_from6
+from .registry import get_model
 
 
 @dataclass
@@ -51,7 +53,7 @@ class FitResult:
 
 def dti_direction(arr, signals: np.ndarray) -> np.ndarray:
     """Principal eigenvector of a log-linear DTI fit on b <= 1500 s/mm^2, per signal: (N, 3)."""
-    return np.linalg.eigh(tensor_from6(_dti_start(arr, signals)))[1][:, :, 2]
+    return np.linalg.eigh(tensor_from6(dti_start(arr, signals)))[1][:, :, 2]
 
 
 def _angles(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,41 +182,72 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
     grid = _grid(model, {**fixed, **{n: np.nan for n in linked}})
     dirs = dti_direction(arr, Y) if model.orientation else None
     extra_starts = model.initial(arr, Y) if model.initial is not None else None
-    job = (model, arr, grid, free, scale, lo, hi, fixed, likelihood, sigma, n_refine, linked)
+    plan = FitPlan(model=model, arr=arr, grid=grid, free=free, scale=scale, lo=lo, hi=hi, fixed=fixed,
+                   likelihood=likelihood, sigma=sigma, n_refine=n_refine, linked=linked)
     items = [(Y[k], None if dirs is None else dirs[k], None if extra_starts is None else extra_starts[k])
              for k in range(len(Y))]
     if n_jobs is None or n_jobs < 0:
         n_jobs = os.cpu_count() or 1
     if n_jobs > 1 and len(Y) >= 4 * n_jobs:
-        # each fit is deterministic, so a pool over signals changes nothing but the wall time;
-        # spawn, not fork: the parent may hold numba's OpenMP threads, which do not survive a fork
+        # each fit is deterministic, so a pool over signals changes nothing but the wall time; the plan travels
+        # with each chunk of signals. Spawn, not fork: the parent may hold numba's OpenMP threads, which do not
+        # survive a fork
         ctx = multiprocessing.get_context("spawn")
         chunk = max(1, len(Y) // (8 * n_jobs))
-        with ProcessPoolExecutor(n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(job,)) as pool:
-            results = list(pool.map(_fit_item, items, chunksize=chunk))
+        with ProcessPoolExecutor(n_jobs, mp_context=ctx) as pool:
+            results = list(pool.map(partial(_fit_item, plan), items, chunksize=chunk))
     else:
-        results = [_fit_one(job, *item) for item in items]
+        results = [_fit_item(plan, item) for item in items]
     out = np.array([r[0] for r in results]).reshape(len(Y), P)
     res = np.array([r[1] for r in results])
     ok = np.array([r[2] for r in results], dtype=bool)
     return FitResult(model.name, model.names, out, res, ok)
 
 
-_JOB = None
+@dataclass(frozen=True, eq=False)
+class FitPlan:
+    """Everything one signal's fit needs besides the signal: the same for every signal of a :func:`fit` call.
+
+    Attributes
+    ----------
+    model : Model
+    arr : SchemeArrays
+    grid : numpy.ndarray
+        (G, P) coarse grid of starts (NaN where the direction goes).
+    free : list of int
+        Indices of the parameters the optimiser moves.
+    scale, lo, hi : numpy.ndarray
+        Their typical magnitudes and scaled bounds.
+    fixed, linked : dict
+        Held and derived parameters.
+    likelihood : str
+    sigma : float or None
+    n_refine : int
+        Best starts refined per signal.
+    """
+
+    model: Model
+    arr: object
+    grid: np.ndarray
+    free: list
+    scale: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    fixed: dict
+    likelihood: str
+    sigma: float | None
+    n_refine: int
+    linked: dict
 
 
-def _init_worker(job) -> None:
-    global _JOB
-    _JOB = job
+def _fit_item(plan: FitPlan, item):
+    return _fit_one(plan, *item)
 
 
-def _fit_item(item):
-    return _fit_one(_JOB, *item)
-
-
-def _fit_one(job, y, direction, extra_start):
+def _fit_one(plan: FitPlan, y, direction, extra_start):
     """Fit one signal: grid (plus model and DTI starts), best few refined, optional Rician ML."""
-    model, arr, grid, free, scale, lo, hi, fixed, likelihood, sigma, n_refine, linked = job
+    model, arr, grid, free, scale = plan.model, plan.arr, plan.grid, plan.free, plan.scale
+    lo, hi, fixed, linked = plan.lo, plan.hi, plan.fixed, plan.linked
     links = _Links(model, linked)
     starts = grid.copy()
     if extra_start is not None:
@@ -230,7 +263,7 @@ def _fit_one(job, y, direction, extra_start):
     starts = links.apply(starts)
     cost = np.sum((model.forward(arr, starts) - y) ** 2, axis=1)
     best = None
-    for j in np.argsort(cost)[:n_refine]:
+    for j in np.argsort(cost)[:plan.n_refine]:
         x0 = np.clip(starts[j, free] / scale, lo, hi)
         full = starts[j].copy()
 
@@ -247,8 +280,8 @@ def _fit_one(job, y, direction, extra_start):
     p = starts[0].copy()
     p[free] = best.x * scale
     p = links.apply(p[None])[0]
-    if likelihood == "rician":
-        p, success = _rician(model, arr, y, p, free, scale, lo, hi, sigma, links)
+    if plan.likelihood == "rician":
+        p, success = _rician(model, arr, y, p, free, scale, lo, hi, plan.sigma, links)
     else:
         success = bool(best.success)
     return p, float(np.sqrt(np.mean((model.forward(arr, p[None])[0] - y) ** 2))), success

@@ -1,7 +1,7 @@
 """Grey-matter, tumour and exchange models: IMPULSED, POMACE, Karger, NEXI, SMEX, SANDIX; and the b-tensor
 representations QTI and the gamma (microFA) model.
 
-Registered into ``validation.models.MODELS``; formulas from the analytic reference, sections 1.7, 2.1, 2.3.
+Registered in :mod:`validation.registry`; formulas from the analytic reference, sections 1.7, 2.1, 2.3.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import compartments as C
-from .models import D_MAX, Model, Parameter, _d, _f, _fractions, ball
-_PGSE = "rectangular PGSE with delta and Delta"
+from .base import D_MAX, Model, Parameter, ball, diffusivity_param, fraction_param, fractions
+
 
 
 _TAU = Parameter("tau_1", "s", (1e-3, 2.0), 0.05, "residence_time")
@@ -94,7 +94,7 @@ def _smex(arr, P):
 
 
 def _sandix(arr, P):
-    fn, fs, fe, pen = _fractions(P[:, 0], P[:, 1])
+    fn, fs, fe, pen = fractions(P[:, 0], P[:, 1])
     di, de, Rs, ds, tau = (P[:, i] for i in range(2, 7))
     pool = fn + fe
     fpool = np.where(pool > 0, fn / np.maximum(pool, 1e-12), 0.0)
@@ -160,63 +160,87 @@ _C_LABEL = ["xx", "yy", "zz", "xy", "xz", "yz"]
 
 MODELS = {
     "impulsed": Model(
-        "impulsed",
-        (_f("v_in", "sphere:intra_fraction"), Parameter("d", "m", (1e-6, 40e-6), 1e-5, "sphere:effective_diameter"),
-         _d("D_in", "sphere:diffusivity"), _d("D_ex0"), Parameter("beta_ex", "m^2", (0.0, 5e-11), 1e-11, None)),
-        _impulsed, "impermeable spherical cells of one diameter d (Gaussian phase approximation for the played "
-        "PGSE and OGSE waveforms) + extra-cellular Gaussian diffusion whose diffusivity rises linearly with the "
-        "OGSE frequency f, D_ex = D_ex0 + beta_ex f (PGSE: f = 0); no exchange",
-        needs="OGSE (25-50 Hz typical) together with PGSE", requires_ogse=True,
+        name="impulsed",
+        parameters=(fraction_param("v_in", "sphere:intra_fraction"), Parameter("d", "m", (1e-6, 40e-6), 1e-5, "sphere:effective_diameter"),
+            diffusivity_param("D_in", "sphere:diffusivity"), diffusivity_param("D_ex0"), Parameter("beta_ex", "m^2", (0.0, 5e-11), 1e-11, None)),
+        forward=_impulsed,
+        assumptions="impermeable spherical cells of one diameter d (Gaussian phase approximation for the played "
+            "PGSE and OGSE waveforms) + extra-cellular Gaussian diffusion whose diffusivity rises linearly with the "
+            "OGSE frequency f, D_ex = D_ex0 + beta_ex f (PGSE: f = 0); no exchange",
+        requires={"ogse"},
+        advice="25-50 Hz typical, together with PGSE",
         reference="Jiang et al. 2016, 2017; Xu et al. 2009"),
     "pomace": Model(
-        "pomace",
-        (_f("f_ecs", "sphere:extra_fraction"), Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "sphere:effective_radius"),
-         _d("D_ics", "sphere:diffusivity"), _d("D_ecs")),
-        _pomace, "impermeable spheres (Gaussian phase approximation, any waveform) + an extra-cellular space with a "
-        "constant diffusivity (its tortuosity limit), valid for diffusion times in [1/(88 Hz), 31 ms]; no exchange",
-        needs="OGSE + PGSE inside the POMACE window", reference="Reynaud et al. 2016"),
+        name="pomace",
+        parameters=(fraction_param("f_ecs", "sphere:extra_fraction"), Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "sphere:effective_radius"),
+            diffusivity_param("D_ics", "sphere:diffusivity"), diffusivity_param("D_ecs")),
+        forward=_pomace,
+        assumptions="impermeable spheres (Gaussian phase approximation, any waveform) + an extra-cellular space with a "
+            "constant diffusivity (its tortuosity limit), valid for diffusion times in [1/(88 Hz), 31 ms]; no exchange",
+        advice="OGSE + PGSE inside the POMACE window",
+        reference="Reynaud et al. 2016"),
     "karger": Model(
-        "karger",
-        (_f("f", "intra_fraction"), _d("D_1"), _d("D_2"), _TAU),
-        _karger, "two isotropic Gaussian compartments exchanging with first-order kinetics (barrier-limited "
-        "exchange), narrow-pulse Karger equations evaluated at t = Delta - delta/3 with q^2 t = b; tau_1 is the mean "
-        "residence time in compartment 1 (1/k_12), and f k_12 = (1 - f) k_21",
-        needs=_PGSE + ", several Delta", requires_pgse=True, reference="Karger 1985; Fieremans et al. 2010"),
+        name="karger",
+        parameters=(fraction_param("f", "intra_fraction"), diffusivity_param("D_1"), diffusivity_param("D_2"), _TAU),
+        forward=_karger,
+        assumptions="two isotropic Gaussian compartments exchanging with first-order kinetics (barrier-limited "
+            "exchange), narrow-pulse Karger equations evaluated at t = Delta - delta/3 with q^2 t = b; tau_1 is the mean "
+            "residence time in compartment 1 (1/k_12), and f k_12 = (1 - f) k_21",
+        requires={"pgse"},
+        advice="several Delta",
+        reference="Karger 1985; Fieremans et al. 2010"),
     "nexi": Model(
-        "nexi",
-        (_f("f", "intra_fraction"), _d("D_i", "cylinder:diffusivity"), _d("D_e"), _TAU),
-        _nexi, "randomly oriented sticks (neurites, spherical mean) exchanging with an isotropic Gaussian "
-        "extra-cellular space (Karger, narrow pulse, t = Delta - delta/3, q^2 t = b); tau_1 = 1/k_ie is the mean "
-        "residence time in the neurites (NEXI's t_ex = 1/k_ie convention; 1/(k_ie + k_ei) = (1 - f) tau_1)",
-        needs=_PGSE + ", several Delta, b up to ~6-7 ms/um^2", requires_pgse=True, reference="Jelescu et al. 2022"),
+        name="nexi",
+        parameters=(fraction_param("f", "intra_fraction"), diffusivity_param("D_i", "cylinder:diffusivity"), diffusivity_param("D_e"), _TAU),
+        forward=_nexi,
+        assumptions="randomly oriented sticks (neurites, spherical mean) exchanging with an isotropic Gaussian "
+            "extra-cellular space (Karger, narrow pulse, t = Delta - delta/3, q^2 t = b); tau_1 = 1/k_ie is the mean "
+            "residence time in the neurites (NEXI's t_ex = 1/k_ie convention; 1/(k_ie + k_ei) = (1 - f) tau_1)",
+        requires={"pgse"},
+        advice="several Delta, b up to ~6-7 ms/um^2",
+        reference="Jelescu et al. 2022"),
     "smex": Model(
-        "smex",
-        (_f("f", "intra_fraction"), _d("D_i", "cylinder:diffusivity"), _d("D_e"), _TAU),
-        _smex, "NEXI with finite pulses: the Karger equations integrated along the PGSE q(t); sticks (spherical "
-        "mean) + isotropic Gaussian extra-cellular space exchanging; tau_1 as in nexi",
-        needs=_PGSE + ", several Delta", requires_pgse=True, reference="Olesen et al. 2022"),
+        name="smex",
+        parameters=(fraction_param("f", "intra_fraction"), diffusivity_param("D_i", "cylinder:diffusivity"), diffusivity_param("D_e"), _TAU),
+        forward=_smex,
+        assumptions="NEXI with finite pulses: the Karger equations integrated along the PGSE q(t); sticks (spherical "
+            "mean) + isotropic Gaussian extra-cellular space exchanging; tau_1 as in nexi",
+        requires={"pgse"},
+        advice="several Delta",
+        reference="Olesen et al. 2022"),
     "sandix": Model(
-        "sandix",
-        (_f("f_n"), _f("f_s", "soma_fraction"), _d("D_i"), _d("D_e"),
-         Parameter("R_s", "m", (1e-6, 12e-6), 1e-6, "sphere:effective_radius"), _d("D_s", "sphere:diffusivity"), _TAU),
-        _sandix, "SANDI with neurite-extracellular exchange: sticks exchanging with the isotropic extra-cellular "
-        "space (finite-pulse Karger as in smex) + impermeable somas (Gaussian phase, no exchange); f_e = 1 - f_n - "
-        "f_s", needs=_PGSE + ", several Delta, high b", requires_pgse=True, reference="Olesen et al. 2022"),
+        name="sandix",
+        parameters=(fraction_param("f_n"), fraction_param("f_s", "soma_fraction"), diffusivity_param("D_i"), diffusivity_param("D_e"),
+            Parameter("R_s", "m", (1e-6, 12e-6), 1e-6, "sphere:effective_radius"), diffusivity_param("D_s", "sphere:diffusivity"), _TAU),
+        forward=_sandix,
+        assumptions="SANDI with neurite-extracellular exchange: sticks exchanging with the isotropic extra-cellular "
+            "space (finite-pulse Karger as in smex) + impermeable somas (Gaussian phase, no exchange); f_e = 1 - f_n - "
+            "f_s",
+        requires={"pgse"},
+        advice="several Delta, high b",
+        reference="Olesen et al. 2022"),
     "gamma": Model(
-        "gamma",
-        (Parameter("MD", "m^2/s", (1e-11, D_MAX), 1e-9, None),
-         Parameter("V_I", "m^4/s^2", (0.0, 4e-18), 1e-19, None),
-         Parameter("V_A", "m^4/s^2", (0.0, 4e-18), 1e-19, None)),
-        _gamma, "spherical-mean signal of a gamma-distributed diffusivity: E = (1 + b V/MD)^(-MD^2/V), V = V_I + "
-        "b_delta^2 V_A (isotropic and anisotropic variance); microFA = validation.models_cells.micro_fa(MD, V_A); "
-        "Gaussian compartments, no exchange", needs="linear and spherical (or planar) b-tensor encoding, several b",
-        needs_btensor=True, reference="Lasic et al. 2014; Szczepankiewicz et al. 2016"),
+        name="gamma",
+        parameters=(Parameter("MD", "m^2/s", (1e-11, D_MAX), 1e-9, None),
+            Parameter("V_I", "m^4/s^2", (0.0, 4e-18), 1e-19, None),
+            Parameter("V_A", "m^4/s^2", (0.0, 4e-18), 1e-19, None)),
+        forward=_gamma,
+        assumptions="spherical-mean signal of a gamma-distributed diffusivity: E = (1 + b V/MD)^(-MD^2/V), V = V_I + "
+            "b_delta^2 V_A (isotropic and anisotropic variance); microFA = validation.models_cells.micro_fa(MD, V_A); "
+            "Gaussian compartments, no exchange",
+        requires={"btensor_shapes"},
+        advice="linear and spherical (or planar) encoding, several b",
+        reference="Lasic et al. 2014; Szczepankiewicz et al. 2016"),
     "qti": Model(
-        "qti",
-        tuple(Parameter(n, "m^2/s", (-D_MAX, D_MAX) if i > 2 else (0.0, D_MAX), 1e-9, None) for i, n in enumerate(_QTI_NAMES))
-        + tuple(Parameter(f"C_{_C_LABEL[i]}_{_C_LABEL[j]}", "m^4/s^2", (-1e-17, 1e-17), 1e-19, None)
-                for i, j in zip(*_IU)),
-        _qti, "cumulant expansion ln E = -<B, D> + (1/2) <B x B, C> of a diffusion tensor distribution (mean "
-        "tensor D as plain elements, covariance C as the upper triangle of its 6 x 6 Mandel-notation matrix); valid at moderate b", needs="b-tensors of at least two shapes, "
-        ">= 28 measurements", needs_btensor=True, reference="Westin et al. 2016", initial=_qti_start),
+        name="qti",
+        parameters=tuple(Parameter(n, "m^2/s", (-D_MAX, D_MAX) if i > 2 else (0.0, D_MAX), 1e-9, None) for i, n in enumerate(_QTI_NAMES))
+            + tuple(Parameter(f"C_{_C_LABEL[i]}_{_C_LABEL[j]}", "m^4/s^2", (-1e-17, 1e-17), 1e-19, None)
+            for i, j in zip(*_IU)),
+        forward=_qti,
+        assumptions="cumulant expansion ln E = -<B, D> + (1/2) <B x B, C> of a diffusion tensor distribution (mean "
+            "tensor D as plain elements, covariance C as the upper triangle of its 6 x 6 Mandel-notation matrix); valid at moderate b",
+        requires={"btensor_shapes"},
+        advice=">= 28 measurements",
+        reference="Westin et al. 2016",
+        initial=_qti_start),
 }

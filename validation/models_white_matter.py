@@ -2,7 +2,7 @@
 Model (with b-tensor shape), WMTI, WMTI-Watson and the temporal zeppelin; restricted single-compartment
 blocks (cylinder/sphere in the Gaussian-phase, Callaghan and Stejskal-Tanner/Soderman approximations).
 
-Registered into ``validation.models.MODELS``; formulas from the analytic reference, section 2.2.
+Registered in :mod:`validation.registry`; formulas from the analytic reference, section 2.2.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 from scipy.special import eval_legendre
 
 from . import compartments as C
-from .models import (Model, Parameter, _axis, _d, _f, _fractions, _gpd_pgse_lnE, _PHI, _THETA, ball, stick,
-                     tensor_from6, zeppelin)
+from .base import (PHI, THETA, W_IDX, Model, Parameter, axis, ball, diffusivity_param, fraction_param, fractions,
+                   gpd_pgse_lnE, stick, tensor_from6, zeppelin)
 
 
 def _chunked(fn, arr, P, size):
@@ -29,13 +29,13 @@ def _cos2(arr, n):
 def _cylinder_perp(arr, R, D, n):
     """GPD ln E across cylinders with axis n (K, 3), rectangular PGSE."""
     G2perp = arr.G[None, :] ** 2 * np.clip(1 - _cos2(arr, n), 0, None)
-    return _gpd_pgse_lnE("cylinder", arr, R, D, G2perp)
+    return gpd_pgse_lnE("cylinder", arr, R, D, G2perp)
 
 
 # ------------------------------------------------------------------ CHARMED
 def _charmed(arr, P):
     fr, R, dr, dhpar, dhperp = P[:, 0], P[:, 1], P[:, 2], P[:, 3], P[:, 4]
-    n = _axis(P[:, 5], P[:, 6])
+    n = axis(P[:, 5], P[:, 6])
     intra = np.exp(_cylinder_perp(arr, R, dr, n)) * stick(arr, n, dr)
     return fr[:, None] * intra + (1 - fr)[:, None] * zeppelin(arr, n, dhpar, dhperp)
 
@@ -43,12 +43,12 @@ def _charmed(arr, P):
 # ----------------------------------------------------------------- AxCaliber
 def _axcaliber_one(arr, P):
     fr, alpha, beta, dpar, dh = (P[:, i] for i in range(5))
-    n = _axis(P[:, 5], P[:, 6])
+    n = axis(P[:, 5], P[:, 6])
     Rq, w = C.gamma_radius_nodes(alpha, beta, 2, n_nodes=16)  # volume-weighted radii (K, Q)
     K, Q = Rq.shape
     G2perp = arr.G[None, :] ** 2 * np.clip(1 - _cos2(arr, n), 0, None)
     # 16 radii and 16 modes keep the fit fast: the signal is within 1e-4 of a 200-radius, 60-mode average
-    ln = _gpd_pgse_lnE("cylinder", arr, Rq.ravel(), np.repeat(dpar, Q), np.repeat(G2perp, Q, axis=0), n_modes=16)
+    ln = gpd_pgse_lnE("cylinder", arr, Rq.ravel(), np.repeat(dpar, Q), np.repeat(G2perp, Q, axis=0), n_modes=16)
     perp = np.einsum("q,kqm->km", w, np.exp(ln).reshape(K, Q, -1))
     return fr[:, None] * perp * stick(arr, n, dpar) + (1 - fr)[:, None] * zeppelin(arr, n, dpar, dh)
 
@@ -60,7 +60,7 @@ def _axcaliber(arr, P):
 # ------------------------------------------------------------------ ActiveAx
 def _activeax(arr, P):
     vic, a, fiso, dpar, diso = (P[:, i] for i in range(5))
-    n = _axis(P[:, 5], P[:, 6])
+    n = axis(P[:, 5], P[:, 6])
     intra = np.exp(_cylinder_perp(arr, a / 2, dpar, n)) * stick(arr, n, dpar)
     extra = zeppelin(arr, n, dpar, (1 - vic) * dpar)
     return ((1 - fiso)[:, None] * (vic[:, None] * intra + (1 - vic)[:, None] * extra)
@@ -88,7 +88,7 @@ def _bingham_noddi(arr, P):
 _XI, _XW = C.unit_nodes(48)  # xi = u.n in [0, 1]
 
 
-def _btensor_axis(arr):
+def _btensoraxis(arr):
     """Symmetry axis u of each (axially symmetric) b-tensor: the eigenvector whose eigenvalue stands apart."""
     lam, vec = np.linalg.eigh(arr.B)
     dev = np.abs(lam - lam.mean(axis=1, keepdims=True))
@@ -108,12 +108,12 @@ def sm_kernel(arr, d_par, d_perp):
 
 
 def _standard_model(arr, P):
-    f, fw, fe, pen = _fractions(P[:, 0], P[:, 4])
+    f, fw, fe, pen = fractions(P[:, 0], P[:, 4])
     da, depar, deperp, dw, p2, p4 = P[:, 1], P[:, 2], P[:, 3], P[:, 5], P[:, 6], P[:, 7]
-    mu = _axis(P[:, 8], P[:, 9])
+    mu = axis(P[:, 8], P[:, 9])
     Kxi = (f[:, None, None] * sm_kernel(arr, da, np.zeros_like(da))
            + fe[:, None, None] * sm_kernel(arr, depar, deperp))  # (K, X, M)
-    c = np.einsum("ki,mi->km", mu, _btensor_axis(arr))
+    c = np.einsum("ki,mi->km", mu, _btensoraxis(arr))
     out = fw[:, None] * ball(arr, dw)
     for l, pl in ((0, np.ones_like(p2)), (2, p2), (4, p4)):
         Kl = np.einsum("x,kxm->km", _XW * eval_legendre(l, _XI), Kxi)
@@ -123,10 +123,10 @@ def _standard_model(arr, P):
 
 def _sm_t2(arr, P):
     s0, f, da, depar, deperp, p2, t2a, t2e = (P[:, i] for i in range(8))
-    mu = _axis(P[:, 8], P[:, 9])
+    mu = axis(P[:, 8], P[:, 9])
     wa = f[:, None] * np.exp(-arr.te[None, :] / t2a[:, None])
     we = (1 - f)[:, None] * np.exp(-arr.te[None, :] / t2e[:, None])
-    c = eval_legendre(2, np.einsum("ki,mi->km", mu, _btensor_axis(arr)))
+    c = eval_legendre(2, np.einsum("ki,mi->km", mu, _btensoraxis(arr)))
     out = 0.0
     for w, kern in ((wa, sm_kernel(arr, da, np.zeros_like(da))), (we, sm_kernel(arr, depar, deperp))):
         k0 = np.einsum("x,kxm->km", _XW, kern)
@@ -146,7 +146,7 @@ def watson_moments(kappa: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _wmti_watson(arr, P):
     f, da, depar, deperp, kappa = (P[:, i] for i in range(5))
-    mu = _axis(P[:, 5], P[:, 6])
+    mu = axis(P[:, 5], P[:, 6])
     p2, p4 = watson_moments(kappa)
     c = np.einsum("ki,mi->km", mu, arr.u)
     P2, P4 = eval_legendre(2, c), eval_legendre(4, c)
@@ -179,7 +179,6 @@ def wmti_from_dki(dki_params: np.ndarray, n_directions: int = 2000) -> np.ndarra
         (N, 6): f, D_a (intra-axonal, along the fibres), D_e_par, D_e_perp (mean of the two
         across), theta, phi of the principal eigenvector.
     """
-    from .models import _W_IDX
     rng = np.random.default_rng(0)
     g = rng.normal(size=(n_directions, 3))
     g /= np.linalg.norm(g, axis=1, keepdims=True)
@@ -187,7 +186,7 @@ def wmti_from_dki(dki_params: np.ndarray, n_directions: int = 2000) -> np.ndarra
     for k, p in enumerate(np.atleast_2d(dki_params)):
         D = tensor_from6(p[None, :6])[0]
         W = np.zeros((3, 3, 3, 3))
-        for j, idx in enumerate(_W_IDX):
+        for j, idx in enumerate(W_IDX):
             for perm in set(_perms(idx)):
                 W[perm] = p[6 + j]
         md = np.trace(D) / 3
@@ -211,7 +210,7 @@ def _perms(idx):
 
 
 def _wmti_forward(arr, P):
-    n = _axis(P[:, 4], P[:, 5])
+    n = axis(P[:, 4], P[:, 5])
     f = P[:, 0]
     return f[:, None] * stick(arr, n, P[:, 1]) + (1 - f)[:, None] * zeppelin(arr, n, P[:, 2], P[:, 3])
 
@@ -234,7 +233,7 @@ def burcaw_dperp(d_inf: np.ndarray, A: np.ndarray, delta: np.ndarray, Delta: np.
 
 def _temporal_zeppelin(arr, P):
     f, da, depar, dinf, A = (P[:, i] for i in range(5))
-    n = _axis(P[:, 5], P[:, 6])
+    n = axis(P[:, 5], P[:, 6])
     dperp = burcaw_dperp(dinf[:, None], A[:, None], arr.delta[None, :], arr.Delta[None, :])
     nBn = np.einsum("ki,mij,kj->km", n, arr.B, n)
     extra = np.exp(-dperp * arr.b[None, :] - (depar[:, None] - dperp) * nBn)
@@ -248,18 +247,18 @@ def _q_perp(arr, n):
 
 
 def _cyl_gpd(arr, P):
-    R, D, n = P[:, 0], P[:, 1], _axis(P[:, 2], P[:, 3])
+    R, D, n = P[:, 0], P[:, 1], axis(P[:, 2], P[:, 3])
     return np.exp(C.gpd_restricted_lnE(arr, "cylinder", R, D, n)) * stick(arr, n, D)
 
 
 def _cyl_callaghan(arr, P):
-    R, D, n = P[:, 0], P[:, 1], _axis(P[:, 2], P[:, 3])
+    R, D, n = P[:, 0], P[:, 1], axis(P[:, 2], P[:, 3])
     x = _q_perp(arr, n) * R[:, None]
     return C.narrow_pulse("cylinder", x, D[:, None] * arr.Delta[None, :] / R[:, None] ** 2) * stick(arr, n, D)
 
 
 def _cyl_soderman(arr, P):
-    R, D, n = P[:, 0], P[:, 1], _axis(P[:, 2], P[:, 3])
+    R, D, n = P[:, 0], P[:, 1], axis(P[:, 2], P[:, 3])
     return C.soderman("cylinder", _q_perp(arr, n) * R[:, None]) * stick(arr, n, D)
 
 
@@ -279,119 +278,170 @@ def _sph_soderman(arr, P):
 
 _R_CYL = Parameter("R", "m", (0.1e-6, 15e-6), 1e-6, "cylinder:effective_radius")
 _R_SPH = Parameter("R", "m", (0.5e-6, 20e-6), 1e-6, "sphere:effective_radius")
-_PGSE = "rectangular PGSE with delta and Delta"
 
 
 MODELS = {
     "charmed": Model(
-        "charmed",
-        (_f("f_r", "intra_fraction"), _R_CYL, _d("D_r", "cylinder:diffusivity"), _d("D_h_par"), _d("D_h_perp"), _THETA, _PHI),
-        _charmed, "restricted cylinders of one radius (Gaussian phase approximation of van Gelderen 1994, which "
-        "contains the Neuman long-pulse form of the original) with Gaussian parallel diffusion, plus a hindered "
-        "axisymmetric Gaussian tensor aligned with the fibres; no exchange; R is often fixed (fixed={'R': ...})",
-        needs=_PGSE + ", high b (up to ~10000 s/mm^2)", requires_pgse=True,
-        reference="Assaf et al. 2004; Assaf & Basser 2005", orientation=(5, 6)),
+        name="charmed",
+        parameters=(fraction_param("f_r", "intra_fraction"), _R_CYL, diffusivity_param("D_r", "cylinder:diffusivity"), diffusivity_param("D_h_par"), diffusivity_param("D_h_perp"), THETA, PHI),
+        forward=_charmed,
+        assumptions="restricted cylinders of one radius (Gaussian phase approximation of van Gelderen 1994, which "
+            "contains the Neuman long-pulse form of the original) with Gaussian parallel diffusion, plus a hindered "
+            "axisymmetric Gaussian tensor aligned with the fibres; no exchange; R is often fixed (fixed={'R': ...})",
+        requires={"pgse"},
+        advice="high b (up to ~10000 s/mm^2)",
+        reference="Assaf et al. 2004; Assaf & Basser 2005",
+        orientation=(5, 6)),
     "axcaliber": Model(
-        "axcaliber",
-        (_f("f_r", "intra_fraction"), Parameter("alpha", "1", (1.0, 30.0), 5.0, "cylinder:gamma_alpha"),
-         Parameter("beta", "m", (0.02e-6, 3e-6), 1e-6, "cylinder:gamma_beta"), _d("D_par", "cylinder:diffusivity"), _d("D_h"),
-         _THETA, _PHI),
-        _axcaliber, "restricted cylinders with a Gamma(alpha, beta) radius distribution, volume-weighted "
-        "(R^2 P(R)), each in the Gaussian phase approximation, plus hindered Gaussian diffusion (D_par along, D_h "
-        "across); alpha, beta are those of the number-weighted distribution (compare with the substrate's radius "
-        "histogram); no exchange", needs=_PGSE + ", several Delta, gradients across the fibres",
-        requires_pgse=True, reference="Assaf et al. 2008", orientation=(5, 6)),
+        name="axcaliber",
+        parameters=(fraction_param("f_r", "intra_fraction"), Parameter("alpha", "1", (1.0, 30.0), 5.0, "cylinder:gamma_alpha"),
+            Parameter("beta", "m", (0.02e-6, 3e-6), 1e-6, "cylinder:gamma_beta"), diffusivity_param("D_par", "cylinder:diffusivity"), diffusivity_param("D_h"),
+            THETA, PHI),
+        forward=_axcaliber,
+        assumptions="restricted cylinders with a Gamma(alpha, beta) radius distribution, volume-weighted "
+            "(R^2 P(R)), each in the Gaussian phase approximation, plus hindered Gaussian diffusion (D_par along, D_h "
+            "across); alpha, beta are those of the number-weighted distribution (compare with the substrate's radius "
+            "histogram); no exchange",
+        requires={"pgse"},
+        advice="several Delta, gradients across the fibres",
+        reference="Assaf et al. 2008",
+        orientation=(5, 6)),
     "activeax": Model(
-        "activeax",
-        (_f("v_ic", "intra_fraction"), Parameter("a", "m", (0.2e-6, 20e-6), 1e-6, "cylinder:effective_diameter"),
-         _f("f_iso"), _d("D_par", "cylinder:diffusivity"), _d("D_iso"), _THETA, _PHI),
-        _activeax, "cylinders of one diameter a (Gaussian phase approximation) + tortuous zeppelin "
-        "D_perp = (1 - v_ic) D_par + isotropic CSF; a estimates the volume-weighted effective diameter "
-        "2 (<r^6>/<r^2>)^(1/4); the original fixes D_par = 1.7e-9 (in vivo) and D_iso = 3e-9 (pass them in "
-        "fixed=...)", needs=_PGSE + ", at least two (Delta, G) combinations across the fibres",
-        requires_pgse=True, reference="Alexander et al. 2010", orientation=(5, 6)),
+        name="activeax",
+        parameters=(fraction_param("v_ic", "intra_fraction"), Parameter("a", "m", (0.2e-6, 20e-6), 1e-6, "cylinder:effective_diameter"),
+            fraction_param("f_iso"), diffusivity_param("D_par", "cylinder:diffusivity"), diffusivity_param("D_iso"), THETA, PHI),
+        forward=_activeax,
+        assumptions="cylinders of one diameter a (Gaussian phase approximation) + tortuous zeppelin "
+            "D_perp = (1 - v_ic) D_par + isotropic CSF; a estimates the volume-weighted effective diameter "
+            "2 (<r^6>/<r^2>)^(1/4); the original fixes D_par = 1.7e-9 (in vivo) and D_iso = 3e-9 (pass them in "
+            "fixed=...)",
+        requires={"pgse"},
+        advice="at least two (Delta, G) combinations across the fibres",
+        reference="Alexander et al. 2010",
+        orientation=(5, 6)),
     "bingham_noddi": Model(
-        "bingham_noddi",
-        (_f("v_ic", "intra_fraction"), _f("v_iso"), Parameter("kappa1", "1", (0.0, 64.0), 10.0, None),
-         Parameter("kappa2", "1", (0.0, 32.0), 10.0, None), _THETA, _PHI,
-         Parameter("psi", "rad", (0.0, np.pi), 1.0, None), _d("d_par"), _d("d_iso")),
-        _bingham_noddi, "Bingham-dispersed sticks (ODF ~ exp(kappa1 (mu1.n)^2 + kappa2 (mu2.n)^2), kappa2 <= "
-        "kappa1, mu2 at angle psi about mu1) + the Bingham-averaged tortuous zeppelin + isotropic CSF; the original "
-        "fixes d_par = 1.7e-9 and d_iso = 3e-9 (pass them in fixed=...)", needs="at least two shells",
-        reference="Tariq et al. 2016", orientation=(4, 5)),
+        name="bingham_noddi",
+        parameters=(fraction_param("v_ic", "intra_fraction"), fraction_param("v_iso"), Parameter("kappa1", "1", (0.0, 64.0), 10.0, None),
+            Parameter("kappa2", "1", (0.0, 32.0), 10.0, None), THETA, PHI,
+            Parameter("psi", "rad", (0.0, np.pi), 1.0, None), diffusivity_param("d_par"), diffusivity_param("d_iso")),
+        forward=_bingham_noddi,
+        assumptions="Bingham-dispersed sticks (ODF ~ exp(kappa1 (mu1.n)^2 + kappa2 (mu2.n)^2), kappa2 <= "
+            "kappa1, mu2 at angle psi about mu1) + the Bingham-averaged tortuous zeppelin + isotropic CSF; the original "
+            "fixes d_par = 1.7e-9 and d_iso = 3e-9 (pass them in fixed=...)",
+        advice="at least two shells",
+        reference="Tariq et al. 2016",
+        orientation=(4, 5)),
     "standard_model": Model(
-        "standard_model",
-        (_f("f", "intra_fraction"), _d("D_a", "cylinder:diffusivity"), _d("D_e_par"), _d("D_e_perp"), _f("f_w"), _d("D_w"),
-         Parameter("p2", "1", (0.0, 1.0), 1.0, "odf_p2"), Parameter("p4", "1", (0.0, 1.0), 1.0, None), _THETA, _PHI),
-        _standard_model, "Standard Model: sticks (D_a) + axisymmetric extra-axonal zeppelins (D_e_par, D_e_perp) "
-        "sharing one axially symmetric ODF (rotational invariants p2, p4; l > 4 neglected) + free water (f_w, "
-        "D_w); Gaussian compartments, no exchange; any axisymmetric b-tensor shape (linear, planar, spherical) "
-        "enters through b_delta. With linear encoding only the fit is degenerate (Jelescu et al. 2016): add "
-        "spherical or planar encoding, or fix parameters", needs="at least two shells; b-tensor shapes to break "
-        "the degeneracy", reference="Novikov et al. 2018, 2019; Reisert et al. 2017; Coelho et al. 2022",
+        name="standard_model",
+        parameters=(fraction_param("f", "intra_fraction"), diffusivity_param("D_a", "cylinder:diffusivity"), diffusivity_param("D_e_par"), diffusivity_param("D_e_perp"), fraction_param("f_w"), diffusivity_param("D_w"),
+            Parameter("p2", "1", (0.0, 1.0), 1.0, "odf_p2"), Parameter("p4", "1", (0.0, 1.0), 1.0, None), THETA, PHI),
+        forward=_standard_model,
+        assumptions="Standard Model: sticks (D_a) + axisymmetric extra-axonal zeppelins (D_e_par, D_e_perp) "
+            "sharing one axially symmetric ODF (rotational invariants p2, p4; l > 4 neglected) + free water (f_w, "
+            "D_w); Gaussian compartments, no exchange; any axisymmetric b-tensor shape (linear, planar, spherical) "
+            "enters through b_delta. With linear encoding only the fit is degenerate (Jelescu et al. 2016): add "
+            "spherical or planar encoding, or fix parameters",
+        advice="at least two shells; b-tensor shapes to break the degeneracy",
+        reference="Novikov et al. 2018, 2019; Reisert et al. 2017; Coelho et al. 2022",
         orientation=(8, 9)),
     "sm_t2": Model(
-        "sm_t2",
-        (Parameter("s0", "1", (0.0, 2.0), 1.0, None), _f("f", "intra_fraction"), _d("D_a", "cylinder:diffusivity"),
-         _d("D_e_par"), _d("D_e_perp"), Parameter("p2", "1", (0.0, 1.0), 1.0, "odf_p2"),
-         Parameter("T2_a", "s", (5e-3, 0.3), 0.05, None), Parameter("T2_e", "s", (5e-3, 0.3), 0.05, None),
-         _THETA, _PHI),
-        _sm_t2, "Standard Model with compartment T2 and b-tensor shape (Lampinen et al. 2020): sticks and one "
-        "zeppelin sharing an l <= 2 axially symmetric ODF (p2), each weighted by exp(-TE/T2); signals normalised "
-        "to a common S0 (s0 absorbs it); f is the T2-free stick fraction; Gaussian compartments, no exchange",
-        needs="several echo times (scheme.echo_time) and b-tensor shapes", needs_te=True,
-        reference="Lampinen et al. 2020; md-dmri dtd_smr", orientation=(8, 9)),
+        name="sm_t2",
+        parameters=(Parameter("s0", "1", (0.0, 2.0), 1.0, None), fraction_param("f", "intra_fraction"), diffusivity_param("D_a", "cylinder:diffusivity"),
+            diffusivity_param("D_e_par"), diffusivity_param("D_e_perp"), Parameter("p2", "1", (0.0, 1.0), 1.0, "odf_p2"),
+            Parameter("T2_a", "s", (5e-3, 0.3), 0.05, None), Parameter("T2_e", "s", (5e-3, 0.3), 0.05, None),
+            THETA, PHI),
+        forward=_sm_t2,
+        assumptions="Standard Model with compartment T2 and b-tensor shape (Lampinen et al. 2020): sticks and one "
+            "zeppelin sharing an l <= 2 axially symmetric ODF (p2), each weighted by exp(-TE/T2); signals normalised "
+            "to a common S0 (s0 absorbs it); f is the T2-free stick fraction; Gaussian compartments, no exchange",
+        requires={"echo_times"},
+        advice="b-tensor shapes",
+        reference="Lampinen et al. 2020; md-dmri dtd_smr",
+        orientation=(8, 9)),
     "wmti": Model(
-        "wmti",
-        (_f("f", "intra_fraction"), _d("D_a", "cylinder:diffusivity"), _d("D_e_par"), _d("D_e_perp"), _THETA, _PHI),
-        _wmti_forward, "white-matter tract integrity from a DKI fit: aligned fibres, two Gaussian compartments, "
-        "the branch D_a < D_e of Fieremans et al.; AWF from the largest apparent kurtosis; the forward model is "
-        "sticks + zeppelin with these parameters", needs="DKI shells (b <= ~2500 s/mm^2), linear encoding",
-        lte_only=True, reference="Fieremans, Jensen & Helpern 2011", orientation=(4, 5),
+        name="wmti",
+        parameters=(fraction_param("f", "intra_fraction"), diffusivity_param("D_a", "cylinder:diffusivity"), diffusivity_param("D_e_par"), diffusivity_param("D_e_perp"), THETA, PHI),
+        forward=_wmti_forward,
+        assumptions="white-matter tract integrity from a DKI fit: aligned fibres, two Gaussian compartments, "
+            "the branch D_a < D_e of Fieremans et al.; AWF from the largest apparent kurtosis; the forward model is "
+            "sticks + zeppelin with these parameters",
+        requires={"lte"},
+        advice="DKI shells (b <= ~2500 s/mm^2)",
+        reference="Fieremans, Jensen & Helpern 2011",
+        orientation=(4, 5),
         via=("dki", lambda arr, p: wmti_from_dki(p))),
     "wmti_watson": Model(
-        "wmti_watson",
-        (_f("f", "intra_fraction"), _d("D_a", "cylinder:diffusivity"), _d("D_e_par"), _d("D_e_perp"),
-         Parameter("kappa", "1", (0.0, 64.0), 10.0, None), _THETA, _PHI),
-        _wmti_watson, "Standard Model with a Watson ODF, fitted through its fourth-order cumulant expansion "
-        "(what the axially symmetric DKI parameters determine); two solution branches (D_a > D_e_par or < ) fit "
-        "equally well: fix or bound D_a to choose one", needs="DKI shells (b <= ~2500 s/mm^2), linear encoding",
-        lte_only=True, reference="Jespersen, Olesen, Hansen & Shemesh 2018", orientation=(5, 6)),
+        name="wmti_watson",
+        parameters=(fraction_param("f", "intra_fraction"), diffusivity_param("D_a", "cylinder:diffusivity"), diffusivity_param("D_e_par"), diffusivity_param("D_e_perp"),
+            Parameter("kappa", "1", (0.0, 64.0), 10.0, None), THETA, PHI),
+        forward=_wmti_watson,
+        assumptions="Standard Model with a Watson ODF, fitted through its fourth-order cumulant expansion "
+            "(what the axially symmetric DKI parameters determine); two solution branches (D_a > D_e_par or < ) fit "
+            "equally well: fix or bound D_a to choose one",
+        requires={"lte"},
+        advice="DKI shells (b <= ~2500 s/mm^2)",
+        reference="Jespersen, Olesen, Hansen & Shemesh 2018",
+        orientation=(5, 6)),
     "temporal_zeppelin": Model(
-        "temporal_zeppelin",
-        (_f("f", "intra_fraction"), _d("D_a", "cylinder:diffusivity"), _d("D_e_par"), _d("D_inf"),
-         Parameter("A", "m^2", (0.0, 5e-12), 1e-12, None), _THETA, _PHI),
-        _temporal_zeppelin, "sticks + a zeppelin whose perpendicular diffusivity follows the 2-D disorder law "
-        "D_perp(delta, Delta) = D_inf + A ln(Delta/delta)/Delta-type (exact finite-delta form, Burcaw et al. "
-        "2015); Gaussian compartments, no exchange", needs=_PGSE + ", several Delta", requires_pgse=True,
-        reference="Burcaw, Fieremans & Novikov 2015; Fieremans et al. 2016", orientation=(5, 6)),
+        name="temporal_zeppelin",
+        parameters=(fraction_param("f", "intra_fraction"), diffusivity_param("D_a", "cylinder:diffusivity"), diffusivity_param("D_e_par"), diffusivity_param("D_inf"),
+            Parameter("A", "m^2", (0.0, 5e-12), 1e-12, None), THETA, PHI),
+        forward=_temporal_zeppelin,
+        assumptions="sticks + a zeppelin whose perpendicular diffusivity follows the 2-D disorder law "
+            "D_perp(delta, Delta) = D_inf + A ln(Delta/delta)/Delta-type (exact finite-delta form, Burcaw et al. "
+            "2015); Gaussian compartments, no exchange",
+        requires={"pgse"},
+        advice="several Delta",
+        reference="Burcaw, Fieremans & Novikov 2015; Fieremans et al. 2016",
+        orientation=(5, 6)),
     "cylinder_gpd": Model(
-        "cylinder_gpd", (_R_CYL, _d("D", "cylinder:diffusivity"), _THETA, _PHI), _cyl_gpd,
-        "one impermeable cylinder, Gaussian phase approximation for any waveform (exact double integral of the "
-        "played waveform), free Gaussian diffusion along the axis", reference="Stepisnik 1993; van Gelderen 1994",
+        name="cylinder_gpd",
+        parameters=(_R_CYL, diffusivity_param("D", "cylinder:diffusivity"), THETA, PHI),
+        forward=_cyl_gpd,
+        assumptions="one impermeable cylinder, Gaussian phase approximation for any waveform (exact double integral of the "
+            "played waveform), free Gaussian diffusion along the axis",
+        reference="Stepisnik 1993; van Gelderen 1994",
         orientation=(2, 3)),
     "cylinder_callaghan": Model(
-        "cylinder_callaghan", (_R_CYL, _d("D", "cylinder:diffusivity"), _THETA, _PHI), _cyl_callaghan,
-        "one impermeable cylinder, narrow-pulse approximation (delta -> 0, q = gamma G delta, any Delta; "
-        "Callaghan 1995 eigenfunction series), free diffusion along the axis", needs=_PGSE, requires_pgse=True,
-        reference="Callaghan 1995; Soderman & Jonsson 1995", orientation=(2, 3)),
+        name="cylinder_callaghan",
+        parameters=(_R_CYL, diffusivity_param("D", "cylinder:diffusivity"), THETA, PHI),
+        forward=_cyl_callaghan,
+        assumptions="one impermeable cylinder, narrow-pulse approximation (delta -> 0, q = gamma G delta, any Delta; "
+            "Callaghan 1995 eigenfunction series), free diffusion along the axis",
+        requires={"pgse"},
+        reference="Callaghan 1995; Soderman & Jonsson 1995",
+        orientation=(2, 3)),
     "cylinder_soderman": Model(
-        "cylinder_soderman", (_R_CYL, _d("D", "cylinder:diffusivity"), _THETA, _PHI), _cyl_soderman,
-        "one impermeable cylinder, narrow pulse and long diffusion time (Stejskal-Tanner/Soderman limit "
-        "(2 J1(qR)/qR)^2 across), free diffusion along the axis", needs=_PGSE, requires_pgse=True,
-        reference="Soderman & Jonsson 1995", orientation=(2, 3)),
+        name="cylinder_soderman",
+        parameters=(_R_CYL, diffusivity_param("D", "cylinder:diffusivity"), THETA, PHI),
+        forward=_cyl_soderman,
+        assumptions="one impermeable cylinder, narrow pulse and long diffusion time (Stejskal-Tanner/Soderman limit "
+            "(2 J1(qR)/qR)^2 across), free diffusion along the axis",
+        requires={"pgse"},
+        reference="Soderman & Jonsson 1995",
+        orientation=(2, 3)),
     "sphere_gpd": Model(
-        "sphere_gpd", (_R_SPH, _d("D", "sphere:diffusivity")), _sph_gpd,
-        "one impermeable sphere, Gaussian phase approximation for any waveform", reference="Murday & Cotts 1968; "
-        "Stepisnik 1993"),
+        name="sphere_gpd",
+        parameters=(_R_SPH, diffusivity_param("D", "sphere:diffusivity")),
+        forward=_sph_gpd,
+        assumptions="one impermeable sphere, Gaussian phase approximation for any waveform",
+        reference="Murday & Cotts 1968; "
+            "Stepisnik 1993"),
     "sphere_callaghan": Model(
-        "sphere_callaghan", (_R_SPH, _d("D", "sphere:diffusivity")), _sph_callaghan,
-        "one impermeable sphere, narrow-pulse approximation (Callaghan 1995 series)", needs=_PGSE,
-        requires_pgse=True, reference="Callaghan 1995"),
+        name="sphere_callaghan",
+        parameters=(_R_SPH, diffusivity_param("D", "sphere:diffusivity")),
+        forward=_sph_callaghan,
+        assumptions="one impermeable sphere, narrow-pulse approximation (Callaghan 1995 series)",
+        requires={"pgse"},
+        reference="Callaghan 1995"),
     "sphere_soderman": Model(
-        "sphere_soderman", (_R_SPH,), _sph_soderman,
-        "one impermeable sphere, narrow pulse and long diffusion time ((3 j1(qR)/qR)^2); no diffusivity "
-        "dependence", needs=_PGSE, requires_pgse=True, reference="Stejskal & Tanner 1965 limit; Balinov et al. 1993"),
+        name="sphere_soderman",
+        parameters=(_R_SPH,),
+        forward=_sph_soderman,
+        assumptions="one impermeable sphere, narrow pulse and long diffusion time ((3 j1(qR)/qR)^2); no diffusivity "
+            "dependence",
+        requires={"pgse"},
+        reference="Stejskal & Tanner 1965 limit; Balinov et al. 1993"),
 }
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .fit import fit
-from .models import Model, get_model
+from .base import Model
+from .registry import get_model
 
 
 @dataclass

@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 
 from .fit import fit
-from .models import Model, get_model
+from .base import Model
+from .registry import get_model
 
 
 @dataclass

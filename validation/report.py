@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .bias import applicable_scheme, bias_table, truth_of, write_report
-from .models import get_model, list_models
+from .registry import get_model, list_models
 from .nrv import nrv_landscape
 
 

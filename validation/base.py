@@ -1,0 +1,333 @@
+"""The building blocks of every analytic model: parameters, models, scheme requirements, compartments.
+
+:class:`Parameter` and :class:`Model` describe a model (its parameters with SI
+units, bounds and ground-truth keys; its forward function; what it assumes
+and what a scheme must have for it); :class:`SchemeArrays` is what a forward
+function reads from a scheme. The compartment blocks (stick, zeppelin, ball,
+Gaussian-phase restricted cylinders and spheres, spherical means, Watson
+sticks) and the parameter helpers are shared by the model catalogues
+(:mod:`validation.models`, :mod:`validation.models_white_matter`,
+:mod:`validation.models_cells`), which import this module at the top.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from scipy.special import dawsn, erf, erfi
+
+from .compartments import bingham_directions, dispersed_stick, frame, waveform_spectrum
+from .exact import gpd_modes
+
+#: upper bound of every diffusivity parameter, m^2/s (free water at body temperature is ~3e-9)
+D_MAX = 3.5e-9
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One model parameter.
+
+    Attributes
+    ----------
+    name : str
+    unit : str
+        SI unit.
+    bounds : tuple of float
+        Lower and upper bound (SI).
+    scale : float
+        Typical magnitude, used to condition the optimiser.
+    truth : str or None
+        Ground-truth key it estimates ("intra_fraction", "effective_radius", a "cylinder:" or "sphere:"
+        prefix where only that geometry has it,
+        "diffusivity", "axis_theta", "axis_phi"), or None when the substrate has
+        no time-independent truth for it.
+    """
+
+    name: str
+    unit: str
+    bounds: tuple[float, float]
+    scale: float
+    truth: str | None = None
+
+
+def _pgse_problem(scheme, b) -> str | None:
+    active = b > 0
+    ok = (np.char.equal(scheme.label.astype(str), "pgse") | ~active) & ~(scheme.ramp_time > 0)
+    if not np.all(ok) or np.any(~np.isfinite(scheme.delta[active])) or np.any(
+            np.abs(scheme.b_delta[active] - 1) > 1e-6):
+        return "this scheme has other encodings. Select its PGSE part: scheme[scheme.label == 'pgse']"
+    return None
+
+
+def _lte_problem(scheme, b) -> str | None:
+    if np.any(np.abs(scheme.b_delta[b > 0] - 1) > 1e-6):
+        return "select the LTE measurements"
+    return None
+
+
+def _ogse_problem(scheme, b) -> str | None:
+    if not np.any(np.nan_to_num(scheme.frequency[b > 0]) > 0):
+        return "this scheme has none. Add sequences.ogse(...) measurements to it"
+    return None
+
+
+def _shapes_problem(scheme, b) -> str | None:
+    if np.unique(np.round(scheme.b_delta[b > 0], 3)).size < 2:
+        return "this scheme has one. Add e.g. sequences.tensor_encoding(..., b_delta=0) measurements"
+    return None
+
+
+def _echo_problem(scheme, b) -> str | None:
+    if np.unique(np.round(scheme.echo_time[b > 0], 6)).size < 2:
+        return "build them with echo_time=... (pgse/ogse) and concatenate"
+    return None
+
+
+#: what a model may require of a scheme: key -> (what it means, check returning the problem or None)
+REQUIREMENTS: dict[str, tuple[str, Callable]] = {
+    "pgse": ("rectangular PGSE measurements with known delta and Delta", _pgse_problem),
+    "lte": ("linear encoding (b_delta = 1) only", _lte_problem),
+    "ogse": ("oscillating-gradient (OGSE) measurements", _ogse_problem),
+    "btensor_shapes": ("b-tensor encodings of at least two shapes", _shapes_problem),
+    "echo_times": ("measurements at two or more echo times", _echo_problem),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Model:
+    """An analytic model: metadata plus a vectorised forward function.
+
+    Attributes
+    ----------
+    name : str
+    parameters : tuple of Parameter
+    forward : callable
+        ``forward(arr: SchemeArrays, P: (K, n_params)) -> (K, M)`` normalised signals.
+    assumptions : str
+        What the model takes for granted (read the bias against it).
+    requires : frozenset of str
+        Keys of :data:`REQUIREMENTS` a scheme must meet; others are refused with the reason.
+    advice : str
+        What the model needs beyond the checked requirements ("several Delta", "high b").
+    reference : str
+    orientation : tuple of int or None
+        Indices of the (theta, phi) parameters of a fibre direction.
+    initial : callable or None
+        ``initial(arr, Y) -> (N, n_params)`` starting points (linear fits) beside the grid.
+    via : tuple or None
+        (model name, transform(arr, params) -> params): estimated through another model's fit.
+    """
+
+    name: str
+    parameters: tuple[Parameter, ...]
+    forward: Callable[["SchemeArrays", np.ndarray], np.ndarray]
+    assumptions: str
+    requires: frozenset = frozenset()
+    advice: str = ""
+    reference: str = ""
+    orientation: tuple[int, int] | None = None
+    initial: Callable[["SchemeArrays", np.ndarray], np.ndarray] | None = None
+    via: tuple | None = None
+
+    def __post_init__(self):
+        unknown = set(self.requires) - set(REQUIREMENTS)
+        if unknown:
+            raise ValueError(f"model {self.name}: unknown requirement(s) {sorted(unknown)}; known: "
+                             f"{sorted(REQUIREMENTS)}")
+        object.__setattr__(self, "requires", frozenset(self.requires))
+
+    @property
+    def names(self) -> list[str]:
+        """Parameter names in order."""
+        return [p.name for p in self.parameters]
+
+    @property
+    def needs(self) -> str:
+        """What a scheme must have for this model, in words (the checked requirements, then the advice)."""
+        parts = [REQUIREMENTS[k][0] for k in sorted(self.requires)] + ([self.advice] if self.advice else [])
+        return "; ".join(parts) or "any scheme"
+
+    def check_scheme(self, scheme) -> "SchemeArrays":
+        """Arrays the forward function needs; refuses schemes the model cannot describe."""
+        return SchemeArrays.from_scheme(scheme, self)
+
+    def signal(self, scheme, params) -> np.ndarray:
+        """(K, M) signals for (K, n_params) parameters (SI)."""
+        arr = scheme if isinstance(scheme, SchemeArrays) else self.check_scheme(scheme)
+        P = np.atleast_2d(np.asarray(params, dtype=float))
+        if P.shape[1] != len(self.parameters):
+            raise ValueError(f"{self.name} takes {len(self.parameters)} parameters {self.names}, got {P.shape[1]}")
+        return self.forward(arr, P)
+
+
+@dataclass(frozen=True)
+class SchemeArrays:
+    """What the forward functions read from a scheme (SI)."""
+
+    b: np.ndarray  # (M,)
+    B: np.ndarray  # (M, 3, 3)
+    u: np.ndarray  # (M, 3) principal direction (zero where b = 0)
+    G: np.ndarray  # (M,) PGSE plateau amplitude, T/m
+    delta: np.ndarray
+    Delta: np.ndarray
+    gamma: float
+    bd: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (M,) b_delta
+    freq: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (M,) OGSE frequency in Hz, 0 otherwise
+    gradients: np.ndarray | None = None  # (M, T, 3) played waveforms, T/m
+    dt: float = 0.0
+    te: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (M,) echo time, s
+
+    def waveform_spectrum(self):
+        """The cached GPD spectrum table of the waveforms (see compartments.waveform_spectrum)."""
+        return waveform_spectrum(self.gradients, self.dt)
+
+    @staticmethod
+    def from_scheme(scheme, model: "Model") -> "SchemeArrays":
+        """The arrays of ``scheme``, after checking every requirement of ``model`` (ValueError naming it)."""
+        b = scheme.bvalues
+        for key in sorted(model.requires):
+            problem = REQUIREMENTS[key][1](scheme, b)
+            if problem:
+                raise ValueError(f"{model.name} needs {REQUIREMENTS[key][0]} ({model.needs}); {problem}")
+        return SchemeArrays(b=b, B=scheme.btensors, u=scheme.directions, G=scheme.gradient_amplitudes,
+                            delta=np.nan_to_num(scheme.delta), Delta=np.nan_to_num(scheme.Delta), gamma=scheme.gamma,
+                            bd=scheme.b_delta, freq=np.nan_to_num(scheme.frequency), gradients=scheme.gradients,
+                            dt=scheme.dt, te=scheme.echo_time)
+
+
+# ------------------------------------------------------------ building blocks
+def axis(theta: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """Unit vectors (..., 3) from polar angle theta and azimuth phi (rad)."""
+    st = np.sin(theta)
+    return np.stack([st * np.cos(phi), st * np.sin(phi), np.cos(theta)], axis=-1)
+
+
+def stick(arr: SchemeArrays, n: np.ndarray, d_par: np.ndarray) -> np.ndarray:
+    """exp(-D n^T B n): a stick along n (K, 3) with diffusivity d_par (K,); any b-tensor."""
+    nBn = np.einsum("ki,mij,kj->km", n, arr.B, n)
+    return np.exp(-d_par[:, None] * nBn)
+
+
+def zeppelin(arr: SchemeArrays, n: np.ndarray, d_par: np.ndarray, d_perp: np.ndarray) -> np.ndarray:
+    """exp(-B : D) for an axially symmetric tensor D = d_perp I + (d_par - d_perp) n n^T."""
+    nBn = np.einsum("ki,mij,kj->km", n, arr.B, n)
+    return np.exp(-d_perp[:, None] * arr.b[None, :] - (d_par - d_perp)[:, None] * nBn)
+
+
+def ball(arr: SchemeArrays, d: np.ndarray) -> np.ndarray:
+    """exp(-b d): isotropic Gaussian."""
+    return np.exp(-d[:, None] * arr.b[None, :])
+
+
+#: modes of the closed-form Gaussian-phase sums
+N_MODES = 40
+
+
+def gpd_pgse_lnE(geometry: str, arr: SchemeArrays, R: np.ndarray, D: np.ndarray, G2: np.ndarray,
+                  n_modes: int = N_MODES) -> np.ndarray:
+    """Closed-form GPD ln E for rectangular PGSE, vectorised over (K) parameters and (M) measurements.
+
+    G2 is (K, M): the squared gradient component across the walls.
+    """
+    a, _ = gpd_modes(geometry, n_modes)
+    d1 = 1.0 if geometry == "cylinder" else 2.0
+    alpha = a[None, None, :] / R[:, None, None]  # (K, 1, n)
+    lam = D[:, None, None] * alpha**2
+    dl, Dl = arr.delta[None, :, None], arr.Delta[None, :, None]
+    num = (2 * lam * dl - 2 + 2 * np.exp(-lam * dl) + 2 * np.exp(-lam * Dl) - np.exp(-lam * (Dl - dl))
+           - np.exp(-lam * (Dl + dl)))
+    den = D[:, None, None] ** 2 * alpha**6 * (a[None, None, :] ** 2 - d1)
+    return -2 * arr.gamma**2 * G2 * np.sum(num / den, axis=2)
+
+
+def tensor_from6(P: np.ndarray) -> np.ndarray:
+    """(K, 3, 3) symmetric tensors from (K, 6) elements ordered xx, yy, zz, xy, xz, yz."""
+    D = np.empty((len(P), 3, 3))
+    D[:, 0, 0], D[:, 1, 1], D[:, 2, 2] = P[:, 0], P[:, 1], P[:, 2]
+    D[:, 0, 1] = D[:, 1, 0] = P[:, 3]
+    D[:, 0, 2] = D[:, 2, 0] = P[:, 4]
+    D[:, 1, 2] = D[:, 2, 1] = P[:, 5]
+    return D
+
+
+def dti_start(arr: SchemeArrays, Y: np.ndarray, bmax: float = 1.5e9) -> np.ndarray:
+    """(N, 6) log-linear least-squares diffusion tensors (xx, yy, zz, xy, xz, yz; m^2/s) from b <= bmax (s/m^2)."""
+    keep = arr.b <= bmax
+    B = arr.B[keep]
+    A = -np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], 2 * B[:, 0, 1], 2 * B[:, 0, 2], 2 * B[:, 1, 2]])
+    return np.linalg.lstsq(A, np.log(np.clip(Y[:, keep], 1e-6, None)).T, rcond=None)[0].T
+
+
+#: the 15 independent kurtosis-tensor elements (index quadruples) and their multiplicities
+W_IDX = [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (0, 0, 0, 1), (0, 0, 0, 2), (0, 1, 1, 1), (1, 1, 1, 2),
+          (0, 2, 2, 2), (1, 2, 2, 2), (0, 0, 1, 1), (0, 0, 2, 2), (1, 1, 2, 2), (0, 0, 1, 2), (0, 1, 1, 2),
+          (0, 1, 2, 2)]
+W_MULT = np.array([1, 1, 1, 4, 4, 4, 4, 4, 4, 6, 6, 6, 12, 12, 12], dtype=float)
+
+
+def fractions(f1, f2):
+    """Three fractions from two, and a penalty factor > 1 where f1 + f2 > 1.
+
+    Rescaling alone would leave a flat, degenerate region beyond the simplex where
+    optimisers stall; inflating the signal there gives least squares a slope back.
+    """
+    s = f1 + f2
+    over = np.maximum(s - 1.0, 0.0)
+    s = np.maximum(s, 1.0)
+    return f1 / s, f2 / s, 1 - (f1 + f2) / s, 1.0 + 10.0 * over
+
+
+def spherical_mean(arr: SchemeArrays, d_par: np.ndarray, d_perp: np.ndarray) -> np.ndarray:
+    """Orientation average of exp(-B : D) for an axisymmetric D under axisymmetric b-tensors (b, b_delta).
+
+    E(beta) = exp(-b D_I (1 - b_delta D_Delta)) exp(-3 b b_delta D_I D_Delta cos^2 beta), averaged over
+    cos beta in [0, 1] (analytic reference section 2); a stick is d_perp = 0.
+    """
+    b, bd = arr.b[None, :], arr.bd[None, :]
+    d_par, d_perp = d_par[:, None], d_perp[:, None]
+    a = b * bd * (d_par - d_perp)  # = 3 b b_delta D_I D_Delta
+    base = np.exp(-b * (d_par + 2 * d_perp) / 3 + a / 3)
+    sa = np.sqrt(np.abs(a))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(a > 1e-8, 0.5 * np.sqrt(np.pi) * erf(sa) / np.where(sa > 0, sa, 1),
+                     np.where(a < -1e-8, 0.5 * np.sqrt(np.pi) * erfi(sa) / np.where(sa > 0, sa, 1),
+                              1 - a / 3 + a**2 / 10))
+    return base * g
+
+
+def watson_tau(kappa: np.ndarray) -> np.ndarray:
+    """<(mu . n)^2> of a Watson distribution: (1/(sqrt(k) F(sqrt(k))) - 1/k) / 2, F the Dawson function."""
+    k = np.asarray(kappa, dtype=float)
+    sk = np.sqrt(np.maximum(k, 1e-12))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = 0.5 * (1 / (sk * dawsn(sk)) - 1 / np.maximum(k, 1e-12))
+    return np.where(k < 1e-3, 1 / 3 + 2 * k / 45, t)
+
+
+def watson_stick(arr: SchemeArrays, mu: np.ndarray, kappa: np.ndarray, d_par: np.ndarray) -> np.ndarray:
+    """Watson-averaged stick: the Bingham quadrature with kappa2 = 0 (32 polar x 24 azimuth nodes)."""
+    fr = frame(np.arccos(np.clip(mu[:, 2], -1, 1)), np.arctan2(mu[:, 1], mu[:, 0]), np.zeros(len(mu)))
+    n, w = bingham_directions(fr, kappa, np.zeros_like(kappa), n_x=32, n_phi=24)
+    return dispersed_stick(arr, n, w, d_par)
+
+
+#: default bounds of a diffusivity parameter, m^2/s
+D_BOUNDS = (0.0, D_MAX)
+
+
+def fraction_param(name: str, truth: str | None = None) -> Parameter:
+    """A fraction in [0, 1]."""
+    return Parameter(name=name, unit="1", bounds=(0.0, 1.0), scale=1.0, truth=truth)
+
+
+def diffusivity_param(name: str, truth: str | None = None, bounds: tuple = D_BOUNDS) -> Parameter:
+    """A diffusivity in m^2/s."""
+    return Parameter(name=name, unit="m^2/s", bounds=bounds, scale=1e-9, truth=truth)
+
+
+#: fibre direction angles (ground truth: the substrate axis)
+THETA = Parameter("theta", "rad", (0.0, np.pi), 1.0, "axis_theta")
+PHI = Parameter("phi", "rad", (-np.pi, np.pi), 1.0, "axis_phi")
+

@@ -1,0 +1,30 @@
+"""Every analytic model the harness can fit, by name: the three catalogues in one registry."""
+
+from __future__ import annotations
+
+from .base import Model
+from .models import MODELS as BASIC_MODELS
+from .models_cells import MODELS as CELL_MODELS
+from .models_white_matter import MODELS as WHITE_MATTER_MODELS
+
+#: name -> Model, over the basic, white-matter and cell catalogues
+MODELS: dict[str, Model] = {**BASIC_MODELS, **WHITE_MATTER_MODELS, **CELL_MODELS}
+
+
+def list_models() -> list[str]:
+    """Names of every analytic model the harness can fit.
+
+    Examples
+    --------
+    >>> import validation
+    >>> "stick_zeppelin" in validation.list_models()
+    True
+    """
+    return sorted(MODELS)
+
+
+def get_model(name: str) -> Model:
+    """The model called ``name`` (see :func:`list_models`); KeyError listing the names otherwise."""
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return MODELS[name]
