@@ -2,7 +2,8 @@
 
 Layout (all physical values SI, each dataset with a ``units`` attribute)::
 
-    /                  attrs: format, format_version, convention, diffwalk_version, created, spec (TOML text),
+    /                  attrs: format, format_version, convention, diffwalk_version, random_streams (the walker's
+                              random-stream version: rows agree bit for bit only within one), created, spec (TOML text),
                               n_rows, param_names (JSON)
     /scheme/           gradients (M, T, 3) T/m, btensors (M, 3, 3) s/m^2, bvalues (M,) s/m^2 (dimension scale),
                        info arrays (delta, Delta, ...); attrs dt (s), gamma (rad/s/T)
@@ -36,6 +37,7 @@ import numpy as np
 
 import sequences
 from walker import SimulationResult, package_version
+from walker.rng import STREAM_VERSION
 
 FORMAT = "diffwalk-database"
 FORMAT_VERSION = 1
@@ -125,7 +127,8 @@ def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_nam
     comps = sorted({k.split(":")[1] for r in rows.values() for k in r if k.startswith("compartment:")})
     with h5py.File(tmp, "w") as f:
         f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, convention=CONVENTION,
-                       diffwalk_version=package_version(), created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       diffwalk_version=package_version(), random_streams=STREAM_VERSION,
+                       created=time.strftime("%Y-%m-%dT%H:%M:%S"),
                        spec=spec_text, n_rows=n_rows, param_names=json.dumps(param_names))
         sg = f.create_group("scheme")
         sg.attrs.update(dt=scheme.dt, gamma=scheme.gamma, dt_units="s", gamma_units="rad/s/T")

@@ -194,14 +194,19 @@ class Scheme:
         numpy.ndarray
             (M, 3, 3) in s/m^2.
         """
-        q = self.qt
-        if sampling == "trapezoid":
-            mid = 0.5 * (q[:, :-1] + q[:, 1:])
-        elif sampling == "end":
-            mid = q[:, :-1]
-        else:
-            raise ValueError(f"sampling must be 'trapezoid' or 'end', got {sampling!r}")
-        return self.dt * np.einsum("mti,mtj->mij", mid, mid)
+        cache = self.__dict__.setdefault("_discrete_btensors", {})
+        if sampling not in cache:
+            q = self.qt
+            if sampling == "trapezoid":
+                mid = 0.5 * (q[:, :-1] + q[:, 1:])
+            elif sampling == "end":
+                mid = q[:, :-1]
+            else:
+                raise ValueError(f"sampling must be 'trapezoid' or 'end', got {sampling!r}")
+            B = self.dt * np.einsum("mti,mtj->mij", mid, mid)
+            B.setflags(write=False)
+            cache[sampling] = B
+        return cache[sampling]
 
     @cached_property
     def _eig(self) -> tuple[np.ndarray, np.ndarray]:
@@ -342,6 +347,16 @@ class Scheme:
             raise ValueError(f"n_steps must be a positive integer, got {n_steps}")
         if n_steps == self.n_steps:
             return self
+        # a scheme never changes (its arrays are read-only), so its resampled copies are kept: a walker run on
+        # the same scheme again reuses the copy and its factorisation
+        cache = self.__dict__.setdefault("_resampled", {})
+        if n_steps not in cache:
+            if len(cache) >= 4:
+                cache.clear()
+            cache[n_steps] = self._resample(n_steps)
+        return cache[n_steps]
+
+    def _resample(self, n_steps: int) -> "Scheme":
         dt_new = self.duration / n_steps
         new_t = np.arange(n_steps + 1) * dt_new
         old_t = self.times

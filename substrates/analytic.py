@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .cells import CellList, build_cells
+from .cells import CellList, WalkGrid, build_cells, walk_grid
 
 FREE, PLANES, CYLINDERS, SPHERES = 0, 1, 2, 3
 KIND_NAMES = {FREE: "free", PLANES: "planes", CYLINDERS: "cylinders", SPHERES: "spheres"}
@@ -205,6 +205,26 @@ class Substrate:
             c = build_cells(self.centers, self.radii, self.box, dim=3 if self.kind == SPHERES else 2)
             self.__dict__["_cells"] = c
         return c
+
+    def walk_grid(self, reach: float) -> WalkGrid:
+        """Cell lists for walkers outside the primitives, complete for segments up to ``reach`` m (cached).
+
+        Parameters
+        ----------
+        reach : float
+            The walker's step length in m.
+
+        Returns
+        -------
+        WalkGrid
+        """
+        grids = self.__dict__.setdefault("_walk_grids", {})
+        key = float(reach)
+        if key not in grids:
+            if len(grids) >= 4:
+                grids.clear()
+            grids[key] = walk_grid(self.cells, key)
+        return grids[key]
 
     @property
     def smallest_feature(self) -> float:

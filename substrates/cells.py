@@ -1,9 +1,13 @@
 """Cell lists over the periodic images of circles (cylinders) or spheres.
 
-Each cell of a uniform grid over the periodic box lists every primitive image
-whose bounding box overlaps it, in compressed-row form (``start``, ``items``),
-so a walker queries only the cells its step can reach and the cost per step
-does not grow with the number of primitives.
+Two grids. :class:`CellList` lists, per cell of a uniform grid over the
+periodic box, every primitive image whose bounding box overlaps it: point
+location and start positions use it. :class:`WalkGrid` is sized for a walker's
+step: each cell lists every image whose wall comes within ``reach`` of the
+cell, and knows its *clearance* (a lower bound of the distance from any point
+of the cell to any wall), so a walker outside the primitives looks at one
+cell only, and a step shorter than the clearance needs no look at all.
+Both are compressed rows (``start``, ``items``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,3 +170,163 @@ def _min_gap(c: np.ndarray, r: np.ndarray, owner: np.ndarray, dim: int) -> float
         d = np.linalg.norm(cc[i + 1:] - cc[i], axis=1) - r[i + 1:] - r[i]
         best = min(best, float(d.min()))
     return best
+
+
+@dataclass(frozen=True, eq=False)
+class WalkGrid:
+    """Cell lists for walkers outside the primitives, sized for their step (see module docstring).
+
+    Attributes
+    ----------
+    dim : int
+        2 for cylinders (x, y), 3 for spheres.
+    box : numpy.ndarray
+        (3,) period per axis in m, 0 where not periodic.
+    lo, h, inv_h : numpy.ndarray
+        (3,) grid origin, cell size and its inverse (m, 1/m); one cell along unused axes.
+    n : numpy.ndarray
+        (3,) cells per axis (int64).
+    centers, radii, owner : numpy.ndarray
+        (Q', 3), (Q',), (Q',): primitive images; the first ones are those of the substrate's
+        :class:`CellList`, in its order (a walker's home image keeps its index), then the images
+        within ``reach`` of the box.
+    start, items : numpy.ndarray
+        Per cell, the images whose wall comes within ``reach`` of the cell.
+    clear : numpy.ndarray
+        (ncells,) lower bound of the distance (m) from any point of the cell to any wall; inf where no
+        wall is within ``reach``; -1 where the cell lies inside a primitive (no outside walker belongs there).
+    reach : float
+        Lists are complete for segments up to this length (m).
+    """
+
+    dim: int
+    box: np.ndarray
+    lo: np.ndarray
+    h: np.ndarray
+    inv_h: np.ndarray
+    n: np.ndarray
+    centers: np.ndarray
+    radii: np.ndarray
+    owner: np.ndarray
+    start: np.ndarray
+    items: np.ndarray
+    clear: np.ndarray
+    reach: float
+
+    @property
+    def mean_per_cell(self) -> float:
+        """Mean candidate images per cell that has any."""
+        c = np.diff(self.start)
+        return float(c[c > 0].mean()) if np.any(c > 0) else 0.0
+
+
+def walk_grid(cells: CellList, reach: float, max_cells: int = 1 << 21, cell_size: float = 1.0) -> WalkGrid:
+    """A :class:`WalkGrid` for segments up to ``reach`` (m): cells about ``reach`` wide, at most ``max_cells``.
+
+    Parameters
+    ----------
+    cells : CellList
+        The substrate's primitive images.
+    reach : float
+        Longest segment a walker looks along at once, m (its step length).
+    max_cells : int
+        Cap on the number of cells (cells grow beyond ``reach`` for very short steps in large boxes).
+
+    Returns
+    -------
+    WalkGrid
+    """
+    reach = float(reach)
+    if not (reach > 0 and math.isfinite(reach)):
+        raise ValueError(f"reach must be a positive length in m, got {reach!r}")
+    dim = cells.dim
+    periodic = np.array([ax < dim and np.isfinite(cells.box[ax]) for ax in range(3)])
+    box = np.where(periodic, cells.box, 0.0)
+    centers, radii, owner = _padded_images(cells, periodic, box, reach)
+    lo = np.zeros(3)
+    ext = np.ones(3)
+    for ax in range(dim):
+        if periodic[ax]:
+            ext[ax] = box[ax]
+        else:
+            lo[ax] = float(np.min(centers[:, ax] - radii)) - reach
+            ext[ax] = float(np.max(centers[:, ax] + radii)) + reach - lo[ax]
+    side = max(cell_size * reach, (float(np.prod(ext[:dim])) / max_cells) ** (1.0 / dim))
+    n = np.ones(3, dtype=np.int64)
+    for ax in range(dim):
+        n[ax] = max(1, int(ext[ax] // side))
+    h = ext / n
+    h[dim:] = np.inf
+    inv_h = np.where(np.isfinite(h), 1.0 / h, 0.0)
+    ncell = int(np.prod(n))
+    start = np.zeros(ncell + 1, dtype=np.int64)
+    clear = np.full(ncell, np.inf)
+    _fill_walk_grid(centers, radii, lo, h, n, dim, reach, True, start, np.zeros(1, dtype=np.int64), clear)
+    start = np.cumsum(start)
+    items = np.zeros(max(int(start[-1]), 1), dtype=np.int64)
+    clear[:] = np.inf
+    _fill_walk_grid(centers, radii, lo, h, n, dim, reach, False, start, items, clear)
+    return WalkGrid(dim, box, lo, h, inv_h, n, centers, radii, owner, start, items, clear, reach)
+
+
+def _padded_images(cells: CellList, periodic: np.ndarray, box: np.ndarray, reach: float):
+    """The CellList's images, then every other periodic image whose wall comes within ``reach`` of the box."""
+    period = np.where(periodic, box, 1.0)
+    base = np.where(periodic, np.mod(cells.centers, period), cells.centers)
+    shift = np.where(periodic, np.round((cells.centers - base) / period), 0.0).astype(np.int64)
+    have = {(int(o), tuple(sh)) for o, sh in zip(cells.owner, shift)}
+    primitives = {}
+    for o, c, r in zip(cells.owner, base, cells.radii):
+        primitives.setdefault(int(o), (c, float(r)))
+    c_out, r_out, o_out = [cells.centers], [cells.radii], [cells.owner]
+    shifts = list(itertools.product(*[(-1, 0, 1) if periodic[ax] else (0,) for ax in range(3)]))
+    for j, (c0, r) in sorted(primitives.items()):
+        for sh in shifts:
+            c = c0 + np.array(sh) * box
+            if (j, sh) not in have and all(c[ax] + r + reach >= 0 and c[ax] - r - reach < box[ax]
+                                           for ax in range(3) if periodic[ax]):
+                c_out.append(c[None])
+                r_out.append(np.array([r]))
+                o_out.append(np.array([j]))
+    return (np.ascontiguousarray(np.concatenate(c_out)), np.ascontiguousarray(np.concatenate(r_out)),
+            np.concatenate(o_out).astype(np.int64))
+
+
+@njit(cache=True)
+def _fill_walk_grid(centers, radii, lo, h, n, dim, reach, count_only, start, items, clear):
+    """Register each image in the cells its wall comes within ``reach`` of; lower the cells' clearance."""
+    fill = np.zeros(n[0] * n[1] * n[2], dtype=np.int64)
+    for q in range(centers.shape[0]):
+        r = radii[q]
+        ranges = np.zeros((3, 2), dtype=np.int64)
+        for ax in range(3):
+            if ax < dim:
+                ranges[ax, 0] = max(int(math.floor((centers[q, ax] - r - reach - lo[ax]) / h[ax])), 0)
+                ranges[ax, 1] = min(int(math.floor((centers[q, ax] + r + reach - lo[ax]) / h[ax])), n[ax] - 1)
+        for i in range(ranges[0, 0], ranges[0, 1] + 1):
+            for j in range(ranges[1, 0], ranges[1, 1] + 1):
+                for k in range(ranges[2, 0], ranges[2, 1] + 1):
+                    dmin2 = 0.0
+                    dmax2 = 0.0
+                    for ax in range(dim):
+                        idx = i if ax == 0 else (j if ax == 1 else k)
+                        a = lo[ax] + idx * h[ax] - centers[q, ax]
+                        b = a + h[ax]
+                        near = a if a > 0.0 else (-b if b < 0.0 else 0.0)
+                        far = max(abs(a), abs(b))
+                        dmin2 += near * near
+                        dmax2 += far * far
+                    c = (i * n[1] + j) * n[2] + k
+                    if dmax2 <= r * r:
+                        clear[c] = -1.0  # the whole cell is inside this primitive
+                        continue
+                    gap = math.sqrt(dmin2) - r
+                    if gap > reach:
+                        continue
+                    if clear[c] >= 0.0:
+                        clear[c] = min(clear[c], max(gap, 0.0))
+                    if count_only:
+                        start[c + 1] += 1
+                    else:
+                        items[start[c] + fill[c]] = q
+                        fill[c] += 1

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from substrates import CYLINDERS, PLANES, SPHERES, MeshSubstrate, Substrate, WalkerStart
+from substrates import CYLINDERS, FREE, PLANES, SPHERES, MeshSubstrate, Substrate, WalkerStart
 
 from . import cells_kernel, mesh_kernel
 from .membranes import transit_probability
 from .plan import RunPlan
 from .records import CellGeometry, MeshGeometry, Outputs, Recording, Stepping, Transit, Walkers
+from .walkers import ensure_compiled
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,12 +38,24 @@ class KernelRun:
         The transit probabilities used.
     wall_time : float
         Seconds spent in the kernel.
+    geometry : CellGeometry or MeshGeometry
+        The geometry record the kernel walked.
     """
 
     walkers: Walkers
     out: Outputs
     transit: Transit
     wall_time: float
+    geometry: tuple
+
+    def final_positions(self) -> np.ndarray:
+        """(N, 3) final local-frame positions in the box frame (walkers inside an analytic primitive carry
+        positions relative to its image; this adds the image's centre back)."""
+        out = np.array(self.walkers.pos, copy=True)
+        if isinstance(self.geometry, CellGeometry):
+            inside = self.walkers.home >= 0
+            out[inside] += self.geometry.centers[self.walkers.home[inside]]
+        return out
 
 
 def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: np.ndarray, *,
@@ -72,15 +85,20 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
     W = phase_weights(plan.played.shapes.shapes)
     recording = Recording(W, plan.record_steps, plan.echo_steps, bool(check_every_step))
     out = _outputs(plan, W.shape[0])
+    membranes = "permeable" if substrate.permeable else "impermeable"
     if isinstance(substrate, MeshSubstrate):
         geo = mesh_geometry(substrate, plan)
-        walk = mesh_kernel.walk_mesh_parallel if parallel else mesh_kernel.walk_mesh_serial
+        walk = mesh_kernel.mesh_kernel(substrate.permeable, parallel)
+        what = f"meshes, {membranes}"
     else:
-        geo = cell_geometry(substrate)
-        walk = cells_kernel.walk_cells_parallel if parallel else cells_kernel.walk_cells_serial
+        geo = cell_geometry(substrate, plan)
+        walk = cells_kernel.cells_kernel(substrate.kind, substrate.permeable, parallel)
+        what = substrate.name if substrate.kind == FREE else f"{substrate.name}, {membranes}"
+    args = (geo, transit, walkers, stepping, recording, out)
+    ensure_compiled(walk, args, what, expected_s=15.0)
     t0 = time.perf_counter()
-    walk(geo, transit, walkers, stepping, recording, out)
-    return KernelRun(walkers, out, transit, time.perf_counter() - t0)
+    walk(*args)
+    return KernelRun(walkers, out, transit, time.perf_counter() - t0, geo)
 
 
 def phase_weights(shapes: np.ndarray) -> np.ndarray:
@@ -121,7 +139,7 @@ def transit_tables(substrate: Substrate, plan: RunPlan) -> Transit:
         inner = substrate.depth
         outer = np.where(substrate.parent >= 0, substrate.depth[np.maximum(substrate.parent, 0)], extra)
     elif substrate.kind in (CYLINDERS, SPHERES):
-        owner = substrate.cells.owner
+        owner = substrate.walk_grid(plan.step_length).owner
         kappa = kappa[owner] if len(kappa) else np.zeros((len(owner), 2))
         inner = np.zeros(len(owner), dtype=np.int64)
         outer = np.full(len(owner), extra)
@@ -144,16 +162,17 @@ def _step_scales(substrate: Substrate, plan: RunPlan) -> np.ndarray:
     return np.array([1.0, math.sqrt(D[-1] / D[0])])
 
 
-def cell_geometry(substrate: Substrate) -> CellGeometry:
-    """The analytic kernel's geometry record: the substrate's primitive images and cell lists."""
+def cell_geometry(substrate: Substrate, plan: RunPlan) -> CellGeometry:
+    """The analytic kernel's geometry record: primitive images and the walk grid sized for the step."""
     spacing = float(substrate.spacing) if substrate.kind == PLANES else 0.0
     if substrate.kind in (CYLINDERS, SPHERES):
-        c = substrate.cells
-        return CellGeometry(substrate.kind, spacing, np.where(np.isfinite(c.box), c.box, 0.0), c.centers, c.radii,
-                            c.n, c.h, c.start, c.items)
-    return CellGeometry(substrate.kind, spacing, np.zeros(3), np.zeros((1, 3)), np.zeros(1),
-                        np.ones(3, dtype=np.int64), np.ones(3), np.zeros(2, dtype=np.int64),
-                        np.zeros(1, dtype=np.int64))
+        g = substrate.walk_grid(plan.step_length)
+        return CellGeometry(substrate.kind, spacing, g.box, g.lo, g.inv_h, g.n, g.centers, g.radii, g.start,
+                            g.items, g.clear, g.reach)
+    one = np.ones(3)
+    return CellGeometry(substrate.kind, spacing, np.zeros(3), np.zeros(3), one, np.ones(3, dtype=np.int64),
+                        np.zeros((1, 3)), np.zeros(1), np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64),
+                        np.full(1, np.inf), 1.0)
 
 
 def mesh_geometry(substrate: MeshSubstrate, plan: RunPlan) -> MeshGeometry:

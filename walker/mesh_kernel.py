@@ -40,7 +40,7 @@ from substrates.meshgrid import ENLARGE, locate_one
 
 from .rng import draw_step, next_uniform
 from .walkers import (MAX_BOUNCES, begin_walker, compile_kernel, finish_walker, isotropic_step, move, phase_step,
-                      record_step, wrap)
+                      record_events, wrap)
 
 
 @njit(inline="always")
@@ -149,48 +149,59 @@ def _nearest(px, py, pz, dx, dy, dz, reach, skip, tri, tface, lo, h, n, box, sta
     return best, bq
 
 
-def walk_mesh(geo, transit, walkers, stepping, recording, out):
-    """Walk every walker through a mesh substrate.
+def _make_walk(PERMEABLE):
+    """The mesh walk; ``PERMEABLE`` is a compile-time constant."""
 
-    Parameters (records of :mod:`walker.records`; see :func:`walker.cells_kernel.walk_cells`)
-    ----------
-    geo : MeshGeometry          triangle images, grid, cell lists, clearance, location columns, nesting, eta
-    transit : Transit           per component: transit probability of a hit from inside / outside
-    walkers : Walkers           absolute positions (wrapped into the box on periodic axes) and innermost
-                                component (-1: extra) in; final ones out
-    stepping : Stepping         as for analytic substrates; ``scale`` per region (depth d -> d, extra last)
-    recording : Recording
-    out : Outputs
-    """
-    tri, tcomp, tface, lo, h, n, box, start, items, clear, cstart, citems, depth, parent, n_regions, eta = geo
-    p_out, p_in = transit
-    pos, cw_arr, seeds = walkers
-    n_steps, substeps, M, gaussian, scale = stepping
-    W, rec_steps, te_steps, check_every_step = recording
-    out_I, out_rec, out_tin, out_first, traj, counters = out
-    N = pos.shape[0]
-    K = W.shape[0]
-    inv_sub = 1.0 / substeps
-    iso, ell_iso = isotropic_step(M, gaussian)
-    tau = 0.25 * eta
-    for i in prange(N):
-        px, py, pz, s0, s1, j_rec, j_te = begin_walker(i, pos, seeds, traj, rec_steps, out_rec, te_steps, out_tin)
-        cw = cw_arr[i]
-        rx = 0.0
-        ry = 0.0
-        rz = 0.0
-        reg = depth[cw] if cw >= 0 else n_regions - 1
-        sc = scale[reg]
-        ell_c = sc * ell_iso
-        tin = 0.0
-        first = -1.0
-        n_refl = 0
-        n_cut = 0
-        n_bad = 0
-        n_tr = 0
-        acc = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-        for t in range(1, n_steps + 1):
-            for sub in range(substeps):
+    def walk_mesh(geo, transit, walkers, stepping, recording, out):
+        """Walk every walker through a mesh substrate.
+
+        Parameters (records of :mod:`walker.records`; see the analytic kernel, :mod:`walker.cells_kernel`)
+        ----------
+        geo : MeshGeometry          triangle images, grid, cell lists, clearance, location columns, nesting, eta
+        transit : Transit           per component: transit probability of a hit from inside / outside
+        walkers : Walkers           absolute positions (wrapped into the box on periodic axes) and innermost
+                                    component (-1: extra) in; final ones out
+        stepping : Stepping         as for analytic substrates; ``scale`` per region (depth d -> d, extra last)
+        recording : Recording
+        out : Outputs
+        """
+        tri, tcomp, tface, lo, h, n, box, start, items, clear, cstart, citems, depth, parent, n_regions, eta = geo
+        p_out, p_in = transit
+        pos, cw_arr, seeds = walkers
+        n_steps, substeps, M, gaussian, scale = stepping
+        W, rec_steps, te_steps, check_every_step = recording
+        out_I, out_rec, out_tin, out_first, traj, counters = out
+        N = pos.shape[0]
+        K = W.shape[0]
+        inv_sub = 1.0 / substeps
+        iso, ell_iso = isotropic_step(M, gaussian)
+        tau = 0.25 * eta
+        n_sub = n_steps * substeps
+        ihx = 1.0 / h[0]
+        ihy = 1.0 / h[1]
+        ihz = 1.0 / h[2]
+        for i in prange(N):
+            px, py, pz, s0, s1 = begin_walker(i, pos, seeds)
+            cw = cw_arr[i]
+            rx = 0.0
+            ry = 0.0
+            rz = 0.0
+            reg = depth[cw] if cw >= 0 else n_regions - 1
+            sc = scale[reg]
+            ell_c = sc * ell_iso
+            tin = 0.0
+            first = -1.0
+            n_refl = 0
+            n_cut = 0
+            n_bad = 0
+            n_tr = 0
+            budget = 0.0
+            acc = (0.0, 0.0, 0.0)
+            j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps, 0,
+                                                out_tin)
+            t = 1
+            sub = 0
+            for _ in range(n_sub):
                 ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
                 if iso:
                     dx = ux
@@ -209,21 +220,30 @@ def walk_mesh(geo, transit, walkers, stepping, recording, out):
                 full = left
                 skip = -1
                 bounces = 0
-                # far from every wall (most steps in the bulk): no traversal at all
-                ci = int(math.floor((px - lo[0]) / h[0]))
-                cj = int(math.floor((py - lo[1]) / h[1]))
-                ck = int(math.floor((pz - lo[2]) / h[2]))
-                if 0 <= ci < n[0] and 0 <= cj < n[1] and 0 <= ck < n[2] and clear[(ci * n[1] + cj) * n[2] + ck] > left:
+                # far from every wall (most steps in the bulk): no traversal at all. ``budget`` is a lower bound
+                # of the distance to the nearest wall, from the last cell looked up less the path walked since:
+                # while it lasts, the walker does not even look up its cell
+                if budget <= left:
+                    budget = 0.0
+                    ci = int(math.floor((px - lo[0]) * ihx))
+                    cj = int(math.floor((py - lo[1]) * ihy))
+                    ck = int(math.floor((pz - lo[2]) * ihz))
+                    if 0 <= ci < n[0] and 0 <= cj < n[1] and 0 <= ck < n[2]:
+                        budget = clear[(ci * n[1] + cj) * n[2] + ck]
+                if budget > left:
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                    if cw >= 0:
+                    if PERMEABLE and cw >= 0:
                         tin += inv_sub
+                    budget -= left
                     left = 0.0
+                else:
+                    budget = 0.0
                 while left > 0.0:
                     tw, q = _nearest(px, py, pz, dx, dy, dz, left, skip, tri, tface, lo, h, n, box, start, items,
                                      tau)
                     if q < 0 or tw >= left:
                         px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                        if cw >= 0:
+                        if PERMEABLE and cw >= 0:
                             tin += left / full * inv_sub
                         break
                     dn = tri[q, 3] * dx + tri[q, 4] * dy + tri[q, 5] * dz
@@ -232,12 +252,12 @@ def walk_mesh(geo, transit, walkers, stepping, recording, out):
                     if seg < 0.0:
                         seg = 0.0
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
-                    if cw >= 0:
+                    if PERMEABLE and cw >= 0:
                         tin += tw / full * inv_sub
                     left -= tw
                     skip = tface[q]
                     c = tcomp[q]
-                    p = p_out[c] if dn > 0.0 else p_in[c]
+                    p = (p_out[c] if dn > 0.0 else p_in[c]) if PERMEABLE else 0.0
                     if p > 0.0 and back < 0.1 * full:
                         uu, s0, s1 = next_uniform(s0, s1)
                         if uu < p:
@@ -274,11 +294,41 @@ def walk_mesh(geo, transit, walkers, stepping, recording, out):
                 if check_every_step:
                     if locate_one(px, py, pz, tri, tcomp, depth, lo, h, n, box, cstart, citems) != cw:
                         n_bad += 1
-            acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
-            j_rec, j_te = record_step(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_steps, j_te,
-                                       out_tin)
-        finish_walker(i, K, acc, px, py, pz, cw, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, cw_arr, seeds,
-                      out_I, out_first, counters)
+                sub += 1
+                if sub == substeps:
+                    sub = 0
+                    acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
+                    if t == next_t:
+                        if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
+                            tin = float(t) if cw >= 0 else 0.0
+                        j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec,
+                                                            te_steps, j_te, out_tin)
+                    t += 1
+            finish_walker(i, K, acc, px, py, pz, cw, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, cw_arr, seeds,
+                          out_I, out_first, counters)
+
+    return walk_mesh
 
 
-walk_mesh_parallel, walk_mesh_serial = compile_kernel(walk_mesh)
+_BUILDS: dict = {}
+
+
+def mesh_kernel(permeable: bool, parallel: bool = True):
+    """The compiled mesh walk, with or without permeable faces (built on first use).
+
+    Parameters
+    ----------
+    permeable : bool
+        Whether any component lets walkers through.
+    parallel : bool
+        The ``prange`` build, or the serial build of the same function.
+
+    Returns
+    -------
+    numba dispatcher
+        Called as ``kernel(geo, transit, walkers, stepping, recording, out)``.
+    """
+    key = bool(permeable)
+    if key not in _BUILDS:
+        _BUILDS[key] = compile_kernel(_make_walk(key), name="walk_mesh_permeable" if key else "walk_mesh")
+    return _BUILDS[key][0 if parallel else 1]

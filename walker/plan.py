@@ -20,8 +20,10 @@ from substrates import MeshSubstrate, Substrate
 
 from .membranes import compartment_values, substeps_for
 
-#: walkers whose phases are turned into signals at once (bounds the (N, M) phase memory)
-PHASE_CHUNK = 16384
+#: walkers per block of the phase-to-signal pass, and the most blocks (bounds its (blocks, compartments, 4, M)
+#: partial sums)
+PHASE_BLOCK = 256
+MAX_PHASE_BLOCKS = 2048
 #: warnings from the stages point at the caller of simulate() (simulate -> plan_run -> helper -> warn)
 _STACK = 4
 
@@ -247,7 +249,7 @@ def _available_memory() -> float:
 def _check_memory(N: int, T: int, played: sequences.Scheme, n_rec: int, n_te: int, n_traj: int) -> None:
     K = played.shapes.n_shapes
     mem = N * (8 * (3 * K + 3 * n_rec + 3 + 1 + 4 + n_te + 1) + 16) + n_traj * (T + 1) * 24 \
-        + PHASE_CHUNK * len(played) * 8 * 4
+        + min(MAX_PHASE_BLOCKS, -(-N // PHASE_BLOCK)) * len(played) * 8 * 4 * 8
     avail = _available_memory()
     if mem > 0.8 * avail:
         raise MemoryError(f"this run needs about {mem / 2**30:.1f} GiB but {avail / 2**30:.1f} GiB is free; "

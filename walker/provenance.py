@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 
+@lru_cache(maxsize=1)
 def package_version() -> str:
     """The installed diffwalk version ("unknown" when running from a source tree without metadata)."""
     try:

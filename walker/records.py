@@ -40,10 +40,12 @@ Outputs = namedtuple("Outputs", ["phases", "displacements", "time_inside", "firs
 #: one entry for planes) or per component (mesh); 0: impermeable.
 Transit = namedtuple("Transit", ["p_out", "p_in"])
 
-#: Analytic geometry: kind (FREE, PLANES, CYLINDERS, SPHERES), plane spacing, periodic box (3,) (0: not
-#: periodic), primitive image centres (Q, 3) and radii (Q,), cell grid n (3,) int64 and h (3,), cell lists
-#: start/items (compressed rows).
-CellGeometry = namedtuple("CellGeometry", ["kind", "spacing", "box", "centers", "radii", "n", "h", "start", "items"])
+#: Analytic geometry: kind (FREE, PLANES, CYLINDERS, SPHERES), plane spacing, period box (3,) (0: not periodic),
+#: the walk grid (substrates.WalkGrid): origin lo (3,), inverse cell size inv_h (3,), cells per axis n (3,) int64,
+#: primitive images centers (Q, 3) and radii (Q,), per-cell candidates start/items, clearance clear, and the
+#: reach its lists are complete for (m).
+CellGeometry = namedtuple("CellGeometry", ["kind", "spacing", "box", "lo", "inv_h", "n", "centers", "radii", "start",
+                                           "items", "clear", "reach"])
 
 #: Mesh geometry: triangle image rows tri (Q, 13) with their component comp and mesh face face; grid lo, h, n,
 #: period box (0: not periodic), cell lists start/items, clearance per cell clear, location columns

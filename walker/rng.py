@@ -14,8 +14,9 @@ import math
 import numpy as np
 from numba import njit
 
-#: version of the random streams (generator and draws); a change of either is a new stream version
-STREAM_VERSION = "xoroshiro128+/marsaglia/box-muller v1"
+#: version of the random streams (per-walker seeding, generator, draws); a change of any is a new version.
+#: v1: walker states from SeedSequence.generate_state; v2: from one SeedSequence word through splitmix64
+STREAM_VERSION = "splitmix64-seeded xoroshiro128+/marsaglia/box-muller v2"
 
 _U11 = np.uint64(11)
 _U16 = np.uint64(16)
@@ -72,7 +73,12 @@ def draw_step(gaussian, s0, s1):
 
 
 def walker_seeds(seed_sequence: np.random.SeedSequence, n: int) -> np.ndarray:
-    """(n, 2) uint64 generator states, one per walker, from a seed sequence (never the all-zero state).
+    """(n, 2) uint64 generator states, one per walker, from a seed sequence.
+
+    One 64-bit word of the sequence keys a splitmix64 stream (Steele, Lea &
+    Flood 2014; the seeding Vigna recommends for xoroshiro), whose outputs 2i+1
+    and 2i+2 are walker i's state: O(n) in compiled code, and a walker's state
+    depends on its index alone, not on the number of walkers or threads.
 
     Parameters
     ----------
@@ -85,6 +91,30 @@ def walker_seeds(seed_sequence: np.random.SeedSequence, n: int) -> np.ndarray:
     -------
     numpy.ndarray
     """
-    seeds = seed_sequence.generate_state(2 * n, dtype=np.uint64).reshape(n, 2)
-    seeds[(seeds[:, 0] == 0) & (seeds[:, 1] == 0), 0] = 1
+    key = seed_sequence.generate_state(1, dtype=np.uint64)[0]
+    seeds = np.empty((n, 2), dtype=np.uint64)
+    _splitmix_states(key, seeds)
     return seeds
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_U30 = np.uint64(30)
+_U27B = np.uint64(27)
+_U31 = np.uint64(31)
+
+
+@njit(cache=True)
+def _splitmix_states(key, seeds):
+    z0 = key
+    for i in range(seeds.shape[0]):
+        for j in range(2):
+            z0 += _GOLDEN
+            z = z0
+            z = (z ^ (z >> _U30)) * _MIX1
+            z = (z ^ (z >> _U27B)) * _MIX2
+            z = z ^ (z >> _U31)
+            seeds[i, j] = z
+        if seeds[i, 0] == 0 and seeds[i, 1] == 0:
+            seeds[i, 0] = 1  # xoroshiro's one forbidden state

@@ -113,7 +113,7 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     run = run_kernel(substrate, plan, walkers, seeds, check_every_step=check_every_step, parallel=parallel)
     R = substrate.rotation
     sig = phase_signals(run.out.phases, walkers.labels, walkers.names, plan, R,
-                        relaxation_weights(run.out.time_inside, plan))
+                        relaxation_weights(run.out.time_inside, plan), parallel)
     disp, msd, kurt = displacement_moments(run.out.displacements, plan, R)
     counters = run.out.counters
     permeable = substrate.permeable
@@ -133,7 +133,7 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         transits=int(counters[:, 3].sum()),
         first_transit_times=np.where(first >= 0, first * plan.dt, np.nan) if permeable else None,
         final_fractions=substrate.region_fractions(run.walkers.home) if permeable else {},
-        final_positions=substrate.absolute_positions(run.walkers.pos, run.walkers.home) @ R.T)
+        final_positions=run.final_positions() @ R.T)
 
 
 def start_walkers(substrate: Substrate, start: str, n: int, seed: int) -> tuple[WalkerStart, np.ndarray]:
