@@ -13,10 +13,12 @@ from pathlib import Path
 
 
 def _cmd_example(args: argparse.Namespace) -> int:
-    from .examples import EXAMPLES, run_example
+    from .examples import EXAMPLES, LONG, run_example
     if args.list:
         for name, (_, desc) in EXAMPLES.items():
-            print(f"{name:12s} {desc}")
+            print(f"{name:12s} {'(long: by name only) ' if name in LONG else ''}{desc}")
+        print(f"\n`diffwalk example` runs {', '.join(n for n in EXAMPLES if n not in LONG)}; it leaves out "
+              f"{', '.join(sorted(LONG))} (run them by name)")
         return 0
     try:
         run_example(args.name, args.output)
@@ -71,16 +73,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     import sequences
 
-    from .database import export_nifti, export_npz, open_database
+    from .database import atomic_output, export_nifti, export_npz, open_database
     db = open_database(args.database)
     stem = Path(args.output)
     if args.format == "npz":
-        export_npz(db, stem.with_suffix(".npz"))
+        paths = [export_npz(db, stem.with_suffix(".npz"))]
     elif args.format == "nifti":
-        export_nifti(db, stem)
+        paths = export_nifti(db, stem)
     else:
-        sequences.write_camino(db.scheme, stem.with_suffix(".scheme"))
-    print(f"wrote {stem} ({args.format})")
+        out = stem.with_suffix(".scheme")
+        with atomic_output(out) as tmp:
+            sequences.write_camino(db.scheme, tmp)
+        paths = [out]
+    print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
@@ -123,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     ex = sub.add_parser("example", help="list or run a built-in example")
-    ex.add_argument("name", nargs="?", default="all", help="example name, or 'all' (default)")
+    ex.add_argument("name", nargs="?", default="all",
+                    help="example name, or 'all' (default: every example but the long ones, see --list)")
     ex.add_argument("-o", "--output", default="figures", help="output folder (default: ./figures)")
     ex.add_argument("--list", action="store_true", help="list the examples and exit")
     ex.set_defaults(func=_cmd_example)
@@ -135,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                            ("resume", "finish an interrupted sweep from its database")):
         sp = sub.add_parser(name, help=helptext)
         if name == "sweep":
-            sp.add_argument("spec")
+            sp.add_argument("spec", help="TOML spec: [substrate], [[scheme]], [simulation] and a [sweep] table "
+                                         "(seeds, [sweep.grid] of 'field' = [values]); see diffwalk/config.py")
             sp.add_argument("-o", "--output", required=True, help="output database (.h5)")
         else:
             sp.add_argument("database")
@@ -172,12 +179,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: the packages whose log messages the command line shows (other libraries' stay at their own level)
+LOGGED_PACKAGES = ("diffwalk", "walker", "substrates", "sequences", "validation")
+
+
+def _configure_logging(level: int) -> None:
+    """Show this project's log messages at ``level`` on stderr; leave the root logger (matplotlib's font
+    cache, numba, dask) alone."""
+    for name in LOGGED_PACKAGES:
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        if not any(getattr(h, "_diffwalk", False) for h in logger.handlers):
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            handler._diffwalk = True
+            logger.addHandler(handler)
+        logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``diffwalk`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=(logging.INFO, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-                        format="%(levelname)s %(name)s: %(message)s")
+    _configure_logging((logging.INFO, logging.INFO, logging.DEBUG)[min(args.verbose, 2)])
     if not getattr(args, "command", None):
         parser.print_help()
         return 0

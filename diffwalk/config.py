@@ -45,7 +45,8 @@ import substrates
 
 from .quantities import SI_UNIT, ConfigError, format_si, parse_quantity
 
-# field kinds: a dimension name (unit-bearing), or "float", "int", "str", "vector", "bool", "floats", "directions"
+# field kinds: a dimension name (unit-bearing), or "float", "int" (>= 0), "count" (>= 1), "str", "vector", "bool",
+# "floats", "directions"
 SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
     "free": {},
     "planes": {"spacing": "length", "normal": "vector", "permeability": "permeability"},
@@ -70,7 +71,7 @@ SCHEME_FIELDS: dict[str, dict[str, str]] = {
 }
 REQUIRED_SCHEME = {"pgse": {"delta", "Delta"}, "ogse": {"frequency", "n_periods", "bvalues"},
                    "tensor": {"bvalues", "b_delta"}}
-SIMULATION_FIELDS = {"n_walkers": "int", "n_steps": "int", "diffusivity": "diffusivity", "seed": "int",
+SIMULATION_FIELDS = {"n_walkers": "count", "n_steps": "count", "diffusivity": "diffusivity", "seed": "int",
                      "start": "str", "gaussian_steps": "bool"}
 TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep"}
 
@@ -89,9 +90,10 @@ def _value(kind: str, value, field: str):
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
             raise ConfigError(f"{field} = {value!r}: expected a number or a list of numbers")
         return np.array(vals, dtype=float)
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(f"{field} = {value!r}: expected a non-negative integer")
+    if kind in ("int", "count"):
+        least = 1 if kind == "count" else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"{field} = {value!r}: expected a whole number >= {least}")
         return value
     if kind == "str":
         if not isinstance(value, str):

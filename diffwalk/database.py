@@ -24,6 +24,8 @@ and ``DB.h5`` is always the previous or the next complete file, never a torn one
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -42,6 +44,11 @@ from walker.rng import STREAM_VERSION
 FORMAT = "diffwalk-database"
 FORMAT_VERSION = 1
 CONVENTION = "SI: m, s, T/m, rad/s/T, s/m^2, m^2/s; signals normalised to b=0 of a free spin"
+
+
+def spec_digest(spec_text: str) -> str:
+    """SHA-256 of a spec's text: stored beside it, so that a spec edited inside the file is noticed."""
+    return hashlib.sha256(spec_text.encode()).hexdigest()
 
 
 class DatabaseError(ValueError):
@@ -109,6 +116,10 @@ class PartsFolder:
                                             for k in z.files}
         return out
 
+    def count(self) -> int:
+        """Number of complete row files waiting in the folder."""
+        return len(list(self.path.glob("row_*.npz"))) if self.path.is_dir() else 0
+
     def remove(self, indices) -> None:
         """Delete the parts of these rows (after they were folded into the database); drop an empty folder."""
         for i in indices:
@@ -128,6 +139,7 @@ def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_nam
     with h5py.File(tmp, "w") as f:
         f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, convention=CONVENTION,
                        diffwalk_version=package_version(), random_streams=STREAM_VERSION,
+                       spec_sha256=spec_digest(spec_text),
                        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
                        spec=spec_text, n_rows=n_rows, param_names=json.dumps(param_names))
         sg = f.create_group("scheme")
@@ -266,6 +278,9 @@ class Database:
     def select(self, **criteria) -> np.ndarray:
         """Indices of finished rows whose parameters equal the given values (SI, or text as in the spec).
 
+        A selection that matches no finished row is an error that lists the values each named parameter
+        has (a radius in um where the database holds m selects nothing, silently, otherwise).
+
         Example: ``db.select(**{"substrate.radius": 3e-6, "seed": 0})``.
         """
         mask = self.done.copy()
@@ -279,14 +294,33 @@ class Database:
                     mask &= np.isclose(self.params[name], float(value), rtol=1e-9, atol=0)
             else:
                 raise KeyError(f"no parameter {name!r}; this database has {sorted(self.params) + ['seed']}")
+        if criteria and not mask.any():
+            have = []
+            for name in criteria:
+                col = self.columns["seed"] if name == "seed" else self.params[name]
+                vals = np.unique(col[self.done])
+                shown = ", ".join(f"{x:g}" for x in vals[:12]) + (" ..." if vals.size > 12 else "")
+                if name != "seed" and np.all(np.isnan(vals)):
+                    shown = ", ".join(sorted(set(self.params_text[name][self.done].tolist())))
+                have.append(f"{name}: {shown or '(no finished rows)'}")
+            raise ValueError(f"no finished row has {criteria}; the finished rows have " + "; ".join(have)
+                             + " (SI units: m, s, m^2/s, s/m^2)")
         return np.nonzero(mask)[0]
+
+    @property
+    def pending_parts(self) -> int:
+        """Finished rows waiting in the parts folder (a killed sweep's rows not yet folded into the file)."""
+        return PartsFolder(self.path).count()
 
     def summary(self) -> str:
         """What `diffwalk info` prints."""
         a = self.attrs
+        parts = self.pending_parts
         lines = [f"{self.path}: {a.get('format')} v{a.get('format_version')} (diffwalk {a.get('diffwalk_version')}, "
                  f"created {a.get('created')})",
-                 f"rows: {int(self.done.sum())} of {self.n_rows} finished; escapes: "
+                 f"rows: {int(self.done.sum()) + parts} of {self.n_rows} finished"
+                 + (f" ({parts} of them in {PartsFolder(self.path).path.name}, folded into the file by the next "
+                    "`diffwalk resume`)" if parts else "") + "; escapes: "
                  f"{int(self.columns['escapes'][self.done].sum()) if self.done.any() else 0}",
                  f"scheme: {self.scheme!r}",
                  f"parameters: {', '.join(self.params) or '(none)'}; compartments: "
@@ -346,18 +380,38 @@ def open_database(path: str | Path) -> Database:
     return db
 
 
-def export_npz(db: Database, path: str | Path) -> None:
-    """Signals, errors, b-values, b-tensors and parameters in one ``.npz`` (SI)."""
-    np.savez(path, signal=db.signal, stderr=db.stderr, done=db.done, bvalues=db.scheme.bvalues,
-             btensors=db.scheme.btensors, **{f"param:{k}": v for k, v in db.params.items()},
-             **{k: v for k, v in db.columns.items()})
+@contextlib.contextmanager
+def atomic_output(path: str | Path):
+    """Yield a temporary path beside ``path`` (same suffixes); rename it over ``path`` only when the block
+    succeeds, so no reader ever sees half a file and a failed export leaves nothing behind."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def export_npz(db: Database, path: str | Path) -> Path:
+    """Signals, errors, b-values, b-tensors and parameters in one ``.npz`` (SI), written atomically."""
+    path = Path(path)
+    with atomic_output(path) as tmp:
+        np.savez(tmp, signal=db.signal, stderr=db.stderr, done=db.done, bvalues=db.scheme.bvalues,
+                 btensors=db.scheme.btensors, **{f"param:{k}": v for k, v in db.params.items()},
+                 **{k: v for k, v in db.columns.items()})
+    return path
 
 
 def export_nifti(db: Database, stem: str | Path, voxel_size: float = 1.0) -> list[Path]:
-    """Rows as voxels of a 4-D NIfTI (R x 1 x 1 x M) with FSL bval/bvec and a JSON sidecar.
+    """Rows as voxels of a 4-D NIfTI (R x 1 x 1 x M) with a JSON sidecar, and FSL bval/bvec for linear encoding.
 
-    The affine has a negative determinant (diag(-1, 1, 1) x voxel size) so that the
-    bvecs equal the substrate-frame directions for FSL, MRtrix and dipy alike.
+    The sidecar holds every measurement's b-tensor (s/mm^2), b_delta and echo time, so protocols FSL files
+    cannot describe (spherical, planar or free-waveform encoding) lose nothing; bval/bvec are written only when
+    every measurement is a linear encoding (the sidecar says why otherwise). The affine has a negative
+    determinant (diag(-1, 1, 1) x voxel size) so that the bvecs equal the substrate-frame directions for FSL,
+    MRtrix and dipy alike. Every file is written under a temporary name and renamed.
     Needs nibabel (``pip install 'diffwalk[nifti]'``).
     """
     try:
@@ -365,12 +419,26 @@ def export_nifti(db: Database, stem: str | Path, voxel_size: float = 1.0) -> lis
     except ImportError as exc:
         raise ImportError("NIfTI export needs nibabel: pip install 'diffwalk[nifti]'") from exc
     stem = Path(stem)
+    scheme = db.scheme
+    b = scheme.bvalues
+    nonlinear = int(np.sum((b > 0) & (np.abs(scheme.b_delta - 1.0) > 1e-6)))
     data = np.nan_to_num(db.signal, nan=0.0).astype(np.float32)[:, None, None, :]
     affine = np.diag([-voxel_size, voxel_size, voxel_size, 1.0])
-    nii = stem.with_suffix(".nii.gz")
-    nib.save(nib.Nifti1Image(data, affine), nii)
-    sequences.write_fsl(db.scheme, stem.with_suffix(".bval"), stem.with_suffix(".bvec"))
-    side = stem.with_suffix(".json")
-    side.write_text(json.dumps({"rows": db.n_rows, "params": {k: v.tolist() for k, v in db.params.items()},
-                                "convention": CONVENTION, "source": str(db.path)}, indent=1))
-    return [nii, stem.with_suffix(".bval"), stem.with_suffix(".bvec"), side]
+    nii, side = stem.with_suffix(".nii.gz"), stem.with_suffix(".json")
+    sidecar = {"rows": db.n_rows, "params": {k: v.tolist() for k, v in db.params.items()},
+               "convention": CONVENTION, "source": str(db.path),
+               "btensors_s_per_mm2": (scheme.btensors / 1e6).tolist(), "b_delta": scheme.b_delta.tolist(),
+               "echo_time_s": scheme.echo_time.tolist()}
+    written = [nii, side]
+    with atomic_output(nii) as tmp_nii, atomic_output(side) as tmp_side:
+        nib.save(nib.Nifti1Image(data, affine), tmp_nii)
+        if nonlinear:
+            sidecar["bval_bvec"] = (f"not written: {nonlinear} measurement(s) are not linear encodings, which FSL "
+                                    "files cannot describe; the b-tensors above hold every measurement")
+        else:
+            bval, bvec = stem.with_suffix(".bval"), stem.with_suffix(".bvec")
+            with atomic_output(bval) as tb, atomic_output(bvec) as tv:
+                sequences.write_fsl(scheme, tb, tv)
+            written += [bval, bvec]
+        tmp_side.write_text(json.dumps(sidecar, indent=1))
+    return written

@@ -60,6 +60,10 @@ def parse_quantity(value, dimension: str, field: str, many: bool = False):
     if isinstance(value, bool) or not isinstance(value, str):
         raise ConfigError(f"{field} = {value!r}: give a unit, e.g. '{_example(dimension)}' (accepted: {accepted})")
     text = value.strip().replace(",", " ")
+    if re.fullmatch(rf"(?:{_NUM}\s*)+", text):
+        raise ConfigError(f"{field} = {value!r}: expected 'number unit', but the number has no unit; write it "
+                          "with one, e.g. "
+                          f"'{text} {SI_UNIT[dimension]}' or '{_example(dimension)}' (accepted: {accepted})")
     m = re.fullmatch(rf"((?:{_NUM}\s*)+)\s*([^\d\s][^\s]*)", text)
     if not m:
         raise ConfigError(f"{field} = {value!r}: expected 'number unit', e.g. '{_example(dimension)}'")

@@ -131,6 +131,39 @@ def jobqueue_scheduler(kind: str, jobs: int, cores: int = 4, memory: str = "8GB"
     return cluster, cluster.scheduler_address
 
 
+def _check_first_row(job: cfgmod.Job) -> None:
+    """Check the first row's simulation settings as simulate() will (counts, diffusivity, T2, steps) before a
+    database exists, so that a bad value leaves no file behind."""
+    import warnings as _w
+
+    from walker import plan_run
+    sim = job.simulation
+    try:
+        with _w.catch_warnings():
+            _w.simplefilter("ignore")
+            plan_run(job.substrate, job.scheme, sim.get("n_walkers", 100_000), sim.get("diffusivity"),
+                     sim.get("n_steps", 1000), t2=None, gaussian_steps=sim.get("gaussian_steps", False),
+                     record_times=None, n_trajectories=0, target_stderr=None, max_transit_probability=0.02,
+                     transit="corrected")
+    except ValueError as exc:
+        raise ConfigError(f"[simulation]: {exc}") from exc
+
+
+def _check_rows_match(db: database.Database, rows: list[dict], names: list[str]) -> None:
+    """Refuse to continue a database whose finished rows were made from other values than its spec now says
+    (a spec edited inside the file after the rows were made)."""
+    stored = db.attrs.get("spec_sha256")
+    if stored is not None and stored != database.spec_digest(db.attrs.get("spec", "")):
+        raise database.DatabaseError(f"{db.path}: the spec stored in the file was changed after its rows were made; "
+                                     "its finished rows come from the old spec. Start a new database")
+    for i in np.nonzero(db.done)[0]:
+        want = {n: str(rows[i]["params"].get(n, "")) for n in names}
+        have = {n: str(db.params_text[n][i]) for n in names}
+        if want != have:
+            raise database.DatabaseError(f"{db.path}: row {i} was made with {have} but the spec now gives {want}; "
+                                         "start a new database")
+
+
 def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, scheduler: str | None = None,
               flush_seconds: float = 10.0, is_sweep: bool = True) -> Path:
     """Run (or continue) the sweep described by ``spec_text`` into ``db_path``.
@@ -177,11 +210,18 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
     log.info("parsed configuration (SI):\n%s", cfgmod.echo_text(jobs0))
     scheme = jobs0.scheme
     n_rows = len(rows)
+    _check_first_row(jobs0)
     if db_path.exists():
         db = database.open_database(db_path)
+        empty = not db.done.any() and database.PartsFolder(db_path).count() == 0
         if db.attrs.get("spec") != spec_text:
-            raise ConfigError(f"{db_path} exists and was made from another spec; choose another output file "
-                              "(nothing was overwritten)")
+            if not empty:
+                raise ConfigError(f"{db_path} exists and was made from another spec; choose another output file "
+                                  "(nothing was overwritten)")
+            log.warning("%s holds no finished row: replacing it (it was made from another spec)", db_path)
+            database.create(db_path, scheme, n_rows, names, spec_text)
+        else:
+            _check_rows_match(db, rows, names)
     else:
         database.create(db_path, scheme, n_rows, names, spec_text)
     pending = _pending(db_path, n_rows)

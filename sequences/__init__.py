@@ -17,7 +17,7 @@ from .factorise import Factorisation, factorise
 from .io import (from_now, read_camino, read_fsl, read_mcdc, read_mrtrix, read_now, write_camino,
                  write_fsl, write_mcdc, write_mrtrix, write_now)
 from .scheme import EchoConditionError, Scheme, concatenate
-from .units import check_si_bvalues, infer_bvalue_units, to_si_bvalues
+from .units import check_count, check_fraction, check_si_bvalues, infer_bvalue_units, to_si_bvalues
 from .waveforms import dde, from_waveforms, ogse, pgse, tensor_encoding
 
 __all__ = [
@@ -26,5 +26,6 @@ __all__ = [
     "pgse", "ogse", "dde", "tensor_encoding", "from_waveforms", "from_now", "concatenate", "factorise",
     "read_fsl", "write_fsl", "read_mrtrix", "write_mrtrix", "read_camino", "write_camino",
     "read_mcdc", "write_mcdc", "read_now", "write_now",
-    "check_si_bvalues", "infer_bvalue_units", "to_si_bvalues", "fibonacci_directions",
+    "check_si_bvalues", "infer_bvalue_units", "to_si_bvalues", "fibonacci_directions", "check_count",
+    "check_fraction",
 ]

@@ -29,14 +29,49 @@ from .waveforms import from_waveforms, pgse
 log = logging.getLogger(__name__)
 
 
-def _numbers(path: str | Path) -> list[list[float]]:
-    rows = []
-    with open(path) as fh:
-        for line in fh:
-            line = line.split("#", 1)[0].strip()
-            if line and not line.upper().startswith("VERSION"):
-                rows.append([float(x) for x in line.replace(",", " ").split()])
-    return rows
+def _numbers(path: str | Path, columns: tuple[int, ...] | None = None) -> np.ndarray:
+    """The numbers of a text table, one row per non-empty line ('#' starts a comment; commas count as spaces).
+
+    Every problem names the file and, where there is one, the line: a file that is not text, a token that is
+    not a number, rows of unequal length (or of a count not in ``columns``), no numbers at all.
+    """
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p}: no such file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p}: not a text file (it holds binary data); expected rows of numbers") from None
+    rows, first = [], None
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.split("#", 1)[0].strip()
+        if not line or line.upper().startswith("VERSION"):
+            continue
+        try:
+            row = [float(x) for x in line.replace(",", " ").split()]
+        except ValueError:
+            bad = next(x for x in line.replace(",", " ").split() if not _is_number(x))
+            raise ValueError(f"{p}, line {n}: {bad!r} is not a number") from None
+        if columns is not None and len(row) not in columns:
+            want = " or ".join(str(c) for c in columns)
+            raise ValueError(f"{p}, line {n}: expected {want} numbers, got {len(row)}")
+        if first is None:
+            first = (n, len(row))
+        elif len(row) != first[1]:
+            raise ValueError(f"{p}, line {n}: {len(row)} numbers where line {first[0]} has {first[1]}; "
+                             "every row needs the same count")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{p}: holds no numbers")
+    return np.asarray(rows, dtype=float)
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+    except ValueError:
+        return False
+    return True
 
 
 def _require_linear(scheme: Scheme, fmt: str) -> None:
@@ -71,10 +106,8 @@ def read_fsl(bval_path: str | Path, bvec_path: str | Path, delta: float, Delta: 
     -------
     Scheme
     """
-    b = np.asarray([x for row in _numbers(bval_path) for x in row], dtype=float)
-    v = np.asarray(_numbers(bvec_path), dtype=float)
-    if v.ndim != 2:
-        raise ValueError(f"{bvec_path}: rows of unequal length")
+    b = _numbers(bval_path).ravel()
+    v = _numbers(bvec_path)
     if v.shape[0] == 3 and v.shape[1] == b.size:
         v = v.T
     elif not (v.shape == (b.size, 3)):
@@ -123,9 +156,7 @@ def read_mrtrix(path: str | Path, delta: float, Delta: float, *, units: str = "a
     -------
     Scheme
     """
-    rows = np.asarray(_numbers(path), dtype=float)
-    if rows.ndim != 2 or rows.shape[1] != 4:
-        raise ValueError(f"{path}: an MRtrix table has 4 columns (x y z b), got shape {rows.shape}")
+    rows = _numbers(path, columns=(4,))
     v, b = rows[:, :3], rows[:, 3]
     n = np.linalg.norm(v, axis=1)
     scale = (b > 0) & (n > 0) & (np.abs(n - 1) > 0.01)
@@ -163,16 +194,18 @@ def read_camino(path: str | Path, *, dt: float | None = None, gamma: float = GAM
     -------
     Scheme
     """
-    with open(path) as fh:
-        version = next((ln.split(":", 1)[1].strip().upper() for ln in fh if ln.upper().startswith("VERSION")), "")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            version = next((ln.split(":", 1)[1].strip().upper() for ln in fh if ln.upper().startswith("VERSION")),
+                           "")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (it holds binary data); expected a Camino scheme") from None
     if version not in ("STEJSKALTANNER", "1"):
         raise ValueError(
             f"{path}: VERSION '{version or 'missing'}' is not STEJSKALTANNER; BVECTOR files carry no timing, "
             "read them with read_mrtrix(path, delta, Delta) after dropping the header"
         )
-    rows = np.asarray(_numbers(path), dtype=float)
-    if rows.ndim != 2 or rows.shape[1] != 7:
-        raise ValueError(f"{path}: STEJSKALTANNER rows have 7 columns (x y z |G| Delta delta TE), got {rows.shape}")
+    rows = _numbers(path, columns=(7,))
     G = check_gradient_strength(rows[:, 3], f"{path}: |G| column")
     timing = rows[:, 4:7]
     keys, inverse = np.unique(timing, axis=0, return_inverse=True)
@@ -187,8 +220,11 @@ def read_camino(path: str | Path, *, dt: float | None = None, gamma: float = GAM
     parts, order = [], []
     for i, (Delta, delta, te) in enumerate(keys):
         sel = np.nonzero(inverse == i)[0]
-        parts.append(pgse(delta, Delta, gradient_strength=G[sel], directions=rows[sel, :3],
-                          echo_time=te, dt=dt, gamma=gamma))
+        try:
+            parts.append(pgse(delta, Delta, gradient_strength=G[sel], directions=rows[sel, :3],
+                              echo_time=te, dt=dt, gamma=gamma))
+        except ValueError as exc:
+            raise ValueError(f"{path}: rows with Delta {Delta:g} s, delta {delta:g} s, TE {te:g} s: {exc}") from None
         order.append(sel)
     scheme = concatenate(parts)
     return scheme.select(np.argsort(np.concatenate(order), kind="stable"))
@@ -234,15 +270,23 @@ def read_mcdc(path: str | Path, *, gamma: float = GAMMA, check_echo: bool = True
     -------
     Scheme
     """
-    with open(path) as fh:
-        text = fh.read()
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text file (it holds binary data); expected an MC/DC scheme") from None
     lines = text.splitlines()
     if not lines or "GRADIENT_WAVEFORM" not in lines[0].upper():
         raise ValueError(f"{path}: first line must be 'VERSION: GRADIENT_WAVEFORM'")
     tokens = " ".join(lines[1:]).split()
     if len(tokens) < 3:
         raise ValueError(f"{path}: missing the 'duration n_samples n_measurements' header")
+    bad = next((x for x in tokens if not _is_number(x)), None)
+    if bad is not None:
+        raise ValueError(f"{path}: {bad!r} is not a number")
     te, T, M = float(tokens[0]), int(float(tokens[1])), int(float(tokens[2]))
+    if T < 1 or M < 1 or not te > 0:
+        raise ValueError(f"{path}: the header 'duration n_samples n_measurements' must be positive, got "
+                         f"{tokens[0]} {tokens[1]} {tokens[2]}")
     values = np.asarray(tokens[3:], dtype=float)
     if values.size != M * T * 3:
         raise ValueError(f"{path}: expected {M} x {T} x 3 = {M * T * 3} gradient values, found {values.size}")
@@ -346,9 +390,7 @@ def read_now(path: str | Path, *, dt: float | None = None, **kwargs) -> Scheme:
         d = loadmat(p)
         gwf, rf, fdt = d["gwf"], d["rf"], float(np.asarray(d["dt"]).ravel()[0])
     else:
-        a = np.asarray(_numbers(p), dtype=float)
-        if a.ndim != 2 or a.shape[1] not in (3, 4):
-            raise ValueError(f"{p}: expected 3 (gx gy gz) or 4 (gx gy gz rf) columns, got {a.shape}")
+        a = _numbers(p, columns=(3, 4))
         if dt is None:
             raise ValueError(f"{p}: a text waveform carries no time step; pass dt=... in seconds")
         gwf, rf, fdt = a[:, :3], (a[:, 3] if a.shape[1] == 4 else np.ones(len(a))), dt

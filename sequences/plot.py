@@ -85,23 +85,38 @@ def plot_btensors(scheme: Scheme, ax=None):
     return fig, ax
 
 
-def plot_btensor_glyph(scheme: Scheme, measurement: int, ax=None):
-    """The b-tensor of one measurement as an ellipsoid (semi-axes = eigenvalues) on a 3-D axis."""
+def plot_btensor_glyph(scheme: Scheme, measurement: int, ax=None, scale: float | None = None):
+    """The b-tensor of one measurement as an ellipsoid (semi-axes = eigenvalues, s/mm^2) on a 3-D axis.
+
+    Parameters
+    ----------
+    scheme : Scheme
+    measurement : int
+    ax : mpl_toolkits.mplot3d.Axes3D, optional
+    scale : float, optional
+        Half-width of the axes in s/mm^2; give the same to every glyph of a figure so that their sizes
+        compare (default: this tensor's largest eigenvalue).
+    """
     import matplotlib.pyplot as plt
     if ax is None:
         fig = plt.figure(layout="constrained")
         ax = fig.add_subplot(projection="3d")
     w, v = np.linalg.eigh(scheme.btensors[measurement] / S_PER_MM2)
+    b = float(w.sum())  # the trace: computed before the drawing floor below
+    b_delta = float(np.round(scheme.b_delta[measurement], 2)) + 0.0  # + 0.0 turns -0.0 into 0.0
     # a linear tensor has two zero axes: draw it as a thin cigar, not as nothing
     w = np.clip(w, 0.03 * max(w.max(), 1e-12), None)
     u, s = np.meshgrid(np.linspace(0, 2 * np.pi, 40), np.linspace(0, np.pi, 20))
     sphere = np.stack([np.cos(u) * np.sin(s), np.sin(u) * np.sin(s), np.cos(s)], axis=-1)
     pts = (sphere * w) @ v.T
     ax.plot_surface(pts[..., 0], pts[..., 1], pts[..., 2], color="tab:blue", alpha=0.7, linewidth=0)
-    r = w.max()
+    r = scale if scale is not None else w.max()
     ax.set(xlim=(-r, r), ylim=(-r, r), zlim=(-r, r))
     ax.set_box_aspect((1, 1, 1))
-    ax.set_title(f"#{measurement} {scheme.label[measurement]}\nb={w.sum():.0f} s/mm², "
-                 f"b_Δ={scheme.b_delta[measurement]:+.2f}", fontsize="small")
-    ax.tick_params(labelsize="x-small")
+    ax.set_xlabel("x (s/mm²)", fontsize="x-small", labelpad=-2)
+    ax.set_ylabel("y (s/mm²)", fontsize="x-small", labelpad=-2)
+    ax.set_zlabel("z (s/mm²)", fontsize="x-small", labelpad=-2)
+    ax.set_title(f"#{measurement} {scheme.label[measurement]}\nb = {b:.0f} s/mm², b_Δ = {b_delta:+.2f}",
+                 fontsize="small")
+    ax.tick_params(labelsize="xx-small", pad=0)
     return ax.figure, ax

@@ -35,6 +35,12 @@ _S_MM2_RANGE = (200.0, 1e5)
 _SI_MIN = 1e6
 
 
+#: strongest gradient any system delivers, T/m (NMR diffusion probes); above it a unit slip is the likely cause
+MAX_GRADIENT = 30.0
+#: largest b-value any experiment reaches, s/m^2 (10^6 s/mm^2)
+MAX_BVALUE = 1e12
+
+
 def bvalue_unit_factor(units: str) -> float:
     """Return the factor that converts b-values in ``units`` to s/m^2.
 
@@ -152,7 +158,7 @@ def check_si_bvalues(bvalues: np.ndarray, name: str = "bvalues") -> np.ndarray:
             f"{bvalue_unit_factor(guess):g} (e.g. b=1000 s/mm^2 is 1e9 s/m^2), or convert with "
             f"sequences.to_si_bvalues(b, units='{guess}')."
         )
-    if bmax > 1e12:
+    if bmax > MAX_BVALUE:
         raise ValueError(
             f"{name} has largest value {bmax:g} s/m^2 (= {bmax / S_PER_MM2:g} s/mm^2), far above "
             "any diffusion experiment; were the b-values converted to s/m^2 twice?"
@@ -180,7 +186,7 @@ def check_seconds(value: float, name: str) -> float:
         raise ValueError(f"{name} must be a finite number of seconds (got {value!r})")
     if v < 0:
         raise ValueError(f"{name} must be non-negative (got {v:g} s)")
-    if v > 10.0:
+    if v >= 10.0:
         raise ValueError(
             f"{name} = {v:g} s is longer than any diffusion encoding; times are in seconds "
             f"(e.g. 10e-3 for 10 ms)"
@@ -208,9 +214,72 @@ def check_gradient_strength(g: np.ndarray, name: str = "gradient_strength") -> n
         raise ValueError(f"{name} contains NaN or infinite values")
     if np.any(a < 0):
         raise ValueError(f"{name} must be non-negative T/m; put the sign in the direction")
-    if a.size and a.max() > 100.0:
+    if a.size and a.max() > MAX_GRADIENT:
         raise ValueError(
-            f"{name} reaches {a.max():g} T/m, above any gradient system; diffwalk uses T/m "
-            "(did you pass mT/m? divide by 1e3)"
+            f"{name} reaches {a.max():g} T/m, above any gradient system (clinical 0.04-0.08 T/m, Connectom "
+            f"0.3 T/m, preclinical 1-3 T/m, NMR diffusion probes up to ~{MAX_GRADIENT:g} T/m); diffwalk uses T/m: "
+            "did you pass mT/m? (80 mT/m is 0.08)"
         )
     return a
+
+
+def check_derived_bvalues(b: np.ndarray, name: str) -> np.ndarray:
+    """Refuse b-values computed from gradients that no experiment reaches (a unit slip in G, dt or times).
+
+    Parameters
+    ----------
+    b : numpy.ndarray
+        b-values in s/m^2 derived from the waveforms.
+    name : str
+        What they were computed from, for the message.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    bmax = float(np.max(b)) if np.size(b) else 0.0
+    if bmax > MAX_BVALUE:
+        raise ValueError(
+            f"{name} gives b up to {bmax / S_PER_MM2:.3g} s/mm^2 ({bmax:.3g} s/m^2), far above any diffusion "
+            f"experiment (~{MAX_BVALUE / S_PER_MM2:g} s/mm^2): check the units: gradients in T/m (80 mT/m is "
+            "0.08), times in s (10 ms is 10e-3)"
+        )
+    return b
+
+
+def check_count(value, name: str, least: int = 1) -> int:
+    """A whole number >= ``least`` (numpy integers and integral floats such as 1e5 accepted); else a clear error.
+
+    Parameters
+    ----------
+    value : int
+    name : str
+        Argument name for the message.
+    least : int
+        Smallest allowed value.
+
+    Returns
+    -------
+    int
+    """
+    ok = not isinstance(value, (bool, np.bool_))
+    if ok and isinstance(value, (int, np.integer)):
+        v = int(value)
+    elif ok and isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+        v = int(value)
+    else:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    if v < least:
+        raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+    return v
+
+
+def check_fraction(value, name: str, upper: float = 1.0) -> float:
+    """A number in (0, upper] (a volume fraction, an ICVF); else a clear error naming the argument."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in (0, {upper:g}], got {value!r}") from None
+    if not (np.isfinite(v) and 0.0 < v <= upper):
+        raise ValueError(f"{name} must be a number in (0, {upper:g}], got {value!r}")
+    return v

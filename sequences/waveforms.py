@@ -13,7 +13,7 @@ import numpy as np
 from . import timegrid
 from .constants import GAMMA
 from .scheme import Scheme
-from .units import check_gradient_strength, check_seconds, check_si_bvalues
+from .units import check_derived_bvalues, check_gradient_strength, check_seconds, check_si_bvalues
 
 
 # ---------------------------------------------------------------- helpers
@@ -110,6 +110,8 @@ def _single_shape_scheme(F, duration, edges, amp, kind, u, dt, gamma, info) -> S
     s = timegrid.sample(F, n, dt)
     bunit = _unit_b(s, dt, gamma)
     G = np.sqrt(amp / bunit) if kind == "b" else amp
+    if kind == "G":
+        check_derived_bvalues(G**2 * bunit, "gradient_strength")
     u = _unit_directions(u, G)
     info = dict(info, gradient_strength=G * np.max(np.abs(s)))
     grads = G[:, None, None] * s[None, :, None] * u[:, None, :]
@@ -354,6 +356,8 @@ def dde(delta: float, Delta: float, mixing_time: float, bvalues=None, directions
     s1, s2 = timegrid.sample(_pl(block1), n, dt), timegrid.sample(_pl(block2), n, dt)
     bunit = _unit_b(s1, dt, gamma) + _unit_b(s2, dt, gamma)
     G = np.sqrt(amp / bunit) if kind == "b" else amp
+    if kind == "G":
+        check_derived_bvalues(G**2 * bunit, "gradient_strength")
     u1, u2 = _unit_directions(u1, G, "directions1"), _unit_directions(u2, G, "directions2")
     grads = G[:, None, None] * (s1[None, :, None] * u1[:, None, :] + s2[None, :, None] * u2[:, None, :])
     info = {"delta": delta, "Delta": Delta, "mixing_time": tm, "ramp_time": ramp, "label": "dde",
@@ -484,4 +488,5 @@ def from_waveforms(gradients, dt: float, *, gamma: float = GAMMA, check_echo: bo
     scheme = Scheme(g, dt, gamma, {"label": np.full(g.shape[0], label)})
     if check_echo:
         scheme.check_echo()
+    check_derived_bvalues(scheme.bvalues, "gradients")
     return scheme

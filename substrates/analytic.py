@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sequences import check_count, check_fraction
+
 from .cells import CellList, WalkGrid, build_cells, walk_grid
 
 FREE, PLANES, CYLINDERS, SPHERES = 0, 1, 2, 3
@@ -613,7 +615,7 @@ def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axi
     Substrate
     """
     r = float(check_length(radius, "radius"))
-    f = float(icvf)
+    f = check_fraction(icvf, "icvf")
     if lattice == "square":
         fmax = math.pi / 4
         if not 0 < f < fmax:
@@ -629,7 +631,7 @@ def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axi
         pts = np.array([[a / 4, a * math.sqrt(3) / 4], [3 * a / 4, 3 * a * math.sqrt(3) / 4]])
     else:
         raise ValueError(f"lattice must be 'hexagonal' or 'square', got {lattice!r}")
-    n = int(repeats)
+    n = check_count(repeats, "repeats")
     centers = np.array([p + cell * [i, j] for i in range(n) for j in range(n) for p in pts])
     sub = cylinders(np.full(len(centers), r), centers, cell * n, axis=axis, permeability=permeability)
     return Substrate(sub.kind, sub.box, sub.centers, sub.radii, rotation=sub.rotation,
@@ -711,7 +713,7 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
     Substrate
     """
     r = float(check_length(radius, "radius"))
-    f = float(volume_fraction)
+    f = check_fraction(volume_fraction, "volume_fraction")
     if lattice == "cubic":
         basis, fmax = np.array([[0.5, 0.5, 0.5]]), math.pi / 6
     elif lattice == "fcc":
@@ -722,7 +724,7 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
     if not 0 < f < fmax:
         raise ValueError(f"a {lattice} lattice holds volume fractions in (0, {fmax:.4f}); got {f}")
     a = (len(basis) * 4 / 3 * math.pi * r**3 / f) ** (1 / 3)
-    n = int(repeats)
+    n = check_count(repeats, "repeats")
     centers = np.array([(b + [i, j, k]) * a for i in range(n) for j in range(n) for k in range(n) for b in basis])
     sub = spheres(np.full(len(centers), r), centers, np.full(3, a * n), permeability=permeability)
     return Substrate(sub.kind, sub.box, sub.centers, sub.radii,
@@ -735,7 +737,16 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
 def _primitives(radii, centers, box, dim: int, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checked radii (P,), centres (P, dim) and periodic box (dim,) of a primitive list."""
     r = check_length(radii, "radii").ravel()
-    c = np.asarray(centers, dtype=float).reshape(-1, dim)
+    try:
+        c = np.asarray(centers, dtype=float).reshape(-1, dim)
+    except ValueError:
+        raise ValueError(f"centers must be {dim} coordinates per {what} in m, got shape {np.shape(centers)}") from None
+    if not np.all(np.isfinite(c)):
+        raise ValueError(f"centers contain NaN or infinite values (row {int(np.nonzero(~np.isfinite(c))[0][0])}); "
+                         f"every {what} needs a finite centre in m")
+    if c.size and np.abs(c).max() > 1e-2:
+        raise ValueError(f"centers reach {np.abs(c).max():g} m, larger than a centimetre; lengths are in metres "
+                         "(5 um is 5e-6). Did you pass micrometres?")
     b = check_length(box, "box").ravel()
     if b.shape != (dim,):
         raise ValueError(f"box must hold {dim} periodic lengths" + (" (x, y) perpendicular to the axis" if dim == 2 else ""))

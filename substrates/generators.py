@@ -20,6 +20,8 @@ from numba import njit
 from scipy.optimize import minimize
 from scipy.spatial import cKDTree
 
+from sequences import check_count, check_fraction
+
 from .analytic import Substrate, check_length, cylinders, spheres
 from .mesh import MeshSubstrate, mesh_substrate
 from .meshing import (area_preserving_radius, capsule, capsule_sdf, icosphere, marching_tetrahedra, periodic_tube,
@@ -52,8 +54,11 @@ def gamma_radii(n: int, mean_radius: float, shape: float = 4.0, seed: int = 0, l
         (n,) radii in m.
     """
     r = float(check_length(mean_radius, "mean_radius"))
+    n = check_count(n, "n")
+    if not (np.isfinite(shape) and shape > 0):
+        raise ValueError(f"shape must be a positive number (the gamma shape parameter), got {shape!r}")
     rng = np.random.default_rng(seed)
-    out = rng.gamma(shape, r / shape, int(n))
+    out = rng.gamma(shape, r / shape, n)
     return np.clip(out, limits[0] * r, limits[1] * r)
 
 
@@ -89,8 +94,8 @@ def pack_disks(radii, fraction: float, seed: int = 0, gap: float = 0.01, max_rou
         what random packing reaches (0.85), or was not reached; the message says
         what was reached.
     """
-    r = np.asarray(radii, float).ravel()
-    f = float(fraction)
+    r = check_length(radii, "radii").ravel()
+    f = check_fraction(fraction, "fraction")
     if not 0 < f < HEXAGONAL_MAX:
         raise ValueError(f"an area fraction of {f} is impossible: no packing of disks exceeds "
                          f"pi/(2 sqrt 3) = {HEXAGONAL_MAX:.4f}")
@@ -202,7 +207,9 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
         Analytic cylinders (or a MeshSubstrate); ``ground_truth()`` reports the
         ICVF reached, radii and the packing seed.
     """
-    r = gamma_radii(n_axons, mean_radius, shape, seed) if radii is None else check_length(radii, "radii").ravel()
+    r = gamma_radii(check_count(n_axons, "n_axons"), mean_radius, shape, seed) if radii is None \
+        else check_length(radii, "radii").ravel()
+    icvf = check_fraction(icvf, "icvf")
     if dispersion is not None:
         return _dispersed_capsules(r, float(icvf), float(dispersion), seed, length, resolution, permeability, shape,
                                    mean_radius)
@@ -469,8 +476,11 @@ def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: f
         axon, tortuosity (centre-line length / box length), ICVF (exact and mesh).
     """
     rng = np.random.default_rng(seed)
-    r = gamma_radii(n_axons, mean_radius, gamma_shape, seed) if radii is None else check_length(radii, "radii").ravel()
+    r = gamma_radii(check_count(n_axons, "n_axons"), mean_radius, gamma_shape, seed) if radii is None \
+        else check_length(radii, "radii").ravel()
     n = len(r)
+    icvf = check_fraction(icvf, "icvf")
+    periods = check_count(periods, "periods")
     lam = float(check_length(wavelength, "wavelength"))
     A = np.broadcast_to(np.asarray(amplitude, float), (n,)).copy()
     if np.any(A < 0):
@@ -566,8 +576,11 @@ def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: f
         mean cross-section per axon <pi r(z)^2>, and the ICVF.
     """
     rng = np.random.default_rng(seed)
-    r = gamma_radii(n_axons, mean_radius, gamma_shape, seed) if radii is None else check_length(radii, "radii").ravel()
+    r = gamma_radii(check_count(n_axons, "n_axons"), mean_radius, gamma_shape, seed) if radii is None \
+        else check_length(radii, "radii").ravel()
     n = len(r)
+    icvf = check_fraction(icvf, "icvf")
+    n_beads = check_count(n_beads, "n_beads")
     s = float(check_length(bead_spacing, "bead_spacing"))
     a = float(bead_amplitude)
     if not 0 <= a <= 3:
@@ -664,6 +677,11 @@ def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radiu
         from the primitives and from the mesh), and the soma signal fraction
         SANDI estimates.
     """
+    n_cells = check_count(n_cells, "n_cells")
+    neurites = check_count(neurites, "neurites", least=0)
+    volume_fraction = check_fraction(volume_fraction, "volume_fraction")
+    soma_radius = float(check_length(soma_radius, "soma_radius"))
+    soma_radius_sd = float(check_length(soma_radius_sd, "soma_radius_sd", allow_zero=True))
     rng = np.random.default_rng(seed)
     Rs = np.clip(rng.normal(soma_radius, soma_radius_sd, n_cells), 0.5 * soma_radius, 1.5 * soma_radius)
     rn = float(check_length(neurite_radius, "neurite_radius"))
@@ -775,6 +793,7 @@ def meshed_sphere(radius: float, subdivisions: int = 4, permeability=0.0) -> Mes
     MeshSubstrate
     """
     R = float(check_length(radius, "radius"))
+    subdivisions = check_count(subdivisions, "subdivisions", least=0)
     v, f = icosphere(R, subdivisions=subdivisions)
     rad = np.linalg.norm(v, axis=1)
     cen = v[f].mean(axis=1)

@@ -676,11 +676,18 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
             if wind:
                 msg.append(f"its winding is inconsistent ({wind} edges run the same way in both faces)")
             raise MeshError("the mesh is not a closed, consistently oriented surface: " + "; ".join(msg)
-                            + ". Pass repair=True to fix winding and fill holes (needs networkx)")
-        v, f, fid, more = _repair_topology(v, f, box, tol)
+                            + ". Pass repair=True to make the winding consistent" + (" and fill holes (needs "
+                                                                                  "networkx)" if open_e else ""))
+        v, f, more = _repair_topology(v, f, fid, box, open_e)
         notes += more
+        fid = _weld(v, box, tol)[f]
+        open_e, nonman, wind = _edge_report(fid)
+        if open_e or nonman or wind:
+            raise MeshError(f"repair failed: still {open_e} open, {nonman} non-manifold and {wind} inconsistent "
+                            "edges")
     C, comp = _components(fid, int(ids.max()) + 1)
     comp = comp.astype(np.int64)
+    _check_fits_box(v, f, comp, C, box)
     _check_glue(v, f, comp, box, tol)
     vol, area_c = _component_volumes(v, f, comp, C)
     inverted = vol < 0
@@ -732,6 +739,27 @@ def _check_extent(v: np.ndarray, box: np.ndarray) -> None:
         raise MeshError(f"box {box.tolist()} is not plausible in metres (a 50 um box is 5e-5)")
 
 
+
+def _check_fits_box(v: np.ndarray, f: np.ndarray, comp: np.ndarray, C: int, box: np.ndarray) -> None:
+    """Refuse a periodic box smaller than a component (it would overlap its own periodic image)."""
+    if not np.any(np.isfinite(box)):
+        return
+    fv = v[f]
+    # components closed by themselves (not axons that continue into their own image across the box)
+    plain = _weld(v, np.full(3, np.inf), 1e-9 * float(np.ptp(v)))[f]
+    for c in range(C):
+        if _edge_report(plain[comp == c])[0]:
+            continue  # open until glued to its periodic image: _check_glue judges it
+        pts = fv[comp == c].reshape(-1, 3)
+        span = pts.max(axis=0) - pts.min(axis=0)
+        small = np.isfinite(box) & (span > box * (1 + 1e-9))
+        if np.any(small):
+            ax = int(np.nonzero(small)[0][0])
+            raise MeshError(f"component {c} spans {span[ax] * 1e6:.4g} um along {'xyz'[ax]} but the periodic box is "
+                            f"only {box[ax] * 1e6:.4g} um: it would overlap its own periodic image. Give a box at "
+                            "least as large as every component")
+
+
 def _check_glue(v, f, comp, box, tol) -> None:
     """Refuse components cut open by the x faces of the box (location rays run along x)."""
     if not np.isfinite(box[0]):
@@ -753,30 +781,80 @@ def _check_glue(v, f, comp, box, tol) -> None:
                         "periodic image across the y or z faces (rotate the mesh so that axons run along z)")
 
 
-def _repair_topology(v, f, box, tol):
-    try:
-        import trimesh
-        import trimesh.repair  # noqa: F401
-        import networkx  # noqa: F401
-    except ImportError as e:  # pragma: no cover - depends on the optional extra
-        raise MeshError("repairing winding or holes needs networkx: pip install 'diffwalk[mesh]'") from e
-    if np.any(np.isfinite(box)):
-        raise MeshError("repair of open or inconsistently wound meshes is only done for non-periodic meshes; fix the "
-                        "mesh in a mesh tool")
-    m = trimesh.Trimesh(v, f, process=True)
+def orient_faces(f_ids: np.ndarray) -> np.ndarray:
+    """Flags of the faces to flip so that every edge runs opposite ways in its two faces (consistent winding).
+
+    Faces sharing an edge are neighbours; a neighbour whose shared edge runs the same way must have the
+    other orientation. A breadth-first walk from one face per connected piece assigns orientations; a
+    contradiction means the surface cannot be oriented (a Moebius-like piece).
+
+    Parameters
+    ----------
+    f_ids : numpy.ndarray
+        (F, 3) faces over welded vertex ids; every edge shared by at most two faces.
+
+    Returns
+    -------
+    numpy.ndarray
+        (F,) bool: True where the face's vertex order must be reversed.
+    """
+    F = len(f_ids)
+    e = np.concatenate([f_ids[:, [0, 1]], f_ids[:, [1, 2]], f_ids[:, [2, 0]]])
+    face = np.tile(np.arange(F), 3)
+    und = np.sort(e, axis=1)
+    _, inv = np.unique(und, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    order = np.argsort(inv, kind="stable")
+    same = inv[order][1:] == inv[order][:-1]
+    i, j = order[:-1][same], order[1:][same]  # the two half-edges of each shared edge
+    a, b = face[i], face[j]
+    parity = (e[i, 0] == e[j, 0]).astype(np.int8)  # same direction in both faces: one of them must flip
+    nbr = coo_matrix((np.ones(2 * len(a)), (np.r_[a, b], np.r_[b, a])), shape=(F, F)).tocsr()
+    par = coo_matrix((np.r_[parity, parity].astype(float) + 1.0, (np.r_[a, b], np.r_[b, a])), shape=(F, F)).tocsr()
+    flip = np.full(F, -1, dtype=np.int8)
+    for root in range(F):
+        if flip[root] >= 0:
+            continue
+        flip[root] = 0
+        queue = [root]
+        while queue:
+            q = queue.pop()
+            lo, hi = nbr.indptr[q], nbr.indptr[q + 1]
+            for k, w in zip(nbr.indices[lo:hi], par.data[lo:hi]):
+                want = flip[q] ^ (int(w) - 1)
+                if flip[k] < 0:
+                    flip[k] = want
+                    queue.append(k)
+                elif flip[k] != want:
+                    raise MeshError("the surface cannot be oriented consistently (a one-sided piece); remesh it")
+    return flip.astype(bool)
+
+
+def _repair_topology(v, f, fid, box, open_edges):
+    """Consistent winding (core, no extra needed); holes filled through trimesh (needs networkx)."""
     notes = []
-    if not m.is_winding_consistent:
-        trimesh.repair.fix_winding(m)
-        notes.append("made winding consistent")
-    if not m.is_watertight:
+    flip = orient_faces(fid)
+    if np.any(flip):
+        f = f.copy()
+        f[flip] = f[flip][:, ::-1]
+        fid = fid.copy()
+        fid[flip] = fid[flip][:, ::-1]
+        notes.append(f"made winding consistent (reversed {int(flip.sum())} faces)")
+    if open_edges:
+        if np.any(np.isfinite(box)):
+            raise MeshError("filling holes is only done for non-periodic meshes; close the mesh in a mesh tool")
+        try:
+            import networkx  # noqa: F401
+            import trimesh
+            import trimesh.repair  # noqa: F401
+        except ImportError as e:  # pragma: no cover - depends on the optional extra
+            raise MeshError(f"the mesh is open ({open_edges} boundary edges); filling holes needs networkx: "
+                            "pip install 'diffwalk[mesh]'") from e
+        m = trimesh.Trimesh(v, f, process=True)
         trimesh.repair.fill_holes(m)
+        v, f = np.asarray(m.vertices, float), np.asarray(m.faces, np.int64)
         notes.append("filled holes")
-    v2, f2 = np.asarray(m.vertices, float), np.asarray(m.faces, np.int64)
-    fid = _weld(v2, box, tol)[f2]
-    open_e, nonman, wind = _edge_report(fid)
-    if open_e or nonman or wind:
-        raise MeshError(f"repair failed: still {open_e} open, {nonman} non-manifold and {wind} inconsistent edges")
-    return v2, f2, fid, notes
+    return v, f, notes
 
 
 # --------------------------------------------------------------------------------------------- import
@@ -855,9 +933,14 @@ def from_mesh(path, units: str = "um", box=None, permeability=0.0, repair: bool 
     if declared is not None and declared < n_poly:
         warnings.warn(f"{path}: {declared} polygon faces (quads or larger) were split into {n_poly} triangles",
                       stacklevel=2)
+    raw = np.asarray(m.vertices, float)
+    bad = ~np.all(np.isfinite(raw), axis=1)
+    if np.any(bad):
+        raise MeshError(f"{src}: {int(bad.sum())} vertices have NaN or infinite coordinates (the first is vertex "
+                        f"{int(np.nonzero(bad)[0][0])}); fix or remove them in a mesh tool")
     # merge coincident vertices in micrometres: trimesh's tolerance (1e-8) is absolute
     to_um = UNITS[units] / 1e-6
-    mm = trimesh.Trimesh(np.asarray(m.vertices, float) * to_um, np.asarray(m.faces), process=True, validate=False)
+    mm = trimesh.Trimesh(raw * to_um, np.asarray(m.faces), process=True, validate=False)
     v = np.asarray(mm.vertices, float) * 1e-6
     f = np.asarray(mm.faces, np.int64)
     desc = {"factory": "from_mesh", "source": src, "units": units, "faces_in_file": int(declared or n_poly)}

@@ -127,7 +127,11 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
     -------
     list of dict
         One entry per (row, model, parameter): truth, mean and SD of the
-        estimate, bias, relative bias, MC noise, added noise.
+        estimate over the noise realisations, bias, relative bias, the
+        fraction of fits that ended on a parameter bound (``at_bound``: such an
+        estimate is the bound, not a measurement), the Monte Carlo standard
+        error of the signals and the spread it alone would give the estimate
+        (``mc_sd``), the added noise.
     """
     signals = np.atleast_2d(signals)
     rng = np.random.default_rng(seed)
@@ -155,8 +159,15 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
             for j, pname in enumerate(model.names):
                 est = res.params[:, j]
                 truth = truth_of(model, pname, gt)
+                lo, hi = model.parameters[j].bounds
+                tol = 1e-6 * (hi - lo) if np.isfinite(hi - lo) else 1e-6 * model.parameters[j].scale
+                sd = float(est.std())
                 entry = {"row": r, "model": name, "parameter": pname, "unit": model.parameters[j].unit,
-                         "truth": truth, "estimate": float(est.mean()), "sd": float(est.std()),
+                         "truth": truth, "estimate": float(est.mean()), "sd": sd,
+                         # the estimate's spread that the Monte Carlo noise alone would cause, propagated
+                         # linearly through the same fits: sd * (MC standard error / added noise)
+                         "mc_sd": float(sd * mc / sigma) if snr and np.isfinite(mc) else np.nan,
+                         "at_bound": float(np.mean((est <= lo + tol) | (est >= hi - tol))),
                          "mc_stderr": mc, "snr": snr, "repeats": n_rep, "measurements": len(sch)}
                 if truth is not None:
                     entry["bias"] = float(est.mean() - truth)
@@ -166,12 +177,18 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
             if ang is not None:
                 rows.append({"row": r, "model": name, "parameter": "axis_error", "unit": "deg", "truth": 0.0,
                              "estimate": float(ang.mean()), "sd": float(ang.std()), "bias": float(ang.mean()),
-                             "relative_bias": np.nan, "mc_stderr": mc, "snr": snr, "repeats": n_rep,
-                             "measurements": len(sch)})
+                             "relative_bias": np.nan, "mc_stderr": mc, "mc_sd": np.nan, "at_bound": 0.0,
+                             "snr": snr, "repeats": n_rep, "measurements": len(sch)})
         if progress:
             print(f"  fitted {name} to {len(signals)} x {repeats if snr else 1} signals in "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)
     return rows
+
+
+def bound_text(entry: dict) -> str:
+    """'-' or the share of fits of an entry that ended on a parameter bound (then the estimate is the bound)."""
+    f = entry.get("at_bound", 0.0) or 0.0
+    return "-" if f == 0 else f"{100 * f:.0f} % of fits"
 
 
 def write_report(rows: list[dict], outdir: str | Path, title: str = "diffwalk validation") -> list[Path]:
@@ -183,14 +200,28 @@ def write_report(rows: list[dict], outdir: str | Path, title: str = "diffwalk va
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     judged = [r for r in rows if r.get("relative_bias") is not None and np.isfinite(r.get("relative_bias", np.nan))]
-    fig, ax = plt.subplots(figsize=(9, 4.5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(9, 0.9 * len({(r["model"], r["parameter"]) for r in judged})), 4.8),
+                           layout="constrained")
     labels = sorted({(r["model"], r["parameter"]) for r in judged})
+    flagged = False
     for k, (m, p) in enumerate(labels):
-        vals = [100 * r["relative_bias"] for r in judged if (r["model"], r["parameter"]) == (m, p)]
-        ax.scatter(np.full(len(vals), k), vals, color="tab:blue", alpha=0.7)
+        pts = [r for r in judged if (r["model"], r["parameter"]) == (m, p)]
+        for j, r in enumerate(pts):
+            x = k + 0.25 * (j - (len(pts) - 1) / 2) / max(len(pts), 1)
+            t = abs(r["truth"]) if r["truth"] else 1.0
+            # error bar: the noise standard error of the mean estimate and the Monte Carlo spread, combined
+            err = 100 * np.hypot(r["sd"] / np.sqrt(max(r.get("repeats", 1), 1)), np.nan_to_num(r.get("mc_sd", 0.0)))
+            bound = r.get("at_bound", 0.0) > 0.5
+            flagged |= bound
+            ax.errorbar(x, 100 * r["relative_bias"], yerr=err / t, fmt="x" if bound else "o",
+                        color="tab:red" if bound else "tab:blue", ms=6 if bound else 4, capsize=2, alpha=0.8)
     ax.axhline(0, color="0.5", lw=0.8)
+    for y in (-10, -5, 5, 10):
+        ax.axhline(y, color="0.85", lw=0.6, ls=":")
     ax.set_xticks(range(len(labels)), [f"{m}\n{p}" for m, p in labels], fontsize="small")
-    ax.set(ylabel="relative bias (%)", title=f"{title}: bias against ground truth (one point per substrate)")
+    ax.set(ylabel="relative bias (%)", title=f"{title}: bias against ground truth\none point per simulated row; "
+           "bars: noise and Monte Carlo error" + ("; red x: most fits ended on a parameter bound" if flagged else ""))
+    ax.title.set_fontsize("medium")
     fig_path = out / "bias.png"
     fig.savefig(fig_path, dpi=100)
     plt.close(fig)
@@ -202,15 +233,15 @@ def write_report(rows: list[dict], outdir: str | Path, title: str = "diffwalk va
         return f"{v * scale[0]:.4g}"
 
     lines = [f"# {title}", "", f"![relative bias]({fig_path.name})", "",
-             "| row | model | parameter | unit | truth | estimate | SD | relative bias | MC SE | SNR |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| row | model | parameter | unit | truth | estimate | SD | relative bias | at bound | MC SE | SNR |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         unit = {"m^2/s": "um^2/ms", "m": "um"}.get(r["unit"], r["unit"])
         rb = r.get("relative_bias")
         lines.append(f"| {r['row']} | {r['model']} | {r['parameter']} | {unit} | {fmt(r['truth'], r['unit'])} | "
                      f"{fmt(r['estimate'], r['unit'])} | {fmt(r['sd'], r['unit'])} | "
                      f"{'-' if rb is None or not np.isfinite(rb) else f'{100 * rb:+.1f} %'} | "
-                     f"{r['mc_stderr']:.2g} | {r['snr'] or 'none'} |")
+                     f"{bound_text(r)} | {r['mc_stderr']:.2g} | {r['snr'] or 'none'} |")
     md = out / "report.md"
     md.write_text("\n".join(lines) + "\n")
     return [md, fig_path]

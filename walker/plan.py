@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import sequences
+from sequences import check_count
 from substrates import MeshSubstrate, Substrate
 
 from .membranes import compartment_values, substeps_for
@@ -103,12 +104,8 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
         raise TypeError(f"substrate must be a substrates.Substrate, got {type(substrate).__name__}")
     if not isinstance(scheme, sequences.Scheme):
         raise TypeError(f"scheme must be a sequences.Scheme, got {type(scheme).__name__}")
-    N = int(n_walkers)
-    if N < 1:
-        raise ValueError(f"n_walkers must be a positive integer, got {n_walkers!r}")
-    T = int(n_steps)
-    if T < 1:
-        raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
+    N = check_count(n_walkers, "n_walkers")
+    T = check_count(n_steps, "n_steps")
     regions = substrate.region_names
     D_comp, D_ref, D_local = _diffusivities(substrate, diffusivity, regions)
     t2_comp = _check_t2(t2, regions)
@@ -127,7 +124,7 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
                       stacklevel=_STACK - 1)
     rec_t, rec_steps, order = _record_steps(record_times, played)
     te_steps = _echo_steps(played) if t2_comp is not None else np.zeros(0, dtype=np.int64)
-    n_traj = min(int(n_trajectories), N)
+    n_traj = min(check_count(n_trajectories, "n_trajectories", least=0), N)
     _check_memory(N, T, played, rec_t.size, te_steps.size, n_traj)
     M = math.sqrt((2.0 if gaussian_steps else 6.0) * dt_sub) * _sqrtm_spd(D_local)
     return RunPlan(n_walkers=N, n_steps=T, played=played, aligned=aligned, substeps=substeps, dt_sub=dt_sub,
@@ -135,6 +132,13 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
                    step_matrix=M, t2=t2_comp, gaussian=bool(gaussian_steps), record_times=rec_t,
                    record_steps=np.ascontiguousarray(rec_steps[order]), record_order=order, echo_steps=te_steps,
                    n_trajectories=n_traj, transit=transit)
+
+
+def check_seed(seed) -> int:
+    """The root seed as a non-negative int (numpy integers accepted); a clear error naming ``seed`` else."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise ValueError(f"seed must be a non-negative integer (it derives every random stream), got {seed!r}")
+    return int(seed)
 
 
 def check_diffusivity(D) -> float:
@@ -211,7 +215,12 @@ def _steps(substrate: Substrate, played: sequences.Scheme, D_comp: dict, gaussia
 def _record_steps(record_times, played: sequences.Scheme):
     """(record times, their grid indices, the order that sorts them)."""
     dt, T = played.dt, played.n_steps
-    rec_t = np.atleast_1d(np.asarray(record_times if record_times is not None else [], dtype=float))
+    try:
+        rec_t = np.atleast_1d(np.asarray(record_times if record_times is not None else [], dtype=float)).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"record_times must be times in s, got {record_times!r}") from None
+    if not np.all(np.isfinite(rec_t)):
+        raise ValueError(f"record_times must be finite times in s, got {record_times!r}")
     rec_steps = np.rint(rec_t / dt).astype(np.int64)
     if rec_t.size and (np.any(np.abs(rec_steps * dt - rec_t) > 1e-9 * dt + 1e-15) or np.any(rec_steps < 0)
                        or np.any(rec_steps > T)):

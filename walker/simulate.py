@@ -19,7 +19,7 @@ from substrates import MeshSubstrate, Substrate, WalkerStart, residence_times
 
 from .dispatch import KernelRun, run_kernel
 from .membranes import MAX_TRANSIT_PROBABILITY
-from .plan import RunPlan, plan_run
+from .plan import RunPlan, check_seed, plan_run
 from .provenance import provenance
 from .result import SimulationResult
 from .rng import walker_seeds
@@ -108,6 +108,7 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     plan = plan_run(substrate, scheme, n_walkers, diffusivity, n_steps, t2=t2, gaussian_steps=gaussian_steps,
                     record_times=record_times, n_trajectories=n_trajectories, target_stderr=target_stderr,
                     max_transit_probability=max_transit_probability, transit=transit)
+    seed = check_seed(seed)
     start = substrate.default_start if start is None else start
     walkers, seeds = start_walkers(substrate, start, plan.n_walkers, seed)
     run = run_kernel(substrate, plan, walkers, seeds, check_every_step=check_every_step, parallel=parallel)

@@ -87,35 +87,51 @@ def run(outdir: str | Path = "figures", n_walkers: int | None = None, n_steps: i
     b = s.bvalues / 1e6
     lte = s.label == "pgse"
     ste = s.label == "tensor"
+    b0 = b == 0
     shells = np.unique(np.round(b[lte]))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
-    ax = axes[0]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), layout="constrained")
+    done = np.nonzero(db.done)[0]
+    icvfs = np.unique(db.params["substrate.icvf"][done])
     rows_md = []
-    for i in np.nonzero(db.done)[0]:
+    ax = axes[0]
+    for icvf, color in zip(icvfs, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+        rows = done[db.params["substrate.icvf"][done] == icvf]
+        # per row: the direction average of each shell (b = 0 is shared by both encodings), then the mean
+        # over seeds; its error combines the Monte Carlo errors of the averaged measurements
+        for enc, mask, style in (("LTE", lte, "o-"), ("STE", ste | b0, "s--")):
+            xs = np.unique(np.round(b[mask]))
+            sig = np.array([[db.signal[i, mask & (np.round(b) == x)].mean() for x in xs] for i in rows])
+            se = np.array([[np.sqrt(np.sum(db.stderr[i, mask & (np.round(b) == x)] ** 2))
+                            / np.sum(mask & (np.round(b) == x)) for x in xs] for i in rows])
+            ax.errorbar(xs, sig.mean(axis=0), yerr=np.sqrt(np.sum(se**2, axis=0)) / len(rows), fmt=style,
+                        color=color, ms=4, capsize=2, alpha=0.85,
+                        label=f"{enc}, ICVF {icvf:.2f} ({len(rows)} seeds)")
+    for i in done:
         icvf = db.params["substrate.icvf"][i]
-        seed = int(db.columns["seed"][i])
-        color = "tab:blue" if icvf < 0.5 else "tab:orange"
-        lte_mean = [db.signal[i, lte & (np.round(b) == sh)].mean() for sh in shells]
-        ste_sig = db.signal[i, ste]
-        ax.plot(shells, lte_mean, "o-", color=color, alpha=0.8, label=f"LTE, ICVF {icvf:.2f}" if seed == 0 else None)
-        ax.plot(b[ste], ste_sig, "s--", color=color, alpha=0.8, label=f"STE, ICVF {icvf:.2f}" if seed == 0 else None)
         gt = db.ground_truth[i]
-        rows_md.append(f"| {i} | {icvf:.2f} | {seed} | {gt['volume_fractions']['intra']:.3f} | "
+        rows_md.append(f"| {i} | {icvf:.2f} | {int(db.columns['seed'][i])} | {gt['volume_fractions']['intra']:.3f} | "
                        f"{gt['mean_radius'] * 1e6:.2f} | {gt['effective_radius'] * 1e6:.2f} | "
                        f"{db.signal[i, lte & (np.round(b) == 3000)].mean():.4f} | {db.signal[i, ste][-1]:.4f} |")
-    ax.set(xlabel="b (s/mm²)", ylabel="direction-averaged signal", title="LTE vs STE: microscopic anisotropy")
+    ax.set(xlabel="b (s/mm²)", ylabel="normalised signal S/S₀ (direction-averaged)",
+           title="LTE vs STE, every row: the gap is microscopic anisotropy")
     ax.legend(fontsize="small")
     ax = axes[1]
-    i0 = int(np.nonzero(db.done)[0][-1])
+    i0 = int(done[-1])
     for name, comp in db.compartments.items():
         avg = [comp["signal"][i0, lte & (np.round(b) == sh)].mean() for sh in shells]
-        ax.plot(shells, avg, "o-", label=f"{name} (LTE, direction-averaged)")
-    ax.set(xlabel="b (s/mm²)", ylabel="signal by starting compartment",
-           title=f"row {i0}: restricted intra decays slower than hindered extra")
+        err = [np.sqrt(np.sum(comp["stderr"][i0, lte & (np.round(b) == sh)] ** 2)) / np.sum(lte & (np.round(b) == sh))
+               for sh in shells]
+        ax.errorbar(shells, avg, yerr=err, fmt="o-", ms=4, capsize=2, label=f"{name} (LTE, direction-averaged)")
+    ax.set(xlabel="b (s/mm²)", ylabel="normalised signal S/S₀ by starting compartment",
+           title=f"row {i0} (ICVF {db.params['substrate.icvf'][i0]:.2f}): restricted intra decays slower than "
+                 "hindered extra", )
+    ax.title.set_fontsize("medium")
     ax.legend(fontsize="small")
     job = cfgmod.parse_job(cfgmod.sweep_rows(tomllib.loads(spec))[1][i0]["config"])
     substrates.plot_section(job.substrate, ax=axes[2])
-    fig.suptitle("diffwalk main job: packed axons, ground-truth database")
+    axes[2].set_title(f"row {i0}: " + axes[2].get_title(), fontsize="medium")
+    fig.suptitle("diffwalk main job: packed axons, ground-truth database (error bars: one Monte Carlo standard "
+                 "error)")
     fig_path = out / "main_job.png"
     fig.savefig(fig_path, dpi=100)
     plt.close(fig)
