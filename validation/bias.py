@@ -200,27 +200,30 @@ def write_report(rows: list[dict], outdir: str | Path, title: str = "diffwalk va
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     judged = [r for r in rows if r.get("relative_bias") is not None and np.isfinite(r.get("relative_bias", np.nan))]
-    fig, ax = plt.subplots(figsize=(max(9, 0.9 * len({(r["model"], r["parameter"]) for r in judged})), 4.8),
-                           layout="constrained")
     labels = sorted({(r["model"], r["parameter"]) for r in judged})
+    # one row per (model, parameter): the figure grows downwards, the labels stay readable
+    fig, ax = plt.subplots(figsize=(9, max(3.5, 1.2 + 0.3 * len(labels))), layout="constrained")
     flagged = False
     for k, (m, p) in enumerate(labels):
         pts = [r for r in judged if (r["model"], r["parameter"]) == (m, p)]
         for j, r in enumerate(pts):
-            x = k + 0.25 * (j - (len(pts) - 1) / 2) / max(len(pts), 1)
+            y = k + 0.3 * (j - (len(pts) - 1) / 2) / max(len(pts), 1)
             t = abs(r["truth"]) if r["truth"] else 1.0
             # error bar: the noise standard error of the mean estimate and the Monte Carlo spread, combined
             err = 100 * np.hypot(r["sd"] / np.sqrt(max(r.get("repeats", 1), 1)), np.nan_to_num(r.get("mc_sd", 0.0)))
             bound = r.get("at_bound", 0.0) > 0.5
             flagged |= bound
-            ax.errorbar(x, 100 * r["relative_bias"], yerr=err / t, fmt="x" if bound else "o",
+            ax.errorbar(100 * r["relative_bias"], y, xerr=err / t, fmt="x" if bound else "o",
                         color="tab:red" if bound else "tab:blue", ms=6 if bound else 4, capsize=2, alpha=0.8)
-    ax.axhline(0, color="0.5", lw=0.8)
-    for y in (-10, -5, 5, 10):
-        ax.axhline(y, color="0.85", lw=0.6, ls=":")
-    ax.set_xticks(range(len(labels)), [f"{m}\n{p}" for m, p in labels], fontsize="small")
-    ax.set(ylabel="relative bias (%)", title=f"{title}: bias against ground truth\none point per simulated row; "
-           "bars: noise and Monte Carlo error" + ("; red x: most fits ended on a parameter bound" if flagged else ""))
+    ax.axvline(0, color="0.5", lw=0.8)
+    for x in (-10, -5, 5, 10):
+        ax.axvline(x, color="0.8", lw=0.6, ls=":")
+    ax.set_yticks(range(len(labels)), [f"{m}: {p}" for m, p in labels], fontsize="small")
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set(xlabel="relative bias (%)  (dotted: 5 % and 10 %)",
+           title=f"{title}\nbias against ground truth, one point per simulated row; bars: noise and Monte Carlo "
+                 "error" + ("\nred x: most fits ended on a parameter bound (the estimate is the bound)" if flagged
+                            else ""))
     ax.title.set_fontsize("medium")
     fig_path = out / "bias.png"
     fig.savefig(fig_path, dpi=100)
