@@ -53,8 +53,9 @@ SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
     "cylinder": {"radius": "length", "axis": "vector", "permeability": "permeability"},
     "cylinder_lattice": {"radius": "length", "icvf": "float", "lattice": "str", "axis": "vector", "repeats": "int",
                          "permeability": "permeability"},
-    "packed_cylinders": {"n": "int", "gamma_shape": "float", "gamma_scale": "length", "icvf": "float",
-                         "seed": "int", "axis": "vector", "permeability": "permeability"},
+    "packed_cylinders": {"n": "count", "gamma_shape": "float", "gamma_scale": "length", "icvf": "float",
+                         "seed": "int", "axis": "vector", "permeability": "permeability", "min_gap": "length",
+                         "arrangement": "str", "clustering": "float"},
     "sphere": {"radius": "length", "permeability": "permeability"},
     "sphere_lattice": {"radius": "length", "volume_fraction": "float", "lattice": "str", "repeats": "int",
                        "permeability": "permeability"},
@@ -161,7 +162,9 @@ def build_substrate(raw: dict) -> tuple[substrates.Substrate, dict]:
             rng = np.random.default_rng(p.get("seed", 0))
             radii = rng.gamma(p["gamma_shape"], p["gamma_scale"], p["n"])
             sub = substrates.pack_cylinders(radii, p["icvf"], seed=p.get("seed", 0), axis=p.get("axis", (0, 0, 1)),
-                                            permeability=kap)
+                                            permeability=kap, min_gap=p.get("min_gap"),
+                                            arrangement=p.get("arrangement", "random"),
+                                            clustering=p.get("clustering", 0.0))
         elif kind == "sphere":
             sub = substrates.sphere(p["radius"], permeability=kap)
         else:

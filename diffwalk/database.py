@@ -3,7 +3,8 @@
 Layout (all physical values SI, each dataset with a ``units`` attribute)::
 
     /                  attrs: format, format_version, convention, diffwalk_version, random_streams (the walker's
-                              random-stream version: rows agree bit for bit only within one), created, spec (TOML text),
+                              random-stream version: rows agree bit for bit only within one), packing_version (the fibre packer's: generated
+                              substrates per seed agree only within one), created, spec (TOML text),
                               n_rows, param_names (JSON)
     /scheme/           gradients (M, T, 3) T/m, btensors (M, 3, 3) s/m^2, bvalues (M,) s/m^2 (dimension scale),
                        info arrays (delta, Delta, ...); attrs dt (s), gamma (rad/s/T)
@@ -39,6 +40,7 @@ import numpy as np
 
 import sequences
 from walker import SimulationResult, package_version
+from substrates import PACKING_VERSION
 from walker.rng import STREAM_VERSION
 
 FORMAT = "diffwalk-database"
@@ -139,6 +141,7 @@ def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_nam
     with h5py.File(tmp, "w") as f:
         f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, convention=CONVENTION,
                        diffwalk_version=package_version(), random_streams=STREAM_VERSION,
+                       packing_version=PACKING_VERSION,
                        spec_sha256=spec_digest(spec_text),
                        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
                        spec=spec_text, n_rows=n_rows, param_names=json.dumps(param_names))

@@ -23,7 +23,8 @@ from .exchange import residence_times
 from .mesh import MESH, MeshError, MeshGrid, MeshSubstrate, from_mesh, load_substrate, mesh_substrate, save_substrate
 from .packing import pack_cylinders
 from . import meshing
-from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder, meshed_sphere, pack_disks, packed_axons,
+from .disks import PACKING_VERSION, nearest_gaps, pack_disks, packing_statistics
+from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder, meshed_sphere, packed_axons,
                          somas_with_neurites, undulating_axons)
 from .plotting import plot_section, plot_substrate
 
@@ -31,5 +32,5 @@ __all__ = ["Substrate", "WalkerStart", "check_length", "check_permeability", "Ce
            "sphere", "spheres", "sphere_lattice", "pack_cylinders", "residence_times", "rotation_to", "FREE", "PLANES", "CYLINDERS", "SPHERES", "MESH",
            "MeshSubstrate", "MeshGrid", "MeshError", "from_mesh", "mesh_substrate", "save_substrate",
            "load_substrate", "meshing", "beaded_axons", "from_labels", "gamma_radii", "meshed_cylinder", "meshed_sphere",
-           "pack_disks", "packed_axons", "somas_with_neurites", "undulating_axons", "plot_substrate",
+           "pack_disks", "packing_statistics", "nearest_gaps", "PACKING_VERSION", "packed_axons", "somas_with_neurites", "undulating_axons", "plot_substrate",
            "plot_section"]

@@ -303,6 +303,10 @@ class Substrate:
             sv["extra"] = float(area / (total - vol))
         gt["surface_to_volume"] = sv
         gt.update(self.exchange_truth())
+        # how a generator arranged the primitives (seed, algorithm, gap and pair statistics), where one did
+        for key in ("generator", "seed", "packing"):
+            if key in self.description:
+                gt[key] = self.description[key]
         return gt
 
     def exchange_truth(self) -> dict:

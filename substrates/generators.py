@@ -23,13 +23,12 @@ from scipy.spatial import cKDTree
 from sequences import check_count, check_fraction
 
 from .analytic import Substrate, check_length, cylinders, spheres
+from .disks import MAX_DISK_FRACTION, PACKING_VERSION, nearest_gaps, pack_disks, packing_statistics
 from .mesh import MeshSubstrate, mesh_substrate
 from .meshing import (area_preserving_radius, capsule, capsule_sdf, icosphere, marching_tetrahedra, periodic_tube,
                       polygon_radius_error, polygon_sides, smooth_union)
 
 #: densest random packing of polydisperse disks this generator aims for (random close packing is ~0.84-0.85)
-MAX_DISK_FRACTION = 0.85
-HEXAGONAL_MAX = math.pi / (2 * math.sqrt(3))
 
 
 def gamma_radii(n: int, mean_radius: float, shape: float = 4.0, seed: int = 0, limits=(0.1, 3.0)) -> np.ndarray:
@@ -62,107 +61,11 @@ def gamma_radii(n: int, mean_radius: float, shape: float = 4.0, seed: int = 0, l
     return np.clip(out, limits[0] * r, limits[1] * r)
 
 
-def pack_disks(radii, fraction: float, seed: int = 0, gap: float = 0.01, max_rounds: int = 60):
-    """Non-overlapping disks with the given radii in a square periodic box at an area fraction.
-
-    Overlap energy minimisation (L-BFGS on the summed squared overlaps of
-    disks inflated by ``gap``), with the radii grown to full size in stages so
-    that the packing does not jam.
-
-    Parameters
-    ----------
-    radii : array_like
-        (P,) radii in m (use effective radii for undulating axons).
-    fraction : float
-        Area fraction sum(pi r^2) / L^2.
-    seed : int
-        Seed of the initial positions.
-    gap : float
-        Smallest surface gap relative to the sum of two radii.
-
-    Returns
-    -------
-    centres : numpy.ndarray
-        (P, 2) in [0, L).
-    L : float
-        Box side in m.
-
-    Raises
-    ------
-    ValueError
-        If the fraction is impossible (above the hexagonal maximum 0.9069), above
-        what random packing reaches (0.85), or was not reached; the message says
-        what was reached.
-    """
-    r = check_length(radii, "radii").ravel()
-    f = check_fraction(fraction, "fraction")
-    if not 0 < f < HEXAGONAL_MAX:
-        raise ValueError(f"an area fraction of {f} is impossible: no packing of disks exceeds "
-                         f"pi/(2 sqrt 3) = {HEXAGONAL_MAX:.4f}")
-    if f > MAX_DISK_FRACTION:
-        raise ValueError(f"an area fraction of {f} is beyond random close packing (~0.84-0.85) that this generator "
-                         f"reaches; ask for at most {MAX_DISK_FRACTION}")
-    L = math.sqrt(np.sum(np.pi * r**2) / f)
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, L, (len(r), 2))
-    rmax = float(r.max())
-    reached = None
-    for scale in (0.7, 0.8, 0.9, 0.95, 1.0):
-        rr = r * scale * (1 + gap)
-
-        def energy(flat):
-            p = np.mod(flat.reshape(-1, 2), L)
-            tree = cKDTree(p, boxsize=L)
-            pairs = tree.query_pairs(2 * rmax * scale * (1 + gap), output_type="ndarray")
-            if len(pairs) == 0:
-                return 0.0, np.zeros_like(flat)
-            i, j = pairs[:, 0], pairs[:, 1]
-            d = p[i] - p[j]
-            d -= L * np.round(d / L)
-            dist = np.sqrt((d**2).sum(1))
-            over = rr[i] + rr[j] - dist
-            m = over > 0
-            if not np.any(m):
-                return 0.0, np.zeros_like(flat)
-            i, j, d, dist, over = i[m], j[m], d[m], dist[m], over[m]
-            e = float(np.sum(over**2))
-            gvec = (-2 * over / np.maximum(dist, 1e-30))[:, None] * d
-            grad = np.zeros_like(p)
-            np.add.at(grad, i, gvec)
-            np.add.at(grad, j, -gvec)
-            return e, grad.ravel()
-
-        for _ in range(max_rounds):
-            res = minimize(energy, x.ravel(), jac=True, method="L-BFGS-B",
-                           options={"maxiter": 2000, "gtol": 1e-30, "ftol": 1e-30})
-            x = np.mod(res.x.reshape(-1, 2), L)
-            e, _ = energy(x.ravel())
-            if e <= 0.0:
-                break
-            x += rng.normal(scale=1e-3 * rmax, size=x.shape)  # shake out of a jammed corner
-        else:
-            reached = scale
-            break
-    if reached is not None:
-        raise ValueError(f"could not pack the disks at area fraction {f:.3f} without overlaps (stuck at "
-                         f"{f * reached**2:.3f}); lower the target or use more, less polydisperse disks")
-    return x, L
-
-
-def _tree_gaps(x: np.ndarray, r: np.ndarray, L: float) -> float:
-    tree = cKDTree(x, boxsize=L)
-    pairs = tree.query_pairs(2 * float(r.max()) * 1.5, output_type="ndarray")
-    if not len(pairs):
-        return math.inf
-    d = x[pairs[:, 0]] - x[pairs[:, 1]]
-    d -= L * np.round(d / L)
-    return float(np.min(np.sqrt((d**2).sum(1)) - r[pairs[:, 0]] - r[pairs[:, 1]]))
-
-
 # --------------------------------------------------------------------------------------- packed axons
 def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.75, shape: float = 4.0,
                  radii=None, seed: int = 0, permeability=0.0, as_mesh: bool = False, length: float | None = None,
-                 resolution: float = 0.01, dispersion: float | None = None) -> Substrate:
+                 resolution: float = 0.01, dispersion: float | None = None, *, min_gap: float | None = None,
+                 arrangement: str = "random", clustering: float = 0.0) -> Substrate:
     """Parallel cylinders with gamma-distributed radii packed in a periodic box at a target ICVF.
 
     Parameters
@@ -213,14 +116,25 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
     if dispersion is not None:
         return _dispersed_capsules(r, float(icvf), float(dispersion), seed, length, resolution, permeability, shape,
                                    mean_radius)
-    # a mesh's vertices stand out of the true circle by its vertex-radius factor: pack those footprints
-    rv = area_preserving_radius(1.0, polygon_sides(resolution)) if as_mesh else 1.0
-    x, L = pack_disks(r * rv, icvf * rv**2, seed=seed)
+    # a mesh's vertices stand out of the true circle by its vertex-radius factor: the gap between two disks must
+    # hold both excesses. The true radii are packed either way, so a fine mesh and the exact cylinders of one
+    # seed share one arrangement; only a mesh too coarse for the gap widens it (and so changes the arrangement)
+    gap = 0.02 * float(r.mean()) if min_gap is None else float(check_length(min_gap, "min_gap", allow_zero=True))
+    if as_mesh:
+        rv = area_preserving_radius(1.0, polygon_sides(resolution))
+        gap = max(gap, 2.0 * float(r.max()) * (rv - 1.0) * 1.01)
+    try:
+        x, L, info = pack_disks(r, icvf, seed=seed, min_gap=gap, arrangement=arrangement, clustering=clustering,
+                                return_info=True)
+    except ValueError as exc:
+        raise ValueError(f"packed_axons(icvf={icvf!r}): {exc}") from None
+    box = np.broadcast_to(np.asarray(L, dtype=float), (2,))
     truth = {"generator": "packed_axons", "seed": int(seed), "icvf_target": float(icvf),
-             "icvf": float(np.sum(np.pi * r**2) / L**2), "gamma_shape": float(shape),
-             "mean_radius_target": float(mean_radius), "min_gap": _tree_gaps(x, r, L)}
+             "icvf": float(np.sum(np.pi * r**2) / np.prod(box)), "gamma_shape": float(shape),
+             "mean_radius_target": float(mean_radius), "min_gap": float(nearest_gaps(x, r, box).min()),
+             "packing": {**info, **packing_statistics(x, r, box)}}
     if not as_mesh:
-        sub = cylinders(r, x, [L, L], permeability=permeability)
+        sub = cylinders(r, x, box, permeability=permeability)
         sub.description.update(truth)
         sub.description["factory"] = "packed_axons"
         return sub
@@ -322,6 +236,60 @@ def _capsule_energy(x, half, r, box, grad):
     return e
 
 
+@njit(cache=True)
+def _capsule_overlaps(i, px, py, pz, x, half, r, box):
+    """True when capsule i at centre p overlaps another capsule (any periodic image)."""
+    for j in range(x.shape[0]):
+        if j == i:
+            continue
+        reach = math.sqrt(half[i, 0] ** 2 + half[i, 1] ** 2 + half[i, 2] ** 2) \
+            + math.sqrt(half[j, 0] ** 2 + half[j, 1] ** 2 + half[j, 2] ** 2) + r[i] + r[j]
+        mx = x[j, 0] - px
+        my = x[j, 1] - py
+        mz = x[j, 2] - pz
+        mx -= box[0] * math.floor(mx / box[0] + 0.5)
+        my -= box[1] * math.floor(my / box[1] + 0.5)
+        mz -= box[2] * math.floor(mz / box[2] + 0.5)
+        for sx in range(-1, 2):
+            for sy in range(-1, 2):
+                for sz in range(-1, 2):
+                    cx = mx + sx * box[0]
+                    cy = my + sy * box[1]
+                    cz = mz + sz * box[2]
+                    if cx * cx + cy * cy + cz * cz > reach * reach:
+                        continue
+                    wx, wy, wz = _segment_gap(-half[i, 0], -half[i, 1], -half[i, 2], 2 * half[i, 0], 2 * half[i, 1],
+                                              2 * half[i, 2], cx - half[j, 0], cy - half[j, 1], cz - half[j, 2],
+                                              2 * half[j, 0], 2 * half[j, 1], 2 * half[j, 2])
+                    if wx * wx + wy * wy + wz * wz < (r[i] + r[j]) ** 2:
+                        return True
+    return False
+
+
+@njit(cache=True)
+def _capsule_relax(x, half, r, box, n_sweeps, delta, seed):
+    """Hard-capsule Metropolis translations (axes kept): the arrangement relaxes from its overlap-free start
+    instead of keeping every pair that once overlapped in contact. Returns the acceptance rate."""
+    np.random.seed(seed)
+    P = x.shape[0]
+    accepted = 0
+    for _ in range(n_sweeps * P):
+        i = np.random.randint(P)
+        px = (x[i, 0] + delta * (2.0 * np.random.random() - 1.0)) % box[0]
+        py = (x[i, 1] + delta * (2.0 * np.random.random() - 1.0)) % box[1]
+        pz = (x[i, 2] + delta * (2.0 * np.random.random() - 1.0)) % box[2]
+        if not _capsule_overlaps(i, px, py, pz, x, half, r, box):
+            x[i, 0] = px
+            x[i, 1] = py
+            x[i, 2] = pz
+            accepted += 1
+    return accepted / max(1, n_sweeps * P)
+
+
+#: hard-capsule Monte Carlo sweeps after the overlap-free start of dispersed axons
+CAPSULE_SWEEPS = 200
+
+
 def _dispersed_capsules(r, icvf, odi, seed, length, resolution, permeability, shape, mean_radius) -> MeshSubstrate:
     """Finite axons (capsules) with Watson-dispersed axes packed in a periodic box (see packed_axons)."""
     rng = np.random.default_rng(seed + 1)
@@ -363,6 +331,8 @@ def _dispersed_capsules(r, icvf, odi, seed, length, resolution, permeability, sh
                              f"{reached:.3f} (radii grown to {scale:.0%} failed); lower icvf, shorten the axons "
                              "or reduce the dispersion")
         reached = icvf * scale**2
+    acceptance = _capsule_relax(x, half, np.ascontiguousarray(r * rv * (1 + gap)), box, CAPSULE_SWEEPS,
+                                0.3 * float(np.mean(r)), int(seed) % (2**31))
     verts, faces, nv = [], [], 0
     for c, h, ri in zip(x, half, r):
         v, f = capsule(c - h, c + h, ri * rv, n)
@@ -373,7 +343,9 @@ def _dispersed_capsules(r, icvf, odi, seed, length, resolution, permeability, sh
              "axes": axes.tolist(), "axon_length": ell, "radii": r.tolist(), "seed": int(seed),
              "icvf_target": icvf, "icvf_exact": float(np.sum(vol) / np.prod(box)), "gamma_shape": float(shape),
              "mean_radius_target": float(mean_radius), "mean_cos2": float(np.mean(axes[:, 2] ** 2)),
-             "polygon_sides": n, "mesh_radius_error": polygon_radius_error(n)}
+             "polygon_sides": n, "mesh_radius_error": polygon_radius_error(n),
+             "packing": {"algorithm_version": PACKING_VERSION, "arrangement": "random", "sweeps": CAPSULE_SWEEPS,
+                         "acceptance": acceptance}}
     sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=box, permeability=permeability,
                          description={"factory": "packed_axons", "dispersion_odi": odi, "seed": int(seed)},
                          truth=truth)
@@ -383,7 +355,8 @@ def _dispersed_capsules(r, icvf, odi, seed, length, resolution, permeability, sh
 
 def _tubes(xy, r, L, Lz, offset, radius_profile, resolution, truth, permeability, name,
            curvature: float = 0.0, n_min: int = 8) -> MeshSubstrate:
-    """Tubes along z at xy + offset(k, z), radius r_k * profile(k, z), periodic in a box (L, L, Lz).
+    """Tubes along z at xy + offset(k, z), radius r_k * profile(k, z), periodic in a box (L, L, Lz) (L may be
+    (Lx, Ly) for a rectangular cross-section).
 
     Rings are spaced so that the chord error of a curve of ``curvature`` (1/m, of the centre line or of the
     radius profile) stays below ``resolution`` x r_k: dz = sqrt(8 resolution r_k / curvature)."""
@@ -413,12 +386,13 @@ def _tubes(xy, r, L, Lz, offset, radius_profile, resolution, truth, permeability
     truth = dict(truth)
     truth["polygon_sides"] = n
     truth["mesh_radius_error"] = polygon_radius_error(n)
-    sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=[L, L, Lz], permeability=permeability,
+    Lx, Ly = np.broadcast_to(np.asarray(L, dtype=float), (2,))
+    sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=[Lx, Ly, Lz], permeability=permeability,
                          description={"factory": name, **{k: v for k, v in truth.items() if np.isscalar(v)}},
                          truth=truth)
-    icvf_exact = float(np.sum(tube_vol) / (L * L * Lz))
+    icvf_exact = float(np.sum(tube_vol) / (Lx * Ly * Lz))
     sub.truth["icvf_exact"] = icvf_exact
-    sub.truth["icvf_mesh"] = float(np.sum(sub.component_volume) / (L * L * Lz))
+    sub.truth["icvf_mesh"] = float(np.sum(sub.component_volume) / (Lx * Ly * Lz))
     sub.truth["mesh_volume_error"] = float(sub.truth["icvf_mesh"] / icvf_exact - 1)
     return sub
 
@@ -514,7 +488,7 @@ def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: f
         best = float(icvf) * MAX_DISK_FRACTION / frac_foot
         raise ValueError(f"undulating axons with these amplitudes cannot reach icvf {icvf}: their footprints would "
                          f"cover {frac_foot:.2f} of the plane; the most this generator reaches is ~{best:.3f}")
-    x, L2 = pack_disks(foot, frac_foot, seed=seed)
+    x, L2, info = pack_disks(foot, frac_foot, seed=seed, return_info=True)
 
     def offset(j, zz):
         ph = k * zz + phi[j]
@@ -527,7 +501,8 @@ def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: f
              "inner_radii": r.tolist(),
              "mean_inner_radius": float(r.mean()), "amplitude": A.tolist() if np.ptp(A) > 0 else float(A[0]),
              "wavelength": lam, "phases": phi.tolist(), "planes": plane.tolist(), "tortuosity": tort.tolist(),
-             "icvf_target": float(icvf), "min_footprint_gap": _tree_gaps(x, foot, L2)}
+             "icvf_target": float(icvf), "min_footprint_gap": float(nearest_gaps(x, foot, L2).min()),
+             "packing": {**info, **packing_statistics(x, foot, L2)}}
     return _tubes(x, r, L2, Lz, offset, None, resolution, truth, permeability, "undulating_axons",
                   curvature=float(A.max()) * k**2, n_min=24 * periods)
 
@@ -620,12 +595,12 @@ def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: f
         best = float(icvf) * MAX_DISK_FRACTION / frac_foot
         raise ValueError(f"beaded axons cannot reach icvf {icvf}: their beads would cover {frac_foot:.2f} of the "
                          f"plane; the most this generator reaches is ~{best:.3f}")
-    x, L2 = pack_disks(rmax, frac_foot, seed=seed)
+    x, L2, info = pack_disks(rmax, frac_foot, seed=seed, return_info=True)
     truth = {"generator": "beaded_axons", "seed": int(seed), "spacing": spacing, "bead_spacing": s,
              "bead_amplitude": a, "bead_width": w if spacing == "random" else None,
              "bead_positions": [c.tolist() for c in centres], "shaft_radii": r.tolist(),
              "mean_cross_section": mean_area.tolist(), "mean_radius": float(np.mean(r * prof.mean(axis=1))),
-             "icvf_target": float(icvf)}
+             "icvf_target": float(icvf), "packing": {**info, **packing_statistics(x, rmax, L2)}}
     curv = a * (2 * np.pi / s) ** 2 / 2 if spacing == "periodic" else a / w**2
     return _tubes(x, r, L2, Lz, lambda j, zz: (np.zeros_like(zz), np.zeros_like(zz)), profile, resolution, truth,
                   permeability, "beaded_axons", curvature=float(curv * r.max()), n_min=24 * n_beads)

@@ -112,6 +112,24 @@ def plot_section(sub: Substrate, z: float | None = None, ax=None, path: str | Pa
     return fig, ax
 
 
+def _plot_packing(fig, packing: dict, diameter: float) -> None:
+    """A third panel: the pair correlation g(r) of the packing, with its nearest gaps and anisotropy."""
+    fig.set_size_inches(15, 4.6)
+    axes = fig.get_axes()
+    for k, ax in enumerate(axes):
+        ax.set_subplotspec(fig.add_gridspec(1, 3)[0, k])
+    ax3 = fig.add_subplot(1, 3, 3)
+    pc = packing["pair_correlation"]
+    ax3.plot(np.asarray(pc["r"]) / diameter, pc["g"], color="tab:green")
+    ax3.axhline(1.0, color="0.6", lw=0.8)
+    q = np.asarray(packing["nearest_gap_quantiles"]) * 1e9
+    ax3.set(xlabel="centre distance / mean diameter", ylabel="pair correlation g(r)",
+            title=f"{packing.get('arrangement', '')} packing: nearest gaps {q[0]:.0f} / {q[1]:.0f} / {q[2]:.0f} / "
+                  f"{q[3]:.0f} nm\n(min / 10 % / median / 90 %), neighbour anisotropy "
+                  f"{packing['fabric_anisotropy']:.2f}")
+    ax3.title.set_fontsize("medium")
+
+
 def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: int = 150_000):
     """Draw a substrate: cross-section normal to z (um) and a side section (or a 3-D view of a mesh).
 
@@ -172,5 +190,8 @@ def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: 
         ax2.set_xlabel("radius (um)")
         ax2.set_ylabel("count")
         ax2.set_title("radius distribution")
+        packing = sub.description.get("packing")
+        if packing and "pair_correlation" in packing:
+            _plot_packing(fig, packing, float(2 * sub.radii.mean()))
     fig.tight_layout()
     return fig
