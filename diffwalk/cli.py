@@ -107,6 +107,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         nrv.append((name, param))
     md = report_database(db, args.report, models=models, snr=args.snr or None, repeats=args.repeats,
                                 likelihood=args.likelihood, nrv=nrv, seed=args.seed, n_jobs=args.jobs,
+                                method=args.method,
                                 title=f"validation of {Path(args.database).name}", progress=True)
     print(f"fitted models to {int(db.done.sum())} row(s); wrote {md} and its figures")
     return 0
@@ -166,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--snr", type=float, default=50.0, help="SNR of added noise at b=0 (0: no added noise)")
     val.add_argument("--repeats", type=int, default=3, help="noise realisations per row")
     val.add_argument("--likelihood", choices=("gaussian", "rician"), default="gaussian")
+    val.add_argument("--method", default="auto",
+                     choices=("auto", "wls", "ols", "iwls", "lm", "nlls", "ml"),
+                     help="fitting method where it applies (auto: log-linear WLS for DTI/DKI/QTI, batched "
+                          "Levenberg-Marquardt for the others); the report says which fitted each model")
     val.add_argument("--seed", type=int, default=0)
     val.add_argument("--jobs", type=int, default=None, help="fitting processes (default: all cores)")
     val.add_argument("--nrv", action="append", metavar="MODEL.PARAM",

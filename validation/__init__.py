@@ -7,7 +7,8 @@ mitra_dt, perrins_tortuosity
 Models and fitting
 ------------------
 list_models, get_model (the registry), Model, Parameter, SchemeArrays, REQUIREMENTS (the building blocks,
-:mod:`validation.base`), fit (fixed and linked parameters), bias_table, write_report, nrv_landscape,
+:mod:`validation.base`), fit (methods: log-linear OLS/WLS/IWLS, batched Levenberg-Marquardt, per-signal least
+squares, Rician ML, dictionary; fixed and linked parameters), available_methods, dictionary_resolution, dictionary_floor, bias_table, write_report, nrv_landscape,
 regime_map, make_report (from results or a SignalSet)
 
 This package imports neither the simulator (:mod:`walker`) nor the
@@ -18,7 +19,8 @@ from .base import REQUIREMENTS, Model, Parameter, SchemeArrays
 from .bias import bias_table, write_report
 from .exact import (callaghan_signal, free_signal, gpd_pgse, gpd_signal, mf_signal, mitra_dt, perrins_tortuosity,
                     restricted_msd, spherical_jn_prime_zeros)
-from .fit import FitResult, fit
+from .dictionary import dictionary_floor, dictionary_resolution
+from .fit import METHODS, FitResult, available_methods, fit
 from .models_white_matter import rotational_invariants
 from .nrv import NRVLandscape, nrv_landscape
 from .regimes import RegimeMap, regime_map
@@ -26,6 +28,6 @@ from .registry import MODELS, get_model, list_models
 from .report import SignalSet, make_report
 
 __all__ = ["list_models", "get_model", "MODELS", "Model", "Parameter", "SchemeArrays", "REQUIREMENTS", "fit",
-           "FitResult", "bias_table", "write_report", "nrv_landscape", "NRVLandscape", "regime_map", "RegimeMap",
+           "FitResult", "METHODS", "available_methods", "dictionary_resolution", "dictionary_floor", "bias_table", "write_report", "nrv_landscape", "NRVLandscape", "regime_map", "RegimeMap",
            "make_report", "SignalSet", "rotational_invariants", "free_signal", "gpd_signal", "gpd_pgse", "mf_signal",
            "callaghan_signal", "restricted_msd", "mitra_dt", "perrins_tortuosity", "spherical_jn_prime_zeros"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fit import fit
+from .fit import available_methods, fit
 from .base import Model, axis
 from .registry import get_model, list_models
 
@@ -96,7 +96,7 @@ def applicable_scheme(model: Model, scheme):
 
 def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: float | None = 50.0,
                repeats: int = 3, likelihood: str = "gaussian", seed: int = 0, n_jobs: int | None = 1,
-               progress: bool = False) -> list[dict]:
+               progress: bool = False, method: str = "auto") -> list[dict]:
     """Fit models to signals with added noise and tabulate bias against ground truth.
 
     Parameters
@@ -122,6 +122,9 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
         Worker processes for the fits (None: all cores); results do not depend on it.
     progress : bool
         Print each model's name and fitting time.
+    method : str
+        Fitting method (see :func:`validation.fit`) for the models it applies to; the others use "auto".
+        Each entry's ``method`` says which one fitted it.
 
     Returns
     -------
@@ -131,7 +134,7 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
         fraction of fits that ended on a parameter bound (``at_bound``: such an
         estimate is the bound, not a measurement), the Monte Carlo standard
         error of the signals and the spread it alone would give the estimate
-        (``mc_sd``), the added noise.
+        (``mc_sd``), the added noise, and the fitting method.
     """
     signals = np.atleast_2d(signals)
     rng = np.random.default_rng(seed)
@@ -154,7 +157,9 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
                     Y = np.sqrt((Y + noise) ** 2 + rng.normal(0, sigma, Y.shape) ** 2)
                 else:
                     Y = Y + noise
-            res = fit(model, sch, Y, sigma=sigma, likelihood=likelihood if snr else "gaussian", n_jobs=n_jobs)
+            how = method if method in available_methods(model) else "auto"
+            res = fit(model, sch, Y, method=how, sigma=sigma, likelihood=likelihood if snr else "gaussian",
+                      n_jobs=n_jobs)
             mc = float(np.mean(stderr[r][idx])) if stderr is not None else np.nan
             for j, pname in enumerate(model.names):
                 est = res.params[:, j]
@@ -168,7 +173,8 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
                          # linearly through the same fits: sd * (MC standard error / added noise)
                          "mc_sd": float(sd * mc / sigma) if snr and np.isfinite(mc) else np.nan,
                          "at_bound": float(np.mean((est <= lo + tol) | (est >= hi - tol))),
-                         "mc_stderr": mc, "snr": snr, "repeats": n_rep, "measurements": len(sch)}
+                         "mc_stderr": mc, "snr": snr, "repeats": n_rep, "measurements": len(sch),
+                         "method": res.method}
                 if truth is not None:
                     entry["bias"] = float(est.mean() - truth)
                     entry["relative_bias"] = float((est.mean() - truth) / truth) if truth else np.nan
@@ -178,7 +184,7 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
                 rows.append({"row": r, "model": name, "parameter": "axis_error", "unit": "deg", "truth": 0.0,
                              "estimate": float(ang.mean()), "sd": float(ang.std()), "bias": float(ang.mean()),
                              "relative_bias": np.nan, "mc_stderr": mc, "mc_sd": np.nan, "at_bound": 0.0,
-                             "snr": snr, "repeats": n_rep, "measurements": len(sch)})
+                             "snr": snr, "repeats": n_rep, "measurements": len(sch), "method": res.method})
         if progress:
             print(f"  fitted {name} to {len(signals)} x {repeats if snr else 1} signals in "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)

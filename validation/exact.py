@@ -74,6 +74,9 @@ def spherical_jn_prime_zeros(l: int, n: int) -> np.ndarray:
 def gpd_modes(geometry: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """The first n modes of the position autocorrelation in a restricting geometry (section 1.2).
 
+    Cached (the roots cost ~1 ms, and the fits evaluate GPD signals thousands of times); the arrays are
+    read-only.
+
     Parameters
     ----------
     geometry : {"planes", "cylinder", "sphere"}
@@ -85,14 +88,23 @@ def gpd_modes(geometry: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     (numpy.ndarray, numpy.ndarray)
         alpha_n R (dimensionless roots) and B_n / R^2 (mode weights).
     """
+    return _gpd_modes(geometry, int(n))
+
+
+@lru_cache(maxsize=64)
+def _gpd_modes(geometry: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     if geometry == "planes":
         a = (2 * np.arange(1, n + 1) - 1) * np.pi / 2
-        return a, 2.0 / a**4
-    if geometry == "cylinder":
+        w = 2.0 / a**4
+    elif geometry == "cylinder":
         a = special.jnp_zeros(1, n)
-        return a, 2.0 / (a**2 * (a**2 - 1))
-    a = spherical_jn_prime_zeros(1, n)
-    return a, 2.0 / (a**2 * (a**2 - 2))
+        w = 2.0 / (a**2 * (a**2 - 1))
+    else:
+        a = spherical_jn_prime_zeros(1, n)
+        w = 2.0 / (a**2 * (a**2 - 2))
+    a.flags.writeable = False
+    w.flags.writeable = False
+    return a, w
 
 
 def restricted_msd(geometry: str, radius: float, diffusivity: float, t, n_modes: int = 2000) -> np.ndarray:

@@ -22,6 +22,9 @@ from scipy.optimize import least_squares, minimize
 from scipy.special import i0e
 
 from .base import Model, dti_start, tensor_from6
+from .dictionary import DICTIONARIES, dictionary_floor, fit_dictionary
+from .linear import DESIGNS, LINEAR_METHODS, fit_free_water_dti, fit_linear, linear_design
+from .lm import levenberg_marquardt
 from .registry import get_model
 
 
@@ -39,6 +42,11 @@ class FitResult:
         (N,) root-mean-square residual.
     success : numpy.ndarray
         (N,) optimiser success flags.
+    method : str
+        The method that produced the estimates (see :func:`fit`).
+    resolution : dict or None
+        Dictionary method: its bias floor per parameter on this scheme, measured on noise-free signals of the
+        model (SI; kappa as "odi"; :func:`validation.dictionary.dictionary_floor`).
     """
 
     model: str
@@ -46,6 +54,8 @@ class FitResult:
     params: np.ndarray
     residual: np.ndarray
     success: np.ndarray
+    method: str = "nlls"
+    resolution: dict | None = None
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.params[:, self.names.index(name)]
@@ -61,13 +71,13 @@ def _angles(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arccos(np.clip(n[:, 2], -1, 1)), np.arctan2(n[:, 1], n[:, 0])
 
 
-def _grid(model: Model, fixed: dict) -> np.ndarray:
+def _grid(model: Model, fixed: dict, max_points: int = 2000) -> np.ndarray:
     axes = []
     skip = set(model.orientation or ())
     n_free = sum(1 for i, p in enumerate(model.parameters) if p.name not in fixed and i not in skip)
     if n_free > 8 and model.initial is not None:
         return np.zeros((0, len(model.parameters)))  # e.g. DKI: the model's own linear start instead
-    per_axis = max(2, min(5, int(2000 ** (1 / max(n_free, 1)))))  # at most ~2000 grid points
+    per_axis = max(2, min(5, int(max_points ** (1 / max(n_free, 1)) + 1e-9)))  # at most ~max_points
     for i, p in enumerate(model.parameters):
         if p.name in fixed:
             axes.append([fixed[p.name]])
@@ -119,9 +129,34 @@ class _Links:
         return full
 
 
-def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, likelihood: str = "gaussian",
-        fixed: dict | None = None, linked: dict | None = None, n_refine: int = 3,
-        n_jobs: int | None = 1) -> FitResult:
+#: every value of ``fit(..., method=...)``
+METHODS = ("auto", "wls", "ols", "iwls", "lm", "nlls", "ml", "dictionary")
+
+
+def available_methods(model: Model | str) -> list[str]:
+    """The fitting methods that apply to a model ("auto" picks the first of them).
+
+    Examples
+    --------
+    >>> import validation as va
+    >>> va.available_methods("dti")[:2], va.available_methods("stick_zeppelin")[:1]
+    (['wls', 'ols'], ['lm'])
+    """
+    model = get_model(model) if isinstance(model, str) else model
+    if model.via is not None:
+        return available_methods(model.via[0])
+    out = ["wls", "ols", "iwls"] if model.name in DESIGNS else []
+    out += ["lm", "nlls", "ml"]
+    if model.name == "fw_dti":  # log-linear too, but not its default (see fit)
+        out += ["wls", "ols", "iwls"]
+    if model.name in DICTIONARIES:
+        out.append("dictionary")
+    return out
+
+
+def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: float | None = None,
+        likelihood: str = "gaussian", fixed: dict | None = None, linked: dict | None = None, n_refine: int = 3,
+        n_jobs: int | None = 1, mkt_nonnegative: bool = False) -> FitResult:
     """Fit a model to signals.
 
     Parameters
@@ -132,10 +167,21 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
         Acquisition (SI).
     signals : array_like
         (N, M) or (M,) normalised signals.
+    method : str
+        ``"auto"`` (default): ``"wls"`` for the log-linear models (DTI, DKI, QTI) without fixed or linked
+        parameters, ``"lm"`` for every other model, ``"ml"`` when ``likelihood="rician"``.
+        ``"ols"``, ``"wls"``, ``"iwls"``: log-linear least squares with an intercept (ln S0), as dipy fits them
+        (:mod:`validation.linear`); free-water DTI by log-linear tissue fits over the free-water fraction
+        (Hoy et al. 2014; needs ``fixed={"D_w": ...}``). ``"lm"``: batched Levenberg-Marquardt on all signals at once from the best
+        grid starts (:mod:`validation.lm`). ``"nlls"``: the per-signal trust-region least squares (scipy),
+        the reference the others are checked against. ``"ml"``: Rician maximum likelihood (needs sigma),
+        started from the fast estimate. ``"dictionary"``: linearised fit over a precomputed dictionary
+        (NODDI-Watson and ActiveAx with their d_par fixed, as AMICO does; SANDI; :mod:`validation.dictionary`);
+        the result's ``resolution`` is its bias floor. :func:`available_methods` lists a model's methods.
     sigma : float, optional
         Noise standard deviation (needed for the Rician likelihood).
     likelihood : {"gaussian", "rician"}
-        Gaussian: least squares. Rician: exact Rician maximum likelihood.
+        Gaussian: least squares. Rician: exact Rician maximum likelihood (same as ``method="ml"``).
     fixed : dict, optional
         Parameter name -> value (SI) held fixed.
     linked : dict, optional
@@ -144,19 +190,33 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
         ``("ratio", "D_a", 0.5)``, or a function of the dict of parameter columns (it must be a
         module-level function for ``n_jobs > 1``).
     n_refine : int
-        Best grid starts refined per signal.
+        Best grid starts refined per signal ("lm", "nlls").
     n_jobs : int or None
-        Worker processes over signals (None or -1: all cores). Results do not
-        depend on it.
+        Worker processes over signals (None or -1: all cores). Results do not depend on it.
+    mkt_nonnegative : bool
+        DKI with a linear method: constrain the mean kurtosis tensor to be >= 0.
 
     Returns
     -------
     FitResult
+        ``method`` says which method produced it.
+
+    Examples
+    --------
+    >>> import numpy as np, sequences as sq, validation as va
+    >>> s = sq.pgse(10e-3, 30e-3, bvalues=np.repeat([0, 1e9, 2e9], [1, 20, 20]),
+    ...             directions=np.vstack([[0, 0, 1], sq.fibonacci_directions(20), sq.fibonacci_directions(20)]))
+    >>> truth = [0.6, 2e-9, 0.6e-9, 0.7, 0.3]
+    >>> r = va.fit("stick_zeppelin", s, va.get_model("stick_zeppelin").signal(s, [truth]))
+    >>> r.method, round(float(r["f"][0]), 6)
+    ('lm', 0.6)
     """
     model = get_model(model) if isinstance(model, str) else model
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if model.via is not None:
-        return _fit_via(model, scheme, signals, sigma=sigma, likelihood=likelihood, fixed=fixed, linked=linked,
-                        n_refine=n_refine, n_jobs=n_jobs)
+        return _fit_via(model, scheme, signals, method=method, sigma=sigma, likelihood=likelihood, fixed=fixed,
+                        linked=linked, n_refine=n_refine, n_jobs=n_jobs, mkt_nonnegative=mkt_nonnegative)
     fixed = dict(fixed or {})
     linked = dict(linked or {})
     both = set(fixed) & set(linked)
@@ -167,41 +227,211 @@ def fit(model: Model | str, scheme, signals, *, sigma: float | None = None, like
         raise ValueError(f"{model.name} has no parameter(s) {sorted(unknown)}; it has {model.names}")
     if likelihood not in ("gaussian", "rician"):
         raise ValueError("likelihood must be 'gaussian' or 'rician'")
+    if method == "ml":
+        likelihood = "rician"
     if likelihood == "rician" and not sigma:
-        raise ValueError("the Rician likelihood needs the noise level sigma")
+        raise ValueError("the Rician likelihood (method='ml') needs the noise level sigma")
+    if method == "auto":
+        # free-water DTI stays with "lm": its log-linear fit is faster but spreads f_w ~1.4x wider at SNR 50
+        method = ("wls" if model.name in DESIGNS and not fixed and not linked and likelihood == "gaussian"
+                  else "lm")
+    elif method != "nlls" and method not in available_methods(model):
+        raise ValueError(f"method {method!r} does not apply to {model.name}; its methods: "
+                         f"{available_methods(model)}")
     arr = model.check_scheme(scheme)
     Y = np.atleast_2d(np.asarray(signals, dtype=float))
     if Y.shape[1] != len(scheme):
         raise ValueError(f"signals have {Y.shape[1]} measurements but the scheme has {len(scheme)}")
+    if mkt_nonnegative and (model.name != "dki" or method not in LINEAR_METHODS):
+        raise ValueError("mkt_nonnegative constrains DKI's linear fits: use model 'dki' with method 'wls', 'ols' "
+                         "or 'iwls'")
+    if method in LINEAR_METHODS and model.name == "fw_dti":
+        if set(fixed) != {"D_w"} or linked:
+            raise ValueError(f"the log-linear free-water fit ({method!r}) grids f_w and needs D_w fixed and nothing "
+                             "else fixed or linked: pass fixed={'D_w': 3e-9} (free water at 37 C), or use method='lm'")
+        params = fit_free_water_dti(arr, Y, float(fixed["D_w"]), method)
+        return _result(model, arr, Y, params, np.all(np.isfinite(params), axis=1), method)
+    if method in LINEAR_METHODS:
+        if fixed or linked:
+            raise ValueError(f"the log-linear method {method!r} fits every coefficient; with fixed or linked "
+                             "parameters use method='lm'")
+        params, _ = fit_linear(linear_design(model.name, arr), Y, method, mkt_nonnegative=mkt_nonnegative)
+        return _result(model, arr, Y, params, np.all(np.isfinite(params), axis=1), method)
+    if method == "dictionary":
+        if likelihood == "rician":
+            raise ValueError("the dictionary method fits by least squares; use method='ml' for Rician likelihood")
+        if linked:
+            raise ValueError("the dictionary method ties parameters through its atoms; linked= applies to 'lm'/'nlls'")
+        params, ok = fit_dictionary(model, arr, Y, fixed=fixed)
+        out = _result(model, arr, Y, params, ok, method)
+        out.resolution = dictionary_floor(model, arr, fixed)
+        return out
     P = len(model.parameters)
     _Links(model, linked)  # check the specs here, before any worker starts
     free = [i for i, p in enumerate(model.parameters) if p.name not in fixed and p.name not in linked]
     scale = np.array([model.parameters[i].scale for i in free])
     lo = np.array([model.parameters[i].bounds[0] for i in free]) / scale
     hi = np.array([model.parameters[i].bounds[1] for i in free]) / scale
-    grid = _grid(model, {**fixed, **{n: np.nan for n in linked}})
+    # the batched path refines 3 starts per signal with a method that rarely stalls: a coarser grid suffices
+    grid = _grid(model, {**fixed, **{n: np.nan for n in linked}}, 2000 if method == "nlls" else LM_GRID_POINTS)
     dirs = dti_direction(arr, Y) if model.orientation else None
     extra_starts = model.initial(arr, Y) if model.initial is not None else None
     plan = FitPlan(model=model, arr=arr, grid=grid, free=free, scale=scale, lo=lo, hi=hi, fixed=fixed,
                    likelihood=likelihood, sigma=sigma, n_refine=n_refine, linked=linked)
-    items = [(Y[k], None if dirs is None else dirs[k], None if extra_starts is None else extra_starts[k])
-             for k in range(len(Y))]
     if n_jobs is None or n_jobs < 0:
         n_jobs = os.cpu_count() or 1
-    if n_jobs > 1 and len(Y) >= 4 * n_jobs:
-        # each fit is deterministic, so a pool over signals changes nothing but the wall time; the plan travels
-        # with each chunk of signals. Spawn, not fork: the parent may hold numba's OpenMP threads, which do not
-        # survive a fork
+    if method == "nlls":
+        items = [(Y[k], None if dirs is None else dirs[k], None if extra_starts is None else extra_starts[k])
+                 for k in range(len(Y))]
+        results = _pool_map(partial(_fit_item, plan), items, n_jobs if len(Y) >= 4 * n_jobs else 1,
+                            chunk=max(1, len(Y) // (8 * n_jobs)))
+        out = np.array([r[0] for r in results]).reshape(len(Y), P)
+        res = np.array([r[1] for r in results])
+        ok = np.array([r[2] for r in results], dtype=bool)
+        return FitResult(model.name, model.names, out, res, ok, "nlls" if likelihood == "gaussian" else "ml")
+    # batched: blocks of signals bound the memory of the grid and Jacobians; a pool over blocks for n_jobs > 1
+    block = max(1, min(_LM_BLOCK, -(-len(Y) // max(n_jobs, 1))))
+    blocks = [(Y[s:s + block], None if dirs is None else dirs[s:s + block],
+               None if extra_starts is None else extra_starts[s:s + block]) for s in range(0, len(Y), block)]
+    results = _pool_map(partial(_fit_block, plan), blocks, n_jobs, chunk=1)
+    out = np.vstack([r[0] for r in results])
+    ok = np.concatenate([r[1] for r in results])
+    if likelihood == "rician":
+        links = _Links(model, linked)
+        for k in range(len(Y)):
+            out[k], ok[k] = _rician(model, arr, Y[k], out[k], free, scale, lo, hi, sigma, links)
+    return _result(model, arr, Y, out, ok, "lm" if likelihood == "gaussian" else "ml")
+
+
+#: grid starts of the batched path at most (per_axis^n_free; the per-signal path keeps 2000)
+LM_GRID_POINTS = 625
+#: signals per batched Levenberg-Marquardt block (memory: grid costs and Jacobians of one block)
+_LM_BLOCK = 500
+
+
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _pool_map(fn, items: list, n_jobs: int, chunk: int) -> list:
+    """fn over items, in a spawn pool when n_jobs > 1 and there is enough work (results do not depend on it)."""
+    if n_jobs > 1 and len(items) >= 2:
+        # each item is deterministic, so a pool changes nothing but the wall time. Spawn, not fork: the parent
+        # may hold numba's OpenMP threads, which do not survive a fork
         ctx = multiprocessing.get_context("spawn")
-        chunk = max(1, len(Y) // (8 * n_jobs))
-        with ProcessPoolExecutor(n_jobs, mp_context=ctx) as pool:
-            results = list(pool.map(partial(_fit_item, plan), items, chunksize=chunk))
+        # one BLAS thread per worker: the workers already fill the cores, and OpenBLAS threads in each would
+        # oversubscribe them (a spawned worker reads these at import)
+        saved = {k: os.environ.get(k) for k in _BLAS_THREADS}
+        os.environ.update({k: "1" for k in _BLAS_THREADS})
+        try:
+            with ProcessPoolExecutor(min(n_jobs, len(items)), mp_context=ctx) as pool:
+                return list(pool.map(fn, items, chunksize=chunk))
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return [fn(item) for item in items]
+
+
+def _result(model: Model, arr, Y: np.ndarray, params: np.ndarray, ok: np.ndarray, method: str) -> FitResult:
+    pred = np.vstack([model.forward(arr, params[s:s + 2000]) for s in range(0, len(params), 2000)])
+    res = np.sqrt(np.mean((pred - Y) ** 2, axis=1))
+    return FitResult(model.name, model.names, params, res, np.asarray(ok, bool) & np.isfinite(res), method)
+
+
+def _chunked_forward(model: Model, arr, full: np.ndarray, rows: int = 2000) -> np.ndarray:
+    if len(full) <= rows:
+        return model.forward(arr, full)
+    return np.vstack([model.forward(arr, full[s:s + rows]) for s in range(0, len(full), rows)])
+
+
+def _starts(plan: "FitPlan", direction, extra_start) -> np.ndarray:
+    """(S, P) starts of one signal: the model's own start, then the grid, the fibre direction from DTI."""
+    model, fixed, linked = plan.model, plan.fixed, plan.linked
+    starts = plan.grid.copy()
+    if extra_start is not None:
+        x0 = extra_start.copy()
+        for name, v in fixed.items():
+            x0[model.names.index(name)] = v
+        starts = np.vstack([x0[None], starts]) if len(starts) else x0[None]
+    if model.orientation:
+        th, ph = _angles(direction[None])
+        for j, v in zip(model.orientation, (th[0], ph[0])):
+            if model.names[j] not in fixed and model.names[j] not in linked:  # a fixed axis stays fixed
+                starts[:, j] = v
+    return _Links(model, linked).apply(starts)
+
+
+def _distinct_best(cost: np.ndarray, starts: np.ndarray, plan: "FitPlan", k: int) -> np.ndarray:
+    """(n, k) indices of the k best distinct starts per signal.
+
+    Starts with the same cost (to 1e-9) predict the same signal: a parameter has no effect there (the
+    diffusivity of a compartment at zero fraction). They are one start, represented by its member farthest
+    from the bounds, where that parameter starts from a middle value once the optimiser gives it an effect.
+    """
+    n, S = cost.shape
+    inner = [i for i in plan.free if not (plan.model.orientation and i in plan.model.orientation)]
+    if inner:
+        sc = np.array([plan.model.parameters[i].scale for i in inner])
+        lo = np.array([plan.model.parameters[i].bounds[0] for i in inner]) / sc
+        hi = np.array([plan.model.parameters[i].bounds[1] for i in inner]) / sc
+        z = starts[:, inner] / sc
+        interior = np.min(np.minimum(z - lo, hi - z) / (hi - lo), axis=1)  # (S,)
     else:
-        results = [_fit_item(plan, item) for item in items]
-    out = np.array([r[0] for r in results]).reshape(len(Y), P)
-    res = np.array([r[1] for r in results])
-    ok = np.array([r[2] for r in results], dtype=bool)
-    return FitResult(model.name, model.names, out, res, ok)
+        interior = np.zeros(S)
+    order = np.argsort(cost, axis=1, kind="stable")
+    c = np.take_along_axis(cost, order, axis=1)
+    new = np.ones_like(c, dtype=bool)
+    new[:, 1:] = np.abs(np.diff(c, axis=1)) > 1e-9 * np.abs(c[:, 1:])
+    group = np.cumsum(new, axis=1)
+    # within a group the most interior member first; groups in cost order
+    rank = np.lexsort((-interior[order], group), axis=1)
+    order, group = np.take_along_axis(order, rank, axis=1), np.take_along_axis(group, rank, axis=1)
+    first = np.ones_like(group, dtype=bool)
+    first[:, 1:] = group[:, 1:] != group[:, :-1]
+    # the first member of each group, then (when there are fewer than k groups) the rest in order
+    pick = np.argsort(~first, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(order, pick, axis=1)
+
+
+def _fit_block(plan: "FitPlan", block) -> tuple[np.ndarray, np.ndarray]:
+    """Batched fit of a block of signals: grid costs for all, best n_refine starts per signal, one LM for all."""
+    Y, dirs, extra = block
+    model, arr, free, scale = plan.model, plan.arr, plan.free, plan.scale
+    links = _Links(model, plan.linked)
+    n = len(Y)
+    starts = np.stack([_starts(plan, None if dirs is None else dirs[k], None if extra is None else extra[k])
+                       for k in range(n)])  # (n, S, P)
+    S, P = starts.shape[1:]
+    cost = np.empty((n, S))
+    per = max(1, 20000 // S)  # signals per grid evaluation
+    for s in range(0, n, per):
+        pred = _chunked_forward(model, arr, starts[s:s + per].reshape(-1, P))
+        cost[s:s + per] = np.sum((pred.reshape(-1, S, Y.shape[1]) - Y[s:s + per, None]) ** 2, axis=2)
+    cost = np.where(np.isfinite(cost), cost, np.inf)
+    k = min(plan.n_refine, S)
+    best = _distinct_best(cost, starts[0], plan, k)
+    x0 = starts[np.arange(n)[:, None], best].reshape(n * k, P)
+    template = x0[0].copy()
+
+    def predict(x):
+        full = np.repeat(template[None], len(x), axis=0)
+        full[:, free] = x * scale
+        return _chunked_forward(model, arr, links.apply(full))
+
+    # starts 2 % inside the box toward its centre: grid points where fractions sum to exactly 1 sit on the
+    # kink of the simplex penalty (validation.base.fractions), a corner a derivative-based step cannot leave
+    z = x0[:, free] / scale
+    shrink = np.array([0.0 if model.orientation and i in model.orientation else 0.02 for i in free])
+    z = z + shrink * (0.5 * (plan.lo + plan.hi) - z)
+    r = levenberg_marquardt(predict, np.repeat(Y, k, axis=0), z, plan.lo, plan.hi,
+                            max_iter=max(100, 20 * len(free)))
+    pick = np.argmin(np.where(np.isfinite(r.cost), r.cost, np.inf).reshape(n, k), axis=1)
+    chosen = np.arange(n) * k + pick
+    full = np.repeat(template[None], n, axis=0)
+    full[:, free] = r.x[chosen] * scale
+    return links.apply(full), r.success[chosen]
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,21 +476,10 @@ def _fit_item(plan: FitPlan, item):
 
 def _fit_one(plan: FitPlan, y, direction, extra_start):
     """Fit one signal: grid (plus model and DTI starts), best few refined, optional Rician ML."""
-    model, arr, grid, free, scale = plan.model, plan.arr, plan.grid, plan.free, plan.scale
-    lo, hi, fixed, linked = plan.lo, plan.hi, plan.fixed, plan.linked
+    model, arr, free, scale = plan.model, plan.arr, plan.free, plan.scale
+    lo, hi, linked = plan.lo, plan.hi, plan.linked
     links = _Links(model, linked)
-    starts = grid.copy()
-    if extra_start is not None:
-        x0 = extra_start.copy()
-        for name, v in fixed.items():
-            x0[model.names.index(name)] = v
-        starts = np.vstack([x0[None], starts]) if len(starts) else x0[None]
-    if model.orientation:
-        th, ph = _angles(direction[None])
-        for j, v in zip(model.orientation, (th[0], ph[0])):
-            if model.names[j] not in fixed and model.names[j] not in linked:  # a fixed axis stays fixed
-                starts[:, j] = v
-    starts = links.apply(starts)
+    starts = _starts(plan, direction, extra_start)
     cost = np.sum((model.forward(arr, starts) - y) ** 2, axis=1)
     best = None
     for j in np.argsort(cost)[:plan.n_refine]:
@@ -318,4 +537,5 @@ def _fit_via(model: Model, scheme, signals, **kw) -> FitResult:
     params = transform(arr, res.params)
     Y = np.atleast_2d(np.asarray(signals, dtype=float))
     resid = np.sqrt(np.mean((model.forward(arr, params) - Y) ** 2, axis=1))
-    return FitResult(model.name, model.names, params, resid, res.success & np.all(np.isfinite(params), axis=1))
+    return FitResult(model.name, model.names, params, resid, res.success & np.all(np.isfinite(params), axis=1),
+                     f"{res.method} ({base})")

@@ -18,12 +18,12 @@ from __future__ import annotations
 import numpy as np
 
 from .base import (D_BOUNDS, D_MAX, PHI, THETA, W_IDX, W_MULT, Model, Parameter, axis, ball, dti_start, fractions,
-                   gpd_pgse_lnE, spherical_mean, stick, tensor_from6, watson_stick, watson_tau, zeppelin)
+                   btensor6, gpd_pgse_lnE, spherical_mean, stick, watson_stick, watson_tau, zeppelin)
 
 
 # ------------------------------------------------------------------ models
 def _dti(arr, P):
-    return np.exp(-np.einsum("mij,kij->km", arr.B, tensor_from6(P)))
+    return np.exp(-P[:, :6] @ btensor6(arr).T)
 
 
 def _ball_stick(arr, P):
@@ -41,7 +41,7 @@ def _stick_zeppelin(arr, P):
 def _cylinder_zeppelin(arr, P):
     f, R, dpar, dperp = P[:, 0], P[:, 1], P[:, 2], P[:, 3]
     n = axis(P[:, 4], P[:, 5])
-    cos2 = np.einsum("ki,mi->km", n, arr.u) ** 2
+    cos2 = (n @ arr.u.T) ** 2
     G2perp = arr.G[None, :] ** 2 * np.clip(1 - cos2, 0, None)
     intra = np.exp(gpd_pgse_lnE("cylinder", arr, R, dpar, G2perp)) * stick(arr, n, dpar)
     return f[:, None] * intra + (1 - f)[:, None] * zeppelin(arr, n, dpar, dperp)

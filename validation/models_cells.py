@@ -49,7 +49,7 @@ def _nexi(arr, P):
     f, di, de, tau = (P[:, i][:, None, None] for i in range(4))
     E = C.karger(arr.b[None, None, :], di * _XI[None, :, None] ** 2, de, f, 1 / tau,
                  _diffusion_time(arr)[None, None, :])
-    return np.einsum("x,kxm->km", _XW, E)
+    return np.matmul(_XW, E)
 
 
 def smex_pool(arr, f, di, de, tau, n_sub: int = 12):
@@ -86,7 +86,7 @@ def smex_pool(arr, f, di, de, tau, n_sub: int = 12):
     for a, b in zip(edges[:-1], edges[1:]):  # falling lobe, mirror image
         q2 = g2 * dl**2 * ((1 - a) ** 3 - (1 - b) ** 3) / (3 * (b - a))
         m1, m2 = step(m1, m2, q2[None, None, :], (dl * (b - a))[None, None, :])
-    return np.einsum("x,kxm->km", _XW, m1 + m2)
+    return np.matmul(_XW, m1 + m2)
 
 
 def _smex(arr, P):

@@ -11,8 +11,8 @@ import numpy as np
 from scipy.special import eval_legendre
 
 from . import compartments as C
-from .base import (PHI, THETA, W_IDX, Model, Parameter, axis, ball, diffusivity_param, fraction_param, fractions,
-                   gpd_pgse_lnE, stick, tensor_from6, zeppelin)
+from .base import (PHI, THETA, W_IDX, Model, Parameter, axis, ball, btensor6, diffusivity_param, distinct_rows,
+                   fraction_param, fractions, gpd_pgse_lnE, stick, tensor_from6, zeppelin)
 
 
 def _chunked(fn, arr, P, size):
@@ -23,7 +23,7 @@ def _chunked(fn, arr, P, size):
 
 
 def _cos2(arr, n):
-    return np.einsum("ki,mi->km", n, arr.u) ** 2
+    return (n @ arr.u.T) ** 2
 
 
 def _cylinder_perp(arr, R, D, n):
@@ -75,7 +75,8 @@ def _bingham_noddi_one(arr, P):
     n, w = C.bingham_directions(fr, k1, k2)
     dperp = dpar * (1 - vic)
     Dec = dperp[:, None, None] * np.eye(3) + (dpar - dperp)[:, None, None] * C.orientation_tensor(n, w)
-    ec = np.exp(-np.einsum("mij,kij->km", arr.B, Dec))
+    D6 = np.column_stack([Dec[:, 0, 0], Dec[:, 1, 1], Dec[:, 2, 2], Dec[:, 0, 1], Dec[:, 0, 2], Dec[:, 1, 2]])
+    ec = np.exp(-D6 @ btensor6(arr).T)
     ic = C.dispersed_stick(arr, n, w, dpar)
     return (1 - viso)[:, None] * (vic[:, None] * ic + (1 - vic)[:, None] * ec) + viso[:, None] * ball(arr, diso)
 
@@ -90,33 +91,42 @@ _XI, _XW = C.unit_nodes(48)  # xi = u.n in [0, 1]
 
 def _btensoraxis(arr):
     """Symmetry axis u of each (axially symmetric) b-tensor: the eigenvector whose eigenvalue stands apart."""
-    lam, vec = np.linalg.eigh(arr.B)
-    dev = np.abs(lam - lam.mean(axis=1, keepdims=True))
-    return vec[np.arange(len(lam)), :, np.argmax(dev, axis=1)]
+    def make():
+        lam, vec = np.linalg.eigh(arr.B)
+        dev = np.abs(lam - lam.mean(axis=1, keepdims=True))
+        return vec[np.arange(len(lam)), :, np.argmax(dev, axis=1)]
+    return arr.derived("btensor_axis", make)
 
 
-def sm_kernel(arr, d_par, d_perp):
-    """exp(-B : D(n)) of an axisymmetric tensor as a function of xi = u.n: (K, X, M) on the xi nodes.
+#: Legendre polynomials of orders 0, 2, 4 on the xi nodes, times the quadrature weights
+_XW_PL = {l: _XW * eval_legendre(l, _XI) for l in (0, 2, 4)}
 
-    Under an axisymmetric b-tensor (b, b_delta, axis u): exponent = -b[(D_par + 2 D_perp)/3 -
-    b_delta (D_par - D_perp)/3] - b b_delta (D_par - D_perp) xi^2.
+
+def sm_kernel_moments(arr, d_par, d_perp, orders=(0, 2, 4)) -> dict:
+    """Legendre moments k_l = int_0^1 P_l(xi) exp(-B : D(n)) dxi of an axisymmetric tensor: l -> (K, M).
+
+    Under an axisymmetric b-tensor (b, b_delta, axis u) with xi = u.n the exponent is -b[(D_par + 2 D_perp)/3 -
+    b_delta (D_par - D_perp)/3] - b b_delta (D_par - D_perp) xi^2: it depends on the measurement only through
+    (b, b_delta), so the 48-node quadrature runs once per distinct shell, not per measurement.
     """
-    b, bd = arr.b[None, None, :], arr.bd[None, None, :]
+    shells, which = arr.derived("b_bd_shells", lambda: distinct_rows(np.column_stack([arr.b, arr.bd])))
+    b, bd = shells[None, None, :, 0], shells[None, None, :, 1]
     dd = (d_par - d_perp)[:, None, None]
     di = ((d_par + 2 * d_perp) / 3)[:, None, None]
-    return np.exp(-b * (di - bd * dd / 3) - b * bd * dd * _XI[None, :, None] ** 2)
+    kern = np.exp(-b * (di - bd * dd / 3) - b * bd * dd * _XI[None, :, None] ** 2)  # (K, X, U)
+    return {l: np.matmul(_XW_PL[l], kern)[:, which] for l in orders}
 
 
 def _standard_model(arr, P):
     f, fw, fe, pen = fractions(P[:, 0], P[:, 4])
     da, depar, deperp, dw, p2, p4 = P[:, 1], P[:, 2], P[:, 3], P[:, 5], P[:, 6], P[:, 7]
     mu = axis(P[:, 8], P[:, 9])
-    Kxi = (f[:, None, None] * sm_kernel(arr, da, np.zeros_like(da))
-           + fe[:, None, None] * sm_kernel(arr, depar, deperp))  # (K, X, M)
-    c = np.einsum("ki,mi->km", mu, _btensoraxis(arr))
+    ka = sm_kernel_moments(arr, da, np.zeros_like(da))
+    ke = sm_kernel_moments(arr, depar, deperp)
+    c = (mu @ _btensoraxis(arr).T)
     out = fw[:, None] * ball(arr, dw)
     for l, pl in ((0, np.ones_like(p2)), (2, p2), (4, p4)):
-        Kl = np.einsum("x,kxm->km", _XW * eval_legendre(l, _XI), Kxi)
+        Kl = f[:, None] * ka[l] + fe[:, None] * ke[l]
         out = out + (2 * l + 1) * pl[:, None] * Kl * eval_legendre(l, c)
     return pen[:, None] * out
 
@@ -126,12 +136,11 @@ def _sm_t2(arr, P):
     mu = axis(P[:, 8], P[:, 9])
     wa = f[:, None] * np.exp(-arr.te[None, :] / t2a[:, None])
     we = (1 - f)[:, None] * np.exp(-arr.te[None, :] / t2e[:, None])
-    c = eval_legendre(2, np.einsum("ki,mi->km", mu, _btensoraxis(arr)))
+    c = eval_legendre(2, (mu @ _btensoraxis(arr).T))
     out = 0.0
-    for w, kern in ((wa, sm_kernel(arr, da, np.zeros_like(da))), (we, sm_kernel(arr, depar, deperp))):
-        k0 = np.einsum("x,kxm->km", _XW, kern)
-        k2 = np.einsum("x,kxm->km", _XW * eval_legendre(2, _XI), kern)
-        out = out + w * (k0 + 5 * p2[:, None] * k2 * c)
+    for w, k in ((wa, sm_kernel_moments(arr, da, np.zeros_like(da), (0, 2))),
+                 (we, sm_kernel_moments(arr, depar, deperp, (0, 2)))):
+        out = out + w * (k[0] + 5 * p2[:, None] * k[2] * c)
     return s0[:, None] * out
 
 
@@ -148,7 +157,7 @@ def _wmti_watson(arr, P):
     f, da, depar, deperp, kappa = (P[:, i] for i in range(5))
     mu = axis(P[:, 5], P[:, 6])
     p2, p4 = watson_moments(kappa)
-    c = np.einsum("ki,mi->km", mu, arr.u)
+    c = (mu @ arr.u.T)
     P2, P4 = eval_legendre(2, c), eval_legendre(4, c)
     x2 = 1 / 3 + (2 / 3) * p2[:, None] * P2  # <xi^2>, xi = g.n
     x4 = 1 / 5 + (4 / 7) * p2[:, None] * P2 + (8 / 35) * p4[:, None] * P4
@@ -235,7 +244,7 @@ def _temporal_zeppelin(arr, P):
     f, da, depar, dinf, A = (P[:, i] for i in range(5))
     n = axis(P[:, 5], P[:, 6])
     dperp = burcaw_dperp(dinf[:, None], A[:, None], arr.delta[None, :], arr.Delta[None, :])
-    nBn = np.einsum("ki,mij,kj->km", n, arr.B, n)
+    nBn = C.quadratic_form(n, arr.B)
     extra = np.exp(-dperp * arr.b[None, :] - (depar[:, None] - dperp) * nBn)
     return f[:, None] * stick(arr, n, da) + (1 - f)[:, None] * extra
 

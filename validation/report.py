@@ -114,7 +114,7 @@ def _nrv_section(nrv, scheme, signals, stderr, gts, snr, nrv_repeats, seed, n_jo
 def make_report(results, outdir: str | Path, *, models=None, snr: float | None = 50.0, repeats: int = 3,
                 nrv: list | None = None, regime_maps: list | None = None, nrv_repeats: int = 5,
                 title: str = "diffwalk validation report", seed: int = 0, n_jobs: int | None = 1,
-                progress: bool = False, likelihood: str = "gaussian") -> Path:
+                progress: bool = False, likelihood: str = "gaussian", method: str = "auto") -> Path:
     """Fit every applicable model, tabulate bias, draw NRV landscapes and regime maps, write Markdown.
 
     Parameters
@@ -145,6 +145,9 @@ def make_report(results, outdir: str | Path, *, models=None, snr: float | None =
         Print each model's fitting time.
     likelihood : {"gaussian", "rician"}
         Noise model and likelihood of the bias fits.
+    method : str
+        Fitting method where it applies (see :func:`validation.fit`; default: each model's fast path); the
+        Models table says which method fitted each model.
 
     Returns
     -------
@@ -161,7 +164,7 @@ def make_report(results, outdir: str | Path, *, models=None, snr: float | None =
         sch, _ = applicable_scheme(get_model(n), scheme)
         (applicable if sch is not None else refused).append(n)
     table = bias_table(scheme, signals, gts, stderr, models=applicable, snr=snr, repeats=repeats, seed=seed,
-                       likelihood=likelihood, n_jobs=n_jobs, progress=progress)
+                       likelihood=likelihood, n_jobs=n_jobs, progress=progress, method=method)
     for e in table:  # database row numbers, not positions among the finished rows
         e["row"] = int(row_ids[e["row"]])
     write_report(table, out, title=title)  # full table and the bias figure (bias.png, report.md replaced below)
@@ -184,10 +187,14 @@ def make_report(results, outdir: str | Path, *, models=None, snr: float | None =
     if refused:
         lines += ["", "Not fitted (the scheme does not give what they need):", ""]
         lines += [f"- {n}: needs {get_model(n).needs}" for n in refused]
-    lines += ["", "## Models", "", "| model | fitted | assumptions |", "|---|---|---|"]
+    fitted_by = {}
+    for e in table:
+        fitted_by.setdefault(e["model"], set()).add(e.get("method", "-"))
+    lines += ["", "## Models", "", "| model | fitted | method | assumptions |", "|---|---|---|---|"]
     for n in names:
         m = get_model(n)
-        lines.append(f"| {n} | {'yes' if n in applicable else 'no: needs ' + m.needs} | {m.assumptions} |")
+        lines.append(f"| {n} | {'yes' if n in applicable else 'no: needs ' + m.needs} | "
+                     f"{', '.join(sorted(fitted_by.get(n, ()))) or '-'} | {m.assumptions} |")
     lines += ["", "## Bias against ground truth", "", "![relative bias](bias.png)", ""]
     lines += nrv_lines
     if regime_maps:

@@ -1,0 +1,265 @@
+"""Log-linear fits of the cumulant models (DTI, DKI, QTI) over all signals at once, the way the field fits them.
+
+ln S = X beta with an intercept (ln S0) in the last column, as in dipy and the QTI literature:
+
+- ``"ols"``: beta = pinv(X) ln S, one matrix for every signal;
+- ``"wls"``: weights = the OLS-predicted signal, exp(X beta_OLS), on both sides (squared-residual weights
+  S^2; Chung et al. 2006, dipy's WLS);
+- ``"iwls"``: WLS repeated with the weights of the previous WLS prediction (Veraart et al. 2013).
+
+Each is one small weighted least-squares solve per signal, vectorised over signals (normal equations in
+units where b is in ms/um^2, so the columns are of one order and the squared condition number stays small).
+DKI can be constrained to a non-negative mean of the kurtosis tensor (MKT >= 0, Hansen et al. 2013): a single
+linear inequality, solved exactly by projecting the few violating signals onto its boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .base import W_IDX, W_MULT, SchemeArrays, tensor_from6
+
+#: signals are floored here before the logarithm (dipy's MIN_POSITIVE_SIGNAL, so both see the same data)
+MIN_SIGNAL = 1e-4
+#: b in these units inside the solves (s/m^2 -> ms/um^2)
+B_UNIT = 1e9
+#: methods this module provides
+LINEAR_METHODS = ("ols", "wls", "iwls")
+
+
+@dataclass(frozen=True)
+class LinearDesign:
+    """A log-linear model on one scheme.
+
+    Attributes
+    ----------
+    X : numpy.ndarray
+        (M, p + 1) design in scaled units, intercept (ln S0) last.
+    to_params : callable
+        ``to_params(beta (N, p)) -> (N, n_params)`` model parameters (SI) from the scaled coefficients.
+    mkt_row : numpy.ndarray or None
+        (p,) row c with c . beta proportional to the mean kurtosis tensor (DKI), else None.
+    """
+
+    X: np.ndarray
+    to_params: Callable[[np.ndarray], np.ndarray]
+    mkt_row: np.ndarray | None = None
+
+
+def _tensor_columns(B: np.ndarray) -> np.ndarray:
+    """-B : D as a row over D's elements xx, yy, zz, xy, xz, yz (B in scaled units)."""
+    return -np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], 2 * B[:, 0, 1], 2 * B[:, 0, 2], 2 * B[:, 1, 2]])
+
+
+def _dti_design(arr: SchemeArrays) -> LinearDesign:
+    X = np.column_stack([_tensor_columns(arr.B / B_UNIT), np.ones(len(arr.b))])
+    return LinearDesign(X, lambda beta: beta / B_UNIT)
+
+
+def _dki_design(arr: SchemeArrays) -> LinearDesign:
+    u, b = arr.u, arr.b / B_UNIT
+    Xd = np.column_stack([u[:, 0] ** 2, u[:, 1] ** 2, u[:, 2] ** 2, 2 * u[:, 0] * u[:, 1], 2 * u[:, 0] * u[:, 2],
+                          2 * u[:, 1] * u[:, 2]])
+    Xw = np.column_stack([W_MULT[j] * u[:, i] * u[:, k] * u[:, l] * u[:, m]
+                          for j, (i, k, l, m) in enumerate(W_IDX)])
+    X = np.column_stack([-b[:, None] * Xd, b[:, None] ** 2 / 6 * Xw, np.ones(len(b))])
+
+    def to_params(beta):
+        md = beta[:, :3].mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            W = beta[:, 6:] / md[:, None] ** 2
+        return np.column_stack([beta[:, :6] / B_UNIT, np.where(md[:, None] > 0, W, np.nan)])
+
+    # mean of the kurtosis tensor: (W1111 + W2222 + W3333 + 2 (W1122 + W1133 + W2233)) / 5, the W coefficients
+    # scaled by MD^2 > 0, so the sign is that of this row times beta
+    row = np.zeros(21)
+    row[6:9] = 1.0
+    row[15:18] = 2.0
+    return LinearDesign(X, to_params, row / 5)
+
+
+#: Mandel-notation factors of a symmetric tensor's six elements
+_MANDEL = np.array([1, 1, 1, np.sqrt(2), np.sqrt(2), np.sqrt(2)])
+_IU = np.triu_indices(6)
+
+
+def _qti_design(arr: SchemeArrays) -> LinearDesign:
+    B = arr.B / B_UNIT
+    b6 = np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], B[:, 0, 1], B[:, 0, 2], B[:, 1, 2]]) * _MANDEL
+    outer = np.einsum("mi,mj->mij", b6, b6)
+    mult = np.where(_IU[0] == _IU[1], 1.0, 2.0)
+    X = np.column_stack([-b6, 0.5 * mult * outer[:, _IU[0], _IU[1]], np.ones(len(B))])
+
+    def to_params(beta):
+        return np.column_stack([beta[:, :6] / _MANDEL / B_UNIT, beta[:, 6:] / B_UNIT**2])
+
+    return LinearDesign(X, to_params)
+
+
+#: model name -> design builder
+DESIGNS: dict[str, Callable[[SchemeArrays], LinearDesign]] = {
+    "dti": _dti_design, "dki": _dki_design, "qti": _qti_design}
+
+
+def linear_design(name: str, arr: SchemeArrays) -> LinearDesign:
+    """The log-linear design of model ``name`` on a scheme; ValueError when it is not log-linear or not determined."""
+    if name not in DESIGNS:
+        raise ValueError(f"{name} is not log-linear; methods 'ols', 'wls' and 'iwls' fit {sorted(DESIGNS)}. Use "
+                         "method='lm' (batched nonlinear least squares) or 'auto'")
+    design = DESIGNS[name](arr)
+    X = design.X
+    rank = np.linalg.matrix_rank(X / np.abs(X).max(axis=0, keepdims=True).clip(1e-300))
+    if rank < X.shape[1]:
+        raise ValueError(f"{name}: this scheme determines only {rank} of the {X.shape[1]} log-linear coefficients "
+                         "(intercept included); add shells, directions or b-tensor shapes")
+    return design
+
+
+def _weighted_solve(X: np.ndarray, L: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """beta minimising sum_m w_m^2 (X_m beta - L_m)^2 per signal: (N, p) from X (M, p), L (N, M), w (N, M)."""
+    Xw = w[:, :, None] * X[None]  # (N, M, p)
+    H = np.matmul(Xw.transpose(0, 2, 1), Xw)
+    g = np.einsum("nmp,nm->np", Xw, w * L)
+    return np.linalg.solve(H, g[:, :, None])[:, :, 0]
+
+
+def fit_linear(design: LinearDesign, signals: np.ndarray, method: str = "wls", *, n_iter: int = 4,
+               mkt_nonnegative: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Log-linear least squares of N signals.
+
+    Parameters
+    ----------
+    design : LinearDesign
+        From :func:`linear_design`.
+    signals : numpy.ndarray
+        (N, M) signals (normalised or not: ln S0 is estimated).
+    method : {"ols", "wls", "iwls"}
+    n_iter : int
+        Weight updates of "iwls" after the first WLS.
+    mkt_nonnegative : bool
+        DKI only: constrain the mean kurtosis tensor to be >= 0.
+
+    Returns
+    -------
+    params : numpy.ndarray
+        (N, n_params) SI.
+    s0 : numpy.ndarray
+        (N,) estimated S0 (1 for exact normalised signals).
+
+    Examples
+    --------
+    >>> import numpy as np, sequences as sq, validation as va
+    >>> from validation.linear import fit_linear, linear_design
+    >>> s = sq.pgse(10e-3, 30e-3, bvalues=np.repeat([0, 1e9], [1, 6]), directions=sq.fibonacci_directions(7))
+    >>> m = va.get_model("dti"); D = [[1.5e-9, 0.5e-9, 0.5e-9, 0, 0, 0]]
+    >>> p, s0 = fit_linear(linear_design("dti", m.check_scheme(s)), m.signal(s, D))
+    >>> bool(np.allclose(p, D, atol=1e-20))
+    True
+    """
+    if method not in LINEAR_METHODS:
+        raise ValueError(f"method must be one of {LINEAR_METHODS}, got {method!r}")
+    X = design.X
+    L = np.log(np.maximum(np.atleast_2d(signals), MIN_SIGNAL))
+    beta = L @ np.linalg.pinv(X).T
+    if method != "ols":
+        for _ in range(1 if method == "wls" else 1 + n_iter):
+            beta = _weighted_solve(X, L, np.exp(np.clip(beta @ X.T, -50, 50)))
+    if mkt_nonnegative:
+        if design.mkt_row is None:
+            raise ValueError("mkt_nonnegative applies to DKI only")
+        beta = _project_mkt(X, L, beta, design.mkt_row, method)
+    p = X.shape[1] - 1
+    return design.to_params(beta[:, :p]), np.exp(beta[:, p])
+
+
+def _project_mkt(X, L, beta, row, method):
+    """Signals whose MKT < 0: the least-squares solution on the boundary c . beta = 0 (closed form)."""
+    c = np.append(row, 0.0)
+    bad = beta @ c < 0
+    if not np.any(bad):
+        return beta
+    w = np.ones_like(L[bad]) if method == "ols" else np.exp(np.clip(beta[bad] @ X.T, -50, 50))
+    b = _weighted_solve(X, L[bad], w)  # the unconstrained minimiser of this weighted problem
+    Xw = w[:, :, None] * X[None]
+    H = np.matmul(Xw.transpose(0, 2, 1), Xw)
+    Hc = np.linalg.solve(H, np.broadcast_to(c, (len(H), len(c)))[:, :, None])[:, :, 0]
+    out = beta.copy()
+    out[bad] = b - Hc * ((b @ c) / np.einsum("np,p->n", Hc, c))[:, None]
+    return out
+
+
+#: free-water fraction grid of the first pass of :func:`fit_free_water_dti` (then a golden-section search)
+FW_GRID = np.linspace(0.0, 0.95, 20)
+_GOLDEN = (np.sqrt(5) - 1) / 2
+
+
+def fit_free_water_dti(arr: SchemeArrays, signals: np.ndarray, d_w: float, method: str = "wls", *,
+                       n_golden: int = 40) -> np.ndarray:
+    """Free-water DTI by log-linear tissue fits over the free-water fraction (Hoy et al. 2014), all signals at once.
+
+    S = S0 [(1 - f) exp(-B:D) + f exp(-b d_w)]: for a given f the tissue signal
+    (S / S0 - f exp(-b d_w)) / (1 - f) is a DTI problem, fitted log-linearly (``method``); f is the value whose
+    full prediction has the least squared residual, found on a grid of 20 values in [0, 0.95] and refined by a
+    golden-section search in the neighbouring grid interval (to ~1e-9). S0 is the mean of the b = 0 signals
+    (the tissue fit's intercept where there are none).
+
+    Parameters
+    ----------
+    arr : SchemeArrays
+    signals : numpy.ndarray
+        (N, M) signals.
+    d_w : float
+        Free-water diffusivity, m^2/s (3e-9 at body temperature).
+    method : {"ols", "wls", "iwls"}
+        Tissue fit.
+    n_golden : int
+        Golden-section steps.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 8) Dxx, Dyy, Dzz, Dxy, Dxz, Dyz (m^2/s), f_w, D_w.
+    """
+    Y = np.atleast_2d(np.asarray(signals, float))
+    N = len(Y)
+    design = _dti_design(arr)
+    b0 = arr.b < 1e6  # below 1 s/mm^2
+    if np.any(b0):
+        s0 = np.maximum(Y[:, b0].mean(axis=1), MIN_SIGNAL)
+    else:
+        _, s0 = fit_linear(design, Y, method)
+    E = Y / s0[:, None]
+    ew = np.exp(-arr.b * d_w)
+
+    def cost_and_params(f):
+        """(N,) residual sums of squares and (N, 6) tissue tensors at fractions f (N,)."""
+        tissue = (E - f[:, None] * ew[None]) / (1 - f)[:, None]
+        D, t0 = fit_linear(design, np.maximum(tissue, MIN_SIGNAL), method)
+        pred = (1 - f)[:, None] * t0[:, None] * np.exp(-np.einsum("mij,nij->nm", arr.B, tensor_from6(D))) \
+            + f[:, None] * ew[None]
+        return np.sum((pred - E) ** 2, axis=1), D
+
+    grid_cost = np.stack([cost_and_params(np.full(N, f))[0] for f in FW_GRID], axis=1)
+    k = np.argmin(np.where(np.isfinite(grid_cost), grid_cost, np.inf), axis=1)
+    step = FW_GRID[1] - FW_GRID[0]
+    a = np.clip(FW_GRID[k] - step, 0.0, None)
+    c = np.clip(FW_GRID[k] + step, None, 0.999)
+    x1, x2 = c - _GOLDEN * (c - a), a + _GOLDEN * (c - a)
+    f1, f2 = cost_and_params(x1)[0], cost_and_params(x2)[0]
+    for _ in range(n_golden):
+        left = f1 <= f2  # the minimum is in [a, x2]
+        c = np.where(left, x2, c)
+        a = np.where(left, a, x1)
+        x2n = np.where(left, x1, a + _GOLDEN * (c - a))
+        x1n = np.where(left, c - _GOLDEN * (c - a), x2)
+        new = np.where(left, x1n, x2n)
+        fn = cost_and_params(new)[0]
+        f1, f2 = np.where(left, fn, f2), np.where(left, f1, fn)
+        x1, x2 = x1n, x2n
+    f = 0.5 * (a + c)
+    _, D = cost_and_params(f)
+    return np.column_stack([D, f, np.full(N, d_w)])
+
