@@ -84,27 +84,40 @@ def draw(model, n: int, rng: np.random.Generator) -> np.ndarray:
 def time_method(model, scheme, Y, method, budget, voxels, n_jobs=1, ms_hint=None):
     """ms per voxel (wall), voxels fitted, and the estimates.
 
-    Several processes: one call sized to fill the budget at the one-process speed ``ms_hint`` shared among them
-    (a worker pool starts per call, so it needs enough work), at least 8 voxels per process.
+    One process: a probe call of 25 voxels measures the speed, then calls sized to fill the rest of the budget
+    (at most 2000 voxels each, the batched methods' natural unit); the time per voxel is that of the calls after
+    the probe when there are any (a database is fitted in large calls, and small ones carry the per-call cost).
+    Several processes: one call sized to fill the budget at the one-process speed ``ms_hint`` shared among
+    them (a worker pool starts per call, so it needs enough work), at least 8 voxels per process.
     """
-    done, t0, out = 0, time.perf_counter(), []
-    chunk = 25
-    if n_jobs > 1:
-        chunk = int(np.clip(budget * 1e3 / max(ms_hint or 1.0, 1e-3) * n_jobs, 8 * n_jobs, 4000))
-    fixed = DICTIONARY_FIXED.get(model.name, {}) if method == "dictionary" else {}
-    while done < min(voxels, len(Y)) and time.perf_counter() - t0 < budget:
-        n = min(chunk, voxels - done)
+    limit = min(voxels, len(Y))
+    done, out, t_main, n_main = 0, [], 0.0, 0
+    t0 = time.perf_counter()
+    chunk = 25 if n_jobs == 1 else int(np.clip(budget * 1e3 / max(ms_hint or 1.0, 1e-3) * n_jobs, 8 * n_jobs,
+                                               4000))
+    first = True
+    while done < limit and time.perf_counter() - t0 < budget:
+        n = min(chunk, limit - done)
+        t1 = time.perf_counter()
         try:
-            r = va.fit(model, scheme, Y[done:done + n], method=method, fixed=fixed, n_jobs=n_jobs)
+            r = va.fit(model, scheme, Y[done:done + n], method=method,
+                       fixed=DICTIONARY_FIXED.get(model.name, {}) if method == "dictionary" else {}, n_jobs=n_jobs)
         except TypeError:  # a version before fit() had methods: its one method is "nlls"
             if method != "nlls":
                 raise ValueError("no such method in this version") from None
             r = va.fit(model, scheme, Y[done:done + n], n_jobs=n_jobs)
+        dt = time.perf_counter() - t1
+        if not first:
+            t_main, n_main = t_main + dt, n_main + n
         out.append(r.params)
         done += n
-        chunk = min(4 * chunk, 2000) if n_jobs == 1 else chunk
-    dt = time.perf_counter() - t0
-    return 1e3 * dt / max(done, 1), done, np.concatenate(out)
+        if first and n_jobs == 1:
+            left = budget - (time.perf_counter() - t0)
+            chunk = int(np.clip(left / max(dt / n, 1e-6), 25, 2000))
+        first = False
+    if n_main == 0:
+        t_main, n_main = time.perf_counter() - t0, done
+    return 1e3 * t_main / max(n_main, 1), done, np.concatenate(out)
 
 
 def time_dipy(kind, scheme, Y):

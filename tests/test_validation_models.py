@@ -226,13 +226,20 @@ def test_dki_refuses_tensor_encoding_and_models_state_fixed_defaults():
         assert p in va.get_model(name).names and p in va.get_model(name).assumptions
 
 
-def test_parallel_fits_equal_serial_fits(shells):
-    m = va.get_model("stick_zeppelin")
-    y = m.signal(shells, [[0.6, 2e-9, 0.6e-9, 0.7, 0.3]])[0]
-    Y = y + np.random.default_rng(5).normal(0, 0.02, (16, len(y)))
+@pytest.mark.parametrize("name,truth", [("stick_zeppelin", [0.6, 2e-9, 0.6e-9, 0.7, 0.3]),
+                                        ("noddi_watson", [0.5, 0.1, 6.0, 0.7, 0.3, 1.7e-9, 3e-9])])
+def test_parallel_fits_equal_serial_fits(shells, name, truth):
+    # 130 signals: two worker blocks of 65 against one block of 130 in this process, so every forward
+    # evaluation sees a different batch; each signal's result must not depend on its neighbours
+    m = va.get_model(name)
+    y = m.signal(shells, [truth])[0]
+    Y = y + np.random.default_rng(5).normal(0, 0.02, (130, len(y)))
     one = va.fit(m, shells, Y, n_jobs=1)
     two = va.fit(m, shells, Y, n_jobs=2)
+    assert one.method == two.method == "lm"
     np.testing.assert_array_equal(one.params, two.params)
+    few = va.fit(m, shells, Y[:5], n_jobs=1)  # and on how many signals are fitted together
+    np.testing.assert_array_equal(few.params, one.params[:5])
 
 
 def test_nrv_landscape_correct_model_and_misspecified_model(shells, tmp_path):

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from scipy.special import dawsn, erf, erfi
 
-from .compartments import bingham_directions, dispersed_stick, frame, quadratic_form, waveform_spectrum
+from .compartments import bingham_directions, dispersed_stick, frame, quadratic_form, rows_dot, waveform_spectrum
 from .exact import gpd_modes
 
 #: upper bound of every diffusivity parameter, m^2/s (free water at body temperature is ~3e-9)
@@ -309,7 +309,8 @@ def dti_start(arr: SchemeArrays, Y: np.ndarray, bmax: float = 1.5e9) -> np.ndarr
     keep = arr.b <= bmax
     B = arr.B[keep]
     A = -np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], 2 * B[:, 0, 1], 2 * B[:, 0, 2], 2 * B[:, 1, 2]])
-    return np.linalg.lstsq(A, np.log(np.clip(Y[:, keep], 1e-6, None)).T, rcond=None)[0].T
+    # one pseudo-inverse applied row by row: a signal's start does not depend on the signals fitted with it
+    return rows_dot(np.log(np.clip(Y[:, keep], 1e-6, None)), np.linalg.pinv(A))
 
 
 #: the 15 independent kurtosis-tensor elements (index quadruples) and their multiplicities
@@ -381,7 +382,7 @@ def watson_stick(arr: SchemeArrays, mu: np.ndarray, kappa: np.ndarray, d_par: np
     x = d_par[:, None] * shells[None, :, 0] * shells[None, :, 1]  # (K, U)
     kl = np.exp(-x[:, :, None] * _WX[None, None, :] ** 2) @ _WATSON_PX  # (K, U, L)
     iso = np.exp(-d_par[:, None] * shells[None, :, 0] * (1 - shells[None, :, 1]) / 3)  # (K, U)
-    c = np.clip(mu @ axes.T, -1.0, 1.0)  # (K, M)
+    c = np.clip(rows_dot(mu, axes), -1.0, 1.0)  # (K, M)
     return even_legendre_sum(c, pl[:, None, :] * kl, which) * iso[:, which]
 
 
@@ -393,13 +394,14 @@ _WATSON_PX = _WW[:, None] * np.array([np.polynomial.legendre.Legendre.basis(int(
 _MX, _MW = np.polynomial.legendre.leggauss(200)
 _MX, _MW = (_MX + 1) / 2, _MW / 2
 _WATSON_PM = np.array([np.polynomial.legendre.Legendre.basis(int(l))(_MX) for l in _WATSON_L]).T  # (200, L)
+_WATSON_PM_T = np.ascontiguousarray(_WATSON_PM.T)
 
 
 def watson_legendre_moments(kappa: np.ndarray) -> np.ndarray:
     """(K, 21) <P_l(mu . n)> of Watson distributions, l = 0, 2, ..., 40 (200-node Gauss-Legendre in mu . n)."""
     k = np.asarray(kappa, dtype=float)[:, None]
     w = _MW[None, :] * np.exp(k * (_MX[None, :] ** 2 - 1))
-    return (w @ _WATSON_PM) / w.sum(axis=1, keepdims=True)
+    return rows_dot(w, _WATSON_PM_T) / w.sum(axis=1, keepdims=True)
 
 
 @numba.njit(cache=True)

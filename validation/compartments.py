@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
+import numba
 import numpy as np
 from scipy import special
 from scipy.signal import lfilter
@@ -253,12 +254,38 @@ def dispersed_stick(arr, n: np.ndarray, w: np.ndarray, d_par: np.ndarray) -> np.
     return np.matmul(w[:, None, :], np.exp(-d_par[:, None, None] * quadratic_form(n, arr.B)))[:, 0]
 
 
+@numba.njit(cache=True)
+def _rows_dot(A, Bt, out):
+    # the inner loop runs over independent outputs (it vectorises); every output sums over j in the same order
+    for k in range(A.shape[0]):
+        for m in range(Bt.shape[1]):
+            out[k, m] = 0.0
+        for j in range(A.shape[1]):
+            a = A[k, j]
+            for m in range(Bt.shape[1]):
+                out[k, m] += a * Bt[j, m]
+
+
+def rows_dot(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A @ B.T for A (K, p), B (M, p), each row of the result computed on its own, in one fixed order.
+
+    BLAS (numpy's @) may round a row differently with the number of rows beside it (its kernels block the
+    matrix), so a fit's result would depend on how many signals share a batch, hence on n_jobs. Forward
+    functions evaluated over many parameter sets use this instead.
+    """
+    A = np.ascontiguousarray(A, dtype=np.float64)
+    Bt = np.ascontiguousarray(np.asarray(B, dtype=np.float64).T)
+    out = np.empty((A.shape[0], Bt.shape[1]))
+    _rows_dot(A, Bt, out)
+    return out
+
+
 def quadratic_form(n: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """n^T B_m n for directions n (..., 3) and tensors B (M, 3, 3): (..., M), as one matrix product."""
+    """n^T B_m n for directions n (..., 3) and tensors B (M, 3, 3): (..., M), row by row (:func:`rows_dot`)."""
     sq = np.stack([n[..., 0] ** 2, n[..., 1] ** 2, n[..., 2] ** 2, 2 * n[..., 0] * n[..., 1],
                    2 * n[..., 0] * n[..., 2], 2 * n[..., 1] * n[..., 2]], axis=-1)
-    b6 = np.stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], B[:, 0, 1], B[:, 0, 2], B[:, 1, 2]], axis=0)
-    return sq @ b6
+    b6 = np.stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], B[:, 0, 1], B[:, 0, 2], B[:, 1, 2]], axis=1)
+    return rows_dot(sq.reshape(-1, 6), b6).reshape(*n.shape[:-1], len(B))
 
 
 def orientation_tensor(n: np.ndarray, w: np.ndarray) -> np.ndarray:

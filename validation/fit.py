@@ -290,7 +290,9 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
         ok = np.array([r[2] for r in results], dtype=bool)
         return FitResult(model.name, model.names, out, res, ok, "nlls" if likelihood == "gaussian" else "ml")
     # batched: blocks of signals bound the memory of the grid and Jacobians; a pool over blocks for n_jobs > 1
-    block = max(1, min(_LM_BLOCK, -(-len(Y) // max(n_jobs, 1))))
+    # a worker pool costs ~1 s per process to start: blocks of at least _LM_MIN_BLOCK signals, so small calls
+    # (a report's few rows per model) stay in this process
+    block = max(1, min(_LM_BLOCK, max(_LM_MIN_BLOCK, -(-len(Y) // max(n_jobs, 1)))))
     blocks = [(Y[s:s + block], None if dirs is None else dirs[s:s + block],
                None if extra_starts is None else extra_starts[s:s + block]) for s in range(0, len(Y), block)]
     results = _pool_map(partial(_fit_block, plan), blocks, n_jobs, chunk=1)
@@ -307,6 +309,8 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
 LM_GRID_POINTS = 625
 #: signals per batched Levenberg-Marquardt block (memory: grid costs and Jacobians of one block)
 _LM_BLOCK = 500
+#: signals per block at least when the blocks go to worker processes
+_LM_MIN_BLOCK = 64
 
 
 _BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (D_BOUNDS, D_MAX, PHI, THETA, W_IDX, W_MULT, Model, Parameter, axis, ball, dti_start, fractions,
-                   btensor6, gpd_pgse_lnE, spherical_mean, stick, watson_stick, watson_tau, zeppelin)
+from .base import (D_BOUNDS, D_MAX, PHI, THETA, W_IDX, W_MULT, Model, Parameter, axis, ball, btensor6, dti_start,
+                   fractions, gpd_pgse_lnE, spherical_mean, stick, watson_stick, watson_tau, zeppelin)
+from .compartments import rows_dot
 
 
 # ------------------------------------------------------------------ models
 def _dti(arr, P):
-    return np.exp(-P[:, :6] @ btensor6(arr).T)
+    return np.exp(-rows_dot(P[:, :6], btensor6(arr)))
 
 
 def _ball_stick(arr, P):
@@ -41,7 +42,7 @@ def _stick_zeppelin(arr, P):
 def _cylinder_zeppelin(arr, P):
     f, R, dpar, dperp = P[:, 0], P[:, 1], P[:, 2], P[:, 3]
     n = axis(P[:, 4], P[:, 5])
-    cos2 = (n @ arr.u.T) ** 2
+    cos2 = rows_dot(n, arr.u) ** 2
     G2perp = arr.G[None, :] ** 2 * np.clip(1 - cos2, 0, None)
     intra = np.exp(gpd_pgse_lnE("cylinder", arr, R, dpar, G2perp)) * stick(arr, n, dpar)
     return f[:, None] * intra + (1 - f)[:, None] * zeppelin(arr, n, dpar, dperp)
@@ -79,15 +80,15 @@ def _dki_design(arr):
 
 def _dki(arr, P):
     Xd, Xw = _dki_design(arr)
-    dapp = P[:, :6] @ Xd.T
+    dapp = rows_dot(P[:, :6], Xd)
     md = P[:, :3].mean(axis=1)
-    return np.exp(-arr.b[None, :] * dapp + arr.b[None, :] ** 2 * md[:, None] ** 2 * (P[:, 6:] @ Xw.T) / 6)
+    return np.exp(-arr.b[None, :] * dapp + arr.b[None, :] ** 2 * md[:, None] ** 2 * rows_dot(P[:, 6:], Xw) / 6)
 
 
 def _dki_start(arr, Y):
     Xd, Xw = _dki_design(arr)
     A = np.column_stack([-arr.b[:, None] * Xd, arr.b[:, None] ** 2 / 6 * Xw])
-    coef = np.linalg.lstsq(A, np.log(np.clip(Y, 1e-6, None)).T, rcond=None)[0].T
+    coef = rows_dot(np.log(np.clip(Y, 1e-6, None)), np.linalg.pinv(A))
     md = np.clip(coef[:, :3].mean(axis=1), 1e-12, None)
     return np.column_stack([coef[:, :6], coef[:, 6:] / md[:, None] ** 2])
 

@@ -141,7 +141,7 @@ def _qti_design(arr):
 def _qti(arr, P):
     Q = P.copy()
     Q[:, :6] *= _MANDEL  # parameters are the plain tensor elements; the design uses Mandel notation
-    return np.exp(Q @ _qti_design(arr).T)
+    return np.exp(C.rows_dot(Q, _qti_design(arr)))
 
 
 def _qti_start(arr, Y):
@@ -150,7 +150,7 @@ def _qti_start(arr, Y):
     if rank < A.shape[1]:
         raise ValueError(f"QTI needs b-tensors of at least two shapes and enough directions to determine the 28 "
                          f"parameters; this scheme determines only {rank}")
-    X = np.linalg.lstsq(A, np.log(np.clip(Y, 1e-6, None)).T, rcond=None)[0].T
+    X = C.rows_dot(np.log(np.clip(Y, 1e-6, None)), np.linalg.pinv(A))
     X[:, :6] /= _MANDEL
     return X
 

@@ -23,7 +23,7 @@ def _chunked(fn, arr, P, size):
 
 
 def _cos2(arr, n):
-    return (n @ arr.u.T) ** 2
+    return C.rows_dot(n, arr.u) ** 2
 
 
 def _cylinder_perp(arr, R, D, n):
@@ -76,7 +76,7 @@ def _bingham_noddi_one(arr, P):
     dperp = dpar * (1 - vic)
     Dec = dperp[:, None, None] * np.eye(3) + (dpar - dperp)[:, None, None] * C.orientation_tensor(n, w)
     D6 = np.column_stack([Dec[:, 0, 0], Dec[:, 1, 1], Dec[:, 2, 2], Dec[:, 0, 1], Dec[:, 0, 2], Dec[:, 1, 2]])
-    ec = np.exp(-D6 @ btensor6(arr).T)
+    ec = np.exp(-C.rows_dot(D6, btensor6(arr)))
     ic = C.dispersed_stick(arr, n, w, dpar)
     return (1 - viso)[:, None] * (vic[:, None] * ic + (1 - vic)[:, None] * ec) + viso[:, None] * ball(arr, diso)
 
@@ -123,7 +123,7 @@ def _standard_model(arr, P):
     mu = axis(P[:, 8], P[:, 9])
     ka = sm_kernel_moments(arr, da, np.zeros_like(da))
     ke = sm_kernel_moments(arr, depar, deperp)
-    c = (mu @ _btensoraxis(arr).T)
+    c = C.rows_dot(mu, _btensoraxis(arr))
     out = fw[:, None] * ball(arr, dw)
     for l, pl in ((0, np.ones_like(p2)), (2, p2), (4, p4)):
         Kl = f[:, None] * ka[l] + fe[:, None] * ke[l]
@@ -136,7 +136,7 @@ def _sm_t2(arr, P):
     mu = axis(P[:, 8], P[:, 9])
     wa = f[:, None] * np.exp(-arr.te[None, :] / t2a[:, None])
     we = (1 - f)[:, None] * np.exp(-arr.te[None, :] / t2e[:, None])
-    c = eval_legendre(2, (mu @ _btensoraxis(arr).T))
+    c = eval_legendre(2, C.rows_dot(mu, _btensoraxis(arr)))
     out = 0.0
     for w, k in ((wa, sm_kernel_moments(arr, da, np.zeros_like(da), (0, 2))),
                  (we, sm_kernel_moments(arr, depar, deperp, (0, 2)))):
@@ -157,7 +157,7 @@ def _wmti_watson(arr, P):
     f, da, depar, deperp, kappa = (P[:, i] for i in range(5))
     mu = axis(P[:, 5], P[:, 6])
     p2, p4 = watson_moments(kappa)
-    c = (mu @ arr.u.T)
+    c = C.rows_dot(mu, arr.u)
     P2, P4 = eval_legendre(2, c), eval_legendre(4, c)
     x2 = 1 / 3 + (2 / 3) * p2[:, None] * P2  # <xi^2>, xi = g.n
     x4 = 1 / 5 + (4 / 7) * p2[:, None] * P2 + (8 / 35) * p4[:, None] * P4
