@@ -361,6 +361,11 @@ def test_auto_method_and_errors(shells):
         va.fit("dti", shells, y, method="ml")
     with pytest.raises(ValueError, match="fits every coefficient"):
         va.fit("dti", shells, y, method="wls", fixed={"Dxy": 0.0})
+    bad = np.repeat(y, 3, axis=0)
+    bad[1, 4] = np.nan
+    for method in ("wls", "lm", "nlls"):
+        with pytest.raises(ValueError, match=r"signals: 1 of 3 rows hold NaN or inf \(rows \[1\]"):
+            va.fit("dti", shells, bad, method=method)
     few = sq.pgse(10e-3, 30e-3, bvalues=[0, 1e9, 1e9, 1e9], directions=np.eye(3)[[0, 0, 1, 2]])
     with pytest.raises(ValueError, match="determines only"):
         va.fit("dti", few, va.get_model("dti").signal(few, [DTI_TRUTH]), method="wls")

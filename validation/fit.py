@@ -242,6 +242,10 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
     Y = np.atleast_2d(np.asarray(signals, dtype=float))
     if Y.shape[1] != len(scheme):
         raise ValueError(f"signals have {Y.shape[1]} measurements but the scheme has {len(scheme)}")
+    bad = np.flatnonzero(~np.all(np.isfinite(Y), axis=1))
+    if bad.size:
+        raise ValueError(f"signals: {bad.size} of {len(Y)} rows hold NaN or inf (rows {bad[:5].tolist()}"
+                         f"{' ...' if bad.size > 5 else ''}); drop or repair them before fitting")
     if mkt_nonnegative and (model.name != "dki" or method not in LINEAR_METHODS):
         raise ValueError("mkt_nonnegative constrains DKI's linear fits: use model 'dki' with method 'wls', 'ols' "
                          "or 'iwls'")
