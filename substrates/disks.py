@@ -133,19 +133,9 @@ def _overlap_free(R: np.ndarray, L: float, rng: np.random.Generator, max_rounds:
 
         def energy(flat):
             p = np.mod(flat.reshape(-1, 2), L)
-            tree = cKDTree(p, boxsize=L)
-            pairs = tree.query_pairs(2 * rmax * scale, output_type="ndarray")
-            if len(pairs) == 0:
+            i, j, d, dist, over = _overlapping_pairs(p, rr, L)
+            if not len(i):
                 return 0.0, np.zeros_like(flat)
-            i, j = pairs[:, 0], pairs[:, 1]
-            d = p[i] - p[j]
-            d -= L * np.round(d / L)
-            dist = np.sqrt((d**2).sum(1))
-            over = rr[i] + rr[j] - dist
-            m = over > 0
-            if not np.any(m):
-                return 0.0, np.zeros_like(flat)
-            i, j, d, dist, over = i[m], j[m], d[m], dist[m], over[m]
             gvec = (-2 * over / np.maximum(dist, 1e-30))[:, None] * d
             grad = np.zeros_like(p)
             np.add.at(grad, i, gvec)
@@ -172,22 +162,28 @@ def _overlap_free(R: np.ndarray, L: float, rng: np.random.Generator, max_rounds:
 def _separate(x: np.ndarray, R: np.ndarray, L: float) -> None:
     """Push apart the few pairs that rounding left overlapping (in place)."""
     for _ in range(100):
-        tree = cKDTree(np.mod(x, L), boxsize=L)
-        pairs = tree.query_pairs(2 * float(R.max()), output_type="ndarray")
-        if not len(pairs):
+        i, j, d, dist, over = _overlapping_pairs(np.mod(x, L), R, L)
+        if not len(i):
             return
-        i, j = pairs[:, 0], pairs[:, 1]
-        d = x[i] - x[j]
-        d -= L * np.round(d / L)
-        dist = np.sqrt((d**2).sum(1))
-        over = R[i] + R[j] - dist
-        m = over > 0
-        if not np.any(m):
-            return
-        push = (0.5 * over[m] / np.maximum(dist[m], 1e-30))[:, None] * d[m]
-        np.add.at(x, i[m], push)
-        np.add.at(x, j[m], -push)
+        push = (0.5 * over / np.maximum(dist, 1e-30))[:, None] * d
+        np.add.at(x, i, push)
+        np.add.at(x, j, -push)
         x[:] = np.mod(x, L)
+
+
+def _overlapping_pairs(p: np.ndarray, R: np.ndarray, L: float):
+    """Pairs of disks at p (in [0, L)^2, periodic) that overlap: indices i, j, minimum-image separation
+    d = p_i - p_j, its length and the overlap R_i + R_j - |d| (> 0)."""
+    pairs = cKDTree(p, boxsize=L).query_pairs(2 * float(R.max()), output_type="ndarray")
+    if not len(pairs):
+        pairs = np.zeros((0, 2), dtype=np.intp)
+    i, j = pairs[:, 0], pairs[:, 1]
+    d = p[i] - p[j]
+    d -= L * np.round(d / L)
+    dist = np.sqrt((d**2).sum(1))
+    over = R[i] + R[j] - dist
+    m = over > 0
+    return i[m], j[m], d[m], dist[m], over[m]
 
 
 # ------------------------------------------------------------------------------------- Monte Carlo

@@ -320,6 +320,15 @@ W_IDX = [(0, 0, 0, 0), (1, 1, 1, 1), (2, 2, 2, 2), (0, 0, 0, 1), (0, 0, 0, 2), (
 W_MULT = np.array([1, 1, 1, 4, 4, 4, 4, 4, 4, 6, 6, 6, 12, 12, 12], dtype=float)
 
 
+def dki_columns(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Direction factors of DKI for unit gradient directions u (M, 3): (M, 6) u_i u_j (times 2 off the diagonal;
+    D ordered as :func:`tensor_from6`) and (M, 15) W_MULT u_i u_j u_k u_l in :data:`W_IDX` order."""
+    Xd = np.column_stack([u[:, 0] ** 2, u[:, 1] ** 2, u[:, 2] ** 2, 2 * u[:, 0] * u[:, 1], 2 * u[:, 0] * u[:, 2],
+                          2 * u[:, 1] * u[:, 2]])
+    Xw = np.column_stack([W_MULT[j] * u[:, a] * u[:, b] * u[:, c] * u[:, d] for j, (a, b, c, d) in enumerate(W_IDX)])
+    return Xd, Xw
+
+
 def fractions(f1, f2):
     """Three fractions from two, and a penalty factor > 1 where f1 + f2 > 1.
 

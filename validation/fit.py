@@ -172,8 +172,8 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
         parameters, ``"lm"`` for every other model, ``"ml"`` when ``likelihood="rician"``.
         ``"ols"``, ``"wls"``, ``"iwls"``: log-linear least squares with an intercept (ln S0), as dipy fits them
         (:mod:`validation.linear`); free-water DTI by log-linear tissue fits over the free-water fraction
-        (Hoy et al. 2014; needs ``fixed={"D_w": ...}``). ``"lm"``: batched Levenberg-Marquardt on all signals at once from the best
-        grid starts (:mod:`validation.lm`). ``"nlls"``: the per-signal trust-region least squares (scipy),
+        (Hoy et al. 2014; needs ``fixed={"D_w": ...}``). ``"lm"``: batched Levenberg-Marquardt on all signals at once
+        from the best grid starts (:mod:`validation.lm`). ``"nlls"``: the per-signal trust-region least squares (scipy),
         the reference the others are checked against. ``"ml"``: Rician maximum likelihood (needs sigma),
         started from the fast estimate. ``"dictionary"``: linearised fit over a precomputed dictionary
         (NODDI-Watson and ActiveAx with their d_par fixed, as AMICO does; SANDI; :mod:`validation.dictionary`);

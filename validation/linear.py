@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .base import W_IDX, W_MULT, SchemeArrays, tensor_from6
+from .base import SchemeArrays, dki_columns, tensor_from6
 
 #: signals are floored here before the logarithm (dipy's MIN_POSITIVE_SIGNAL, so both see the same data)
 MIN_SIGNAL = 1e-4
@@ -60,11 +60,8 @@ def _dti_design(arr: SchemeArrays) -> LinearDesign:
 
 
 def _dki_design(arr: SchemeArrays) -> LinearDesign:
-    u, b = arr.u, arr.b / B_UNIT
-    Xd = np.column_stack([u[:, 0] ** 2, u[:, 1] ** 2, u[:, 2] ** 2, 2 * u[:, 0] * u[:, 1], 2 * u[:, 0] * u[:, 2],
-                          2 * u[:, 1] * u[:, 2]])
-    Xw = np.column_stack([W_MULT[j] * u[:, i] * u[:, k] * u[:, l] * u[:, m]
-                          for j, (i, k, l, m) in enumerate(W_IDX)])
+    b = arr.b / B_UNIT
+    Xd, Xw = dki_columns(arr.u)
     X = np.column_stack([-b[:, None] * Xd, b[:, None] ** 2 / 6 * Xw, np.ones(len(b))])
 
     def to_params(beta):

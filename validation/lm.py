@@ -128,7 +128,8 @@ def levenberg_marquardt(predict: Callable[[np.ndarray], np.ndarray], y: np.ndarr
         to_x = lambda z: mid + half * np.sin(z)  # noqa: E731
         sub0 = rows if rows is not None else (lambda idx: predict)
         zr = levenberg_marquardt(lambda z: predict(to_x(z)), y, z0, np.full(P, -np.inf), np.full(P, np.inf),
-                                 jacobian=None if jacobian is None else (lambda z: jacobian(to_x(z)) * (half * np.cos(z))[:, None, :]),
+                                 jacobian=None if jacobian is None else
+                                 (lambda z: jacobian(to_x(z)) * (half * np.cos(z))[:, None, :]),
                                  max_iter=max_iter, xtol=xtol, ftol=ftol, gtol=gtol,
                                  rows=None if rows is None else (lambda idx: (lambda z: sub0(idx)(to_x(z)))),
                                  accelerate=accelerate, bounds="project")

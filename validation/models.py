@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import (D_BOUNDS, D_MAX, PHI, THETA, W_IDX, W_MULT, Model, Parameter, axis, ball, btensor6, dti_start,
-                   fractions, gpd_pgse_lnE, spherical_mean, stick, watson_stick, watson_tau, zeppelin)
+from .base import (D_BOUNDS, D_MAX, PHI, THETA, W_IDX, Model, Parameter, axis, ball, btensor6, dki_columns,
+                   dti_start, fractions, gpd_pgse_lnE, spherical_mean, stick, watson_stick, watson_tau, zeppelin)
 from .compartments import rows_dot
 
 
@@ -70,23 +70,15 @@ def _fw_dti_start(arr, Y):
     return np.column_stack([D, np.full(len(Y), 0.1), np.full(len(Y), 3e-9)])
 
 
-def _dki_design(arr):
-    u = arr.u
-    Xd = np.column_stack([u[:, 0] ** 2, u[:, 1] ** 2, u[:, 2] ** 2, 2 * u[:, 0] * u[:, 1], 2 * u[:, 0] * u[:, 2],
-                          2 * u[:, 1] * u[:, 2]])
-    Xw = np.column_stack([W_MULT[j] * u[:, a] * u[:, b] * u[:, c] * u[:, d] for j, (a, b, c, d) in enumerate(W_IDX)])
-    return Xd, Xw
-
-
 def _dki(arr, P):
-    Xd, Xw = _dki_design(arr)
+    Xd, Xw = dki_columns(arr.u)
     dapp = rows_dot(P[:, :6], Xd)
     md = P[:, :3].mean(axis=1)
     return np.exp(-arr.b[None, :] * dapp + arr.b[None, :] ** 2 * md[:, None] ** 2 * rows_dot(P[:, 6:], Xw) / 6)
 
 
 def _dki_start(arr, Y):
-    Xd, Xw = _dki_design(arr)
+    Xd, Xw = dki_columns(arr.u)
     A = np.column_stack([-arr.b[:, None] * Xd, arr.b[:, None] ** 2 / 6 * Xw])
     coef = rows_dot(np.log(np.clip(Y, 1e-6, None)), np.linalg.pinv(A))
     md = np.clip(coef[:, :3].mean(axis=1), 1e-12, None)
