@@ -46,7 +46,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import run_sweep
     cluster, address = _scheduler(args)
     try:
-        db = run_sweep(Path(args.spec).read_text(), args.output, local=args.local, scheduler=address)
+        db = run_sweep(Path(args.spec).read_text(), args.output, local=args.local, scheduler=address,
+                       gpus=args.gpus)
     finally:
         if cluster is not None:
             cluster.close()
@@ -57,7 +58,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     from .sweep import resume
     cluster, address = _scheduler(args)
     try:
-        db = resume(args.database, local=args.local, scheduler=address)
+        db = resume(args.database, local=args.local, scheduler=address, gpus=args.gpus)
     finally:
         if cluster is not None:
             cluster.close()
@@ -151,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
         grp.add_argument("--local", type=int, metavar="N", help="run on a Dask LocalCluster with N workers")
         grp.add_argument("--scheduler", metavar="ADDR", help="run on the Dask scheduler at ADDR")
         grp.add_argument("--jobqueue", choices=("slurm", "pbs"), help="start a dask-jobqueue cluster (needs [hpc])")
+        grp.add_argument("--gpus", type=int, metavar="N",
+                         help="run every row on N local GPUs, one Dask worker each (needs [gpu] and [distributed])")
         sp.add_argument("--jobs", type=int, default=4, help="batch jobs for --jobqueue (default 4)")
         sp.set_defaults(func=_cmd_sweep if name == "sweep" else _cmd_resume)
     info = sub.add_parser("info", help="summarise a database")

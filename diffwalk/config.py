@@ -73,7 +73,7 @@ SCHEME_FIELDS: dict[str, dict[str, str]] = {
 REQUIRED_SCHEME = {"pgse": {"delta", "Delta"}, "ogse": {"frequency", "n_periods", "bvalues"},
                    "tensor": {"bvalues", "b_delta"}}
 SIMULATION_FIELDS = {"n_walkers": "count", "n_steps": "count", "diffusivity": "diffusivity", "seed": "int",
-                     "start": "str", "gaussian_steps": "bool"}
+                     "start": "str", "gaussian_steps": "bool", "backend": "str"}
 TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep"}
 
 

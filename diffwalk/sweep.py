@@ -47,12 +47,16 @@ def _param_si(job: cfgmod.Job, name: str, raw):
     return float(v) if v.ndim == 0 and v.dtype.kind in "fiu" else None
 
 
-def run_row(index: int, row_config: dict, names: list[str], params: dict) -> tuple[int, dict]:
-    """Simulate one row; runs on workers, so it takes and returns plain data."""
+def run_row(index: int, row_config: dict, names: list[str], params: dict,
+            backend: str | None = None) -> tuple[int, dict]:
+    """Simulate one row (on ``backend`` when given, else the config's); runs on workers, so it takes and
+    returns plain data."""
     from walker import simulate
 
     job = cfgmod.parse_job(row_config)
     sim = dict(job.simulation)
+    if backend is not None:
+        sim["backend"] = backend
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = simulate(job.substrate, job.scheme, **sim)
@@ -68,7 +72,7 @@ def _set_threads(n: int) -> int:
     return numba.get_num_threads()
 
 
-def _warmup() -> bool:
+def _warmup(backend: str = "cpu") -> bool:
     # compile (or load from cache) the kernels once per worker before the timed rows
     import sequences
     import substrates
@@ -77,8 +81,35 @@ def _warmup() -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         simulate(substrates.cylinder_lattice(2e-6, 0.5), sequences.pgse(5e-3, 10e-3, bvalues=[1e9]),
-                 n_walkers=64, n_steps=8, diffusivity=2e-9, start="uniform")
+                 n_walkers=64, n_steps=8, diffusivity=2e-9, start="uniform", backend=backend)
     return True
+
+
+def _pin_gpu(device: str) -> str:
+    # before the worker's first CUDA call: the driver reads CUDA_VISIBLE_DEVICES once, at initialisation
+    os.environ["CUDA_VISIBLE_DEVICES"] = device
+    return device
+
+
+def gpu_devices(gpus: int) -> list[str]:
+    """The CUDA_VISIBLE_DEVICES value of each of ``gpus`` workers (one GPU each), from the devices this process
+    may use; refuses more GPUs than there are, or a machine without CUDA."""
+    from walker import cuda_backend
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
+        raise ValueError(f"gpus must be a whole number >= 1, got {gpus!r}")
+    if not cuda_backend.available():
+        raise RuntimeError("--gpus: no usable CUDA device here; " + cuda_backend.INSTALL_HINT)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        devices = [d.strip() for d in visible.split(",") if d.strip()]
+    elif cuda_backend.simulator():
+        devices = [str(k) for k in range(gpus)]
+    else:
+        from numba import cuda
+        devices = [str(k) for k in range(len(cuda.gpus))]
+    if gpus > len(devices):
+        raise ValueError(f"--gpus {gpus}: only {len(devices)} CUDA device(s) visible ({', '.join(devices) or 'none'})")
+    return devices[:gpus]
 
 
 def _progress(total: int, initial: int):
@@ -165,7 +196,7 @@ def _check_rows_match(db: database.Database, rows: list[dict], names: list[str])
 
 
 def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, scheduler: str | None = None,
-              flush_seconds: float = 10.0, is_sweep: bool = True) -> Path:
+              gpus: int | None = None, flush_seconds: float = 10.0, is_sweep: bool = True) -> Path:
     """Run (or continue) the sweep described by ``spec_text`` into ``db_path``.
 
     Parameters
@@ -180,6 +211,10 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
         (numba threads per worker = cores / workers).
     scheduler : str, optional
         Address of a running Dask scheduler (e.g. one started by dask-jobqueue).
+    gpus : int, optional
+        Run every row with ``backend="cuda"`` on this many local GPUs, one Dask worker per GPU (dask-cuda's
+        LocalCUDACluster when installed, else plain workers pinned with CUDA_VISIBLE_DEVICES). Rows equal the
+        CPU's (same seeds, same per-walker code); provenance names the backend and the device.
     flush_seconds : float
         How often finished rows are folded into the database.
     is_sweep : bool
@@ -191,6 +226,9 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
         The database.
     """
     db_path = Path(db_path)
+    if sum(x is not None for x in (local, scheduler, gpus)) > 1:
+        raise ValueError("choose one of local=, scheduler= and gpus=")
+    devices = gpu_devices(gpus) if gpus is not None else None
     try:
         cfg = tomllib.loads(spec_text)
     except tomllib.TOMLDecodeError as exc:
@@ -247,11 +285,11 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
             last_flush = time.monotonic()
 
     try:
-        if local is None and scheduler is None:
+        if local is None and scheduler is None and devices is None:
             for i in pending:
                 store(*run_row(i, rows[i]["config"], names, rows[i]["params"]))
         else:
-            _run_dask(pending, rows, names, store, local, scheduler)
+            _run_dask(pending, rows, names, store, local, scheduler, devices)
     finally:
         consolidate(db_path, scheme, n_rows, names, spec_text)
         if bar is not None:
@@ -259,13 +297,36 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
     return db_path
 
 
-def _run_dask(pending, rows, names, store, local, scheduler) -> None:
+def _gpu_cluster(devices: list[str]):
+    """One single-threaded worker per GPU: dask-cuda's LocalCUDACluster when installed, else a LocalCluster
+    whose workers are pinned to their GPU before they touch CUDA."""
+    from dask.distributed import Client, LocalCluster
+    try:
+        from dask_cuda import LocalCUDACluster
+    except ImportError:
+        LocalCUDACluster = None
+    if LocalCUDACluster is not None:
+        cluster = LocalCUDACluster(CUDA_VISIBLE_DEVICES=",".join(devices), n_workers=len(devices),
+                                   threads_per_worker=1, dashboard_address=None)
+        return cluster, Client(cluster)
+    cluster = LocalCluster(n_workers=len(devices), threads_per_worker=1, processes=True, dashboard_address=None)
+    client = Client(cluster)
+    for address, device in zip(sorted(client.scheduler_info()["workers"]), devices):
+        client.run(_pin_gpu, device, workers=[address])
+    return cluster, client
+
+
+def _run_dask(pending, rows, names, store, local, scheduler, devices=None) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
         raise ImportError("parallel sweeps need Dask: pip install 'diffwalk[distributed]'") from exc
     cluster = None
-    if scheduler is None:
+    backend = None
+    if devices is not None:
+        cluster, client = _gpu_cluster(devices)
+        backend = "cuda"
+    elif scheduler is None:
         cluster = LocalCluster(n_workers=int(local), threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     else:
@@ -274,9 +335,9 @@ def _run_dask(pending, rows, names, store, local, scheduler) -> None:
         n_workers = max(1, len(client.scheduler_info()["workers"]))
         cores = os.cpu_count() or 1
         client.run(_set_threads, max(1, cores // n_workers))
-        client.run(_warmup)
+        client.run(_warmup, backend or "cpu")
         futures = client.map(run_row, pending, [rows[i]["config"] for i in pending], [names] * len(pending),
-                             [rows[i]["params"] for i in pending], pure=False)
+                             [rows[i]["params"] for i in pending], [backend] * len(pending), pure=False)
         for fut in as_completed(futures):
             store(*fut.result())
     finally:

@@ -16,7 +16,7 @@ import numpy as np
 
 from substrates import CYLINDERS, FREE, PLANES, SPHERES, MeshSubstrate, Substrate, WalkerStart
 
-from . import cells_kernel, mesh_kernel
+from . import cells_kernel, cuda_backend, mesh_kernel
 from .membranes import transit_probability
 from .plan import RunPlan
 from .records import CellGeometry, MeshGeometry, Outputs, Recording, Stepping, Transit, Walkers
@@ -59,7 +59,8 @@ class KernelRun:
 
 
 def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: np.ndarray, *,
-               check_every_step: bool = False, parallel: bool = True) -> KernelRun:
+               check_every_step: bool = False, parallel: bool = True, backend: str = "cpu",
+               batch: int | None = None) -> KernelRun:
     """Walk the walkers of ``start`` (with generator states ``seeds``) through ``substrate`` as ``plan`` says.
 
     Parameters
@@ -73,7 +74,12 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
     check_every_step : bool
         Test containment after every step.
     parallel : bool
-        The multi-threaded build (``False``: the serial build of the same function).
+        The multi-threaded build (``False``: the serial build of the same function); CPU only.
+    backend : {"cpu", "cuda"}
+        Where the walk runs: numba's CPU build, or the CUDA build of the same per-walker function
+        (:mod:`walker.cuda_backend`), which replays the CPU walk of the same seeds.
+    batch : int, optional
+        CUDA: walkers per batch (default: sized to the device's free memory).
 
     Returns
     -------
@@ -84,7 +90,7 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
     stepping = Stepping(plan.n_steps, plan.substeps, plan.step_matrix, plan.gaussian, _step_scales(substrate, plan))
     W = phase_weights(plan.played.shapes.shapes)
     recording = Recording(W, plan.record_steps, plan.echo_steps, bool(check_every_step))
-    out = _outputs(plan, W.shape[0])
+    out = kernel_outputs(plan, W.shape[0])
     membranes = "permeable" if substrate.permeable else "impermeable"
     if isinstance(substrate, MeshSubstrate):
         geo = mesh_geometry(substrate, plan)
@@ -95,6 +101,13 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
         walk = cells_kernel.cells_kernel(substrate.kind, substrate.permeable, parallel)
         what = substrate.name if substrate.kind == FREE else f"{substrate.name}, {membranes}"
     args = (geo, transit, walkers, stepping, recording, out)
+    if backend == "cuda":
+        t0 = time.perf_counter()
+        mesh = isinstance(substrate, MeshSubstrate)
+        cuda_backend.run_walk(mesh, 0 if mesh else substrate.kind, substrate.permeable, *args, batch=batch)
+        return KernelRun(walkers, out, transit, time.perf_counter() - t0, geo)
+    if backend != "cpu":
+        raise ValueError(f"backend must be 'cpu' or 'cuda' here, not {backend!r}")
     ensure_compiled(walk, args, what, expected_s=15.0)
     t0 = time.perf_counter()
     walk(*args)
@@ -190,7 +203,8 @@ def mesh_geometry(substrate: MeshSubstrate, plan: RunPlan) -> MeshGeometry:
                         substrate.depth, substrate.parent, len(plan.regions), eta)
 
 
-def _outputs(plan: RunPlan, K: int) -> Outputs:
+def kernel_outputs(plan: RunPlan, K: int) -> Outputs:
+    """Zeroed per-walker outputs of a run with K temporal shapes (see :class:`walker.records.Outputs`)."""
     N = plan.n_walkers
     return Outputs(phases=np.zeros((N, K, 3)), displacements=np.zeros((N, plan.record_times.size, 3)),
                    time_inside=np.zeros((N, plan.echo_steps.size)), first_transit=np.zeros(N),

@@ -149,29 +149,36 @@ def _nearest(px, py, pz, dx, dy, dz, reach, skip, tri, tface, lo, h, n, box, sta
     return best, bq
 
 
-def _make_walk(PERMEABLE):
-    """The mesh walk; ``PERMEABLE`` is a compile-time constant."""
+def walker_function(permeable: bool):
+    """The walk of one walker through a mesh, as a plain Python function compiled by both backends.
 
-    def walk_mesh(geo, transit, walkers, stepping, recording, out):
-        """Walk every walker through a mesh substrate.
+    As :func:`walker.cells_kernel.walker_function`: the CPU kernel inlines it
+    into its ``prange`` loop (:func:`mesh_kernel`), the CUDA kernel runs it once
+    per thread (:mod:`walker.cuda_backend`); ``permeable`` is a compile-time
+    constant.
 
-        Parameters (records of :mod:`walker.records`; see the analytic kernel, :mod:`walker.cells_kernel`)
-        ----------
-        geo : MeshGeometry          triangle images, grid, cell lists, clearance, location columns, nesting, eta
-        transit : Transit           per component: transit probability of a hit from inside / outside
-        walkers : Walkers           absolute positions (wrapped into the box on periodic axes) and innermost
-                                    component (-1: extra) in; final ones out
-        stepping : Stepping         as for analytic substrates; ``scale`` per region (depth d -> d, extra last)
-        recording : Recording
-        out : Outputs
-        """
+    Parameters
+    ----------
+    permeable : bool
+        Whether any component lets walkers through.
+
+    Returns
+    -------
+    function
+        ``walk_walker(i, geo, transit, stepping, recording, pos, home, seeds, *out)``, the records as for the
+        analytic walk: ``geo`` is a :class:`walker.records.MeshGeometry` (triangle images, grid, cell lists,
+        clearance, location columns, nesting, eta), ``transit`` per component, ``pos`` absolute positions
+        (wrapped into the box on periodic axes) and ``home`` the innermost component (-1: extra), in and out;
+        ``stepping.scale`` is per region (depth d -> d, extra last).
+    """
+    PERMEABLE = bool(permeable)
+
+    def walk_walker(i, geo, transit, stepping, recording, pos, cw_arr, seeds, out_I, out_rec, out_tin, out_first,
+                    traj, counters):
         tri, tcomp, tface, lo, h, n, box, start, items, clear, cstart, citems, depth, parent, n_regions, eta = geo
         p_out, p_in = transit
-        pos, cw_arr, seeds = walkers
         n_steps, substeps, M, gaussian, scale = stepping
         W, rec_steps, te_steps, check_every_step = recording
-        out_I, out_rec, out_tin, out_first, traj, counters = out
-        N = pos.shape[0]
         K = W.shape[0]
         inv_sub = 1.0 / substeps
         iso, ell_iso = isotropic_step(M, gaussian)
@@ -180,134 +187,145 @@ def _make_walk(PERMEABLE):
         ihx = 1.0 / h[0]
         ihy = 1.0 / h[1]
         ihz = 1.0 / h[2]
-        for i in prange(N):
-            px, py, pz, s0, s1 = begin_walker(i, pos, seeds)
-            cw = cw_arr[i]
-            rx = 0.0
-            ry = 0.0
-            rz = 0.0
-            reg = depth[cw] if cw >= 0 else n_regions - 1
-            sc = scale[reg]
-            ell_c = sc * ell_iso
-            tin = 0.0
-            first = -1.0
-            n_refl = 0
-            n_cut = 0
-            n_bad = 0
-            n_tr = 0
-            budget = 0.0
-            acc = (0.0, 0.0, 0.0)
-            j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps, 0,
-                                                out_tin)
-            t = 1
-            sub = 0
-            for _ in range(n_sub):
-                ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
-                if iso:
-                    dx = ux
-                    dy = uy
-                    dz = uz
-                    left = ell_c
-                else:
-                    vx = sc * (M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz)
-                    vy = sc * (M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz)
-                    vz = sc * (M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz)
-                    left = math.sqrt(vx * vx + vy * vy + vz * vz)
-                    inv = 1.0 / left if left > 0.0 else 0.0
-                    dx = vx * inv
-                    dy = vy * inv
-                    dz = vz * inv
-                full = left
-                skip = -1
-                bounces = 0
-                # far from every wall (most steps in the bulk): no traversal at all. ``budget`` is a lower bound
-                # of the distance to the nearest wall, from the last cell looked up less the path walked since:
-                # while it lasts, the walker does not even look up its cell
-                if budget <= left:
-                    budget = 0.0
-                    ci = int(math.floor((px - lo[0]) * ihx))
-                    cj = int(math.floor((py - lo[1]) * ihy))
-                    ck = int(math.floor((pz - lo[2]) * ihz))
-                    if 0 <= ci < n[0] and 0 <= cj < n[1] and 0 <= ck < n[2]:
-                        budget = clear[(ci * n[1] + cj) * n[2] + ck]
-                if budget > left:
+        px, py, pz, s0, s1 = begin_walker(i, pos, seeds)
+        cw = cw_arr[i]
+        rx = 0.0
+        ry = 0.0
+        rz = 0.0
+        reg = depth[cw] if cw >= 0 else n_regions - 1
+        sc = scale[reg]
+        ell_c = sc * ell_iso
+        tin = 0.0
+        first = -1.0
+        n_refl = 0
+        n_cut = 0
+        n_bad = 0
+        n_tr = 0
+        budget = 0.0
+        acc = (0.0, 0.0, 0.0)
+        j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps, 0,
+                                            out_tin)
+        t = 1
+        sub = 0
+        for _ in range(n_sub):
+            ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
+            if iso:
+                dx = ux
+                dy = uy
+                dz = uz
+                left = ell_c
+            else:
+                vx = sc * (M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz)
+                vy = sc * (M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz)
+                vz = sc * (M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz)
+                left = math.sqrt(vx * vx + vy * vy + vz * vz)
+                inv = 1.0 / left if left > 0.0 else 0.0
+                dx = vx * inv
+                dy = vy * inv
+                dz = vz * inv
+            full = left
+            skip = -1
+            bounces = 0
+            # far from every wall (most steps in the bulk): no traversal at all. ``budget`` is a lower bound
+            # of the distance to the nearest wall, from the last cell looked up less the path walked since:
+            # while it lasts, the walker does not even look up its cell
+            if budget <= left:
+                budget = 0.0
+                ci = int(math.floor((px - lo[0]) * ihx))
+                cj = int(math.floor((py - lo[1]) * ihy))
+                ck = int(math.floor((pz - lo[2]) * ihz))
+                if 0 <= ci < n[0] and 0 <= cj < n[1] and 0 <= ck < n[2]:
+                    budget = clear[(ci * n[1] + cj) * n[2] + ck]
+            if budget > left:
+                px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                if PERMEABLE and cw >= 0:
+                    tin += inv_sub
+                budget -= left
+                left = 0.0
+            else:
+                budget = 0.0
+            while left > 0.0:
+                tw, q = _nearest(px, py, pz, dx, dy, dz, left, skip, tri, tface, lo, h, n, box, start, items,
+                                 tau)
+                if q < 0 or tw >= left:
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                     if PERMEABLE and cw >= 0:
-                        tin += inv_sub
-                    budget -= left
-                    left = 0.0
-                else:
-                    budget = 0.0
-                while left > 0.0:
-                    tw, q = _nearest(px, py, pz, dx, dy, dz, left, skip, tri, tface, lo, h, n, box, start, items,
-                                     tau)
-                    if q < 0 or tw >= left:
-                        px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                        if PERMEABLE and cw >= 0:
-                            tin += left / full * inv_sub
-                        break
-                    dn = tri[q, 3] * dx + tri[q, 4] * dy + tri[q, 5] * dz
-                    back = eta / abs(dn)
-                    seg = tw - back
-                    if seg < 0.0:
-                        seg = 0.0
-                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
-                    if PERMEABLE and cw >= 0:
-                        tin += tw / full * inv_sub
-                    left -= tw
-                    skip = tface[q]
-                    c = tcomp[q]
-                    p = (p_out[c] if dn > 0.0 else p_in[c]) if PERMEABLE else 0.0
-                    if p > 0.0 and back < 0.1 * full:
-                        uu, s0, s1 = next_uniform(s0, s1)
-                        if uu < p:
-                            # transit: same direction, carried past the plane, the rest rescaled to the new D
-                            n_tr += 1
-                            if first < 0.0:
-                                first = (t - 1) + (sub + 1.0 - left / full) * inv_sub
-                            if left < 2.0 * back:
-                                left = 2.0 * back
-                            new = parent[c] if dn > 0.0 else c
-                            reg_new = depth[new] if new >= 0 else n_regions - 1
-                            ratio = scale[reg_new] / scale[reg]
-                            cw = new
-                            reg = reg_new
-                            sc = scale[reg]
-                            ell_c = sc * ell_iso
-                            left *= ratio
-                            full *= ratio
-                            continue
-                    dx -= 2.0 * dn * tri[q, 3]
-                    dy -= 2.0 * dn * tri[q, 4]
-                    dz -= 2.0 * dn * tri[q, 5]
-                    n_refl += 1
-                    bounces += 1
-                    if bounces >= MAX_BOUNCES:
-                        n_cut += 1
-                        break
-                if box[0] > 0.0:
-                    px = wrap(px, box[0])
-                if box[1] > 0.0:
-                    py = wrap(py, box[1])
-                if box[2] > 0.0:
-                    pz = wrap(pz, box[2])
-                if check_every_step:
-                    if locate_one(px, py, pz, tri, tcomp, depth, lo, h, n, box, cstart, citems) != cw:
-                        n_bad += 1
-                sub += 1
-                if sub == substeps:
-                    sub = 0
-                    acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
-                    if t == next_t:
-                        if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
-                            tin = float(t) if cw >= 0 else 0.0
-                        j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec,
-                                                            te_steps, j_te, out_tin)
-                    t += 1
-            finish_walker(i, K, acc, px, py, pz, cw, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, cw_arr, seeds,
-                          out_I, out_first, counters)
+                        tin += left / full * inv_sub
+                    break
+                dn = tri[q, 3] * dx + tri[q, 4] * dy + tri[q, 5] * dz
+                back = eta / abs(dn)
+                seg = tw - back
+                if seg < 0.0:
+                    seg = 0.0
+                px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
+                if PERMEABLE and cw >= 0:
+                    tin += tw / full * inv_sub
+                left -= tw
+                skip = tface[q]
+                c = tcomp[q]
+                p = (p_out[c] if dn > 0.0 else p_in[c]) if PERMEABLE else 0.0
+                if p > 0.0 and back < 0.1 * full:
+                    uu, s0, s1 = next_uniform(s0, s1)
+                    if uu < p:
+                        # transit: same direction, carried past the plane, the rest rescaled to the new D
+                        n_tr += 1
+                        if first < 0.0:
+                            first = (t - 1) + (sub + 1.0 - left / full) * inv_sub
+                        if left < 2.0 * back:
+                            left = 2.0 * back
+                        new = parent[c] if dn > 0.0 else c
+                        reg_new = depth[new] if new >= 0 else n_regions - 1
+                        ratio = scale[reg_new] / scale[reg]
+                        cw = new
+                        reg = reg_new
+                        sc = scale[reg]
+                        ell_c = sc * ell_iso
+                        left *= ratio
+                        full *= ratio
+                        continue
+                dx -= 2.0 * dn * tri[q, 3]
+                dy -= 2.0 * dn * tri[q, 4]
+                dz -= 2.0 * dn * tri[q, 5]
+                n_refl += 1
+                bounces += 1
+                if bounces >= MAX_BOUNCES:
+                    n_cut += 1
+                    break
+            if box[0] > 0.0:
+                px = wrap(px, box[0])
+            if box[1] > 0.0:
+                py = wrap(py, box[1])
+            if box[2] > 0.0:
+                pz = wrap(pz, box[2])
+            if check_every_step:
+                if locate_one(px, py, pz, tri, tcomp, depth, lo, h, n, box, cstart, citems) != cw:
+                    n_bad += 1
+            sub += 1
+            if sub == substeps:
+                sub = 0
+                acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
+                if t == next_t:
+                    if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
+                        tin = float(t) if cw >= 0 else 0.0
+                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec,
+                                                        te_steps, j_te, out_tin)
+                t += 1
+        finish_walker(i, K, acc, px, py, pz, cw, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, cw_arr, seeds,
+                      out_I, out_first, counters)
 
-    return walk_mesh
+    return walk_walker
+
+
+def _walk_all(geo, transit, walkers, stepping, recording, out):
+    """Walk every walker through a mesh (records of :mod:`walker.records`, preallocated by the caller).
+
+    ``WALK_WALKER`` is bound per variant by :func:`mesh_kernel` (see :func:`walker.walkers.compile_kernel`).
+    """
+    pos, home, seeds = walkers
+    out_I, out_rec, out_tin, out_first, traj, counters = out
+    for i in prange(pos.shape[0]):
+        WALK_WALKER(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin,  # noqa: F821
+                    out_first, traj, counters)
 
 
 _BUILDS: dict = {}
@@ -330,5 +348,7 @@ def mesh_kernel(permeable: bool, parallel: bool = True):
     """
     key = bool(permeable)
     if key not in _BUILDS:
-        _BUILDS[key] = compile_kernel(_make_walk(key), name="walk_mesh_permeable" if key else "walk_mesh")
+        body = njit(inline="always")(walker_function(key))
+        _BUILDS[key] = compile_kernel(_walk_all, name="walk_mesh_permeable" if key else "walk_mesh",
+                                      bound={"WALK_WALKER": body})
     return _BUILDS[key][0 if parallel else 1]

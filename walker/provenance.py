@@ -19,7 +19,7 @@ def package_version() -> str:
 
 
 def provenance(*, substrate, plan, seed: int, start: str, parallel: bool, wall_time: float,
-               transit_max: float | None) -> dict:
+               transit_max: float | None, backend: str = "cpu") -> dict:
     """The provenance dict of one run (JSON-friendly).
 
     Parameters
@@ -36,6 +36,8 @@ def provenance(*, substrate, plan, seed: int, start: str, parallel: bool, wall_t
         Seconds in the kernel.
     transit_max : float or None
         Largest transit probability per hit (permeable substrates).
+    backend : {"cpu", "cuda"}
+        Where the walk ran; "cuda" adds the device's name.
 
     Returns
     -------
@@ -49,11 +51,19 @@ def provenance(*, substrate, plan, seed: int, start: str, parallel: bool, wall_t
         "diffwalk_version": package_version(), "numba_version": numba.__version__, "numpy_version": np.__version__,
         "seed": int(seed), "n_walkers": N, "n_steps": T, "dt": plan.dt, "step_length": plan.step_length,
         "gaussian_steps": plan.gaussian, "gamma": plan.played.gamma, "diffusivity": plan.reference_diffusivity,
-        "start": start, "substrate": substrate.description, "threads": numba.get_num_threads() if parallel else 1,
+        "start": start, "substrate": substrate.description, "backend": backend,
+        "threads": numba.get_num_threads() if parallel and backend == "cpu" else 1,
         "wall_time_s": wall_time, "walker_steps_per_s": N * T / wall_time if wall_time > 0 else math.inf,
         "n_shapes": plan.played.shapes.n_shapes, "aligned_edges": plan.aligned, "substeps": plan.substeps,
         "random_streams": STREAM_VERSION,
     }
+    if backend == "cuda":
+        import os
+
+        from .cuda_backend import device_name
+        prov["device"] = device_name()
+        if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+            prov["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     if substrate.permeable:
         prov["transit"] = plan.transit
         prov["transit_probability_max"] = transit_max

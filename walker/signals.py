@@ -18,6 +18,7 @@ import numpy as np
 
 from numba import prange
 
+from . import cuda_backend
 from .plan import MAX_PHASE_BLOCKS, PHASE_BLOCK, RunPlan, echo_brackets
 from .sincos import sincos_inplace
 from .walkers import compile_kernel
@@ -66,7 +67,8 @@ def relaxation_weights(time_inside: np.ndarray, plan: RunPlan) -> np.ndarray | N
 
 
 def phase_signals(phases: np.ndarray, labels: np.ndarray, names: list[str], plan: RunPlan,
-                  rotation: np.ndarray, relax: np.ndarray | None, parallel: bool = True) -> Signals:
+                  rotation: np.ndarray, relax: np.ndarray | None, parallel: bool = True,
+                  backend: str = "cpu") -> Signals:
     """Signals from the phase integrals.
 
     Parameters
@@ -82,7 +84,10 @@ def phase_signals(phases: np.ndarray, labels: np.ndarray, names: list[str], plan
     relax : numpy.ndarray or None
         (N, M) relaxation weights.
     parallel : bool
-        Use every numba thread (``False``: one).
+        Use every numba thread (``False``: one); CPU only.
+    backend : {"cpu", "cuda"}
+        Where the phases, their cosines and sines and the block sums are computed; the same blocks and the
+        same summation order either way (:func:`walker.cuda_backend.phase_sums`).
 
     Returns
     -------
@@ -98,10 +103,14 @@ def phase_signals(phases: np.ndarray, labels: np.ndarray, names: list[str], plan
     block = max(PHASE_BLOCK, -(-N // MAX_PHASE_BLOCKS))
     n_blocks = -(-N // block)
     partial = np.zeros((n_blocks, n_comp, 4, M))  # w cos, w sin, w^2 cos 2phi, w^2 (w: relaxation weight)
-    sums_of_blocks = _phase_sums_parallel if parallel else _phase_sums_serial
-    sums_of_blocks(np.ascontiguousarray(phases.reshape(N, 3 * K)), A, np.ascontiguousarray(labels, dtype=np.int64),
-                   np.zeros((0, M)) if relax is None else np.ascontiguousarray(relax), block, partial,
-                   np.empty((n_blocks, 3, M)))
+    flat = np.ascontiguousarray(phases.reshape(N, 3 * K))
+    labels64 = np.ascontiguousarray(labels, dtype=np.int64)
+    weights = np.zeros((0, M)) if relax is None else np.ascontiguousarray(relax)
+    if backend == "cuda":
+        cuda_backend.phase_sums(flat, A, labels64, weights, block, partial)
+    else:
+        sums_of_blocks = _phase_sums_parallel if parallel else _phase_sums_serial
+        sums_of_blocks(flat, A, labels64, weights, block, partial, np.empty((n_blocks, 3, M)))
     sums = partial.sum(axis=0)  # blocks are fixed by N alone: the same sums on any number of threads
     counts = np.bincount(labels, minlength=n_comp)
     signal, stderr, imag = _mean_and_error(sums.sum(axis=0), N)

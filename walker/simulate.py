@@ -17,6 +17,7 @@ import numpy as np
 import sequences
 from substrates import MeshSubstrate, Substrate, WalkerStart, residence_times
 
+from . import cuda_backend
 from .dispatch import KernelRun, run_kernel
 from .membranes import MAX_TRANSIT_PROBABILITY
 from .plan import RunPlan, check_seed, plan_run
@@ -33,7 +34,7 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
              start: str | None = None, *, t2: float | dict | None = None, gaussian_steps: bool = False,
              record_times=None, n_trajectories: int = 0, target_stderr: float | None = None,
              check_every_step: bool = False, max_transit_probability: float = MAX_TRANSIT_PROBABILITY,
-             transit: str = "corrected", parallel: bool = True) -> SimulationResult:
+             transit: str = "corrected", parallel: bool = True, backend: str = "cpu") -> SimulationResult:
     """Simulate the diffusion signal of a substrate under a scheme by Monte Carlo.
 
     Parameters
@@ -90,6 +91,12 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         convergence studies and teaching).
     parallel : bool
         Use the multi-threaded kernel (``False``: the serial build of the same code).
+    backend : {"cpu", "cuda", "auto"}
+        Where the walk and the signal sums run: the CPU (default), an NVIDIA GPU
+        through numba-cuda (``pip install 'diffwalk[gpu]'``; one walker per
+        thread, the same per-walker code and random streams, so the result is
+        the CPU's for the same seed), or "auto": CUDA when a GPU is usable. The
+        provenance records the backend and the device.
 
     Returns
     -------
@@ -105,16 +112,18 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     >>> res.signal.shape, res.escapes
     ((3,), 0)
     """
+    backend = cuda_backend.resolve_backend(backend)
     plan = plan_run(substrate, scheme, n_walkers, diffusivity, n_steps, t2=t2, gaussian_steps=gaussian_steps,
                     record_times=record_times, n_trajectories=n_trajectories, target_stderr=target_stderr,
                     max_transit_probability=max_transit_probability, transit=transit)
     seed = check_seed(seed)
     start = substrate.default_start if start is None else start
     walkers, seeds = start_walkers(substrate, start, plan.n_walkers, seed)
-    run = run_kernel(substrate, plan, walkers, seeds, check_every_step=check_every_step, parallel=parallel)
+    run = run_kernel(substrate, plan, walkers, seeds, check_every_step=check_every_step, parallel=parallel,
+                     backend=backend)
     R = substrate.rotation
     sig = phase_signals(run.out.phases, walkers.labels, walkers.names, plan, R,
-                        relaxation_weights(run.out.time_inside, plan), parallel)
+                        relaxation_weights(run.out.time_inside, plan), parallel, backend)
     disp, msd, kurt = displacement_moments(run.out.displacements, plan, R)
     counters = run.out.counters
     permeable = substrate.permeable
@@ -129,7 +138,7 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         reflections=int(counters[:, 0].sum()), truncated_steps=int(counters[:, 1].sum()),
         escapes=count_escapes(substrate, run, plan),
         provenance=provenance(substrate=substrate, plan=plan, seed=seed, start=start, parallel=parallel,
-                              wall_time=run.wall_time,
+                              wall_time=run.wall_time, backend=backend,
                               transit_max=float(max(np.max(run.transit.p_out), np.max(run.transit.p_in)))),
         transits=int(counters[:, 3].sum()),
         first_transit_times=np.where(first >= 0, first * plan.dt, np.nan) if permeable else None,

@@ -35,7 +35,7 @@ NEVER = 1 << 62  # a grid index no walk reaches
 KERNEL_OPTIONS = {"cache": True, "fastmath": False, "error_model": "numpy"}
 
 
-def compile_kernel(func, name: str | None = None):
+def compile_kernel(func, name: str | None = None, bound: dict | None = None):
     """(parallel, serial) builds of one kernel, each with its own cache entry.
 
     numba keys its on-disk cache by the function's name, source line and
@@ -43,16 +43,18 @@ def compile_kernel(func, name: str | None = None):
     share one cache entry, and the second build loaded in a later process would
     run the first one's code (a "serial" run on the parallel code, or the
     reverse). Renamed copies of the function keep the entries apart; ``name``
-    names a variant made by a factory (its closure constants are part of the
-    cache key). Note that the cache checks only the kernel's own file: after
-    editing a helper module it inlines (``rng``, ``walkers``), touch the kernel
-    file.
+    names a variant. ``bound`` adds global names the copies see (a variant's
+    per-walker function, for one): unlike a closure over a compiled function,
+    which numba cannot key its cache by, globals leave the cache usable, so
+    every variant needs its own ``name``. Note that the cache checks only the
+    kernel's own file: after editing a helper module it inlines (``rng``,
+    ``walkers``), touch the kernel file.
     """
     base = name or func.__qualname__
+    env = func.__globals__ if not bound else {**func.__globals__, **bound}
 
     def renamed(suffix):
-        f = types.FunctionType(func.__code__, func.__globals__, func.__name__ + suffix, func.__defaults__,
-                               func.__closure__)
+        f = types.FunctionType(func.__code__, env, func.__name__ + suffix, func.__defaults__, func.__closure__)
         f.__qualname__ = base + suffix
         f.__doc__ = func.__doc__
         return f
