@@ -228,3 +228,28 @@ def test_sweep_on_gpus_equals_cpu_rows_and_records_the_device(tmp_path):
     assert all(p["backend"] == "cpu" for p in cpu.provenance)
     with pytest.raises(ValueError, match="gpus"):
         run_sweep(SWEEP_SPEC, tmp_path / "bad.h5", gpus=0)
+
+
+def test_no_device_is_refused_clearly_and_auto_falls_back(monkeypatch):
+    monkeypatch.setattr(cuda_backend, "available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"diffwalk\[gpu\]"):
+        walker.simulate(su.free(), PG, n_walkers=10, n_steps=12, diffusivity=D0, backend="cuda")
+    assert cuda_backend.resolve_backend("auto") == "cpu"
+    from diffwalk.sweep import gpu_devices
+    with pytest.raises(RuntimeError, match="--gpus"):
+        gpu_devices(1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not ON_HARDWARE, reason="needs a real GPU (DIFFWALK_GPU_TESTS=1 on a GPU machine)")
+def test_hardware_runs_at_scale_equal_the_cpu():
+    """On real hardware, at a size the simulator cannot afford: 20 000 walkers through 500 gamma cylinders,
+    permeable, records on; the GPU run equals the CPU run of the same seed."""
+    sub = su.packed_axons(500, mean_radius=2e-6, icvf=0.6, seed=1, permeability=2e-5)
+    kw = dict(n_walkers=20_000, n_steps=400, start="uniform", diffusivity={"intra": 1.5e-9, "extra": 2.2e-9},
+              record_times=[0.02])
+    cpu = _run(lambda: sub, PG, "cpu", **kw)
+    gpu = _run(lambda: sub, PG, "cuda", **kw)
+    np.testing.assert_array_equal(cpu.signal, gpu.signal)
+    np.testing.assert_array_equal(cpu.final_positions, gpu.final_positions)
+    assert gpu.escapes == 0 and cpu.transits == gpu.transits
