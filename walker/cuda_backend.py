@@ -48,6 +48,8 @@ from .sincos import REDUCED_RANGE, sincos
 MEMORY_SHARE = 0.5
 #: threads per block of the walk kernel
 THREADS_PER_BLOCK = 128
+#: threads per block under the simulator
+SIMULATOR_THREADS = 1
 #: walkers per batch when the device cannot say how much memory it has (the simulator)
 DEFAULT_BATCH = 1 << 20
 
@@ -172,8 +174,15 @@ def walk_kernel(mesh: bool, kind: int, permeable: bool):
         name = "walk_" + "_".join(str(k) for k in key)
         f = types.FunctionType(_walk_all.__code__, env, name)
         f.__qualname__ = name
-        _KERNELS[key] = cuda.jit(f)
+        _KERNELS[key] = cuda.jit(f, **_kernel_options())
     return _KERNELS[key]
+
+
+def _kernel_options() -> dict:
+    """No fast-math, and no link-time optimisation: with LTO the final code generation moves into nvJitLink,
+    out of reach of the NVVM options :func:`without_fma` sets; without it NVVM writes PTX whose adds and
+    multiplies carry an explicit ``.rn``, which ptxas may not fuse either."""
+    return {} if simulator() else {"fastmath": False, "lto": False}
 
 
 @contextmanager
@@ -209,7 +218,10 @@ def _quiet_simulator():
         yield
 
 
-def _launch(kernel, n: int, args, threads: int = THREADS_PER_BLOCK) -> None:
+def _launch(kernel, n: int, args) -> None:
+    # the simulator runs a block's threads as Python threads and polls them all while they run: small blocks
+    # keep that polling from starving the walks (the launch shape changes nothing in the results)
+    threads = SIMULATOR_THREADS if simulator() else THREADS_PER_BLOCK
     blocks = max(1, -(-n // threads))
     with without_fma(), _quiet_simulator():
         kernel[blocks, threads](*args)
@@ -322,7 +334,7 @@ def _sums_kernel():
         cuda = _cuda()
         env = {**_block_sums.__globals__, "SINCOS": device_function(sincos), "cuda": cuda}
         f = types.FunctionType(_block_sums.__code__, env, "block_sums")
-        _SUMS.append(cuda.jit(f))
+        _SUMS.append(cuda.jit(f, **_kernel_options()))
     return _SUMS[0]
 
 
@@ -362,7 +374,7 @@ def phase_sums(phases: np.ndarray, A: np.ndarray, labels: np.ndarray, relax: np.
         args = (cuda.to_device(np.ascontiguousarray(phases[lo:hi])), A_dev,
                 cuda.to_device(np.ascontiguousarray(labels[lo:hi])), cuda.to_device(np.ascontiguousarray(rel)),
                 block, cuda.to_device(np.ascontiguousarray(partial[b0:b1])))
-        threads = (4, 32)
+        threads = (1, 1) if simulator() else (4, 32)
         grid = (-(-(b1 - b0) // threads[0]), -(-M // threads[1]))
         with without_fma(), _quiet_simulator():
             kernel[grid, threads](*args)
