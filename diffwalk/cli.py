@@ -14,11 +14,16 @@ from pathlib import Path
 
 def _cmd_example(args: argparse.Namespace) -> int:
     from .examples import EXAMPLES, LONG, run_example
+    from .lessons import QUICK_ENV, lesson_paths, lesson_summary
     if args.list:
         for name, (_, desc) in EXAMPLES.items():
             print(f"{name:12s} {'(long: by name only) ' if name in LONG else ''}{desc}")
         print(f"\n`diffwalk example` runs {', '.join(n for n in EXAMPLES if n not in LONG)}; it leaves out "
               f"{', '.join(sorted(LONG))} (run them by name)")
+        print(f"\nLessons of the teaching gallery (each checks its simulation against theory; "
+              f"{QUICK_ENV}=1 for a quick run):")
+        for name, path in lesson_paths().items():
+            print(f"  {name:24s} {lesson_summary(path)}")
         return 0
     try:
         run_example(args.name, args.output)

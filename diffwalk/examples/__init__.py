@@ -24,9 +24,14 @@ LONG = {"validation", "exchange", "meshes"}
 
 
 def run_example(name: str, outdir: str):
-    """Run the example ``name`` ("all" runs every quick one), writing under ``outdir``; returns the written paths."""
+    """Run the example or gallery lesson ``name`` ("all" runs every quick example), writing under
+    ``outdir``; returns the written paths."""
+    from ..lessons import lesson_paths, run_lesson
     if name == "all":
         return [p for key in EXAMPLES if key not in LONG for p in run_example(key, outdir)]
-    if name not in EXAMPLES:
-        raise KeyError(f"unknown example {name!r}; available: {', '.join(EXAMPLES)}")
-    return import_module(EXAMPLES[name][0]).run(outdir)
+    if name in EXAMPLES:
+        return import_module(EXAMPLES[name][0]).run(outdir)
+    if name in lesson_paths():
+        return run_lesson(name, outdir)
+    raise KeyError(f"unknown example {name!r}; examples: {', '.join(EXAMPLES)}; "
+                   f"lessons: {', '.join(lesson_paths())}")
