@@ -76,6 +76,74 @@ SIMULATION_FIELDS = {"n_walkers": "count", "n_steps": "count", "diffusivity": "d
                      "start": "str", "gaussian_steps": "bool", "backend": "str"}
 TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep"}
 
+#: What each config key means and its default ("required" where it has none), for the config reference in the
+#: documentation (docs/_ext/diffwalk_docs.py) and ``diffwalk`` users; units come from the field kinds above.
+FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
+    "substrate.planes": {"spacing": ("distance between parallel impermeable (or permeable) planes", "required"),
+                         "normal": ("unit normal of the planes, [x, y, z]", "[0, 0, 1]"),
+                         "permeability": ("membrane permeability kappa of the planes", "0 m/s")},
+    "substrate.cylinder": {"radius": ("cylinder radius", "required"),
+                           "axis": ("cylinder axis, [x, y, z]", "[0, 0, 1]"),
+                           "permeability": ("membrane permeability kappa", "0 m/s")},
+    "substrate.cylinder_lattice": {
+        "radius": ("radius of every cylinder", "required"),
+        "icvf": ("intra-cylinder volume fraction, 0-1", "required"),
+        "lattice": ('"hexagonal" or "square"', '"hexagonal"'),
+        "axis": ("cylinder axis, [x, y, z]", "[0, 0, 1]"),
+        "repeats": ("unit cells per side of the periodic box", "1"),
+        "permeability": ("membrane permeability kappa", "0 m/s")},
+    "substrate.packed_cylinders": {
+        "n": ("number of cylinders", "required"),
+        "gamma_shape": ("shape k of the Gamma distribution of radii", "required"),
+        "gamma_scale": ("scale theta of the Gamma distribution of radii (mean radius k theta)", "required"),
+        "icvf": ("intra-cylinder volume fraction, 0-1", "required"),
+        "seed": ("seed of the radii and of the packing", "0"),
+        "axis": ("cylinder axis, [x, y, z]", "[0, 0, 1]"),
+        "permeability": ("membrane permeability kappa", "0 m/s"),
+        "min_gap": ("thinnest extracellular sheet between cylinders", "2 % of the mean radius"),
+        "arrangement": ('"random" (equilibrated hard disks), "hexagonal" or "clustered"', '"random"'),
+        "clustering": ('attraction in kT for arrangement = "clustered"', "0")},
+    "substrate.sphere": {"radius": ("sphere radius", "required"),
+                         "permeability": ("membrane permeability kappa", "0 m/s")},
+    "substrate.sphere_lattice": {
+        "radius": ("radius of every sphere", "required"),
+        "volume_fraction": ("sphere volume fraction, 0-1", "required"),
+        "lattice": ('"cubic" or "fcc"', '"cubic"'),
+        "repeats": ("unit cells per side of the periodic box", "1"),
+        "permeability": ("membrane permeability kappa", "0 m/s")},
+    "scheme.pgse": {
+        "delta": ("gradient pulse duration", "required"),
+        "Delta": ("time between the onsets of the two pulses", "required"),
+        "bvalues": ("b-values of the shells (b = 0 is measured once); or give gradient_strength", "required"),
+        "gradient_strength": ("gradient amplitudes instead of bvalues", "none"),
+        "directions": ("a count (Fibonacci hemisphere) or a list of [x, y, z]", "[[0, 0, 1]]"),
+        "ramp_time": ("gradient rise time of each trapezoid", "0 s"),
+        "echo_time": ("echo time (for T2 weighting); must hold the waveform", "the waveform's duration")},
+    "scheme.ogse": {
+        "frequency": ("oscillation frequency", "required"),
+        "n_periods": ("periods per lobe", "required"),
+        "bvalues": ("b-values of the shells", "required"),
+        "directions": ("a count (Fibonacci hemisphere) or a list of [x, y, z]", "[[0, 0, 1]]"),
+        "shape": ('"cos", "sin" or "trapezoid-cos"', '"cos"'),
+        "gap": ("time between the two lobes", "0 s"),
+        "echo_time": ("echo time (for T2 weighting); must hold the waveform", "the waveform's duration")},
+    "scheme.tensor": {
+        "bvalues": ("b-values of the shells", "required"),
+        "b_delta": ("b-tensor shape: 1 linear, 0 spherical, -0.5 planar; one value or one per shell",
+                    "required"),
+        "directions": ("symmetry axes of the b-tensors: a count or a list of [x, y, z]", "[[0, 0, 1]]"),
+        "duration": ("duration of the encoding waveform", "60 ms")},
+    "simulation": {
+        "n_walkers": ("number of walkers; the standard error falls as 1/sqrt(n_walkers)", "100000"),
+        "n_steps": ("time steps over the scheme's duration", "1000"),
+        "diffusivity": ("intrinsic diffusivity D", "required"),
+        "seed": ("root seed (results are bit-identical for a seed)", "0"),
+        "start": ('where walkers start: "intra", "extra" or "uniform"', '"intra" where there is an intra '
+                  'compartment, else "uniform"'),
+        "gaussian_steps": ("Gaussian instead of fixed-length steps", "false"),
+        "backend": ('"cpu", "cuda" or "auto"', '"cpu"')},
+}
+
 
 def _value(kind: str, value, field: str):
     many = kind.endswith("*")
@@ -131,7 +199,24 @@ def _section(raw: dict, allowed: dict[str, str], name: str, required: set[str] =
 
 @dataclass
 class Job:
-    """One simulation parsed from a config: what to build and run, plus the SI echo."""
+    """One simulation parsed from a config: what to build and run, plus the SI echo.
+
+    Made by :func:`parse_job`; the fields are also its attributes.
+
+    Parameters
+    ----------
+    substrate : substrates.Substrate
+        The substrate built from the [substrate] table (lengths in m).
+    scheme : sequences.Scheme
+        The scheme built from the [[scheme]] tables (T/m, s, s/m^2).
+    simulation : dict
+        The [simulation] table in SI (``diffusivity`` in m^2/s; ``n_walkers``,
+        ``n_steps``, ``seed``, ``start``, ...), as keyword arguments of
+        :func:`walker.simulate`.
+    echo : dict
+        ``{"substrate": ..., "scheme": ..., "simulation": ...}``: every parsed
+        value in SI, for printing and provenance.
+    """
 
     substrate: substrates.Substrate
     scheme: sequences.Scheme
@@ -234,7 +319,25 @@ def _scheme_maker(raw: dict, name: str):
 
 
 def parse_job(cfg: dict) -> Job:
-    """Build a :class:`Job` from a parsed TOML document (the [sweep] table is ignored here)."""
+    """Build a :class:`Job` from a parsed TOML document (the [sweep] table is ignored here).
+
+    Parameters
+    ----------
+    cfg : dict
+        The parsed TOML document (see :func:`load`); values with units are
+        strings such as ``"3 um"`` or ``"2 um^2/ms"``.
+
+    Returns
+    -------
+    Job
+        Substrate, scheme and simulation settings, converted to SI.
+
+    Raises
+    ------
+    ConfigError
+        If a table or key is missing or unknown, or a value has the wrong
+        unit or is impossible.
+    """
     unknown = set(cfg) - TOP_LEVEL
     if unknown:
         raise ConfigError(f"unknown top-level table(s) {sorted(unknown)}; allowed: {sorted(TOP_LEVEL)}")
@@ -251,7 +354,23 @@ def parse_job(cfg: dict) -> Job:
 
 
 def load(path: str | Path) -> dict:
-    """Read a TOML file, with a clear error on syntax problems."""
+    """Read a TOML file, with a clear error on syntax problems.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.toml`` configuration file.
+
+    Returns
+    -------
+    dict
+        The parsed document (values not yet converted to SI; see :func:`parse_job`).
+
+    Raises
+    ------
+    ConfigError
+        If the file does not exist or is not valid TOML.
+    """
     p = Path(path)
     try:
         with open(p, "rb") as fh:

@@ -102,14 +102,29 @@ class PartsFolder:
         return self.path / f"row_{index:06d}.npz"
 
     def write(self, index: int, row: dict) -> None:
-        """Atomically store one finished row."""
+        """Atomically store one finished row.
+
+        Parameters
+        ----------
+        index : int
+            Row index in the sweep.
+        row : dict
+            Arrays of the row (signal, stderr, columns, JSON texts), as the
+            database stores them.
+        """
         self.path.mkdir(exist_ok=True)
         tmp = self.path / f".row_{index:06d}.tmp.npz"
         np.savez(tmp, **{k: np.asarray(v) for k, v in row.items()})
         os.replace(tmp, self._file(index))
 
     def read(self) -> dict[int, dict]:
-        """Finished rows in the folder (complete files only), by row index."""
+        """Finished rows in the folder (complete files only), by row index.
+
+        Returns
+        -------
+        dict of int to dict
+            Row index -> arrays of the row, as given to :meth:`write`.
+        """
         out = {}
         if self.path.is_dir():
             for f in sorted(self.path.glob("row_*.npz")):
@@ -119,11 +134,23 @@ class PartsFolder:
         return out
 
     def count(self) -> int:
-        """Number of complete row files waiting in the folder."""
+        """Number of complete row files waiting in the folder.
+
+        Returns
+        -------
+        int
+            Complete part files (0 when the folder does not exist).
+        """
         return len(list(self.path.glob("row_*.npz"))) if self.path.is_dir() else 0
 
     def remove(self, indices) -> None:
-        """Delete the parts of these rows (after they were folded into the database); drop an empty folder."""
+        """Delete the parts of these rows (after they were folded into the database); drop an empty folder.
+
+        Parameters
+        ----------
+        indices : iterable of int
+            Row indices whose part files are deleted (missing ones are ignored).
+        """
         for i in indices:
             self._file(i).unlink(missing_ok=True)
         if self.path.is_dir() and not any(self.path.glob("row_*.npz")):
@@ -239,23 +266,31 @@ def _column(rows, n, key, dtype, fill):
 class Database:
     """A database read into memory (numpy arrays), with selection by parameter values.
 
-    Attributes
+    Made by :func:`open_database`; the fields are also its attributes.
+
+    Parameters
     ----------
     path : Path
+        The ``.h5`` file it was read from.
     scheme : sequences.Scheme
+        The one scheme of every row (SI).
     signal, stderr : numpy.ndarray
-        (R, M) signals and Monte Carlo errors (NaN rows are not finished).
+        (R, M) normalised signals and Monte Carlo errors (dimensionless; NaN
+        rows are not finished).
     done : numpy.ndarray
-        (R,) bool.
+        (R,) bool: which rows are finished.
     params : dict
-        name -> (R,) SI values (NaN where not numeric).
+        Swept parameter name (``"substrate.radius"``, ...) -> (R,) SI values
+        (m, s, m^2/s, s/m^2, m/s; NaN where not numeric).
     params_text : dict
         name -> (R,) values as written in the spec.
     compartments : dict
         name -> {"signal": (R, M), "stderr": (R, M), "count": (R,)}.
     columns : dict
-        seed, n_walkers, n_steps, dt, step_length, wall_time, escapes -> (R,).
+        seed, n_walkers, n_steps, dt (s), step_length (m), wall_time (s),
+        escapes -> (R,).
     ground_truth, provenance : list of dict
+        One per row (SI), as in :class:`walker.SimulationResult`.
     attrs : dict
         File attributes (format, version, spec, ...).
     """
@@ -285,6 +320,25 @@ class Database:
         has (a radius in um where the database holds m selects nothing, silently, otherwise).
 
         Example: ``db.select(**{"substrate.radius": 3e-6, "seed": 0})``.
+
+        Parameters
+        ----------
+        **criteria
+            Parameter name -> value: a number in SI units (m, s, m^2/s,
+            s/m^2, m/s; compared with a relative tolerance of 1e-9), a text as
+            written in the spec, or ``seed`` -> int.
+
+        Returns
+        -------
+        numpy.ndarray
+            Indices (int) of the matching finished rows, in increasing order.
+
+        Raises
+        ------
+        KeyError
+            If a name is not a parameter of the database.
+        ValueError
+            If no finished row matches (the message lists the values present).
         """
         mask = self.done.copy()
         for name, value in criteria.items():
@@ -316,7 +370,14 @@ class Database:
         return PartsFolder(self.path).count()
 
     def summary(self) -> str:
-        """What `diffwalk info` prints."""
+        """What ``diffwalk info`` prints.
+
+        Returns
+        -------
+        str
+            File, format and version; finished rows; scheme; parameters and
+            compartments; walkers and wall time (s) per row.
+        """
         a = self.attrs
         parts = self.pending_parts
         lines = [f"{self.path}: {a.get('format')} v{a.get('format_version')} (diffwalk {a.get('diffwalk_version')}, "
@@ -346,6 +407,52 @@ def open_database(path: str | Path) -> Database:
     Returns
     -------
     Database
+        Every row in memory, values in SI units.
+
+    Raises
+    ------
+    DatabaseError
+        If the file is missing, not HDF5, not a diffwalk database, from a
+        newer format, or damaged.
+
+    Examples
+    --------
+    Run a tiny sweep (two radii, two seeds) into a temporary file and read it:
+
+    >>> import os, tempfile, diffwalk
+    >>> spec = '''
+    ... [substrate]
+    ... type = "cylinder"
+    ... radius = "5 um"
+    ...
+    ... [[scheme]]
+    ... type = "pgse"
+    ... delta = "10 ms"
+    ... Delta = "30 ms"
+    ... bvalues = "0 1000 s/mm^2"
+    ... directions = 3
+    ...
+    ... [simulation]
+    ... n_walkers = 1000
+    ... n_steps = 1000
+    ... diffusivity = "2 um^2/ms"
+    ...
+    ... [sweep]
+    ... seeds = [0, 1]
+    ...
+    ... [sweep.grid]
+    ... "substrate.radius" = ["5 um", "8 um"]
+    ... '''
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = diffwalk.run_sweep(spec, os.path.join(tmp.name, "cylinders.h5"))
+    >>> db = diffwalk.open_database(path)
+    >>> db.n_rows, db.signal.shape
+    (4, (4, 4))
+    >>> db.params["substrate.radius"]
+    array([5.e-06, 5.e-06, 8.e-06, 8.e-06])
+    >>> db.select(**{"substrate.radius": 8e-6, "seed": 1})
+    array([3])
+    >>> tmp.cleanup()
     """
     p = Path(path)
     if not p.exists():

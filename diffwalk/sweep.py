@@ -216,7 +216,7 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
         LocalCUDACluster when installed, else plain workers pinned with CUDA_VISIBLE_DEVICES). Rows equal the
         CPU's (same seeds, same per-walker code); provenance names the backend and the device.
     flush_seconds : float
-        How often finished rows are folded into the database.
+        How often (in s) finished rows are folded into the database.
     is_sweep : bool
         False for a single simulation (``diffwalk simulate``): no [sweep] table needed.
 
@@ -347,7 +347,25 @@ def _run_dask(pending, rows, names, store, local, scheduler, devices=None) -> No
 
 
 def resume(db_path: str | Path, **kwargs) -> Path:
-    """Finish a sweep from its database alone (the spec is stored in it)."""
+    """Finish a sweep from its database alone (the spec is stored in it).
+
+    Parameters
+    ----------
+    db_path : str or Path
+        The database of the sweep (``.h5``).
+    **kwargs
+        Passed to :func:`run_sweep` (``local``, ``scheduler``, ``gpus``, ``flush_seconds``).
+
+    Returns
+    -------
+    Path
+        The database.
+
+    Raises
+    ------
+    DatabaseError
+        If the database holds no spec.
+    """
     db = database.open_database(db_path)
     spec = db.attrs.get("spec")
     if not spec:

@@ -17,14 +17,16 @@ import numpy as np
 class Factorisation:
     """Waveforms written as a few temporal shapes times per-measurement vectors.
 
-    Attributes
+    The fields are also the attributes of the (frozen) instance.
+
+    Parameters
     ----------
     shapes : numpy.ndarray
         (K, T) temporal shapes f_k, orthonormal over the time samples (dimensionless).
     amplitudes : numpy.ndarray
         (M, K, 3) vectors g_mk in T/m.
     rel_error : float
-        max |G - sum_k f_k g_k| / max |G| of the reconstruction.
+        ``max |G - sum_k f_k g_k| / max |G|`` of the reconstruction (dimensionless).
     """
 
     shapes: np.ndarray
@@ -37,7 +39,13 @@ class Factorisation:
         return self.shapes.shape[0]
 
     def reconstruct(self) -> np.ndarray:
-        """(M, T, 3) waveforms rebuilt from the factors, in T/m."""
+        """(M, T, 3) waveforms rebuilt from the factors, in T/m.
+
+        Returns
+        -------
+        numpy.ndarray
+            (M, T, 3) effective gradients sum_k f_k(t) g_mk in T/m.
+        """
         return np.einsum("kt,mki->mti", self.shapes, self.amplitudes)
 
 
@@ -54,7 +62,7 @@ def factorise(gradients: np.ndarray, rtol: float = 1e-10) -> Factorisation:
     gradients : numpy.ndarray
         (M, T, 3) waveforms in T/m.
     rtol : float
-        Allowed reconstruction error relative to max |G|.
+        Allowed reconstruction error relative to ``max |G|`` (dimensionless).
 
     Returns
     -------

@@ -138,7 +138,7 @@ def write_fsl(scheme: Scheme, bval_path: str | Path, bvec_path: str | Path) -> N
 def read_mrtrix(path: str | Path, delta: float, Delta: float, *, units: str = "auto", **pgse_kwargs) -> Scheme:
     """Read an MRtrix gradient table (rows ``x y z b``) as a PGSE scheme.
 
-    As MRtrix does by default, b is scaled by |g|^2 when a direction's norm
+    As MRtrix does by default, b is scaled by ``|g|^2`` when a direction's norm
     differs from 1 by more than 1 % (then the direction is normalised).
 
     Parameters
@@ -168,7 +168,20 @@ def read_mrtrix(path: str | Path, delta: float, Delta: float, *, units: str = "a
 
 
 def write_mrtrix(scheme: Scheme, path: str | Path) -> None:
-    """Write an MRtrix gradient table (``x y z b``, b in s/mm^2)."""
+    """Write an MRtrix gradient table (``x y z b``, b in s/mm^2).
+
+    Parameters
+    ----------
+    scheme : Scheme
+        A scheme of linear encodings (b-values in s/m^2, converted to s/mm^2).
+    path : str or Path
+        Output ``.b`` file; overwritten.
+
+    Raises
+    ------
+    ValueError
+        If a measurement with b > 0 is not a linear encoding (b_Delta != 1).
+    """
     _require_linear(scheme, "an MRtrix table")
     rows = np.column_stack([scheme.directions, scheme.bvalues / S_PER_MM2])
     np.savetxt(path, rows, fmt="%.12g", header="diffwalk scheme: x y z b[s/mm^2]")
@@ -235,6 +248,20 @@ def write_camino(scheme: Scheme, path: str | Path) -> None:
 
     Only rectangular PGSE measurements can be written; the echo time of each
     row is taken from the waveform (lobes centred in it).
+
+    Parameters
+    ----------
+    scheme : Scheme
+        A scheme of rectangular PGSE measurements; rows hold the direction,
+        ``|G|`` in T/m, Delta, delta and TE in s.
+    path : str or Path
+        Output scheme file; overwritten.
+
+    Raises
+    ------
+    ValueError
+        If a measurement is not a rectangular PGSE (other encodings: use
+        :func:`write_mcdc`).
     """
     _require_linear(scheme, "a STEJSKALTANNER scheme")
     rect = (scheme.label == "pgse") & ~(scheme.ramp_time > 0)
@@ -294,7 +321,16 @@ def read_mcdc(path: str | Path, *, gamma: float = GAMMA, check_echo: bool = True
 
 
 def write_mcdc(scheme: Scheme, path: str | Path) -> None:
-    """Write an MC/DC ``VERSION: GRADIENT_WAVEFORM`` scheme (T/m, s)."""
+    """Write an MC/DC ``VERSION: GRADIENT_WAVEFORM`` scheme (T/m, s).
+
+    Parameters
+    ----------
+    scheme : Scheme
+        Any scheme: its duration (s), T, M and the M x T x 3 effective
+        gradients (T/m) are written.
+    path : str or Path
+        Output scheme file; overwritten.
+    """
     with open(path, "w") as fh:
         fh.write("VERSION: GRADIENT_WAVEFORM\n")
         fh.write(f"{scheme.duration!r} {scheme.n_steps} {scheme.n_measurements}\n")
@@ -401,6 +437,20 @@ def write_now(scheme: Scheme, path: str | Path, measurement: int = 0) -> None:
     """Write one measurement as a NOW-style waveform (``.npz`` or ``.mat``).
 
     The effective waveform is written as ``gwf`` with ``rf`` = +1 throughout.
+
+    Parameters
+    ----------
+    scheme : Scheme
+        The scheme; ``gwf`` is written in T/m and ``dt`` in s.
+    path : str or Path
+        Output file, ``.npz`` or ``.mat`` (the latter needs scipy); overwritten.
+    measurement : int
+        Index of the measurement to write.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` ends in neither ``.npz`` nor ``.mat``.
     """
     g = scheme.gradients[measurement]
     d = {"gwf": g, "rf": np.ones(len(g)), "dt": np.array(scheme.dt)}

@@ -265,7 +265,7 @@ class Scheme:
     def spectrum(self, n_fft: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Encoding power spectrum of each measurement.
 
-        S(f) = 2 |Q(f)|^2 summed over axes, with Q(f) = integral q(t) exp(-2 pi i f t) dt,
+        S(f) = 2 ``|Q(f)|^2`` summed over axes, with Q(f) = integral q(t) exp(-2 pi i f t) dt,
         so that integral_0^inf S(f) df = b (Parseval; ``np.trapezoid(power, freqs)``
         recovers b).
 
@@ -296,7 +296,14 @@ class Scheme:
         Parameters
         ----------
         rtol : float
-            Allowed |q(TE)| relative to the largest |q(t)| of the measurement.
+            Allowed ``|q(TE)|`` relative to the largest ``|q(t)|`` of the
+            measurement (dimensionless).
+
+        Raises
+        ------
+        EchoConditionError
+            If any measurement's q(t) (rad/m) does not return to zero at the
+            echo time.
         """
         q = self.qt
         qmax = np.sqrt(np.einsum("mti,mti->mt", q, q)).max(axis=1)
@@ -312,13 +319,35 @@ class Scheme:
             )
 
     def aligned(self, n_steps: int) -> bool:
-        """True when every waveform edge falls on a grid point of ``n_steps`` equal steps."""
+        """True when every waveform edge falls on a grid point of ``n_steps`` equal steps.
+
+        Parameters
+        ----------
+        n_steps : int
+            Number of equal steps over the scheme's duration (step
+            ``duration / n_steps`` in s).
+
+        Returns
+        -------
+        bool
+            Whether every edge time (s) in ``edges`` is a grid point.
+        """
         return timegrid.aligned(self.edges, self.duration / n_steps)
 
     def aligned_n_steps(self, n_steps: int) -> int:
         """Smallest step count >= ``n_steps`` whose grid is aligned with every edge.
 
         Falls back to ``n_steps`` when no aligned count up to 4 x ``n_steps`` exists.
+
+        Parameters
+        ----------
+        n_steps : int
+            Smallest acceptable number of steps over the scheme's duration.
+
+        Returns
+        -------
+        int
+            The aligned step count (or ``n_steps`` itself as a fallback).
         """
         for n in range(int(n_steps), 4 * int(n_steps) + 1):
             if self.aligned(n):
@@ -386,7 +415,25 @@ class Scheme:
         return Scheme(self.gradients @ R.T, self.dt, self.gamma, self.info, self.edges)
 
     def select(self, index: Any) -> "Scheme":
-        """Measurements picked by an index, slice or boolean mask."""
+        """Measurements picked by an index, slice or boolean mask.
+
+        Also available as ``scheme[index]``.
+
+        Parameters
+        ----------
+        index : int, slice, array_like of int or array_like of bool
+            Which measurements to keep (a (M,) mask for boolean selection).
+
+        Returns
+        -------
+        Scheme
+            The selected measurements, on the same time grid.
+
+        Raises
+        ------
+        IndexError
+            If the selection is empty.
+        """
         idx = np.arange(len(self))[index]
         idx = np.atleast_1d(idx)
         if idx.size == 0:
@@ -400,7 +447,19 @@ class Scheme:
         return concatenate([self, other])
 
     def factorise(self, rtol: float = 1e-10) -> Factorisation:
-        """Temporal-shape factorisation G_m(t) = sum_k f_k(t) g_mk (see :func:`sequences.factorise`)."""
+        """Temporal-shape factorisation G_m(t) = sum_k f_k(t) g_mk (see :func:`sequences.factorise`).
+
+        Parameters
+        ----------
+        rtol : float
+            Allowed reconstruction error relative to the largest gradient
+            magnitude (dimensionless).
+
+        Returns
+        -------
+        Factorisation
+            K temporal shapes (dimensionless) and (M, K, 3) amplitudes in T/m.
+        """
         return factorise(self.gradients, rtol=rtol)
 
     @cached_property

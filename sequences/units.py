@@ -252,7 +252,8 @@ def check_count(value, name: str, least: int = 1) -> int:
 
     Parameters
     ----------
-    value : int
+    value : int or float
+        The count to check.
     name : str
         Argument name for the message.
     least : int
@@ -261,6 +262,12 @@ def check_count(value, name: str, least: int = 1) -> int:
     Returns
     -------
     int
+        ``value`` as a Python int.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not a whole number (booleans included) or is below ``least``.
     """
     ok = not isinstance(value, (bool, np.bool_))
     if ok and isinstance(value, (int, np.integer)):
@@ -275,7 +282,27 @@ def check_count(value, name: str, least: int = 1) -> int:
 
 
 def check_fraction(value, name: str, upper: float = 1.0) -> float:
-    """A number in (0, upper] (a volume fraction, an ICVF); else a clear error naming the argument."""
+    """A number in (0, upper] (a volume fraction, an ICVF); else a clear error naming the argument.
+
+    Parameters
+    ----------
+    value : float
+        The fraction to check (dimensionless).
+    name : str
+        Argument name for the message.
+    upper : float
+        Largest allowed value (dimensionless).
+
+    Returns
+    -------
+    float
+        ``value`` as a Python float.
+
+    Raises
+    ------
+    ValueError
+        If ``value`` is not a finite number in (0, ``upper``].
+    """
     try:
         v = float(value)
     except (TypeError, ValueError):

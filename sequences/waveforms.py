@@ -395,11 +395,13 @@ def tensor_encoding(bvalues, b_delta=0.0, directions=None, *, b_eta=0.0, duratio
     bvalues : array_like
         (M,) b-values in s/m^2.
     b_delta : float or array_like
-        Anisotropy: 1 linear (LTE), 0 spherical (STE), -1/2 planar (PTE).
+        Anisotropy (dimensionless, one or (M,)): 1 linear (LTE), 0 spherical
+        (STE), -1/2 planar (PTE).
     directions : array_like, optional
         (M, 3) or (3,) symmetry axes (default z).
     b_eta : float or array_like
-        Asymmetry in [0, 1]; 0 for axially symmetric tensors.
+        Asymmetry in [0, 1] (dimensionless, one or (M,)); 0 for axially
+        symmetric tensors.
     duration : float
         Encoding duration (echo time) in s.
     dt : float, optional
@@ -410,6 +412,21 @@ def tensor_encoding(bvalues, b_delta=0.0, directions=None, *, b_eta=0.0, duratio
     Returns
     -------
     Scheme
+        M measurements whose b-tensors (s/m^2) have the requested b, b_Delta
+        and b_eta.
+
+    Examples
+    --------
+    Linear, spherical and planar encoding at b = 1000 s/mm^2:
+
+    >>> import numpy as np, sequences
+    >>> s = sequences.tensor_encoding(bvalues=[1e9, 1e9, 1e9], b_delta=[1, 0, -0.5])
+    >>> np.round(s.bvalues / 1e6)
+    array([1000., 1000., 1000.])
+    >>> np.round(s.b_delta, 6) + 0.0
+    array([ 1. ,  0. , -0.5])
+    >>> np.round(np.linalg.eigvalsh(s.btensors[1]) / 1e6, 1)
+    array([333.3, 333.3, 333.3])
     """
     b = check_si_bvalues(bvalues)
     T = _check_time("duration", duration)

@@ -94,7 +94,12 @@ def rotation_to(axis) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        (3, 3) matrix R with R @ [0, 0, 1] = axis / |axis|.
+        (3, 3) matrix R with ``R @ [0, 0, 1] = axis / |axis|``.
+
+    Raises
+    ------
+    ValueError
+        If ``axis`` is not a finite, non-zero 3-vector.
     """
     a = np.asarray(axis, dtype=float)
     if a.shape != (3,) or not np.all(np.isfinite(a)) or np.linalg.norm(a) == 0:
@@ -113,7 +118,9 @@ def rotation_to(axis) -> np.ndarray:
 class WalkerStart:
     """Where walkers start, as a substrate samples them (:meth:`Substrate.sample_positions`).
 
-    Attributes
+    The fields are also the attributes of the (frozen) instance.
+
+    Parameters
     ----------
     positions : numpy.ndarray
         (N, 3) local-frame positions in m. For a walker inside a primitive of
@@ -145,7 +152,11 @@ def check_start(start: str, allowed: list) -> None:
 class Substrate:
     """A substrate the walker can diffuse in.
 
-    Attributes
+    Build substrates with the constructors (:func:`free`, :func:`planes`,
+    :func:`cylinders`, :func:`spheres`, ...) rather than directly. The fields
+    are also the attributes of the (frozen) instance.
+
+    Parameters
     ----------
     kind : int
         FREE, PLANES, CYLINDERS or SPHERES.
@@ -158,7 +169,7 @@ class Substrate:
     spacing : float
         Plane separation (m) for PLANES.
     rotation : numpy.ndarray
-        (3, 3) local-to-lab rotation.
+        (3, 3) local-to-lab rotation (dimensionless).
     diffusion_tensor : numpy.ndarray or None
         (3, 3) free-diffusion tensor in the lab frame (m^2/s), FREE only.
     description : dict
@@ -258,7 +269,14 @@ class Substrate:
         return math.inf
 
     def volume_fractions(self) -> dict[str, float]:
-        """Volume fraction of each compartment."""
+        """Volume fraction of each compartment.
+
+        Returns
+        -------
+        dict of str to float
+            Compartment name ("free", "intra", "extra") -> volume fraction
+            (dimensionless, summing to 1).
+        """
         if self.kind in (FREE, PLANES):
             return {self.compartments[0]: 1.0}
         if "extra" not in self.compartments:
@@ -270,7 +288,20 @@ class Substrate:
         return {"intra": f, "extra": 1.0 - f}
 
     def ground_truth(self) -> dict:
-        """The true parameters a model fitted to this substrate is judged against (SI)."""
+        """The true parameters a model fitted to this substrate is judged against (SI).
+
+        Returns
+        -------
+        dict
+            ``substrate`` (kind name), ``volume_fractions``, ``box`` (m);
+            ``diffusion_tensor`` (m^2/s) for anisotropic free space;
+            ``spacing`` (m) and ``normal`` for planes; ``radii``,
+            ``mean_radius`` and ``effective_radius`` (m), ``axis`` for
+            cylinders; ``surface_to_volume`` per compartment (1/m); the
+            :meth:`exchange_truth` entries of permeable substrates; and the
+            generator's ``generator``, ``seed`` and ``packing`` records where
+            a generator made the substrate.
+        """
         gt: dict = {"substrate": self.name, "volume_fractions": self.volume_fractions(),
                     "box": self.box.tolist()}
         if self.kind == FREE:
@@ -310,7 +341,15 @@ class Substrate:
         return gt
 
     def exchange_truth(self) -> dict:
-        """Permeability and barrier-limited exchange times V_i / (kappa S) (no diffusivity needed)."""
+        """Permeability and barrier-limited exchange times V_i / (kappa S) (no diffusivity needed).
+
+        Returns
+        -------
+        dict
+            Empty for an impermeable substrate; else ``permeability`` (m/s;
+            one value, or a list with one per primitive) and
+            ``exchange_time_barrier``: compartment name -> V_i / (kappa S) in s.
+        """
         if not self.permeable:
             return {}
         k = self.permeability[:, 0]
@@ -445,7 +484,7 @@ class Substrate:
         Returns
         -------
         numpy.ndarray
-            (N, 3) new array.
+            (N, 3) local-frame positions in m (a new array).
         """
         out = np.array(positions, dtype=float, copy=True)
         if self.kind in (CYLINDERS, SPHERES):
@@ -454,7 +493,19 @@ class Substrate:
         return out
 
     def region_fractions(self, home: np.ndarray) -> dict[str, float]:
-        """Fraction of walkers in each compartment, from where they are (``home``); empty where it is fixed."""
+        """Fraction of walkers in each compartment, from where they are (``home``); empty where it is fixed.
+
+        Parameters
+        ----------
+        home : numpy.ndarray
+            (N,) primitive image index of each walker, -1 outside every primitive.
+
+        Returns
+        -------
+        dict of str to float
+            ``{"intra": f, "extra": 1 - f}`` (dimensionless) for cylinders and
+            spheres; empty for free space and planes.
+        """
         if self.kind not in (CYLINDERS, SPHERES):
             return {}
         inside = float(np.mean(home >= 0))

@@ -24,7 +24,10 @@ from numba import njit
 class CellList:
     """Uniform grid over primitive images.
 
-    Attributes
+    Made by :func:`build_cells`; the fields are also the attributes of the
+    (frozen) instance.
+
+    Parameters
     ----------
     dim : int
         2 for cylinders (x, y only), 3 for spheres.
@@ -41,11 +44,11 @@ class CellList:
     owner : numpy.ndarray
         (Q,) index of the primitive each image copies.
     start : numpy.ndarray
-        (ncells + 1,) offsets into ``items``; cell c lists items[start[c]:start[c+1]].
+        (ncells + 1,) offsets into ``items``; cell c lists ``items[start[c]:start[c+1]]``.
     items : numpy.ndarray
         Image indices.
     min_gap : float
-        Smallest surface-to-surface distance between distinct primitives
+        Smallest surface-to-surface distance between distinct primitives in m
         (negative if two overlap; inf with fewer than two).
     """
 
@@ -61,7 +64,18 @@ class CellList:
     min_gap: float
 
     def cell_index(self, points: np.ndarray) -> np.ndarray:
-        """Flat cell index of each (wrapped) point."""
+        """Flat cell index of each (wrapped) point.
+
+        Parameters
+        ----------
+        points : numpy.ndarray
+            (N, 3) local-frame positions in m (wrapped into the box here).
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) int64 flat cell indices.
+        """
         idx = np.zeros(len(points), dtype=np.int64)
         for ax in range(3):
             if self.n[ax] > 1:
@@ -72,7 +86,18 @@ class CellList:
         return idx
 
     def locate(self, points: np.ndarray) -> np.ndarray:
-        """Image index containing each point (closed balls), -1 if none."""
+        """Image index containing each point (closed balls), -1 if none.
+
+        Parameters
+        ----------
+        points : array_like
+            (N, 3) local-frame positions in m (z ignored for cylinders).
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) int64 indices into ``centers`` (images), or -1.
+        """
         p = np.asarray(points, dtype=float)
         pw = p.copy()
         for ax in range(3):
@@ -176,7 +201,10 @@ def _min_gap(c: np.ndarray, r: np.ndarray, owner: np.ndarray, dim: int) -> float
 class WalkGrid:
     """Cell lists for walkers outside the primitives, sized for their step (see module docstring).
 
-    Attributes
+    Made by :func:`walk_grid`; the fields are also the attributes of the
+    (frozen) instance.
+
+    Parameters
     ----------
     dim : int
         2 for cylinders (x, y), 3 for spheres.
@@ -187,7 +215,7 @@ class WalkGrid:
     n : numpy.ndarray
         (3,) cells per axis (int64).
     centers, radii, owner : numpy.ndarray
-        (Q', 3), (Q',), (Q',): primitive images; the first ones are those of the substrate's
+        (Q', 3) centres in m, (Q',) radii in m, (Q',) primitive indices: primitive images; the first ones are those of the substrate's
         :class:`CellList`, in its order (a walker's home image keeps its index), then the images
         within ``reach`` of the box.
     start, items : numpy.ndarray
@@ -231,6 +259,9 @@ def walk_grid(cells: CellList, reach: float, max_cells: int = 1 << 21, cell_size
         Longest segment a walker looks along at once, m (its step length).
     max_cells : int
         Cap on the number of cells (cells grow beyond ``reach`` for very short steps in large boxes).
+    cell_size : float
+        Cell side in units of ``reach`` (dimensionless; 1: cells about one step wide), before
+        the ``max_cells`` cap.
 
     Returns
     -------

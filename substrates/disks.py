@@ -76,7 +76,7 @@ def pack_disks(radii, fraction: float, seed: int = 0, *, min_gap: float | None =
     Returns
     -------
     centres : numpy.ndarray
-        (P, 2) in [0, L).
+        (P, 2) disk centres in m, in [0, L).
     L : float
         Box side in m.
     info : dict
@@ -448,7 +448,22 @@ def _hexagonal(r: np.ndarray, f: float, gap: float, seed: int):
 
 # --------------------------------------------------------------------------------------------- statistics
 def nearest_gaps(x: np.ndarray, r: np.ndarray, L) -> np.ndarray:
-    """(P,) surface-to-surface distance from each disk to its nearest neighbour (m; periodic box L or (Lx, Ly))."""
+    """(P,) surface-to-surface distance from each disk to its nearest neighbour (m; periodic box L or (Lx, Ly)).
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (P, 2) disk centres in m.
+    r : numpy.ndarray
+        (P,) radii in m.
+    L : float or (float, float)
+        Periodic box side(s) in m.
+
+    Returns
+    -------
+    numpy.ndarray
+        (P,) nearest surface-to-surface gaps in m (negative where disks overlap).
+    """
     box = np.broadcast_to(np.asarray(L, dtype=float), (2,))
     k = min(len(r), 9)
     tree = cKDTree(np.mod(x, box), boxsize=box)

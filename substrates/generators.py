@@ -18,7 +18,6 @@ import math
 import numpy as np
 from numba import njit
 from scipy.optimize import minimize
-from scipy.spatial import cKDTree
 
 from sequences import check_count, check_fraction
 
@@ -103,12 +102,34 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
         without overlap; their ICVF is lower than parallel axons reach
         (see the note printed by a refused target), and an unreachable target
         is refused with what was reached.
+    min_gap : float, optional
+        Smallest gap in m between two axon surfaces (default 2 % of the mean
+        radius; widened for a mesh too coarse to keep it).
+    arrangement : {"random", "clustered", "hexagonal"}
+        Packing arrangement (see :func:`substrates.pack_disks`).
+    clustering : float
+        Square-well depth in kT for ``"clustered"`` (dimensionless; 0: random).
 
     Returns
     -------
     Substrate
         Analytic cylinders (or a MeshSubstrate); ``ground_truth()`` reports the
-        ICVF reached, radii and the packing seed.
+        ICVF reached, radii (m) and the packing seed.
+
+    Raises
+    ------
+    ValueError
+        If the target ICVF cannot be reached without overlaps (the message
+        says what was reached).
+
+    Examples
+    --------
+    >>> import substrates
+    >>> sub = substrates.packed_axons(n_axons=30, mean_radius=1e-6, icvf=0.6, seed=0)
+    >>> sub.name, len(sub.radii)
+    ('cylinders', 30)
+    >>> round(sub.volume_fractions()["intra"], 3)
+    0.6
     """
     r = gamma_radii(check_count(n_axons, "n_axons"), mean_radius, shape, seed) if radii is None \
         else check_length(radii, "radii").ravel()
@@ -410,7 +431,7 @@ def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: f
     centre line. Axons are packed by their footprints r_k / cos(alpha_k) + A_k
     (alpha: the steepest tilt), which guarantees no two tubes meet at any z;
     with ``phase="coherent"`` all axons undulate together (same phase and
-    plane) and the footprint is r_k / cos(alpha_k) + |A_k - mean A|, so dense
+    plane) and the footprint is ``r_k / cos(alpha_k) + |A_k - mean A|``, so dense
     bundles of strongly undulating axons can be packed.
 
     Parameters
@@ -535,6 +556,11 @@ def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: f
         Gaussian width w of random beads in m (default s / 6).
     icvf : float
         Target intra-axonal volume fraction (footprints are the bead radii).
+    gamma_shape : float
+        Gamma shape k of the shaft-radius distribution (dimensionless; larger:
+        narrower).
+    radii : array_like, optional
+        (n_axons,) shaft radii in m to use instead of drawing them.
     n_beads : int
         Beads per axon along the box (the box is n_beads * s long).
     seed : int
@@ -547,8 +573,8 @@ def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: f
     Returns
     -------
     MeshSubstrate
-        Ground truth: bead spacing and amplitude, bead positions, shaft radii,
-        mean cross-section per axon <pi r(z)^2>, and the ICVF.
+        Ground truth: bead spacing (m) and amplitude, bead positions (m), shaft
+        radii (m), mean cross-section per axon ``<pi r(z)^2>`` (m^2), and the ICVF.
     """
     rng = np.random.default_rng(seed)
     r = gamma_radii(check_count(n_axons, "n_axons"), mean_radius, gamma_shape, seed) if radii is None \
@@ -643,11 +669,13 @@ def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radiu
         Marching-tetrahedra grid spacing in m (default neurite_radius / 3).
     permeability : float or array_like
         Membrane permeability kappa in m/s.
+    max_tries : int
+        Random placements tried per cell before giving up.
 
     Returns
     -------
-    MeshSubstrate
-        Ground truth: soma radii and centres, neurite directions, radius and
+    MeshSubstrate or Substrate
+        A mesh (exact analytic spheres when ``neurites=0``). Ground truth: soma radii and centres, neurite directions, radius and
         length, the volume fractions of somas, neurites and extra space (exact
         from the primitives and from the mesh), and the soma signal fraction
         SANDI estimates.

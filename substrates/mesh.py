@@ -48,7 +48,10 @@ class MeshError(ValueError):
 class MeshGrid:
     """Triangle images and the uniform grid the walker and point location use.
 
-    Attributes
+    Built by :attr:`MeshSubstrate.grid`; the fields are also the attributes of
+    the (frozen) instance.
+
+    Parameters
     ----------
     tri : numpy.ndarray
         (Q, 13) triangle image rows (see :mod:`substrates.meshgrid`), in m.
@@ -61,7 +64,7 @@ class MeshGrid:
     lo, h : numpy.ndarray
         (3,) grid origin and cell size (m).
     n : numpy.ndarray
-        (3,) cells per axis.
+        (3,) cells per axis (int64).
     box : numpy.ndarray
         (3,) period per axis in m, 0 where not periodic.
     start, items : numpy.ndarray
@@ -98,14 +101,30 @@ class MeshGrid:
 class MeshSubstrate(Substrate):
     """A substrate made of closed triangle meshes (see module docstring).
 
-    Attributes (beyond :class:`Substrate`)
-    --------------------------------------
+    Build it with :func:`from_mesh`, :func:`mesh_substrate` or a generator
+    (:func:`packed_axons`, :func:`undulating_axons`, ...) rather than directly,
+    so that every mesh check runs. The fields are also the attributes of the
+    (frozen) instance.
+
+    Parameters
+    ----------
+    kind : int
+        ``MESH``.
+    box : numpy.ndarray
+        (3,) periodic box in m, spanning [0, box) on each axis; inf along
+        non-periodic axes.
+    centers, radii, spacing, rotation, diffusion_tensor, description : object
+        As in :class:`Substrate` (``centers`` and ``radii`` are left empty:
+        the mesh is the geometry).
+    permeability : numpy.ndarray
+        (C, 2) membrane permeability kappa of each component in m/s,
+        [outward, inward].
     vertices : numpy.ndarray
         (V, 3) vertex positions in m.
     faces : numpy.ndarray
         (F, 3) vertex indices, counter-clockwise seen from outside.
     face_component : numpy.ndarray
-        (F,) component of each face.
+        (F,) component of each face (int64).
     depth : numpy.ndarray
         (C,) nesting depth of each component (0: not inside another).
     parent : numpy.ndarray
@@ -127,6 +146,7 @@ class MeshSubstrate(Substrate):
 
     @property
     def name(self) -> str:
+        """Kind of substrate as text: ``"mesh"``."""
         return "mesh"
 
     @property
@@ -150,10 +170,22 @@ class MeshSubstrate(Substrate):
 
     @property
     def compartments(self) -> list[str]:
+        """Compartment names walkers can start in: the :attr:`region_names`."""
         return self.region_names
 
     def region_of_component(self, c: np.ndarray) -> np.ndarray:
-        """Region index (into ``region_names``) of walkers whose innermost component is ``c`` (-1: extra)."""
+        """Region index (into ``region_names``) of walkers whose innermost component is ``c`` (-1: extra).
+
+        Parameters
+        ----------
+        c : array_like of int
+            (N,) innermost component of each walker, -1 outside every component.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) indices into :attr:`region_names`.
+        """
         c = np.asarray(c)
         ex = len(self.region_names) - 1
         return np.where(c >= 0, self.depth[np.maximum(c, 0)], ex)
@@ -169,10 +201,17 @@ class MeshSubstrate(Substrate):
 
     @property
     def cells(self):  # the analytic cell lists do not apply
+        """Not available for meshes (use :attr:`grid`): raises AttributeError."""
         raise AttributeError("mesh substrates use .grid, not .cells")
 
     def region_volumes(self) -> dict[str, float]:
-        """Volume of each region in m^3 (per box for periodic substrates)."""
+        """Volume of each region in m^3 (per box for periodic substrates).
+
+        Returns
+        -------
+        dict of str to float
+            Region name (:attr:`region_names`) -> volume in m^3.
+        """
         names = self.region_names
         vols = dict.fromkeys(names, 0.0)
         for c in range(self.n_components):
@@ -185,6 +224,14 @@ class MeshSubstrate(Substrate):
         return vols
 
     def volume_fractions(self) -> dict[str, float]:
+        """Volume fraction of each region.
+
+        Returns
+        -------
+        dict of str to float
+            Region name (:attr:`region_names`) -> volume fraction
+            (dimensionless, summing to 1).
+        """
         vols = self.region_volumes()
         total = sum(vols.values())
         return {k: v / total for k, v in vols.items()}
@@ -203,12 +250,23 @@ class MeshSubstrate(Substrate):
 
     @property
     def pore_width(self) -> float:
+        """Mean width of the extra space, 2 V_extra / S (m); inf without an extra region."""
         vols = self.region_volumes()
         if "extra" not in vols:
             return math.inf
         return 2.0 * vols["extra"] / float(np.sum(self.component_area[self.depth == 0]))
 
     def ground_truth(self) -> dict:
+        """The true parameters a model fitted to this substrate is judged against (SI).
+
+        Returns
+        -------
+        dict
+            ``substrate`` ("mesh"), ``volume_fractions``, ``box`` (m),
+            ``n_components``, ``n_faces``, ``surface_to_volume`` per region
+            (1/m), the generator's ground truth (:attr:`truth`) and, for
+            permeable meshes, ``permeability`` (m/s).
+        """
         vols = self.region_volumes()
         gt: dict = {"substrate": "mesh", "volume_fractions": self.volume_fractions(),
                     "box": self.box.tolist(), "n_components": self.n_components, "n_faces": len(self.faces)}
@@ -307,16 +365,46 @@ class MeshSubstrate(Substrate):
         return WalkerStart(pos, comp, labels, names)
 
     def absolute_positions(self, positions: np.ndarray, home: np.ndarray) -> np.ndarray:
-        """Positions in the box (mesh walkers always carry absolute positions): a copy."""
+        """Positions in the box (mesh walkers always carry absolute positions): a copy.
+
+        Parameters
+        ----------
+        positions : numpy.ndarray
+            (N, 3) positions in m.
+        home : numpy.ndarray
+            (N,) innermost component of each walker (unused for meshes).
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, 3) copy of ``positions`` in m.
+        """
         return np.array(positions, dtype=float, copy=True)
 
     def region_fractions(self, home: np.ndarray) -> dict[str, float]:
-        """Fraction of walkers in each region, from their innermost component (``home``, -1: extra)."""
+        """Fraction of walkers in each region, from their innermost component (``home``, -1: extra).
+
+        Parameters
+        ----------
+        home : numpy.ndarray
+            (N,) innermost component of each walker, -1 outside every component.
+
+        Returns
+        -------
+        dict of str to float
+            Region name -> fraction of walkers (dimensionless).
+        """
         reg = self.region_of_component(home)
         return {nm: float(np.mean(reg == r)) for r, nm in enumerate(self.region_names)}
 
     def to_trimesh(self):
-        """The mesh as a ``trimesh.Trimesh`` (vertices in m)."""
+        """The mesh as a ``trimesh.Trimesh`` (vertices in m).
+
+        Returns
+        -------
+        trimesh.Trimesh
+            Vertices (V, 3) in m and faces (F, 3), unprocessed.
+        """
         import trimesh
         return trimesh.Trimesh(self.vertices, self.faces, process=False)
 
@@ -618,7 +706,10 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
         Refuse meshes whose faces cross each other (edge-through-face test on
         the grid; exact for non-coplanar faces).
     description, truth : dict, optional
-        Provenance and generator ground truth to carry along.
+        Provenance and generator ground truth (SI) to carry along.
+    _weld_tol : float, optional
+        Internal: distance in m under which vertices are welded into one
+        (default 1e-6 times the median edge length).
 
     Returns
     -------
@@ -909,6 +1000,33 @@ def from_mesh(path, units: str = "um", box=None, permeability=0.0, repair: bool 
     -------
     MeshSubstrate
         Quads and polygons are split into triangles (a warning says so).
+
+    Raises
+    ------
+    MeshError
+        If the file cannot be read or the mesh cannot be walked (see
+        :func:`mesh_substrate`).
+    FileNotFoundError
+        If ``path`` does not exist.
+
+    Examples
+    --------
+    A sphere of radius 5 um written as a PLY file in micrometres, read back
+    in metres:
+
+    >>> import os, tempfile, trimesh, substrates
+    >>> sphere = trimesh.creation.icosphere(subdivisions=3, radius=5.0)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "sphere.ply")
+    ...     _ = sphere.export(path)
+    ...     sub = substrates.from_mesh(path, units="um")
+    >>> sub
+    MeshSubstrate(1280 faces, 1 components; volume fractions: intra 1.000)
+    >>> round(float(sub.vertices.max()) * 1e6, 3)
+    5.0
+
+    A mesh already loaded with trimesh works too:
+    ``substrates.from_mesh(sphere, units="um")``.
     """
     import trimesh
     if units not in UNITS:
@@ -955,7 +1073,8 @@ def save_substrate(sub: Substrate, path) -> None:
     Parameters
     ----------
     sub : Substrate
-    path : str
+        Analytic or mesh substrate (lengths in m).
+    path : str or Path
         Output file (``.h5``); overwritten.
     """
     import h5py
@@ -979,11 +1098,18 @@ def load_substrate(path) -> Substrate:
 
     Parameters
     ----------
-    path : str
+    path : str or Path
+        File written by :func:`save_substrate`.
 
     Returns
     -------
     Substrate or MeshSubstrate
+        Lengths in m, as saved.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a diffwalk substrate file.
     """
     import h5py
     with h5py.File(path, "r") as h:

@@ -30,15 +30,18 @@ D_MAX = 3.5e-9
 class Parameter:
     """One model parameter.
 
-    Attributes
+    The fields are also the attributes of the (frozen) instance.
+
+    Parameters
     ----------
     name : str
+        Parameter name, as in the fit results (e.g. ``"D_a"``).
     unit : str
-        SI unit.
+        SI unit ("m^2/s", "m", "" for dimensionless, ...).
     bounds : tuple of float
         Lower and upper bound (SI).
     scale : float
-        Typical magnitude, used to condition the optimiser.
+        Typical magnitude (SI, in ``unit``), used to condition the optimiser.
     truth : str or None
         Ground-truth key it estimates ("intra_fraction", "effective_radius", a "cylinder:" or "sphere:"
         prefix where only that geometry has it,
@@ -100,10 +103,14 @@ REQUIREMENTS: dict[str, tuple[str, Callable]] = {
 class Model:
     """An analytic model: metadata plus a vectorised forward function.
 
-    Attributes
+    The fields (keyword-only) are also the attributes of the (frozen) instance.
+
+    Parameters
     ----------
     name : str
+        Registry name (:func:`validation.get_model`).
     parameters : tuple of Parameter
+        The parameters in the order of the columns of ``P`` (SI units).
     forward : callable
         ``forward(arr: SchemeArrays, P: (K, n_params)) -> (K, M)`` normalised signals.
     assumptions : str
@@ -113,6 +120,7 @@ class Model:
     advice : str
         What the model needs beyond the checked requirements ("several Delta", "high b").
     reference : str
+        Literature reference of the model.
     orientation : tuple of int or None
         Indices of the (theta, phi) parameters of a fibre direction.
     initial : callable or None
@@ -151,11 +159,48 @@ class Model:
         return "; ".join(parts) or "any scheme"
 
     def check_scheme(self, scheme) -> "SchemeArrays":
-        """Arrays the forward function needs; refuses schemes the model cannot describe."""
+        """Arrays the forward function needs; refuses schemes the model cannot describe.
+
+        Parameters
+        ----------
+        scheme : sequences.Scheme
+            The acquisition (SI).
+
+        Returns
+        -------
+        SchemeArrays
+            b-values (s/m^2), b-tensors, directions, timings (s), gradients (T/m).
+
+        Raises
+        ------
+        ValueError
+            If the scheme does not meet one of the model's requirements
+            (the message names it and how to meet it).
+        """
         return SchemeArrays.from_scheme(scheme, self)
 
     def signal(self, scheme, params) -> np.ndarray:
-        """(K, M) signals for (K, n_params) parameters (SI)."""
+        """(K, M) signals for (K, n_params) parameters (SI).
+
+        Parameters
+        ----------
+        scheme : sequences.Scheme or SchemeArrays
+            The acquisition (SI), or its arrays from :meth:`check_scheme`.
+        params : array_like
+            (K, n_params) or (n_params,) parameter values in SI units, in the
+            order of :attr:`names`.
+
+        Returns
+        -------
+        numpy.ndarray
+            (K, M) normalised signals (dimensionless).
+
+        Raises
+        ------
+        ValueError
+            If ``params`` has the wrong number of columns, or the scheme does
+            not meet the model's requirements.
+        """
         arr = scheme if isinstance(scheme, SchemeArrays) else self.check_scheme(scheme)
         P = np.atleast_2d(np.asarray(params, dtype=float))
         if P.shape[1] != len(self.parameters):
@@ -165,7 +210,41 @@ class Model:
 
 @dataclass(frozen=True)
 class SchemeArrays:
-    """What the forward functions read from a scheme (SI)."""
+    """What the forward functions read from a scheme (SI).
+
+    Made by :meth:`from_scheme` (or :meth:`Model.check_scheme`); the fields
+    are also the attributes of the (frozen) instance.
+
+    Parameters
+    ----------
+    b : numpy.ndarray
+        (M,) b-values in s/m^2.
+    B : numpy.ndarray
+        (M, 3, 3) b-tensors in s/m^2.
+    u : numpy.ndarray
+        (M, 3) principal directions (unit vectors; zero where b = 0).
+    G : numpy.ndarray
+        (M,) largest gradient amplitude (the PGSE plateau) in T/m.
+    delta, Delta : numpy.ndarray
+        (M,) pulse duration and pulse separation in s (0 where undefined).
+    gamma : float
+        Gyromagnetic ratio in rad/s/T.
+    bd : numpy.ndarray
+        (M,) b-tensor anisotropy b_Delta (dimensionless).
+    freq : numpy.ndarray
+        (M,) OGSE frequency in Hz, 0 otherwise.
+    gradients : numpy.ndarray or None
+        (M, T, 3) played effective gradient waveforms in T/m.
+    dt : float
+        Time step of ``gradients`` in s.
+    te : numpy.ndarray
+        (M,) echo times in s.
+
+    Attributes
+    ----------
+    memo : dict
+        Per-scheme tables cached by :meth:`derived` (not an argument).
+    """
 
     b: np.ndarray  # (M,)
     B: np.ndarray  # (M, 3, 3)
@@ -184,18 +263,63 @@ class SchemeArrays:
     memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def derived(self, key: str, make: Callable):
-        """``make()`` once per scheme and key: per-scheme tables the forward functions reuse across calls."""
+        """``make()`` once per scheme and key: per-scheme tables the forward functions reuse across calls.
+
+        Parameters
+        ----------
+        key : str
+            Name of the table in :attr:`memo`.
+        make : callable
+            ``make()`` builds the table; called only the first time ``key`` is asked for.
+
+        Returns
+        -------
+        object
+            The cached result of ``make()``.
+        """
         if key not in self.memo:
             self.memo[key] = make()
         return self.memo[key]
 
     def waveform_spectrum(self):
-        """The cached GPD spectrum table of the waveforms (see compartments.waveform_spectrum)."""
+        """The cached GPD spectrum table of the waveforms (see compartments.waveform_spectrum).
+
+        Returns
+        -------
+        log_lam : numpy.ndarray
+            (L,) grid of ln(lam / (1/s)).
+        H : numpy.ndarray
+            (L, M, 3, 3) scaled table in (T/m)^2 s^3.
+        dH : numpy.ndarray
+            (L, M, 3, 3) dH / d ln(lam) in (T/m)^2 s^3, for cubic Hermite interpolation.
+        lam1 : float
+            1 / duration in 1/s.
+        G2 : numpy.ndarray
+            (M, 3, 3) integral of g_i g_j dt in (T/m)^2 s.
+        """
         return waveform_spectrum(self.gradients, self.dt)
 
     @staticmethod
     def from_scheme(scheme, model: "Model") -> "SchemeArrays":
-        """The arrays of ``scheme``, after checking every requirement of ``model`` (ValueError naming it)."""
+        """The arrays of ``scheme``, after checking every requirement of ``model`` (ValueError naming it).
+
+        Parameters
+        ----------
+        scheme : sequences.Scheme
+            The acquisition (SI).
+        model : Model
+            Its :attr:`Model.requires` are checked.
+
+        Returns
+        -------
+        SchemeArrays
+            The scheme's arrays in SI units.
+
+        Raises
+        ------
+        ValueError
+            If a requirement of ``model`` is not met (the message names it).
+        """
         b = scheme.bvalues
         for key in sorted(model.requires):
             problem = REQUIREMENTS[key][1](scheme, b)

@@ -198,7 +198,23 @@ def bound_text(entry: dict) -> str:
 
 
 def write_report(rows: list[dict], outdir: str | Path, title: str = "diffwalk validation") -> list[Path]:
-    """A markdown table and a relative-bias figure for a bias table."""
+    """A markdown table and a relative-bias figure for a bias table.
+
+    Parameters
+    ----------
+    rows : list of dict
+        A bias table from :func:`bias_table` (values in SI; the table shows
+        diffusivities in um^2/ms and lengths in um).
+    outdir : str or Path
+        Folder for ``report.md`` and ``bias.png`` (created if needed; files overwritten).
+    title : str
+        Title of the report and the figure.
+
+    Returns
+    -------
+    list of Path
+        The Markdown report and the PNG figure.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

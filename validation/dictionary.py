@@ -202,6 +202,24 @@ def dictionary_resolution(name: str, fixed: dict | None = None) -> dict[str, flo
 
     Kappa is gridded in the orientation dispersion index: its entry is ``"odi"`` (dimensionless).
 
+    Parameters
+    ----------
+    name : str
+        A model with a dictionary (``"noddi_watson"``, ``"activeax"``, ``"sandi"``, ...).
+    fixed : dict, optional
+        Parameter name -> value (SI) held fixed; fixed parameters are left out.
+
+    Returns
+    -------
+    dict of str to float
+        Parameter name -> half the largest spacing of its grid, in the
+        parameter's SI unit (m^2/s, m, dimensionless fractions and ODI).
+
+    Raises
+    ------
+    ValueError
+        If the model has no dictionary.
+
     Examples
     --------
     >>> from validation.dictionary import dictionary_resolution
@@ -236,6 +254,28 @@ def dictionary_floor(model, arr: SchemeArrays, fixed: dict | None = None, *, see
     fractions) have no grid, and a mixture of atoms can stand in for an atom that is not on the grid. Parameters
     are drawn over the grids' ranges (fractions as the spec says, orientations uniform) with a fixed seed; the
     result is cached per model, scheme and fixed values.
+
+    Parameters
+    ----------
+    model : Model
+        A model with a dictionary (see :func:`dictionary_resolution`).
+    arr : SchemeArrays
+        The scheme's arrays (:meth:`Model.check_scheme`).
+    fixed : dict, optional
+        Parameter name -> value (SI) held fixed, as in the fit.
+    seed : int
+        Seed of the drawn parameters.
+
+    Returns
+    -------
+    dict of str to float
+        Parameter name -> bias floor in the parameter's SI unit (kappa as
+        ``"odi"``, dimensionless).
+
+    Raises
+    ------
+    ValueError
+        If the model has no dictionary.
 
     Examples
     --------

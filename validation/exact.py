@@ -58,7 +58,25 @@ def free_signal(scheme, diffusivity) -> np.ndarray:
 # ------------------------------------------------------- eigen-structure
 @lru_cache(maxsize=256)
 def spherical_jn_prime_zeros(l: int, n: int) -> np.ndarray:
-    """First ``n`` positive zeros of d/dx j_l(x) (spherical Bessel), by bracketing and Brent's method."""
+    """First ``n`` positive zeros of d/dx j_l(x) (spherical Bessel), by bracketing and Brent's method.
+
+    Parameters
+    ----------
+    l : int
+        Order of the spherical Bessel function.
+    n : int
+        Number of zeros.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,) zeros in increasing order (dimensionless; cached, do not modify).
+
+    Raises
+    ------
+    RuntimeError
+        If fewer than ``n`` zeros were found.
+    """
     f = lambda x: special.spherical_jn(l, x, derivative=True)  # noqa: E731
     # the k-th zero lies near (k + l/2) pi; sample finely enough to separate neighbours
     x = np.arange(0.5 if l < 2 else 1e-3, (n + l / 2 + 3) * np.pi, 0.02)
@@ -119,7 +137,7 @@ def restricted_msd(geometry: str, radius: float, diffusivity: float, t, n_modes:
     radius : float
         Half-separation (planes) or radius, m.
     diffusivity : float
-        m^2/s.
+        Free diffusivity in m^2/s.
     t : array_like
         Times in s.
     n_modes : int
@@ -142,6 +160,24 @@ def mitra_dt(geometry: str, radius: float, diffusivity: float, t, curvature: boo
     D(t)/D0 = 1 - 4/(3 d sqrt(pi)) (S/V) sqrt(D0 t) - (1/(4d)) (S/V) <k1 + k2> D0 t,
     with d, S/V and curvature of the geometry (planes: d=1, S/V=1/R; cylinder:
     d=2, 2/R, 1/R; sphere: d=3, 3/R, 2/R).
+
+    Parameters
+    ----------
+    geometry : {"planes", "cylinder", "sphere"}
+        Restricting geometry.
+    radius : float
+        Half-separation (planes) or radius R, m.
+    diffusivity : float
+        Free diffusivity D0 in m^2/s.
+    t : array_like
+        Diffusion times in s.
+    curvature : bool
+        Include the curvature term (linear in t).
+
+    Returns
+    -------
+    numpy.ndarray
+        D(t)/D0 (dimensionless), the shape of ``t``.
     """
     d, sv, kk = {"planes": (1, 1.0, 0.0), "cylinder": (2, 2.0, 1.0), "sphere": (3, 3.0, 2.0)}[_geom(geometry)]
     t = np.asarray(t, dtype=float)
@@ -155,6 +191,23 @@ def perrins_tortuosity(icvf: float, lattice: str = "hexagonal") -> float:
     """Long-time D_inf/D0 of the space around a periodic array of insulating cylinders.
 
     Perrins, McKenzie & McPhedran 1979: D_inf/D0 = sigma_eff / (1 - f).
+
+    Parameters
+    ----------
+    icvf : float
+        Intra-cylinder volume fraction f (dimensionless).
+    lattice : {"hexagonal", "square"}
+        Lattice of the cylinders.
+
+    Returns
+    -------
+    float
+        D_inf/D0 of the extra-cylinder space (dimensionless).
+
+    Raises
+    ------
+    ValueError
+        If ``lattice`` is neither "square" nor "hexagonal".
     """
     f = float(icvf)
     if lattice == "square":
@@ -172,6 +225,30 @@ def gpd_pgse(geometry: str, radius: float, diffusivity: float, delta: float, Del
     """Closed-form GPD signal for rectangular PGSE, gradient perpendicular to the walls.
 
     Murday & Cotts 1968 (sphere), van Gelderen et al. 1994 (cylinder), Neuman 1974.
+
+    Parameters
+    ----------
+    geometry : {"planes", "cylinder", "sphere"}
+        Restricting geometry.
+    radius : float
+        Half-separation (planes) or radius, m.
+    diffusivity : float
+        Free diffusivity in m^2/s.
+    delta : float
+        Pulse duration in s.
+    Delta : float
+        Separation of the pulse onsets in s.
+    G : float or array_like
+        Gradient amplitude(s) in T/m.
+    gamma : float
+        Gyromagnetic ratio in rad/s/T.
+    n_modes : int
+        Eigenmodes kept in the series.
+
+    Returns
+    -------
+    numpy.ndarray
+        Signals (dimensionless), the shape of ``G``.
     """
     a, _ = gpd_modes(_geom(geometry), n_modes)
     d1 = {"planes": 0.0, "cylinder": 1.0, "sphere": 2.0}[geometry]
@@ -210,18 +287,19 @@ def gpd_signal(scheme, geometry: str, radius: float, diffusivity: float, axis=(0
                n_modes: int = 60) -> np.ndarray:
     """GPD signal of every measurement for any waveform (exact per-mode double integral).
 
-    ln E = -(gamma^2/2) sum_n B_n sum_axes int int g(t1) g(t2) exp(-D alpha_n^2 |t1 - t2|),
+    ln E = -(gamma^2/2) sum_n B_n sum_axes int int g(t1) g(t2) exp(-D alpha_n^2 ``|t1 - t2|``),
     summed over the restricted axes (planes: the normal; cylinder: the two
     perpendicular axes, times free diffusion along the axis; sphere: all three).
 
     Parameters
     ----------
     scheme : sequences.Scheme
+        The encoding (gradients in T/m, times in s).
     geometry : {"planes", "cylinder", "sphere"}
     radius : float
         Half-separation (planes) or radius, m.
     diffusivity : float
-        m^2/s.
+        Free diffusivity in m^2/s.
     axis : array_like
         Plane normal or cylinder axis.
     n_modes : int
@@ -266,6 +344,28 @@ def callaghan_signal(geometry: str, radius: float, diffusivity: float, Delta: fl
 
     Eigenfunction series of Callaghan 1995 / Soderman & Jonsson 1995
     (analytic reference section 1.4); ``radius`` is L/2 for planes. Delta may be inf.
+
+    Parameters
+    ----------
+    geometry : {"planes", "cylinder", "sphere"}
+        Restricting geometry.
+    radius : float
+        Half-separation L/2 (planes) or radius, m.
+    diffusivity : float
+        Free diffusivity in m^2/s.
+    Delta : float
+        Diffusion time (pulse separation) in s; may be inf.
+    q : float or array_like
+        Wave number(s) gamma G delta in rad/m.
+    n_roots : int
+        Roots kept per Bessel order (planes: 4 n_roots terms).
+    n_orders : int
+        Bessel orders kept (cylinder, sphere).
+
+    Returns
+    -------
+    numpy.ndarray
+        (Q,) signals (dimensionless), one per ``q``.
     """
     _geom(geometry)
     q = np.atleast_1d(np.asarray(q, dtype=float))
@@ -373,11 +473,12 @@ def mf_signal(scheme, geometry: str, radius: float, diffusivity: float, axis=(0.
     Parameters
     ----------
     scheme : sequences.Scheme
+        The encoding (gradients in T/m, times in s).
     geometry : {"planes", "cylinder", "sphere"}
     radius : float
         Half-separation (planes) or radius, m.
     diffusivity : float
-        m^2/s.
+        Free diffusivity in m^2/s.
     axis : array_like
         Plane normal or cylinder axis.
     cutoff : float

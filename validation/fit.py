@@ -32,14 +32,19 @@ from .registry import get_model
 class FitResult:
     """Estimates for N signals.
 
-    Attributes
+    Returned by :func:`fit`; the fields are also its attributes, and
+    ``result[name]`` is the (N,) column of parameter ``name`` (SI).
+
+    Parameters
     ----------
     model : str
+        Name of the fitted model.
     names : list of str
+        Parameter names, in the order of the columns of ``params``.
     params : numpy.ndarray
-        (N, P) estimates (SI).
+        (N, P) estimates (SI: m^2/s for diffusivities, m for radii, rad for angles).
     residual : numpy.ndarray
-        (N,) root-mean-square residual.
+        (N,) root-mean-square residual (in units of the normalised signal).
     success : numpy.ndarray
         (N,) optimiser success flags.
     method : str
@@ -136,6 +141,16 @@ METHODS = ("auto", "wls", "ols", "iwls", "lm", "nlls", "ml", "dictionary")
 def available_methods(model: Model | str) -> list[str]:
     """The fitting methods that apply to a model ("auto" picks the first of them).
 
+    Parameters
+    ----------
+    model : Model or str
+        The model or its name.
+
+    Returns
+    -------
+    list of str
+        Values of ``fit(..., method=...)`` that apply, the default first.
+
     Examples
     --------
     >>> import validation as va
@@ -179,7 +194,7 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
         (NODDI-Watson and ActiveAx with their d_par fixed, as AMICO does; SANDI; :mod:`validation.dictionary`);
         the result's ``resolution`` is its bias floor. :func:`available_methods` lists a model's methods.
     sigma : float, optional
-        Noise standard deviation (needed for the Rician likelihood).
+        Noise standard deviation, in units of the normalised signal (needed for the Rician likelihood).
     likelihood : {"gaussian", "rician"}
         Gaussian: least squares. Rician: exact Rician maximum likelihood (same as ``method="ml"``).
     fixed : dict, optional

@@ -22,11 +22,15 @@ from .registry import get_model
 class NRVLandscape:
     """An NRV landscape over one parameter.
 
-    Attributes
+    Returned by :func:`nrv_landscape`; the fields are also its attributes.
+    NRV values are dimensionless.
+
+    Parameters
     ----------
     model, parameter : str
+        Model name and the parameter fixed along the grid.
     grid : numpy.ndarray
-        (G,) values p* (SI).
+        (G,) values p* (SI, the parameter's unit).
     nrv : numpy.ndarray
         (G,) raw mean NRV (the defining formula).
     nrv_normalised : numpy.ndarray
@@ -39,14 +43,15 @@ class NRVLandscape:
     expected_sd : float
         sqrt(2 / (I (N - M))), the SD of the mean NRV for a correct model.
     minimum, argmin : float
-        Smallest raw NRV and where it is.
+        Smallest raw NRV and where it is (p*, SI).
     valley : tuple of float
-        Range of p* (contiguous around argmin) with NRV <= minimum + 2 expected_sd.
+        Range of p* (SI, contiguous around argmin) with NRV <= minimum + 2 expected_sd.
     truth : float or None
+        Ground-truth value of the parameter (SI), if known.
     bias : float or None
-        argmin - truth.
+        argmin - truth (SI).
     sigma_total : float
-        Noise SD used in the denominator.
+        Noise SD used in the denominator (units of the normalised signal).
     """
 
     model: str
@@ -64,7 +69,24 @@ class NRVLandscape:
     sigma_total: float
 
     def plot(self, ax=None, scale: float = 1.0, unit: str = ""):
-        """NRV against p* with the truth as a vertical line; returns (fig, ax)."""
+        """NRV against p* with the truth as a vertical line; returns (fig, ax).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw into (a new figure by default).
+        scale : float
+            Factor applied to p* on the x axis (e.g. 1e6 to show m as um).
+        unit : str
+            Unit label of the scaled x axis (e.g. ``"um"``).
+
+        Returns
+        -------
+        fig : matplotlib.figure.Figure
+            The figure drawn into.
+        ax : matplotlib.axes.Axes
+            The axes drawn into.
+        """
         import matplotlib.pyplot as plt
         if ax is None:
             fig, ax = plt.subplots(layout="constrained")
@@ -111,7 +133,7 @@ def nrv_landscape(model: Model | str, scheme, signal, parameter: str, grid=None,
     mc_stderr : array_like, optional
         (M,) Monte Carlo standard errors, added to the noise variance.
     truth : float, optional
-        Ground-truth value of the parameter.
+        Ground-truth value of the parameter (SI).
     seed : int
         Seed of the added noise.
     fixed : dict, optional

@@ -23,19 +23,22 @@ from .registry import get_model
 class RegimeMap:
     """Bias, precision and NRV of one parameter over a grid of two axes.
 
-    Attributes
+    Returned by :func:`regime_map`; the fields are also its attributes.
+
+    Parameters
     ----------
     model, parameter : str
+        Model name and the parameter judged.
     x_name, y_name : str
         Axis labels (dimensionless quantities).
     x, y : numpy.ndarray
-        (nx,), (ny,) axis values.
+        (nx,), (ny,) axis values (dimensionless).
     bias : numpy.ndarray
-        (ny, nx) relative bias (estimate - truth) / truth.
+        (ny, nx) relative bias (estimate - truth) / truth (dimensionless).
     cv : numpy.ndarray
-        (ny, nx) SD over noise realisations / |truth| (0 without noise).
+        (ny, nx) SD over noise realisations / ``|truth|`` (dimensionless; 0 without noise).
     nrv_min : numpy.ndarray
-        (ny, nx) NRV at the best fit (NaN without noise).
+        (ny, nx) NRV at the best fit (dimensionless; NaN without noise).
     nrv_limit : float
         1 + 2 sqrt(2 / (I (N - M))): above it the model does not describe the signal.
     """
@@ -52,13 +55,35 @@ class RegimeMap:
     nrv_limit: float
 
     def valid(self, threshold: float = 0.05) -> np.ndarray:
-        """(ny, nx) mask: |bias| < threshold and, where measured, NRV_min below its limit."""
+        """(ny, nx) mask: ``|bias| < threshold`` and, where measured, NRV_min below its limit.
+
+        Parameters
+        ----------
+        threshold : float
+            Largest acceptable relative bias (dimensionless; 0.05 is 5 %).
+
+        Returns
+        -------
+        numpy.ndarray
+            (ny, nx) bool: True where the model is valid.
+        """
         ok = np.abs(self.bias) < threshold
         nrv_ok = ~(self.nrv_min > self.nrv_limit)  # NaN (noise-free) counts as fine
         return ok & nrv_ok
 
     def boundary(self, threshold: float = 0.05) -> np.ndarray:
-        """(ny,) first x (log-interpolated) where |bias| reaches the threshold, NaN if it never does."""
+        """(ny,) first x (log-interpolated) where ``|bias|`` reaches the threshold, NaN if it never does.
+
+        Parameters
+        ----------
+        threshold : float
+            Relative bias (dimensionless; 0.05 is 5 %) that marks the boundary.
+
+        Returns
+        -------
+        numpy.ndarray
+            (ny,) x value of the boundary per y value (in the units of ``x``), NaN where none.
+        """
         out = np.full(self.y.size, np.nan)
         a = np.abs(self.bias)
         for j in range(self.y.size):
@@ -75,7 +100,20 @@ class RegimeMap:
         return out
 
     def plot(self, ax=None, unit_scale: float = 100.0):
-        """Relative bias (%) as an image with the 5 % and 10 % contours."""
+        """Relative bias (%) as an image with the 5 % and 10 % contours.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw into (a new figure by default).
+        unit_scale : float
+            Factor from relative bias to the colour scale (100: percent).
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn into.
+        """
         import matplotlib.pyplot as plt
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")

@@ -14,6 +14,11 @@ MODELS: dict[str, Model] = {**BASIC_MODELS, **WHITE_MATTER_MODELS, **CELL_MODELS
 def list_models() -> list[str]:
     """Names of every analytic model the harness can fit.
 
+    Returns
+    -------
+    list of str
+        Model names in alphabetical order (keys of :data:`MODELS`).
+
     Examples
     --------
     >>> import validation
@@ -24,7 +29,29 @@ def list_models() -> list[str]:
 
 
 def get_model(name: str) -> Model:
-    """The model called ``name`` (see :func:`list_models`); KeyError listing the names otherwise."""
+    """The model called ``name`` (see :func:`list_models`); KeyError listing the names otherwise.
+
+    Parameters
+    ----------
+    name : str
+        Model name, e.g. ``"stick_zeppelin"``.
+
+    Returns
+    -------
+    Model
+        The registered model.
+
+    Raises
+    ------
+    KeyError
+        If no model has that name (the message lists the names).
+
+    Examples
+    --------
+    >>> import validation
+    >>> validation.get_model("stick_zeppelin").names
+    ['f', 'D_par', 'D_perp', 'theta', 'phi']
+    """
     if name not in MODELS:
         raise KeyError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     return MODELS[name]

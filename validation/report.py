@@ -18,9 +18,12 @@ from .nrv import nrv_landscape
 class SignalSet:
     """Signals that share one scheme, with the ground truth of each: what a report is made from.
 
-    Attributes
+    The fields are also the attributes of the (frozen) instance.
+
+    Parameters
     ----------
     scheme : sequences.Scheme
+        The acquisition every signal shares (SI).
     signals, stderr : numpy.ndarray
         (R, M) normalised signals and their Monte Carlo standard errors.
     ground_truths : list of dict
@@ -37,7 +40,23 @@ class SignalSet:
 
     @classmethod
     def from_results(cls, results) -> "SignalSet":
-        """From simulation results (anything with ``scheme``, ``signal``, ``stderr`` and ``ground_truth``)."""
+        """From simulation results (anything with ``scheme``, ``signal``, ``stderr`` and ``ground_truth``).
+
+        Parameters
+        ----------
+        results : iterable of SimulationResult
+            Results sharing one scheme.
+
+        Returns
+        -------
+        SignalSet
+            Their (R, M) signals and standard errors, ground truths, and rows 0..R-1.
+
+        Raises
+        ------
+        ValueError
+            If there are no results or their schemes differ.
+        """
         results = list(results)
         if not results:
             raise ValueError("no results to report on")

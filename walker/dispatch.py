@@ -84,6 +84,8 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
     Returns
     -------
     KernelRun
+        Final walker states (positions in m), phase integrals (m), records and counters,
+        the transit probabilities used and the kernel's wall time in s.
     """
     walkers = Walkers(start.positions.copy(), start.home.copy(), seeds.copy())
     transit = transit_tables(substrate, plan)
@@ -142,6 +144,22 @@ def transit_tables(substrate: Substrate, plan: RunPlan) -> Transit:
     A membrane is a primitive image (cylinders, spheres), the plane stack
     (planes) or a component (meshes); its inside and outside regions give the
     diffusivities on both sides (:func:`walker.membranes.transit_probability`).
+
+    Parameters
+    ----------
+    substrate : Substrate
+        Its ``permeability`` (m/s, [outward, inward] per membrane) is read.
+    plan : RunPlan
+        Gives the sub-step duration (s), the diffusivities (m^2/s) and the
+        transit rule.
+
+    Returns
+    -------
+    Transit
+        Named tuple ``(p_out, p_in)`` of (Q,) float arrays: the probability
+        (dimensionless, in [0, 1]) that a hit from inside / from outside
+        crosses membrane q (one entry of zeros for impermeable or free
+        substrates).
     """
     D = np.array([plan.diffusivities[r] for r in plan.regions])
     extra = len(plan.regions) - 1  # the outside of outermost walls; the one region of a single-region substrate

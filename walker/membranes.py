@@ -57,6 +57,7 @@ def first_order_probability(kappa, dt: float, diffusivity: float, gaussian: bool
     Returns
     -------
     float or numpy.ndarray
+        First-order transit probability p per hit (dimensionless; may exceed 1).
     """
     k = np.asarray(kappa, dtype=float)
     D = np.asarray(diffusivity, dtype=float)
@@ -128,6 +129,7 @@ def substeps_for(kappa, dt: float, diffusivities, gaussian: bool = False,
     Returns
     -------
     int
+        Sub-steps per time step (1 where no sub-stepping is needed).
     """
     k = np.asarray(kappa, dtype=float)
     k = k[np.isfinite(k) & (k > 0)]

@@ -33,7 +33,10 @@ _STACK = 4
 class RunPlan:
     """Everything a run needs besides the substrate and the seed, checked and in SI units.
 
-    Attributes
+    Made by :func:`plan_run`; the fields are also the attributes of the
+    (frozen) instance.
+
+    Parameters
     ----------
     n_walkers, n_steps : int
         N walkers and T grid steps.
@@ -54,7 +57,8 @@ class RunPlan:
     reference_diffusivity : float
         The D the step matrix is built for (the first region's; others rescale it), m^2/s.
     step_matrix : numpy.ndarray
-        (3, 3) sub-step matrix: displacement = scale * matrix @ u.
+        (3, 3) sub-step matrix in m (local frame): displacement = scale * matrix @ u,
+        with u a dimensionless unit (or standard normal) vector.
     t2 : dict or None
         Region -> T2 in s.
     gaussian : bool
@@ -63,6 +67,9 @@ class RunPlan:
         (R,) record times in s, as given.
     record_steps : numpy.ndarray
         (R,) grid indices of the record times, sorted; ``record_order`` maps them back.
+    record_order : numpy.ndarray
+        (R,) permutation that sorts the record times: ``record_steps[i]`` is
+        the grid index of ``record_times[record_order[i]]``.
     echo_steps : numpy.ndarray
         (E,) grid indices around each echo time at which the time spent inside is recorded.
     n_trajectories : int
@@ -99,7 +106,51 @@ class RunPlan:
 
 def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusivity, n_steps, *, t2, gaussian_steps,
              record_times, n_trajectories, target_stderr, max_transit_probability, transit) -> RunPlan:
-    """Check the arguments of :func:`walker.simulate` and derive the run's plan (see there for their meaning)."""
+    """Check the arguments of :func:`walker.simulate` and derive the run's plan (see there for their meaning).
+
+    Parameters
+    ----------
+    substrate : Substrate
+        Where the walkers diffuse.
+    scheme : sequences.Scheme
+        The encoding (gradients in T/m, times in s); resampled onto ``n_steps`` steps.
+    n_walkers : int
+        Number of walkers N.
+    diffusivity : float or dict or None
+        Diffusivity in m^2/s, one value or one per compartment (None: the
+        free substrate's own diffusion tensor).
+    n_steps : int
+        Time steps T over the scheme's duration.
+    t2 : float or dict or None
+        Transverse relaxation time T2 in s, one value or one per compartment
+        (None: no relaxation).
+    gaussian_steps : bool
+        Gaussian steps instead of fixed-length ones.
+    record_times : array_like or None
+        (R,) times in s at which to record displacements; each on the step grid.
+    n_trajectories : int
+        Walkers whose full trajectories are kept.
+    target_stderr : float or None
+        Warn when N is too small to reach this standard error (dimensionless).
+    max_transit_probability : float
+        Largest first-order transit probability per membrane hit
+        (dimensionless); sets the sub-steps.
+    transit : {"corrected", "first_order"}
+        Transit probability rule (see :func:`walker.transit_probability`).
+
+    Returns
+    -------
+    RunPlan
+        The checked plan: step length in m, (sub-)step durations in s,
+        diffusivities in m^2/s, T2 in s.
+
+    Raises
+    ------
+    TypeError
+        If ``substrate`` or ``scheme`` is of the wrong type.
+    ValueError
+        If an argument is out of range or in a wrong unit (the message says which).
+    """
     if not isinstance(substrate, Substrate):
         raise TypeError(f"substrate must be a substrates.Substrate, got {type(substrate).__name__}")
     if not isinstance(scheme, sequences.Scheme):

@@ -13,10 +13,13 @@ from sequences import Scheme
 class SimulationResult:
     """Signals of one simulation and everything needed to judge and reproduce them.
 
-    Attributes
+    Returned by :func:`walker.simulate`; the fields below are the attributes
+    of the (frozen) instance.
+
+    Parameters
     ----------
     signal : numpy.ndarray
-        (M,) normalised signal, real part: mean of cos(phase) over walkers.
+        (M,) normalised signal (dimensionless), real part: mean of cos(phase) over walkers.
     stderr : numpy.ndarray
         (M,) Monte Carlo standard error of ``signal``:
         sqrt((1 + S(2g) - 2 S(g)^2) / (2N)), with S(2g) the mean of cos(2 phase)
@@ -53,7 +56,8 @@ class SimulationResult:
         Walkers found outside the compartment they were in (must be 0): outside
         their primitive, or inside one without having crossed its membrane.
     provenance : dict
-        Seed, walkers, steps, dt, step length, gamma, diffusivity, versions, threads, wall time.
+        Seed, walkers, steps, dt (s), step length (m), gamma (rad/s/T), diffusivity (m^2/s),
+        versions, threads, wall time (s).
     transits : int
         Membrane crossings over all walkers (0 for impermeable substrates).
     first_transit_times : numpy.ndarray or None
@@ -97,7 +101,15 @@ class SimulationResult:
         return self.scheme.bvalues
 
     def summary(self) -> str:
-        """A few lines a person reads."""
+        """A few lines a person reads.
+
+        Returns
+        -------
+        str
+            Walkers, steps, dt (us), step length (um), speed, escapes and
+            reflections, then b (s/mm^2), signal and standard error of the first
+            12 measurements.
+        """
         p = self.provenance
         lines = [f"{p['n_walkers']} walkers x {p['n_steps']} steps (dt {p['dt'] * 1e6:.3g} us, step "
                  f"{p['step_length'] * 1e6:.3g} um) in {p['wall_time_s']:.2f} s "

@@ -92,6 +92,8 @@ def phase_signals(phases: np.ndarray, labels: np.ndarray, names: list[str], plan
     Returns
     -------
     Signals
+        (M,) signal, standard error and imaginary part (dimensionless), overall and per
+        starting compartment, with the walker counts and fractions.
     """
     played = plan.played
     fac = played.shapes

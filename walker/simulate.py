@@ -76,7 +76,8 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     n_trajectories : int
         Keep the full trajectories of this many walkers (for teaching plots).
     target_stderr : float, optional
-        Warn when N is too small to reach this standard error.
+        Warn when N is too small to reach this standard error (of the
+        normalised, dimensionless signal).
     check_every_step : bool
         Test containment after every step (slower) instead of at the end only.
     max_transit_probability : float
@@ -108,7 +109,7 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     >>> scheme = sequences.pgse(delta=10e-3, Delta=30e-3, bvalues=np.array([0, 1e9, 2e9]),
     ...                         directions=np.eye(3))
     >>> res = walker.simulate(substrates.cylinder(radius=5e-6), scheme, n_walkers=10_000,
-    ...                       diffusivity=2e-9, n_steps=500, seed=0)
+    ...                       diffusivity=2e-9, n_steps=1000, seed=0)
     >>> res.signal.shape, res.escapes
     ((3,), 0)
     """
@@ -152,6 +153,25 @@ def start_walkers(substrate: Substrate, start: str, n: int, seed: int) -> tuple[
     The root seed spawns two independent branches: one for the positions, one
     for the walks, so the walk of walker i does not depend on how many draws
     the position sampling needed.
+
+    Parameters
+    ----------
+    substrate : Substrate
+        Samples the positions (:meth:`substrates.Substrate.sample_positions`).
+    start : str
+        Start compartment: "intra", "extra", "uniform" or a mesh region name.
+    n : int
+        Number of walkers N.
+    seed : int
+        Root seed (non-negative).
+
+    Returns
+    -------
+    walkers : substrates.WalkerStart
+        (N, 3) start positions in m (local frame), home images or components,
+        compartment labels.
+    seeds : numpy.ndarray
+        (N, 2) uint64 per-walker generator states.
     """
     ss_pos, ss_walk = np.random.SeedSequence(seed).spawn(2)
     walkers = substrate.sample_positions(start, n, np.random.default_rng(ss_pos))
