@@ -465,6 +465,9 @@ def nearest_gaps(x: np.ndarray, r: np.ndarray, L) -> np.ndarray:
         (P,) nearest surface-to-surface gaps in m (negative where disks overlap).
     """
     box = np.broadcast_to(np.asarray(L, dtype=float), (2,))
+    if len(r) == 1:
+        # a lone disk's nearest neighbour is its own periodic image, one box side away
+        return np.array([box.min() - 2 * r[0]])
     k = min(len(r), 9)
     tree = cKDTree(np.mod(x, box), boxsize=box)
     dist, idx = tree.query(np.mod(x, box), k=k)
@@ -509,7 +512,8 @@ def packing_statistics(x: np.ndarray, r: np.ndarray, L, *, bins: int = 40, near:
     counts, _ = np.histogram(dist, edges)
     n = len(r)
     shell = np.pi * (edges[1:] ** 2 - edges[:-1] ** 2)
-    g = counts / (0.5 * n * (n - 1) / float(np.prod(box)) * shell)
+    # one disk has no pairs: its g(r) is undefined, not zero
+    g = counts / (0.5 * n * (n - 1) / float(np.prod(box)) * shell) if n > 1 else np.full(bins, np.nan)
     # fabric over the first shell: every pair whose gap is within the median nearest gap (x 1.5), so that
     # the six equal neighbours of a lattice all count, not whichever one a tie-break picks
     shell = 1.5 * float(np.median(gaps)) + 1e-3 * float(r.mean())

@@ -45,3 +45,12 @@ def test_diffwalk_example_runs_a_lesson_and_lists_them(tmp_path, capsys, monkeyp
     assert main(["example", "--list"]) == 0
     assert "free_diffusion" in capsys.readouterr().out
     assert main(["example", "no_such_lesson"]) == 2
+
+
+def test_lesson_names_do_not_shadow_examples_and_the_readme_lists_every_lesson():
+    from pathlib import Path
+
+    from diffwalk.examples import EXAMPLES
+    assert not set(LESSONS) & set(EXAMPLES)          # `diffwalk example NAME` would run the example instead
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert all(f"`{name}`" in readme for name in LESSONS), [n for n in LESSONS if f"`{n}`" not in readme]

@@ -119,3 +119,10 @@ def test_dense_targets_are_reached_and_the_ground_truth_says_how():
     assert sub.cells.min_gap > 0 and gt["packing"]["sweeps"] >= 200
     for key in ("nearest_gap_quantiles", "pair_correlation", "fabric_eigenvalues", "min_gap"):
         assert key in gt["packing"]
+
+
+def test_a_single_fibre_is_a_valid_packing():
+    # regression: nearest_gaps indexed a 1-D distance array for one disk (IndexError), g(r) divided 0 by 0
+    x, r, L = np.array([[1e-6, 1e-6]]), np.array([1e-6]), 5e-6
+    assert su.nearest_gaps(x, r, L) == pytest.approx([3e-6])
+    assert np.isnan(su.packing_statistics(x, r, L)["pair_correlation"]["g"]).all()

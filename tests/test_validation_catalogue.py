@@ -311,3 +311,15 @@ def test_intra_fraction_truth_follows_where_walkers_started():
     gt_uni = simulate(sub, s, n_walkers=2000, diffusivity=2e-9, n_steps=200, seed=1, start="uniform").ground_truth
     assert truth_of(m, "f", gt_uni) == pytest.approx(0.6)
     assert gt_uni["signal_fractions"]["intra"] == pytest.approx(0.6, abs=0.05)
+
+
+def test_callaghan_planes_is_finite_and_continuous_at_the_diffraction_zeros():
+    # the series term (1 - (-1)^n cos kL) / (kL^2 - (n pi)^2)^2 is 0/0 at kL = n pi: it returned NaN there and
+    # lost all precision just beside it (0.446 instead of 0.856 at kL = pi (1 + 1e-9))
+    L = 10e-6
+    for n in (1, 2, 3):
+        k = n * np.pi / L * np.array([1 - 1e-4, 1 - 1e-9, 1.0, 1 + 1e-9, 1 + 1e-4])
+        for Delta in (1e-3, 20e-3, np.inf):
+            s = va.callaghan_signal("planes", L / 2, 2e-9, Delta, k)
+            assert np.all(np.isfinite(s))
+            assert np.ptp(s[1:4]) < 1e-7 and abs(s[2] - 0.5 * (s[0] + s[4])) < 1e-3

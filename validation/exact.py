@@ -381,8 +381,10 @@ def callaghan_signal(geometry: str, radius: float, diffusivity: float, Delta: fl
                 continue
             nn = np.arange(1, 4 * n_roots + 1)
             # exp(-n^2 pi^2 D Delta / L^2) = exp(-(n pi / 2)^2 tau) with tau = D Delta / R^2
-            s = np.sum(decay((nn * np.pi / 2) ** 2) * (1 - (-1.0) ** nn * np.cos(kL))
-                       / (kL**2 - (nn * np.pi) ** 2) ** 2)
+            # (1 - (-1)^n cos kL) / (kL^2 - (n pi)^2)^2 written without its 0/0 at the diffraction zeros
+            # kL = n pi: 1 - (-1)^n cos kL = 2 sin^2((kL - n pi) / 2)
+            s = np.sum(decay((nn * np.pi / 2) ** 2) * 0.5 * np.sinc((kL - nn * np.pi) / (2 * np.pi)) ** 2
+                       / (kL + nn * np.pi) ** 2)
             out[i] = 2 * (1 - np.cos(kL)) / kL**2 + 4 * kL**2 * s
             continue
         x = qq * radius

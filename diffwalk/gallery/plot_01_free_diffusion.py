@@ -33,9 +33,9 @@ from diffwalk.lessons import check_agreement, quick_mode
 
 QUICK = quick_mode()                     # DIFFWALK_QUICK=1: fewer walkers, same physics
 D = 2e-9                                 # intrinsic diffusivity, m^2/s (2 um^2/ms)
-n_walkers = 5_000 if QUICK else 50_000
+n_walkers = 5_000 if QUICK else 100_000
 n_steps = 300 if QUICK else 1000
-b = np.linspace(0, 3000e6, 7)            # s/m^2 (0 ... 3000 s/mm^2)
+b = np.linspace(0, 2000e6, 9)            # s/m^2 (0 ... 2000 s/mm^2)
 scheme = sequences.pgse(delta=10e-3, Delta=30e-3, bvalues=b, directions=[1, 0, 0])
 duration = scheme.duration
 dt = duration / n_steps
@@ -98,8 +98,10 @@ bs = np.linspace(0, b[-1], 100)
 axes[2].semilogy(bs / 1e6, np.exp(-bs * D), "k-", label="exp(-bD)")
 axes[2].errorbar(res.discrete_bvalues / 1e6, res.signal, yerr=4.5 * res.stderr, fmt="o", color="tab:blue",
                  label="Monte Carlo")
-axes[2].set(xlabel="b (s/mm²)", ylabel="S / S₀", title="PGSE δ = 10 ms, Δ = 30 ms")
-for ax in axes:
+axes[2].set(xlabel="b (s/mm²)", ylabel="S / S₀ (log scale)", title="PGSE δ = 10 ms, Δ = 30 ms")
+axes[0].set_ylim(top=1.3 * axes[0].get_ylim()[1])      # room for the legend above the peak
+axes[0].legend(fontsize="small", loc="upper left")
+for ax in axes[1:]:
     ax.legend(fontsize="small")
 fig.suptitle(f"Free diffusion, D = {D * 1e9:g} µm²/ms: error bars are 4.5 standard errors")
 plt.show()
