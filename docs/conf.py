@@ -41,7 +41,6 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb",
                     "auto_examples/*.zip", "auto_examples/*.json", "auto_examples/*.md5"]
 html_theme = "pydata_sphinx_theme"
 html_title = f"diffwalk {release}"
-html_static_path = ["_static"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
