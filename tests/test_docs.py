@@ -119,3 +119,23 @@ def test_every_public_docstring_is_numpy_style_with_every_parameter_and_return_d
         errors = validate(get_doc_object(obj))["errors"]
         problems += [f"{qualname}: {code} {msg}" for code, msg in errors if code in ("GL08", "PR01", "PR02", "RT01")]
     assert not problems, "\n".join(problems)
+
+
+ENTRY_POINTS = ("walker.simulate", "sequences.pgse", "sequences.tensor_encoding", "substrates.packed_axons",
+                "substrates.from_mesh", "validation.fit", "diffwalk.open_database")
+
+
+@pytest.mark.parametrize("qualname", ENTRY_POINTS)
+def test_main_entry_points_have_examples_that_run(qualname, tmp_path, monkeypatch):
+    import doctest
+    import importlib
+
+    package, name = qualname.split(".")
+    obj = getattr(importlib.import_module(package), name)
+    tests = doctest.DocTestFinder(recurse=False).find(obj, qualname, globs={})
+    assert tests and tests[0].examples, f"{qualname} has no Examples section"
+    monkeypatch.chdir(tmp_path)             # examples that write files write them here
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in tests:
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0, qualname
