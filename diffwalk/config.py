@@ -72,8 +72,11 @@ SCHEME_FIELDS: dict[str, dict[str, str]] = {
 }
 REQUIRED_SCHEME = {"pgse": {"delta", "Delta"}, "ogse": {"frequency", "n_periods", "bvalues"},
                    "tensor": {"bvalues", "b_delta"}}
-SIMULATION_FIELDS = {"n_walkers": "count", "n_steps": "count", "diffusivity": "diffusivity", "seed": "int",
-                     "start": "str", "gaussian_steps": "bool", "backend": "str"}
+SIMULATION_FIELDS = {"n_walkers": "count", "n_steps": "count", "diffusivity": "diffusivity|compartments",
+                     "t2": "time|compartments", "seed": "int", "start": "str", "gaussian_steps": "bool",
+                     "backend": "str"}
+#: compartment names a per-compartment table may use (the substrate says which of them it has)
+COMPARTMENTS = ("intra", "extra", "inner", "free")
 TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep"}
 
 #: What each config key means and its default ("required" where it has none), for the config reference in the
@@ -136,7 +139,11 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
     "simulation": {
         "n_walkers": ("number of walkers; the standard error falls as 1/sqrt(n_walkers)", "100000"),
         "n_steps": ("time steps over the scheme's duration", "1000"),
-        "diffusivity": ("intrinsic diffusivity D", "required"),
+        "diffusivity": ("intrinsic diffusivity D: one value, or a table with one per compartment "
+                        '({intra = "1 um^2/ms", extra = "2 um^2/ms"})', "required"),
+        "t2": ("transverse relaxation time T2 (signals weighted by exp(-time / T2) in each compartment up to "
+               'the echo time): one value, or a table per compartment ({intra = "70 ms", extra = "100 ms"})',
+               "no relaxation"),
         "seed": ("root seed (results are bit-identical for a seed)", "0"),
         "start": ('where walkers start: "intra", "extra" or "uniform"', '"intra" where there is an intra '
                   'compartment, else "uniform"'),
@@ -145,7 +152,21 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
+def base_kind(kind: str) -> str:
+    """The dimension or plain kind of a schema field kind ("bvalue*" -> "bvalue", "time|compartments" -> "time")."""
+    return kind.removesuffix("|compartments").rstrip("*")
+
+
 def _value(kind: str, value, field: str):
+    if kind.endswith("|compartments"):
+        # one value, or a table of one value per compartment: diffusivity = {intra = "1 um^2/ms", ...}
+        kind = kind.removesuffix("|compartments")
+        if isinstance(value, dict):
+            unknown = set(value) - set(COMPARTMENTS)
+            if unknown or not value:
+                raise ConfigError(f"{field} = {value!r}: a per-compartment table names compartments among "
+                                  f"{list(COMPARTMENTS)} (e.g. {{intra = ..., extra = ...}}); got {sorted(unknown)}")
+            return {k: _value(kind, v, f"{field}.{k}") for k, v in value.items()}
     many = kind.endswith("*")
     kind = kind.rstrip("*")
     if kind in ("time", "length", "diffusivity", "bvalue", "gradient", "frequency", "permeability"):
@@ -444,14 +465,17 @@ def sweep_rows(cfg: dict) -> tuple[list[str], list[dict]]:
 def echo_text(job: Job) -> str:
     """The parsed configuration in SI units, for logs and provenance."""
     # every unit-bearing field's dimension, from the schema tables themselves
-    dims = {k: v.rstrip("*") for table in (*SUBSTRATE_FIELDS.values(), *SCHEME_FIELDS.values(), SIMULATION_FIELDS)
-            for k, v in table.items() if v.rstrip("*") in SI_UNIT}
+    dims = {k: base_kind(v) for table in (*SUBSTRATE_FIELDS.values(), *SCHEME_FIELDS.values(), SIMULATION_FIELDS)
+            for k, v in table.items() if base_kind(v) in SI_UNIT}
     lines = []
     for section, content in (("substrate", [job.echo["substrate"]]), ("scheme", job.echo["scheme"]),
                              ("simulation", [job.echo["simulation"]])):
         for entry in content:
             items = []
             for k, v in entry.items():
-                items.append(f"{k}={format_si(v, dims[k])}" if k in dims else f"{k}={v}")
+                if isinstance(v, dict) and k in dims:
+                    items.append(f"{k}={{" + ", ".join(f"{c}: {format_si(x, dims[k])}" for c, x in v.items()) + "}")
+                else:
+                    items.append(f"{k}={format_si(v, dims[k])}" if k in dims else f"{k}={v}")
             lines.append(f"[{section}] " + ", ".join(items))
     return "\n".join(lines)

@@ -33,15 +33,15 @@ def _param_si(job: cfgmod.Job, name: str, raw):
     """SI value of a swept parameter (None when not a number)."""
     parts = name.split(".")
     try:
-        if parts[0] == "substrate":
-            v = job.echo["substrate"][parts[1]]
-        elif parts[0] == "simulation":
-            v = job.echo["simulation"][parts[1]]
+        if parts[0] in ("substrate", "simulation"):
+            v = job.echo[parts[0]]
+            for part in parts[1:]:          # "simulation.diffusivity.intra": into per-compartment tables
+                v = v[part]
         elif parts[0] == "seed":
             v = raw
         else:
             return None
-    except (KeyError, IndexError):
+    except (KeyError, IndexError, TypeError):
         return None
     v = np.asarray(v)
     return float(v) if v.ndim == 0 and v.dtype.kind in "fiu" else None
@@ -173,7 +173,7 @@ def _check_first_row(job: cfgmod.Job) -> None:
         with _w.catch_warnings():
             _w.simplefilter("ignore")
             plan_run(job.substrate, job.scheme, sim.get("n_walkers", 100_000), sim.get("diffusivity"),
-                     sim.get("n_steps", 1000), t2=None, gaussian_steps=sim.get("gaussian_steps", False),
+                     sim.get("n_steps", 1000), t2=sim.get("t2"), gaussian_steps=sim.get("gaussian_steps", False),
                      record_times=None, n_trajectories=0, target_stderr=None, max_transit_probability=0.02,
                      transit="corrected")
     except ValueError as exc:

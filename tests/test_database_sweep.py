@@ -237,3 +237,36 @@ def test_scheme_entries_on_grids_that_do_not_nest_are_put_on_one_grid():
     assert len(job.scheme) == 7 + 1
     np.testing.assert_allclose(job.scheme.bvalues[-1], 1e9, rtol=1e-6)
     job.scheme.check_echo()
+
+
+PER_COMPARTMENT = BASE.replace('diffusivity = "2 um^2/ms"',
+                               'diffusivity = {intra = "1 um^2/ms", extra = "2 um^2/ms"}\n'
+                               't2 = {intra = "70 ms", extra = "100 ms"}')
+
+
+def test_per_compartment_diffusivity_and_t2_in_configs_and_sweeps(tmp_path):
+    import tomllib
+    job = cfgmod.parse_job(tomllib.loads(PER_COMPARTMENT))
+    assert job.simulation["diffusivity"] == pytest.approx({"intra": 1e-9, "extra": 2e-9})
+    assert job.simulation["t2"] == pytest.approx({"intra": 0.07, "extra": 0.1})
+    assert "diffusivity={intra: 1e-09 m^2/s, extra: 2e-09 m^2/s}" in cfgmod.echo_text(job)
+    # a sweep over one compartment's value stores it in SI, and each row equals the direct simulation
+    spec = PER_COMPARTMENT + '[sweep]\nseeds = [0]\n[sweep.grid]\n"simulation.diffusivity.intra" = ["0.5 um^2/ms", "1 um^2/ms"]\n'
+    db = database.open_database(run_sweep(spec, tmp_path / "db.h5"))
+    assert list(db.params["simulation.diffusivity.intra"]) == pytest.approx([0.5e-9, 1e-9])
+    res = walker.simulate(job.substrate, job.scheme, **{**job.simulation, "seed": 0})
+    np.testing.assert_array_equal(db.signal[1], res.signal.astype(np.float32))
+    assert db.ground_truth[1]["diffusivity"] == pytest.approx({"intra": 1e-9, "extra": 2e-9})
+
+
+@pytest.mark.parametrize("line, match", [
+    ('diffusivity = {intra = "1 um^2/ms", axon = "2 um^2/ms"}', r"simulation.diffusivity .*\['axon'\]"),
+    ('diffusivity = {intra = 1e-9, extra = "2 um^2/ms"}', "simulation.diffusivity.intra"),
+    ('diffusivity = "2 um^2/ms"\nt2 = 0.07', "simulation.t2"),
+    ('diffusivity = "2 um^2/ms"\nt2 = "70 s"', "t2"),
+])
+def test_per_compartment_values_are_checked_with_the_field_named(tmp_path, line, match):
+    spec = BASE.replace('diffusivity = "2 um^2/ms"', line)
+    with pytest.raises(ConfigError, match=match):
+        run_sweep(spec, tmp_path / "bad.h5", is_sweep=False)
+    assert not (tmp_path / "bad.h5").exists()

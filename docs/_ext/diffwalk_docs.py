@@ -134,9 +134,10 @@ def config_lines() -> list[str]:
     from diffwalk.quantities import SI_UNIT, UNITS
 
     def unit(kind: str) -> str:
-        base = kind.rstrip("*")
+        base = config.base_kind(kind)
         if base in SI_UNIT:
-            many = " (one value or a list)" if kind.endswith("*") else ""
+            many = " (one value or a list)" if kind.endswith("*") else \
+                " (one value or a table per compartment)" if kind.endswith("|compartments") else ""
             return f"{base}: ``{SI_UNIT[base]}``; also {', '.join(_literal(u) for u in UNITS[base] if u != SI_UNIT[base])}{many}"
         return {"float": "plain number", "floats": "number or list of numbers", "int": "whole number >= 0",
                 "count": "whole number >= 1", "str": "text", "bool": "true / false", "vector": "[x, y, z]",
