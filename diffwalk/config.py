@@ -50,15 +50,15 @@ from .quantities import SI_UNIT, ConfigError, format_si, parse_quantity
 SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
     "free": {},
     "planes": {"spacing": "length", "normal": "vector", "permeability": "permeability"},
-    "cylinder": {"radius": "length", "axis": "vector", "permeability": "permeability"},
+    "cylinder": {"radius": "length", "axis": "vector", "permeability": "permeability|sides"},
     "cylinder_lattice": {"radius": "length", "icvf": "float", "lattice": "str", "axis": "vector", "repeats": "int",
-                         "permeability": "permeability"},
+                         "permeability": "permeability|sides"},
     "packed_cylinders": {"n": "count", "gamma_shape": "float", "gamma_scale": "length", "icvf": "float",
-                         "seed": "int", "axis": "vector", "permeability": "permeability", "min_gap": "length",
+                         "seed": "int", "axis": "vector", "permeability": "permeability|sides", "min_gap": "length",
                          "arrangement": "str", "clustering": "float"},
-    "sphere": {"radius": "length", "permeability": "permeability"},
+    "sphere": {"radius": "length", "permeability": "permeability|sides"},
     "sphere_lattice": {"radius": "length", "volume_fraction": "float", "lattice": "str", "repeats": "int",
-                       "permeability": "permeability"},
+                       "permeability": "permeability|sides"},
 }
 REQUIRED_SUBSTRATE = {"planes": {"spacing"}, "cylinder": {"radius"}, "cylinder_lattice": {"radius", "icvf"},
                       "packed_cylinders": {"n", "gamma_shape", "gamma_scale", "icvf"}, "sphere": {"radius"},
@@ -79,6 +79,8 @@ SIMULATION_FIELDS = {"n_walkers": "count", "n_steps": "count", "diffusivity": "d
 COMPARTMENTS = ("intra", "extra", "inner", "free")
 TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep"}
 
+KAPPA_HELP = ("membrane permeability kappa; a table {outward = ..., inward = ...} where it depends on the "
+              "direction", "0 m/s")
 #: What each config key means and its default ("required" where it has none), for the config reference in the
 #: documentation (docs/_ext/diffwalk_docs.py) and ``diffwalk`` users; units come from the field kinds above.
 FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
@@ -87,14 +89,14 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
                          "permeability": ("membrane permeability kappa of the planes", "0 m/s")},
     "substrate.cylinder": {"radius": ("cylinder radius", "required"),
                            "axis": ("cylinder axis, [x, y, z]", "[0, 0, 1]"),
-                           "permeability": ("membrane permeability kappa", "0 m/s")},
+                           "permeability": KAPPA_HELP},
     "substrate.cylinder_lattice": {
         "radius": ("radius of every cylinder", "required"),
         "icvf": ("intra-cylinder volume fraction, 0-1", "required"),
         "lattice": ('"hexagonal" or "square"', '"hexagonal"'),
         "axis": ("cylinder axis, [x, y, z]", "[0, 0, 1]"),
         "repeats": ("unit cells per side of the periodic box", "1"),
-        "permeability": ("membrane permeability kappa", "0 m/s")},
+        "permeability": KAPPA_HELP},
     "substrate.packed_cylinders": {
         "n": ("number of cylinders", "required"),
         "gamma_shape": ("shape k of the Gamma distribution of radii", "required"),
@@ -102,18 +104,18 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "icvf": ("intra-cylinder volume fraction, 0-1", "required"),
         "seed": ("seed of the radii and of the packing", "0"),
         "axis": ("cylinder axis, [x, y, z]", "[0, 0, 1]"),
-        "permeability": ("membrane permeability kappa", "0 m/s"),
+        "permeability": KAPPA_HELP,
         "min_gap": ("thinnest extracellular sheet between cylinders", "2 % of the mean radius"),
         "arrangement": ('"random" (equilibrated hard disks), "hexagonal" or "clustered"', '"random"'),
         "clustering": ('attraction in kT for arrangement = "clustered"', "0")},
     "substrate.sphere": {"radius": ("sphere radius", "required"),
-                         "permeability": ("membrane permeability kappa", "0 m/s")},
+                         "permeability": KAPPA_HELP},
     "substrate.sphere_lattice": {
         "radius": ("radius of every sphere", "required"),
         "volume_fraction": ("sphere volume fraction, 0-1", "required"),
         "lattice": ('"cubic" or "fcc"', '"cubic"'),
         "repeats": ("unit cells per side of the periodic box", "1"),
-        "permeability": ("membrane permeability kappa", "0 m/s")},
+        "permeability": KAPPA_HELP},
     "scheme.pgse": {
         "delta": ("gradient pulse duration", "required"),
         "Delta": ("time between the onsets of the two pulses", "required"),
@@ -154,10 +156,18 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
 
 def base_kind(kind: str) -> str:
     """The dimension or plain kind of a schema field kind ("bvalue*" -> "bvalue", "time|compartments" -> "time")."""
-    return kind.removesuffix("|compartments").rstrip("*")
+    return kind.removesuffix("|compartments").removesuffix("|sides").rstrip("*")
 
 
 def _value(kind: str, value, field: str):
+    if kind.endswith("|sides"):
+        # one value, or {outward = ..., inward = ...} for a direction-dependent membrane
+        kind = kind.removesuffix("|sides")
+        if isinstance(value, dict):
+            if set(value) != {"outward", "inward"}:
+                raise ConfigError(f"{field} = {value!r}: a direction-dependent permeability is a table "
+                                  "{outward = ..., inward = ...}")
+            return {k: _value(kind, v, f"{field}.{k}") for k, v in value.items()}
     if kind.endswith("|compartments"):
         # one value, or a table of one value per compartment: diffusivity = {intra = "1 um^2/ms", ...}
         kind = kind.removesuffix("|compartments")

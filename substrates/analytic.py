@@ -59,15 +59,32 @@ def check_permeability(kappa, n: int) -> np.ndarray:
 
     Parameters
     ----------
-    kappa : float or array_like
-        One permeability in m/s or one per primitive (np.inf: no membrane).
+    kappa : float, array_like or dict
+        One permeability in m/s or one per primitive (np.inf: no membrane), the same in both directions;
+        or ``{"outward": ..., "inward": ...}`` for a membrane that lets water out and in at different
+        rates (each one value or one per primitive). At equilibrium the concentration inside is then
+        kappa_in / kappa_out times that outside.
     n : int
         Number of primitives.
 
     Returns
     -------
     numpy.ndarray
+        (n, 2) permeabilities in m/s: column 0 for crossings from inside to outside, column 1 for the
+        reverse.
+
+    Raises
+    ------
+    ValueError
+        For negative, NaN or implausibly large values (a likely unit mistake), a wrong number of values,
+        or a dict with other keys than "outward" and "inward".
     """
+    if isinstance(kappa, dict):
+        if set(kappa) != {"outward", "inward"}:
+            raise ValueError(f"permeability as a dict needs exactly the keys 'outward' and 'inward' (m/s), "
+                             f"got {sorted(kappa)}")
+        return np.column_stack([check_permeability(kappa["outward"], n)[:, 0],
+                                check_permeability(kappa["inward"], n)[:, 0]])
     k = np.asarray(kappa, dtype=float)
     if k.ndim == 0:
         k = np.full(n, float(k))
@@ -81,6 +98,16 @@ def check_permeability(kappa, n: int) -> np.ndarray:
             f"permeability = {finite.max():g} m/s is implausibly large (cell membranes: 1e-7 to 1e-3 m/s; "
             f"0.02 um/ms = 2e-5 m/s). Did you pass um/ms or um/s? Use np.inf for a membrane that is not there.")
     return np.column_stack([k, k])
+
+
+def permeability_truth(permeability: np.ndarray):
+    """The ground-truth record of an (n, 2) [outward, inward] permeability array (m/s): one value where all
+    are equal, a list per membrane, or {"outward", "inward"} where the directions differ."""
+    def one(k):
+        return float(k[0]) if np.all(k == k[0]) else k.tolist()
+    if np.array_equal(permeability[:, 0], permeability[:, 1]):
+        return one(permeability[:, 0])
+    return {"outward": one(permeability[:, 0]), "inward": one(permeability[:, 1])}
 
 
 def rotation_to(axis) -> np.ndarray:
@@ -352,19 +379,25 @@ class Substrate:
         """
         if not self.permeable:
             return {}
-        k = self.permeability[:, 0]
-        out: dict = {"permeability": float(k[0]) if np.all(k == k[0]) else k.tolist()}
+        k, k_in = self.permeability[:, 0], self.permeability[:, 1]
+        out: dict = {"permeability": permeability_truth(self.permeability)}
         if self.kind == PLANES:
             out["exchange_time_barrier"] = {"intra": float(self.spacing / (2 * k[0]))}
             return out
         r = self.radii
         area = 2 * np.pi * r if self.kind == CYLINDERS else 4 * np.pi * r**2
         vol = np.pi * r**2 if self.kind == CYLINDERS else 4 / 3 * np.pi * r**3
-        flux = float(np.sum(k * area))  # kappa S summed over membranes (m^3/s per unit length for cylinders)
-        tb = {"intra": float(np.sum(vol) / flux) if flux > 0 else math.inf}
+        # kappa S summed over membranes (m^3/s per unit length for cylinders), leaving and entering
+        flux_out, flux_in = float(np.sum(k * area)), float(np.sum(k_in * area))
+        tb = {"intra": float(np.sum(vol) / flux_out) if flux_out > 0 else math.inf}
         if "extra" in self.compartments:
             total = self.box[0] * self.box[1] if self.kind == CYLINDERS else np.prod(self.box)
-            tb["extra"] = float((total - np.sum(vol)) / flux) if flux > 0 else math.inf
+            tb["extra"] = float((total - np.sum(vol)) / flux_in) if flux_in > 0 else math.inf
+            # detailed balance: inside each primitive the density is kappa_in / kappa_out times that outside
+            ratio = np.divide(k_in, k, out=np.ones_like(k), where=(k > 0) & np.isfinite(k) & np.isfinite(k_in))
+            weight = float(np.sum(vol * ratio))
+            out["equilibrium_fractions"] = {"intra": weight / (weight + float(total - np.sum(vol))),
+                                            "extra": float(total - np.sum(vol)) / (weight + float(total - np.sum(vol)))}
         out["exchange_time_barrier"] = tb
         return out
 
@@ -581,10 +614,17 @@ def planes(spacing: float, normal=(0.0, 0.0, 1.0), permeability: float = 0.0) ->
     """
     L = float(check_length(spacing, "spacing"))
     R = rotation_to(normal)
+    kappa = _plane_permeability(permeability)
     return Substrate(PLANES, np.array([np.inf, np.inf, L]), spacing=L, rotation=R,
                      description={"factory": "planes", "spacing": L, "normal": list(map(float, R[:, 2])),
-                                  "permeability": float(permeability)},
-                     permeability=check_permeability(permeability, 1))
+                                  "permeability": float(kappa[0, 0])},
+                     permeability=kappa)
+
+
+def _plane_permeability(permeability) -> np.ndarray:
+    if isinstance(permeability, dict):
+        raise ValueError("planes have no inside and outside: give one permeability (m/s), not outward/inward")
+    return check_permeability(permeability, 1)
 
 
 def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
@@ -596,8 +636,9 @@ def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> 
         Radius in m.
     axis : array_like
         (3,) cylinder axis (lab frame).
-    permeability : float or array_like
-        Membrane permeability kappa in m/s, one value or one per primitive
+    permeability : float, array_like or dict
+        Membrane permeability kappa in m/s, one value or one per primitive, or
+        ``{"outward": ..., "inward": ...}`` where it depends on the direction
         (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
         membrane). Walkers cross with the transit probability that gives this
         kappa at the walker's step length (see :func:`walker.transit_probability`).
@@ -608,10 +649,11 @@ def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> 
     """
     r = float(check_length(radius, "radius"))
     R = rotation_to(axis)
+    kappa = check_permeability(permeability, 1)
     return Substrate(CYLINDERS, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]), rotation=R,
                      description={"factory": "cylinder", "radius": r, "axis": list(map(float, R[:, 2])),
-                                  "permeability": float(permeability)},
-                     permeability=check_permeability(permeability, 1))
+                                  "permeability": permeability_truth(kappa)},
+                     permeability=kappa)
 
 
 def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
@@ -627,8 +669,9 @@ def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0
         (2,) periodic box (local x, y) in m.
     axis : array_like
         (3,) common axis (lab frame).
-    permeability : float or array_like
-        Membrane permeability kappa in m/s, one value or one per primitive
+    permeability : float, array_like or dict
+        Membrane permeability kappa in m/s, one value or one per primitive, or
+        ``{"outward": ..., "inward": ...}`` where it depends on the direction
         (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
         membrane). Walkers cross with the transit probability that gives this
         kappa at the walker's step length (see :func:`walker.transit_probability`).
@@ -691,7 +734,8 @@ def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axi
     sub = cylinders(np.full(len(centers), r), centers, cell * n, axis=axis, permeability=permeability)
     return Substrate(sub.kind, sub.box, sub.centers, sub.radii, rotation=sub.rotation,
                      description={"factory": "cylinder_lattice", "radius": r, "icvf": f, "lattice": lattice,
-                                  "repeats": n, "lattice_constant": float(a), "permeability": float(permeability)},
+                                  "repeats": n, "lattice_constant": float(a),
+                                  "permeability": permeability_truth(sub.permeability)},
                      permeability=sub.permeability)
 
 
@@ -702,8 +746,9 @@ def sphere(radius: float, permeability: float = 0.0) -> Substrate:
     ----------
     radius : float
         Radius in m.
-    permeability : float or array_like
-        Membrane permeability kappa in m/s, one value or one per primitive
+    permeability : float, array_like or dict
+        Membrane permeability kappa in m/s, one value or one per primitive, or
+        ``{"outward": ..., "inward": ...}`` where it depends on the direction
         (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
         membrane). Walkers cross with the transit probability that gives this
         kappa at the walker's step length (see :func:`walker.transit_probability`).
@@ -713,9 +758,10 @@ def sphere(radius: float, permeability: float = 0.0) -> Substrate:
     Substrate
     """
     r = float(check_length(radius, "radius"))
+    kappa = check_permeability(permeability, 1)
     return Substrate(SPHERES, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]),
-                     description={"factory": "sphere", "radius": r, "permeability": float(permeability)},
-                     permeability=check_permeability(permeability, 1))
+                     description={"factory": "sphere", "radius": r, "permeability": permeability_truth(kappa)},
+                     permeability=kappa)
 
 
 def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
@@ -729,8 +775,9 @@ def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
         (P, 3) centres in m.
     box : array_like
         (3,) periodic box in m.
-    permeability : float or array_like
-        Membrane permeability kappa in m/s, one value or one per primitive
+    permeability : float, array_like or dict
+        Membrane permeability kappa in m/s, one value or one per primitive, or
+        ``{"outward": ..., "inward": ...}`` where it depends on the direction
         (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
         membrane). Walkers cross with the transit probability that gives this
         kappa at the walker's step length (see :func:`walker.transit_probability`).
@@ -785,7 +832,7 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
     return Substrate(sub.kind, sub.box, sub.centers, sub.radii,
                      description={"factory": "sphere_lattice", "radius": r, "volume_fraction": f,
                                   "lattice": lattice, "repeats": n, "lattice_constant": float(a),
-                                  "permeability": float(permeability)},
+                                  "permeability": permeability_truth(sub.permeability)},
                      permeability=sub.permeability)
 
 

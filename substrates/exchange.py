@@ -61,8 +61,9 @@ def residence_times(substrate: Substrate, diffusivity) -> dict:
             tau = r / (3 * k) + r**2 / (15 * D)
             vol = r**3
     out = {"residence_time": float(np.sum(vol * tau) / np.sum(vol)), "exchange_time_barrier": barrier}
-    fr = substrate.volume_fractions()
+    fr = substrate.exchange_truth().get("equilibrium_fractions", {})
     if "extra" in fr and fr["intra"] > 0:
+        # flux balance at equilibrium: N_intra / t_in = N_extra / t_ex (occupancies from kappa_in / kappa_out)
         t_in = out["residence_time"]
         t_ex = t_in * fr["extra"] / fr["intra"]
         out["residence_time_extra"] = float(t_ex)

@@ -33,7 +33,7 @@ from numba import njit
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .analytic import Substrate, WalkerStart, check_permeability, check_start
+from .analytic import Substrate, WalkerStart, check_permeability, check_start, permeability_truth
 from .meshgrid import build_columns, build_grid, locate_points, triangle_rows
 
 MESH = 4
@@ -283,8 +283,7 @@ class MeshSubstrate(Substrate):
         gt["surface_to_volume"] = sv
         gt.update(self.truth)
         if self.permeable:
-            k = self.permeability[:, 0]
-            gt["permeability"] = float(k[0]) if np.all(k == k[0]) else k.tolist()
+            gt["permeability"] = permeability_truth(self.permeability)
         return gt
 
     def locate(self, points: np.ndarray) -> np.ndarray:
@@ -695,9 +694,9 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
         (3,) periodic box in m (np.inf for a non-periodic axis); the box spans
         [0, box) on each periodic axis. Default: not periodic (walkers start
         inside the components).
-    permeability : float or array_like
+    permeability : float, array_like or dict
         Membrane permeability kappa in m/s, one value or one per component
-        (0: impermeable).
+        (0: impermeable), or ``{"outward": ..., "inward": ...}`` where it depends on the direction.
     repair : bool
         Fix what can be fixed safely: drop degenerate and duplicate faces, flip
         inverted components, make winding consistent and fill holes (the last
@@ -988,8 +987,9 @@ def from_mesh(path, units: str = "um", box=None, permeability=0.0, repair: bool 
     box : array_like, optional
         (3,) periodic box in m, spanning [0, box) on each axis (np.inf for a
         non-periodic axis). Default: not periodic.
-    permeability : float or array_like
-        Membrane permeability kappa in m/s, one value or one per component.
+    permeability : float, array_like or dict
+        Membrane permeability kappa in m/s, one value or one per component, or
+        ``{"outward": ..., "inward": ...}`` where it depends on the direction.
     repair : bool
         Fix degenerate/duplicate faces, inverted components, winding and holes
         instead of refusing the mesh (see :func:`mesh_substrate`).

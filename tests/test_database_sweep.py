@@ -270,3 +270,16 @@ def test_per_compartment_values_are_checked_with_the_field_named(tmp_path, line,
     with pytest.raises(ConfigError, match=match):
         run_sweep(spec, tmp_path / "bad.h5", is_sweep=False)
     assert not (tmp_path / "bad.h5").exists()
+
+
+def test_direction_dependent_permeability_in_configs(tmp_path):
+    import tomllib
+    spec = BASE.replace('icvf = 0.6', 'icvf = 0.6\npermeability = {outward = "20 um/s", inward = "40 um/s"}')
+    job = cfgmod.parse_job(tomllib.loads(spec))
+    np.testing.assert_allclose(job.substrate.permeability[0], [2e-5, 4e-5])
+    sweep = spec + '[sweep]\nseeds = [0]\n[sweep.grid]\n"substrate.permeability.inward" = ["40 um/s", "60 um/s"]\n'
+    db = database.open_database(run_sweep(sweep, tmp_path / "db.h5"))
+    assert list(db.params["substrate.permeability.inward"]) == pytest.approx([4e-5, 6e-5])
+    assert db.ground_truth[1]["permeability"] == pytest.approx({"outward": 2e-5, "inward": 6e-5})
+    with pytest.raises(ConfigError, match="outward = ..., inward = ..."):
+        cfgmod.parse_job(tomllib.loads(spec.replace("inward", "in")))

@@ -302,3 +302,53 @@ def test_config_files_take_permeability_with_units():
                               "permeability": "0.02 um/ms"})
     assert p["permeability"] == pytest.approx(2e-5) and sub.permeability[0, 0] == pytest.approx(2e-5)
     assert su.residence_times(sub, D0)["residence_time"] == pytest.approx(3e-6 / (3 * 2e-5) + 9e-12 / (15 * D0))
+
+
+# ------------------------------------------------------- direction-dependent permeability
+def test_direction_dependent_permeability_sets_the_equilibrium_occupancy():
+    # kappa_in = 3 kappa_out: at equilibrium the density inside is 3 times that outside (flux balance
+    # kappa_out c_in = kappa_in c_out), also with unequal D (the transit rule keeps detailed balance)
+    kap = {"outward": 5e-5, "inward": 1.5e-4}
+    sub = su.sphere_lattice(3e-6, 0.4, permeability=kap)
+    truth = sub.exchange_truth()
+    f = sub.volume_fractions()["intra"]
+    assert truth["equilibrium_fractions"]["intra"] == pytest.approx(3 * f / (3 * f + 1 - f), rel=1e-12)
+    D = {"intra": 1e-9, "extra": 2e-9}
+    gt = su.residence_times(sub, D)
+    dur, N = 100e-3, 20_000
+    assert dur > 12 * gt["exchange_time"]
+    res = walker.simulate(sub, _idle(dur, 3000), n_walkers=N, diffusivity=D, n_steps=3000, seed=31,
+                          start="uniform", check_every_step=True)
+    p = truth["equilibrium_fractions"]["intra"]
+    assert res.escapes == 0 and res.transits > N
+    assert abs(res.final_fractions["intra"] - p) <= Z * math.sqrt(p * (1 - p) / N), (res.final_fractions, p)
+    assert res.ground_truth["permeability"] == kap
+
+
+def test_walkers_leave_through_the_outward_permeability():
+    # a lone sphere that lets water out ten times faster than in: the mean time to the first crossing of
+    # walkers started inside is R / (3 kappa_out) + R^2 / (15 D) (it would be ~10x longer with kappa_in)
+    R, k_out = 3e-6, 1e-4
+    sub = su.sphere(R, permeability={"outward": k_out, "inward": 1e-5})
+    tau = R / (3 * k_out) + R**2 / (15 * D0)
+    assert su.residence_times(sub, D0)["residence_time"] == pytest.approx(tau, rel=1e-12)
+    N, T, dur = 8000, 4000, 8 * tau
+    res = walker.simulate(sub, _idle(dur, T), n_walkers=N, diffusivity=D0, n_steps=T, seed=32)
+    est, _ = _mean_residence(res, dur, tau)
+    assert res.escapes == 0
+    assert abs(est - tau) <= Z * tau / math.sqrt(N) + 0.01 * tau, (est, tau)
+
+
+def test_equal_directions_are_the_scalar_permeability_and_bad_directions_are_refused():
+    s = sq.pgse(5e-3, 15e-3, bvalues=[1e9], directions=[1, 0, 0])
+    kw = dict(n_walkers=2000, diffusivity=D0, n_steps=300, seed=33, start="uniform")
+    a = walker.simulate(su.sphere_lattice(3e-6, 0.4, permeability=5e-5), s, **kw)
+    b = walker.simulate(su.sphere_lattice(3e-6, 0.4, permeability={"outward": 5e-5, "inward": 5e-5}), s, **kw)
+    np.testing.assert_array_equal(a.signal, b.signal)
+    assert b.ground_truth["permeability"] == 5e-5
+    with pytest.raises(ValueError, match="planes have no inside"):
+        su.planes(5e-6, permeability={"outward": 1e-5, "inward": 2e-5})
+    with pytest.raises(ValueError, match="'outward' and 'inward'"):
+        su.sphere(3e-6, permeability={"out": 1e-5, "in": 2e-5})
+    with pytest.raises(ValueError, match="implausibly large"):
+        su.sphere(3e-6, permeability={"outward": 1e-5, "inward": 20.0})
