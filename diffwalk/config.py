@@ -79,6 +79,9 @@ SIMULATION_FIELDS = {"n_walkers": "count", "n_steps": "count", "diffusivity": "d
 COMPARTMENTS = ("intra", "extra", "inner", "free")
 TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep"}
 
+DIRECTIONS_HELP = ("a count (Fibonacci hemisphere) or a list of [x, y, z]", "[[0, 0, 1]]")
+ECHO_HELP = ("echo time (for T2 weighting); must hold the waveform", "the waveform's duration")
+AXIS_HELP = ("cylinder axis, [x, y, z]", "[0, 0, 1]")
 KAPPA_HELP = ("membrane permeability kappa; a table {outward = ..., inward = ...} where it depends on the "
               "direction", "0 m/s")
 #: What each config key means and its default ("required" where it has none), for the config reference in the
@@ -88,13 +91,13 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
                          "normal": ("unit normal of the planes, [x, y, z]", "[0, 0, 1]"),
                          "permeability": ("membrane permeability kappa of the planes", "0 m/s")},
     "substrate.cylinder": {"radius": ("cylinder radius", "required"),
-                           "axis": ("cylinder axis, [x, y, z]", "[0, 0, 1]"),
+                           "axis": AXIS_HELP,
                            "permeability": KAPPA_HELP},
     "substrate.cylinder_lattice": {
         "radius": ("radius of every cylinder", "required"),
         "icvf": ("intra-cylinder volume fraction, 0-1", "required"),
         "lattice": ('"hexagonal" or "square"', '"hexagonal"'),
-        "axis": ("cylinder axis, [x, y, z]", "[0, 0, 1]"),
+        "axis": AXIS_HELP,
         "repeats": ("unit cells per side of the periodic box", "1"),
         "permeability": KAPPA_HELP},
     "substrate.packed_cylinders": {
@@ -103,7 +106,7 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "gamma_scale": ("scale theta of the Gamma distribution of radii (mean radius k theta)", "required"),
         "icvf": ("intra-cylinder volume fraction, 0-1", "required"),
         "seed": ("seed of the radii and of the packing", "0"),
-        "axis": ("cylinder axis, [x, y, z]", "[0, 0, 1]"),
+        "axis": AXIS_HELP,
         "permeability": KAPPA_HELP,
         "min_gap": ("thinnest extracellular sheet between cylinders", "2 % of the mean radius"),
         "arrangement": ('"random" (equilibrated hard disks), "hexagonal" or "clustered"', '"random"'),
@@ -121,17 +124,17 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "Delta": ("time between the onsets of the two pulses", "required"),
         "bvalues": ("b-values of the shells (b = 0 is measured once); or give gradient_strength", "required"),
         "gradient_strength": ("gradient amplitudes instead of bvalues", "none"),
-        "directions": ("a count (Fibonacci hemisphere) or a list of [x, y, z]", "[[0, 0, 1]]"),
+        "directions": DIRECTIONS_HELP,
         "ramp_time": ("gradient rise time of each trapezoid", "0 s"),
-        "echo_time": ("echo time (for T2 weighting); must hold the waveform", "the waveform's duration")},
+        "echo_time": ECHO_HELP},
     "scheme.ogse": {
         "frequency": ("oscillation frequency", "required"),
         "n_periods": ("periods per lobe", "required"),
         "bvalues": ("b-values of the shells", "required"),
-        "directions": ("a count (Fibonacci hemisphere) or a list of [x, y, z]", "[[0, 0, 1]]"),
+        "directions": DIRECTIONS_HELP,
         "shape": ('"cos", "sin" or "trapezoid-cos"', '"cos"'),
         "gap": ("time between the two lobes", "0 s"),
-        "echo_time": ("echo time (for T2 weighting); must hold the waveform", "the waveform's duration")},
+        "echo_time": ECHO_HELP},
     "scheme.tensor": {
         "bvalues": ("b-values of the shells", "required"),
         "b_delta": ("b-tensor shape: 1 linear, 0 spherical, -0.5 planar; one value or one per shell",
@@ -154,29 +157,33 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 
+#: field-kind suffix -> (keys its table may use, whether it needs all of them, an example): such fields take
+#: one value or a table of values, e.g. diffusivity = {intra = "1 um^2/ms", extra = "2 um^2/ms"}
+TABLES = {"|sides": (("outward", "inward"), True, "{outward = ..., inward = ...}"),
+          "|compartments": (COMPARTMENTS, False, "{intra = ..., extra = ...}")}
+
+
+def _split_table(kind: str) -> tuple[str, str | None]:
+    for suffix in TABLES:
+        if kind.endswith(suffix):
+            return kind.removesuffix(suffix), suffix
+    return kind, None
+
+
 def base_kind(kind: str) -> str:
     """The dimension or plain kind of a schema field kind ("bvalue*" -> "bvalue", "time|compartments" -> "time")."""
-    return kind.removesuffix("|compartments").removesuffix("|sides").rstrip("*")
+    return _split_table(kind)[0].rstrip("*")
 
 
 def _value(kind: str, value, field: str):
-    if kind.endswith("|sides"):
-        # one value, or {outward = ..., inward = ...} for a direction-dependent membrane
-        kind = kind.removesuffix("|sides")
-        if isinstance(value, dict):
-            if set(value) != {"outward", "inward"}:
-                raise ConfigError(f"{field} = {value!r}: a direction-dependent permeability is a table "
-                                  "{outward = ..., inward = ...}")
-            return {k: _value(kind, v, f"{field}.{k}") for k, v in value.items()}
-    if kind.endswith("|compartments"):
-        # one value, or a table of one value per compartment: diffusivity = {intra = "1 um^2/ms", ...}
-        kind = kind.removesuffix("|compartments")
-        if isinstance(value, dict):
-            unknown = set(value) - set(COMPARTMENTS)
-            if unknown or not value:
-                raise ConfigError(f"{field} = {value!r}: a per-compartment table names compartments among "
-                                  f"{list(COMPARTMENTS)} (e.g. {{intra = ..., extra = ...}}); got {sorted(unknown)}")
-            return {k: _value(kind, v, f"{field}.{k}") for k, v in value.items()}
+    kind, table = _split_table(kind)
+    if table and isinstance(value, dict):
+        keys, all_needed, example = TABLES[table]
+        unknown, missing = set(value) - set(keys), set(keys) - set(value) if all_needed else set()
+        if unknown or missing or not value:
+            raise ConfigError(f"{field} = {value!r}: give one value or a table {example} with keys among "
+                              f"{list(keys)}; unknown {sorted(unknown)}, missing {sorted(missing)}")
+        return {k: _value(kind, v, f"{field}.{k}") for k, v in value.items()}
     many = kind.endswith("*")
     kind = kind.rstrip("*")
     if kind in ("time", "length", "diffusivity", "bvalue", "gradient", "frequency", "permeability"):

@@ -392,12 +392,12 @@ class Substrate:
         tb = {"intra": float(np.sum(vol) / flux_out) if flux_out > 0 else math.inf}
         if "extra" in self.compartments:
             total = self.box[0] * self.box[1] if self.kind == CYLINDERS else np.prod(self.box)
-            tb["extra"] = float((total - np.sum(vol)) / flux_in) if flux_in > 0 else math.inf
+            v_extra = float(total - np.sum(vol))
+            tb["extra"] = v_extra / flux_in if flux_in > 0 else math.inf
             # detailed balance: inside each primitive the density is kappa_in / kappa_out times that outside
             ratio = np.divide(k_in, k, out=np.ones_like(k), where=(k > 0) & np.isfinite(k) & np.isfinite(k_in))
             weight = float(np.sum(vol * ratio))
-            out["equilibrium_fractions"] = {"intra": weight / (weight + float(total - np.sum(vol))),
-                                            "extra": float(total - np.sum(vol)) / (weight + float(total - np.sum(vol)))}
+            out["equilibrium_fractions"] = {"intra": weight / (weight + v_extra), "extra": v_extra / (weight + v_extra)}
         out["exchange_time_barrier"] = tb
         return out
 

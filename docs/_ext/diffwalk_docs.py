@@ -136,9 +136,11 @@ def config_lines() -> list[str]:
     def unit(kind: str) -> str:
         base = config.base_kind(kind)
         if base in SI_UNIT:
+            table = next((t for t in config.TABLES if kind.endswith(t)), None)
             many = " (one value or a list)" if kind.endswith("*") else \
-                " (one value or a table per compartment)" if kind.endswith("|compartments") else ""
-            return f"{base}: ``{SI_UNIT[base]}``; also {', '.join(_literal(u) for u in UNITS[base] if u != SI_UNIT[base])}{many}"
+                f" (one value or a table {config.TABLES[table][2]})" if table else ""
+            others = ", ".join(_literal(u) for u in UNITS[base] if u != SI_UNIT[base])
+            return f"{base}: ``{SI_UNIT[base]}``; also {others}{many}"
         return {"float": "plain number", "floats": "number or list of numbers", "int": "whole number >= 0",
                 "count": "whole number >= 1", "str": "text", "bool": "true / false", "vector": "[x, y, z]",
                 "directions": "count or list of [x, y, z]"}[base]
