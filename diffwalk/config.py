@@ -49,16 +49,19 @@ from .quantities import SI_UNIT, ConfigError, format_si, parse_quantity
 # "floats", "directions"
 SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
     "free": {},
-    "planes": {"spacing": "length", "normal": "vector", "permeability": "permeability"},
-    "cylinder": {"radius": "length", "axis": "vector", "permeability": "permeability|sides"},
+    "planes": {"spacing": "length", "normal": "vector", "permeability": "permeability",
+               "relaxivity": "relaxivity"},
+    "cylinder": {"radius": "length", "axis": "vector", "permeability": "permeability|sides",
+                 "relaxivity": "relaxivity"},
     "cylinder_lattice": {"radius": "length", "icvf": "float", "lattice": "str", "axis": "vector", "repeats": "int",
-                         "permeability": "permeability|sides"},
+                         "permeability": "permeability|sides", "relaxivity": "relaxivity"},
     "packed_cylinders": {"n": "count", "gamma_shape": "float", "gamma_scale": "length", "icvf": "float",
-                         "seed": "int", "axis": "vector", "permeability": "permeability|sides", "min_gap": "length",
+                         "seed": "int", "axis": "vector", "permeability": "permeability|sides",
+                         "relaxivity": "relaxivity", "min_gap": "length",
                          "arrangement": "str", "clustering": "float"},
-    "sphere": {"radius": "length", "permeability": "permeability|sides"},
+    "sphere": {"radius": "length", "permeability": "permeability|sides", "relaxivity": "relaxivity"},
     "sphere_lattice": {"radius": "length", "volume_fraction": "float", "lattice": "str", "repeats": "int",
-                       "permeability": "permeability|sides"},
+                       "permeability": "permeability|sides", "relaxivity": "relaxivity"},
 }
 REQUIRED_SUBSTRATE = {"planes": {"spacing"}, "cylinder": {"radius"}, "cylinder_lattice": {"radius", "icvf"},
                       "packed_cylinders": {"n", "gamma_shape", "gamma_scale", "icvf"}, "sphere": {"radius"},
@@ -84,22 +87,25 @@ ECHO_HELP = ("echo time (for T2 weighting); must hold the waveform", "the wavefo
 AXIS_HELP = ("cylinder axis, [x, y, z]", "[0, 0, 1]")
 KAPPA_HELP = ("membrane permeability kappa; a table {outward = ..., inward = ...} where it depends on the "
               "direction", "0 m/s")
+RHO_HELP = ("surface relaxivity rho of the walls (both faces); the b = 0 signal then decays "
+            "(Brownstein-Tarr)", "0 m/s")
 #: What each config key means and its default ("required" where it has none), for the config reference in the
 #: documentation (docs/_ext/diffwalk_docs.py) and ``diffwalk`` users; units come from the field kinds above.
 FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
     "substrate.planes": {"spacing": ("distance between parallel impermeable (or permeable) planes", "required"),
                          "normal": ("unit normal of the planes, [x, y, z]", "[0, 0, 1]"),
-                         "permeability": ("membrane permeability kappa of the planes", "0 m/s")},
+                         "permeability": ("membrane permeability kappa of the planes", "0 m/s"),
+                         "relaxivity": RHO_HELP},
     "substrate.cylinder": {"radius": ("cylinder radius", "required"),
                            "axis": AXIS_HELP,
-                           "permeability": KAPPA_HELP},
+                           "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
     "substrate.cylinder_lattice": {
         "radius": ("radius of every cylinder", "required"),
         "icvf": ("intra-cylinder volume fraction, 0-1", "required"),
         "lattice": ('"hexagonal" or "square"', '"hexagonal"'),
         "axis": AXIS_HELP,
         "repeats": ("unit cells per side of the periodic box", "1"),
-        "permeability": KAPPA_HELP},
+        "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
     "substrate.packed_cylinders": {
         "n": ("number of cylinders", "required"),
         "gamma_shape": ("shape k of the Gamma distribution of radii", "required"),
@@ -108,17 +114,18 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "seed": ("seed of the radii and of the packing", "0"),
         "axis": AXIS_HELP,
         "permeability": KAPPA_HELP,
+        "relaxivity": RHO_HELP,
         "min_gap": ("thinnest extracellular sheet between cylinders", "2 % of the mean radius"),
         "arrangement": ('"random" (equilibrated hard disks), "hexagonal" or "clustered"', '"random"'),
         "clustering": ('attraction in kT for arrangement = "clustered"', "0")},
     "substrate.sphere": {"radius": ("sphere radius", "required"),
-                         "permeability": KAPPA_HELP},
+                         "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
     "substrate.sphere_lattice": {
         "radius": ("radius of every sphere", "required"),
         "volume_fraction": ("sphere volume fraction, 0-1", "required"),
         "lattice": ('"cubic" or "fcc"', '"cubic"'),
         "repeats": ("unit cells per side of the periodic box", "1"),
-        "permeability": KAPPA_HELP},
+        "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
     "scheme.pgse": {
         "delta": ("gradient pulse duration", "required"),
         "Delta": ("time between the onsets of the two pulses", "required"),
@@ -186,7 +193,7 @@ def _value(kind: str, value, field: str):
         return {k: _value(kind, v, f"{field}.{k}") for k, v in value.items()}
     many = kind.endswith("*")
     kind = kind.rstrip("*")
-    if kind in ("time", "length", "diffusivity", "bvalue", "gradient", "frequency", "permeability"):
+    if kind in ("time", "length", "diffusivity", "bvalue", "gradient", "frequency", "permeability", "relaxivity"):
         return parse_quantity(value, kind, field, many=many)
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -269,30 +276,30 @@ def build_substrate(raw: dict) -> tuple[substrates.Substrate, dict]:
     if kind not in SUBSTRATE_FIELDS:
         raise ConfigError(f"substrate.type = {kind!r}: choose one of {sorted(SUBSTRATE_FIELDS)}")
     p = _section(raw, SUBSTRATE_FIELDS[kind], "substrate", REQUIRED_SUBSTRATE.get(kind, set()))
-    kap = p.get("permeability", 0.0)
+    walls = {"permeability": p.get("permeability", 0.0), "relaxivity": p.get("relaxivity", 0.0)}
     try:
         if kind == "free":
             sub = substrates.free()
         elif kind == "planes":
-            sub = substrates.planes(p["spacing"], normal=p.get("normal", (0, 0, 1)), permeability=kap)
+            sub = substrates.planes(p["spacing"], normal=p.get("normal", (0, 0, 1)), **walls)
         elif kind == "cylinder":
-            sub = substrates.cylinder(p["radius"], axis=p.get("axis", (0, 0, 1)), permeability=kap)
+            sub = substrates.cylinder(p["radius"], axis=p.get("axis", (0, 0, 1)), **walls)
         elif kind == "cylinder_lattice":
             sub = substrates.cylinder_lattice(p["radius"], p["icvf"], p.get("lattice", "hexagonal"),
                                               axis=p.get("axis", (0, 0, 1)), repeats=p.get("repeats", 1),
-                                              permeability=kap)
+                                              **walls)
         elif kind == "packed_cylinders":
             rng = np.random.default_rng(p.get("seed", 0))
             radii = rng.gamma(p["gamma_shape"], p["gamma_scale"], p["n"])
             sub = substrates.pack_cylinders(radii, p["icvf"], seed=p.get("seed", 0), axis=p.get("axis", (0, 0, 1)),
-                                            permeability=kap, min_gap=p.get("min_gap"),
+                                            **walls, min_gap=p.get("min_gap"),
                                             arrangement=p.get("arrangement", "random"),
                                             clustering=p.get("clustering", 0.0))
         elif kind == "sphere":
-            sub = substrates.sphere(p["radius"], permeability=kap)
+            sub = substrates.sphere(p["radius"], **walls)
         else:
             sub = substrates.sphere_lattice(p["radius"], p["volume_fraction"], p.get("lattice", "cubic"),
-                                            repeats=p.get("repeats", 1), permeability=kap)
+                                            repeats=p.get("repeats", 1), **walls)
     except (ValueError, NotImplementedError) as exc:
         raise ConfigError(f"[substrate] {kind}: {exc}") from exc
     return sub, {"type": kind, **p}

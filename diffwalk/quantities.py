@@ -21,9 +21,10 @@ UNITS: dict[str, dict[str, float]] = {
     "gradient": {"T/m": 1.0, "mT/m": 1e-3},
     "frequency": {"Hz": 1.0, "kHz": 1e3},
     "permeability": {"m/s": 1.0, "um/ms": 1e-3, "µm/ms": 1e-3, "um/s": 1e-6},
+    "relaxivity": {"m/s": 1.0, "um/ms": 1e-3, "µm/ms": 1e-3, "um/s": 1e-6, "µm/s": 1e-6},
 }
 SI_UNIT = {"time": "s", "length": "m", "diffusivity": "m^2/s", "bvalue": "s/m^2", "gradient": "T/m",
-           "frequency": "Hz", "permeability": "m/s"}
+           "frequency": "Hz", "permeability": "m/s", "relaxivity": "m/s"}
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
@@ -82,7 +83,8 @@ def parse_quantity(value, dimension: str, field: str, many: bool = False):
 
 def _example(dimension: str) -> str:
     return {"time": "40 ms", "length": "5 um", "diffusivity": "2 um^2/ms", "bvalue": "1000 s/mm^2",
-            "gradient": "80 mT/m", "frequency": "50 Hz", "permeability": "0.01 um/ms"}[dimension]
+            "gradient": "80 mT/m", "frequency": "50 Hz", "permeability": "0.01 um/ms",
+            "relaxivity": "5 um/s"}[dimension]
 
 
 def format_si(value, dimension: str) -> str:

@@ -17,7 +17,8 @@ substrates (``permeability=`` kappa in m/s) add their exchange times
 """
 
 from .analytic import (CYLINDERS, FREE, PLANES, SPHERES, Substrate, cylinder, cylinder_lattice, cylinders, free,
-                       planes, rotation_to, sphere, sphere_lattice, spheres, WalkerStart, check_length, check_permeability)
+                       planes, rotation_to, sphere, sphere_lattice, spheres, WalkerStart, check_length, check_permeability,
+                       check_relaxivity)
 from .cells import CellList, WalkGrid, build_cells, walk_grid
 from .exchange import residence_times
 from .mesh import MESH, MeshError, MeshGrid, MeshSubstrate, from_mesh, load_substrate, mesh_substrate, save_substrate
@@ -28,7 +29,7 @@ from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder
                          somas_with_neurites, undulating_axons)
 from .plotting import plot_section, plot_substrate
 
-__all__ = ["Substrate", "WalkerStart", "check_length", "check_permeability", "CellList", "build_cells", "WalkGrid", "walk_grid", "free", "planes", "cylinder", "cylinders", "cylinder_lattice",
+__all__ = ["Substrate", "WalkerStart", "check_length", "check_permeability", "check_relaxivity", "CellList", "build_cells", "WalkGrid", "walk_grid", "free", "planes", "cylinder", "cylinders", "cylinder_lattice",
            "sphere", "spheres", "sphere_lattice", "pack_cylinders", "residence_times", "rotation_to", "FREE", "PLANES", "CYLINDERS", "SPHERES", "MESH",
            "MeshSubstrate", "MeshGrid", "MeshError", "from_mesh", "mesh_substrate", "save_substrate",
            "load_substrate", "meshing", "beaded_axons", "from_labels", "gamma_radii", "meshed_cylinder", "meshed_sphere",

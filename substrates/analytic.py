@@ -103,11 +103,53 @@ def check_permeability(kappa, n: int) -> np.ndarray:
 def permeability_truth(permeability: np.ndarray):
     """The ground-truth record of an (n, 2) [outward, inward] permeability array (m/s): one value where all
     are equal, a list per membrane, or {"outward", "inward"} where the directions differ."""
-    def one(k):
-        return float(k[0]) if np.all(k == k[0]) else k.tolist()
     if np.array_equal(permeability[:, 0], permeability[:, 1]):
-        return one(permeability[:, 0])
-    return {"outward": one(permeability[:, 0]), "inward": one(permeability[:, 1])}
+        return values_truth(permeability[:, 0])
+    return {"outward": values_truth(permeability[:, 0]), "inward": values_truth(permeability[:, 1])}
+
+
+def check_relaxivity(rho, n: int) -> np.ndarray:
+    """Surface relaxivity per primitive (or component) as an (n,) array in m/s.
+
+    Parameters
+    ----------
+    rho : float or array_like
+        One surface relaxivity in m/s or one per primitive (0: none). Brain
+        tissue: about 1e-8 to 1e-5 m/s; water-saturated rock up to ~1e-4 m/s.
+    n : int
+        Number of primitives (components of a mesh).
+
+    Returns
+    -------
+    numpy.ndarray
+        (n,) relaxivities in m/s.
+
+    Raises
+    ------
+    ValueError
+        For negative, NaN or infinite values, a wrong number of values, or an
+        implausibly large value (a likely unit mistake: um/ms or um/s).
+    """
+    if isinstance(rho, dict):
+        raise ValueError("relaxivity is one value in m/s or one per primitive; it acts on both faces of a wall, "
+                         "so it has no outward/inward form")
+    r = np.asarray(rho, dtype=float)
+    if r.ndim == 0:
+        r = np.full(n, float(r))
+    if r.shape != (n,):
+        raise ValueError(f"relaxivity must be one value in m/s or one per primitive ({n}), got shape {r.shape}")
+    if not np.all(np.isfinite(r)) or np.any(r < 0):
+        raise ValueError(f"relaxivity must be a finite value >= 0 in m/s, got {rho!r}")
+    if r.size and r.max() > 1e-2:
+        raise ValueError(
+            f"relaxivity = {r.max():g} m/s is implausibly large (tissue: 1e-8 to 1e-5 m/s; 1 um/ms = 1e-3 m/s, "
+            f"10 um/s = 1e-5 m/s). Did you pass um/ms or um/s?")
+    return r
+
+
+def values_truth(values: np.ndarray):
+    """One float where every entry is equal, else the list (a ground-truth record of per-primitive values)."""
+    return float(values[0]) if np.all(values == values[0]) else values.tolist()
 
 
 def rotation_to(axis) -> np.ndarray:
@@ -205,6 +247,9 @@ class Substrate:
         (P, 2) membrane permeability kappa of each primitive in m/s, [outward,
         inward] (one row for planes); zeros for impermeable walls, inf for no
         membrane.
+    relaxivity : numpy.ndarray
+        (P,) surface relaxivity rho of each primitive's wall in m/s (one entry
+        for planes); empty or zeros for none.
     """
 
     kind: int
@@ -216,11 +261,17 @@ class Substrate:
     diffusion_tensor: np.ndarray | None = None
     description: dict = field(default_factory=dict)
     permeability: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    relaxivity: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @property
     def permeable(self) -> bool:
         """True when any membrane lets walkers through."""
         return bool(np.any(self.permeability > 0))
+
+    @property
+    def relaxing(self) -> bool:
+        """True when any wall has a surface relaxivity (the b = 0 signal then decays)."""
+        return bool(np.any(self.relaxivity > 0))
 
     @property
     def name(self) -> str:
@@ -339,6 +390,7 @@ class Substrate:
             gt.update(spacing=self.spacing, normal=self.rotation[:, 2].tolist(),
                       surface_to_volume={"intra": 2.0 / self.spacing})
             gt.update(self.exchange_truth())
+            gt.update(self.relaxation_truth())
             return gt
         r = self.radii
         gt["radii"] = r.tolist()
@@ -361,6 +413,7 @@ class Substrate:
             sv["extra"] = float(area / (total - vol))
         gt["surface_to_volume"] = sv
         gt.update(self.exchange_truth())
+        gt.update(self.relaxation_truth())
         # how a generator arranged the primitives (seed, algorithm, gap and pair statistics), where one did
         for key in ("generator", "seed", "packing"):
             if key in self.description:
@@ -399,6 +452,37 @@ class Substrate:
             weight = float(np.sum(vol * ratio))
             out["equilibrium_fractions"] = {"intra": weight / (weight + v_extra), "extra": v_extra / (weight + v_extra)}
         out["exchange_time_barrier"] = tb
+        return out
+
+    def relaxation_truth(self) -> dict:
+        """Surface relaxivity and the fast-diffusion (Brownstein-Tarr) surface relaxation rate per compartment.
+
+        Returns
+        -------
+        dict
+            Empty without surface relaxivity; else ``relaxivity`` (m/s; one
+            value, or a list with one per primitive) and
+            ``surface_relaxation_rate``: compartment name -> sum(rho S) / V in
+            1/s, the rate of the b = 0 decay when diffusion across the
+            compartment is fast (rho R / D << 1), where every compartment's
+            S/V is probed.
+        """
+        if not self.relaxing:
+            return {}
+        rho = self.relaxivity
+        out: dict = {"relaxivity": values_truth(rho)}
+        if self.kind == PLANES:
+            out["surface_relaxation_rate"] = {"intra": float(2.0 * rho[0] / self.spacing)}
+            return out
+        r = self.radii
+        area = 2 * np.pi * r if self.kind == CYLINDERS else 4 * np.pi * r**2
+        vol = np.pi * r**2 if self.kind == CYLINDERS else 4 / 3 * np.pi * r**3
+        loss = float(np.sum(rho * area))
+        rate = {"intra": loss / float(np.sum(vol))}
+        if "extra" in self.compartments:
+            total = self.box[0] * self.box[1] if self.kind == CYLINDERS else np.prod(self.box)
+            rate["extra"] = loss / float(total - np.sum(vol))
+        out["surface_relaxation_rate"] = rate
         return out
 
     @property
@@ -595,7 +679,7 @@ def free(diffusion_tensor=None) -> Substrate:
     return Substrate(FREE, np.full(3, np.inf), diffusion_tensor=D, description={"factory": "free"})
 
 
-def planes(spacing: float, normal=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
+def planes(spacing: float, normal=(0.0, 0.0, 1.0), permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
     """An infinite stack of parallel planes, equally spaced.
 
     Parameters
@@ -607,6 +691,8 @@ def planes(spacing: float, normal=(0.0, 0.0, 1.0), permeability: float = 0.0) ->
     permeability : float
         Membrane permeability kappa of every plane in m/s (0: impermeable,
         walkers stay in their slab; a walker that crosses enters the next slab).
+    relaxivity : float
+        Surface relaxivity rho of the planes in m/s (0: none; see :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -615,10 +701,16 @@ def planes(spacing: float, normal=(0.0, 0.0, 1.0), permeability: float = 0.0) ->
     L = float(check_length(spacing, "spacing"))
     R = rotation_to(normal)
     kappa = _plane_permeability(permeability)
+    rho = check_relaxivity(relaxivity, 1)
     return Substrate(PLANES, np.array([np.inf, np.inf, L]), spacing=L, rotation=R,
                      description={"factory": "planes", "spacing": L, "normal": list(map(float, R[:, 2])),
-                                  "permeability": float(kappa[0, 0])},
-                     permeability=kappa)
+                                  "permeability": float(kappa[0, 0]), **_relaxivity_record(rho)},
+                     permeability=kappa, relaxivity=rho)
+
+
+def _relaxivity_record(rho: np.ndarray) -> dict:
+    """The description entry of a relaxivity (none where no wall relaxes, so older descriptions stay as they were)."""
+    return {"relaxivity": values_truth(rho)} if np.any(rho > 0) else {}
 
 
 def _plane_permeability(permeability) -> np.ndarray:
@@ -627,7 +719,7 @@ def _plane_permeability(permeability) -> np.ndarray:
     return check_permeability(permeability, 1)
 
 
-def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
+def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
     """One cylinder of infinite length (walkers start inside it).
 
     Parameters
@@ -642,6 +734,9 @@ def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> 
         (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
         membrane). Walkers cross with the transit probability that gives this
         kappa at the walker's step length (see :func:`walker.transit_probability`).
+    relaxivity : float or array_like
+        Surface relaxivity rho in m/s, one value or one per primitive (0: none; tissue 1e-8 to 1e-5 m/s;
+        see :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -650,13 +745,15 @@ def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> 
     r = float(check_length(radius, "radius"))
     R = rotation_to(axis)
     kappa = check_permeability(permeability, 1)
+    rho = check_relaxivity(relaxivity, 1)
     return Substrate(CYLINDERS, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]), rotation=R,
                      description={"factory": "cylinder", "radius": r, "axis": list(map(float, R[:, 2])),
-                                  "permeability": permeability_truth(kappa)},
-                     permeability=kappa)
+                                  "permeability": permeability_truth(kappa), **_relaxivity_record(rho)},
+                     permeability=kappa, relaxivity=rho)
 
 
-def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0.0) -> Substrate:
+def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0.0,
+              relaxivity: float = 0.0) -> Substrate:
     """Parallel cylinders in a periodic box.
 
     Parameters
@@ -675,6 +772,9 @@ def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0
         (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
         membrane). Walkers cross with the transit probability that gives this
         kappa at the walker's step length (see :func:`walker.transit_probability`).
+    relaxivity : float or array_like
+        Surface relaxivity rho in m/s, one value or one per primitive (0: none; tissue 1e-8 to 1e-5 m/s;
+        see :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -684,13 +784,14 @@ def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0
     c3 = np.column_stack([np.mod(c, b), np.zeros(len(c))])
     sub = Substrate(CYLINDERS, np.array([b[0], b[1], np.inf]), c3, r, rotation=rotation_to(axis),
                     description={"factory": "cylinders", "n": len(r)},
-                    permeability=check_permeability(permeability, len(r)))
+                    permeability=check_permeability(permeability, len(r)),
+                    relaxivity=check_relaxivity(relaxivity, len(r)))
     _check_no_overlap(sub)
     return sub
 
 
 def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axis=(0.0, 0.0, 1.0),
-                     repeats: int = 1, permeability: float = 0.0) -> Substrate:
+                     repeats: int = 1, permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
     """Identical cylinders on a square or hexagonal lattice at a given intra-cellular volume fraction.
 
     Parameters
@@ -707,6 +808,9 @@ def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axi
         Unit cells per box side (more cylinders, same physics).
     permeability : float
         Membrane permeability kappa in m/s (0: impermeable).
+    relaxivity : float or array_like
+        Surface relaxivity rho in m/s, one value or one per primitive (0: none; tissue 1e-8 to 1e-5 m/s;
+        see :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -731,15 +835,17 @@ def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axi
         raise ValueError(f"lattice must be 'hexagonal' or 'square', got {lattice!r}")
     n = check_count(repeats, "repeats")
     centers = np.array([p + cell * [i, j] for i in range(n) for j in range(n) for p in pts])
-    sub = cylinders(np.full(len(centers), r), centers, cell * n, axis=axis, permeability=permeability)
+    sub = cylinders(np.full(len(centers), r), centers, cell * n, axis=axis, permeability=permeability,
+                    relaxivity=relaxivity)
     return Substrate(sub.kind, sub.box, sub.centers, sub.radii, rotation=sub.rotation,
                      description={"factory": "cylinder_lattice", "radius": r, "icvf": f, "lattice": lattice,
                                   "repeats": n, "lattice_constant": float(a),
-                                  "permeability": permeability_truth(sub.permeability)},
-                     permeability=sub.permeability)
+                                  "permeability": permeability_truth(sub.permeability),
+                                  **_relaxivity_record(sub.relaxivity)},
+                     permeability=sub.permeability, relaxivity=sub.relaxivity)
 
 
-def sphere(radius: float, permeability: float = 0.0) -> Substrate:
+def sphere(radius: float, permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
     """One sphere (walkers start inside it).
 
     Parameters
@@ -752,6 +858,9 @@ def sphere(radius: float, permeability: float = 0.0) -> Substrate:
         (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
         membrane). Walkers cross with the transit probability that gives this
         kappa at the walker's step length (see :func:`walker.transit_probability`).
+    relaxivity : float or array_like
+        Surface relaxivity rho in m/s, one value or one per primitive (0: none; tissue 1e-8 to 1e-5 m/s;
+        see :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -759,12 +868,14 @@ def sphere(radius: float, permeability: float = 0.0) -> Substrate:
     """
     r = float(check_length(radius, "radius"))
     kappa = check_permeability(permeability, 1)
+    rho = check_relaxivity(relaxivity, 1)
     return Substrate(SPHERES, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]),
-                     description={"factory": "sphere", "radius": r, "permeability": permeability_truth(kappa)},
-                     permeability=kappa)
+                     description={"factory": "sphere", "radius": r, "permeability": permeability_truth(kappa),
+                                  **_relaxivity_record(rho)},
+                     permeability=kappa, relaxivity=rho)
 
 
-def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
+def spheres(radii, centers, box, permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
     """Spheres in a periodic box.
 
     Parameters
@@ -781,6 +892,9 @@ def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
         (0: impermeable; typical cell membranes 1e-6 to 1e-4 m/s; np.inf: no
         membrane). Walkers cross with the transit probability that gives this
         kappa at the walker's step length (see :func:`walker.transit_probability`).
+    relaxivity : float or array_like
+        Surface relaxivity rho in m/s, one value or one per primitive (0: none; tissue 1e-8 to 1e-5 m/s;
+        see :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -788,13 +902,14 @@ def spheres(radii, centers, box, permeability: float = 0.0) -> Substrate:
     """
     r, c, b = _primitives(radii, centers, box, 3, "sphere")
     sub = Substrate(SPHERES, b, np.mod(c, b), r, description={"factory": "spheres", "n": len(r)},
-                    permeability=check_permeability(permeability, len(r)))
+                    permeability=check_permeability(permeability, len(r)),
+                    relaxivity=check_relaxivity(relaxivity, len(r)))
     _check_no_overlap(sub)
     return sub
 
 
 def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic", repeats: int = 1,
-                   permeability: float = 0.0) -> Substrate:
+                   permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
     """Identical spheres on a simple-cubic or face-centred-cubic lattice.
 
     Parameters
@@ -809,6 +924,9 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
         Unit cells per box side.
     permeability : float
         Membrane permeability kappa in m/s (0: impermeable).
+    relaxivity : float or array_like
+        Surface relaxivity rho in m/s, one value or one per primitive (0: none; tissue 1e-8 to 1e-5 m/s;
+        see :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -828,12 +946,14 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
     a = (len(basis) * 4 / 3 * math.pi * r**3 / f) ** (1 / 3)
     n = check_count(repeats, "repeats")
     centers = np.array([(b + [i, j, k]) * a for i in range(n) for j in range(n) for k in range(n) for b in basis])
-    sub = spheres(np.full(len(centers), r), centers, np.full(3, a * n), permeability=permeability)
+    sub = spheres(np.full(len(centers), r), centers, np.full(3, a * n), permeability=permeability,
+                  relaxivity=relaxivity)
     return Substrate(sub.kind, sub.box, sub.centers, sub.radii,
                      description={"factory": "sphere_lattice", "radius": r, "volume_fraction": f,
                                   "lattice": lattice, "repeats": n, "lattice_constant": float(a),
-                                  "permeability": permeability_truth(sub.permeability)},
-                     permeability=sub.permeability)
+                                  "permeability": permeability_truth(sub.permeability),
+                                  **_relaxivity_record(sub.relaxivity)},
+                     permeability=sub.permeability, relaxivity=sub.relaxivity)
 
 
 def _primitives(radii, centers, box, dim: int, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

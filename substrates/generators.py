@@ -64,7 +64,7 @@ def gamma_radii(n: int, mean_radius: float, shape: float = 4.0, seed: int = 0, l
 def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.75, shape: float = 4.0,
                  radii=None, seed: int = 0, permeability=0.0, as_mesh: bool = False, length: float | None = None,
                  resolution: float = 0.01, dispersion: float | None = None, *, min_gap: float | None = None,
-                 arrangement: str = "random", clustering: float = 0.0) -> Substrate:
+                 arrangement: str = "random", clustering: float = 0.0, relaxivity=0.0) -> Substrate:
     """Parallel cylinders with gamma-distributed radii packed in a periodic box at a target ICVF.
 
     Parameters
@@ -84,6 +84,9 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
         Seed of radii and positions.
     permeability : float or array_like
         Membrane permeability kappa in m/s.
+    relaxivity : float or array_like
+        Surface relaxivity rho of the walls in m/s (0: none; see
+        :func:`walker.survival_probability`).
     as_mesh : bool
         Return the cylinders as a watertight mesh (for mesh-vs-exact
         comparisons) instead of exact analytic cylinders.
@@ -134,8 +137,9 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
     r = gamma_radii(check_count(n_axons, "n_axons"), mean_radius, shape, seed) if radii is None \
         else check_length(radii, "radii").ravel()
     icvf = check_fraction(icvf, "icvf")
+    walls = {"permeability": permeability, "relaxivity": relaxivity}
     if dispersion is not None:
-        return _dispersed_capsules(r, float(icvf), float(dispersion), seed, length, resolution, permeability, shape,
+        return _dispersed_capsules(r, float(icvf), float(dispersion), seed, length, resolution, walls, shape,
                                    mean_radius)
     # a mesh's vertices stand out of the true circle by its vertex-radius factor: the gap between two disks must
     # hold both excesses. The true radii are packed either way, so a fine mesh and the exact cylinders of one
@@ -155,13 +159,13 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
              "mean_radius_target": float(mean_radius), "min_gap": float(nearest_gaps(x, r, box).min()),
              "packing": {**info, **packing_statistics(x, r, box)}}
     if not as_mesh:
-        sub = cylinders(r, x, box, permeability=permeability)
+        sub = cylinders(r, x, box, **walls)
         sub.description.update(truth)
         sub.description["factory"] = "packed_axons"
         return sub
     Lz = float(length) if length is not None else 10 * float(np.mean(r))
     return _tubes(x, r, L, Lz, lambda k, zz: (np.zeros_like(zz), np.zeros_like(zz)), None, resolution,
-                  truth, permeability, "packed_axons")  # straight: 8 rings per period are exact
+                  truth, walls, "packed_axons")  # straight: 8 rings per period are exact
 
 
 def watson_axes(n: int, odi: float, rng: np.random.Generator) -> np.ndarray:
@@ -311,7 +315,7 @@ def _capsule_relax(x, half, r, box, n_sweeps, delta, seed):
 CAPSULE_SWEEPS = 200
 
 
-def _dispersed_capsules(r, icvf, odi, seed, length, resolution, permeability, shape, mean_radius) -> MeshSubstrate:
+def _dispersed_capsules(r, icvf, odi, seed, length, resolution, walls, shape, mean_radius) -> MeshSubstrate:
     """Finite axons (capsules) with Watson-dispersed axes packed in a periodic box (see packed_axons)."""
     rng = np.random.default_rng(seed + 1)
     ell = float(length) if length is not None else 10 * float(np.mean(r))
@@ -367,14 +371,14 @@ def _dispersed_capsules(r, icvf, odi, seed, length, resolution, permeability, sh
              "polygon_sides": n, "mesh_radius_error": polygon_radius_error(n),
              "packing": {"algorithm_version": PACKING_VERSION, "arrangement": "random", "sweeps": CAPSULE_SWEEPS,
                          "acceptance": acceptance}}
-    sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=box, permeability=permeability,
+    sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=box, **walls,
                          description={"factory": "packed_axons", "dispersion_odi": odi, "seed": int(seed)},
                          truth=truth)
     sub.truth["icvf_mesh"] = float(np.sum(sub.component_volume) / np.prod(box))
     return sub
 
 
-def _tubes(xy, r, L, Lz, offset, radius_profile, resolution, truth, permeability, name,
+def _tubes(xy, r, L, Lz, offset, radius_profile, resolution, truth, walls, name,
            curvature: float = 0.0, n_min: int = 8) -> MeshSubstrate:
     """Tubes along z at xy + offset(k, z), radius r_k * profile(k, z), periodic in a box (L, L, Lz) (L may be
     (Lx, Ly) for a rectangular cross-section).
@@ -408,7 +412,7 @@ def _tubes(xy, r, L, Lz, offset, radius_profile, resolution, truth, permeability
     truth["polygon_sides"] = n
     truth["mesh_radius_error"] = polygon_radius_error(n)
     Lx, Ly = np.broadcast_to(np.asarray(L, dtype=float), (2,))
-    sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=[Lx, Ly, Lz], permeability=permeability,
+    sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=[Lx, Ly, Lz], **walls,
                          description={"factory": name, **{k: v for k, v in truth.items() if np.isscalar(v)}},
                          truth=truth)
     icvf_exact = float(np.sum(tube_vol) / (Lx * Ly * Lz))
@@ -422,7 +426,7 @@ def _tubes(xy, r, L, Lz, offset, radius_profile, resolution, truth, permeability
 def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: float = 1e-6,
                      wavelength: float = 20e-6, icvf: float = 0.6, shape: str = "sinusoid", gamma_shape: float = 4.0,
                      radii=None, periods: int = 1, phase: str = "random", seed: int = 0,
-                     resolution: float = 0.02, permeability=0.0) -> MeshSubstrate:
+                     resolution: float = 0.02, permeability=0.0, relaxivity=0.0) -> MeshSubstrate:
     """Axons whose centre lines undulate (sinusoid in a random plane, or helix), packed without overlaps.
 
     The centre line of axon k is x_k + A_k u(2 pi z / lambda + phi_k), with u
@@ -463,6 +467,9 @@ def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: f
         Relative radius error of the mesh.
     permeability : float or array_like
         Membrane permeability kappa in m/s.
+    relaxivity : float or array_like
+        Surface relaxivity rho of the walls in m/s (0: none; see
+        :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -524,7 +531,8 @@ def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: f
              "wavelength": lam, "phases": phi.tolist(), "planes": plane.tolist(), "tortuosity": tort.tolist(),
              "icvf_target": float(icvf), "min_footprint_gap": float(nearest_gaps(x, foot, L2).min()),
              "packing": {**info, **packing_statistics(x, foot, L2)}}
-    return _tubes(x, r, L2, Lz, offset, None, resolution, truth, permeability, "undulating_axons",
+    return _tubes(x, r, L2, Lz, offset, None, resolution, truth,
+                  {"permeability": permeability, "relaxivity": relaxivity}, "undulating_axons",
                   curvature=float(A.max()) * k**2, n_min=24 * periods)
 
 
@@ -532,7 +540,7 @@ def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: f
 def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: float = 0.5,
                  bead_spacing: float = 10e-6, spacing: str = "periodic", bead_width: float | None = None,
                  icvf: float = 0.5, gamma_shape: float = 4.0, radii=None, n_beads: int = 4, seed: int = 0,
-                 resolution: float = 0.02, permeability=0.0) -> MeshSubstrate:
+                 resolution: float = 0.02, permeability=0.0, relaxivity=0.0) -> MeshSubstrate:
     """Straight axons whose radius swells into beads along z, packed without overlaps.
 
     Periodic beads: r(z) = r0 (1 + a (1 + cos(2 pi z / s)) / 2), swelling from
@@ -569,6 +577,9 @@ def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: f
         Relative radius error of the mesh.
     permeability : float or array_like
         Membrane permeability kappa in m/s.
+    relaxivity : float or array_like
+        Surface relaxivity rho of the walls in m/s (0: none; see
+        :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -629,14 +640,15 @@ def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: f
              "icvf_target": float(icvf), "packing": {**info, **packing_statistics(x, rmax, L2)}}
     curv = a * (2 * np.pi / s) ** 2 / 2 if spacing == "periodic" else a / w**2
     return _tubes(x, r, L2, Lz, lambda j, zz: (np.zeros_like(zz), np.zeros_like(zz)), profile, resolution, truth,
-                  permeability, "beaded_axons", curvature=float(curv * r.max()), n_min=24 * n_beads)
+                  {"permeability": permeability, "relaxivity": relaxivity}, "beaded_axons", curvature=float(curv * r.max()), n_min=24 * n_beads)
 
 
 # --------------------------------------------------------------------------------------- somas with neurites
 def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radius_sd: float = 0.8e-6,
                         neurites: int = 3, neurite_radius: float = 0.75e-6, neurite_length: float = 4e-6,
                         volume_fraction: float = 0.15, fillet: float | None = None, seed: int = 0,
-                        resolution: float | None = None, permeability=0.0, max_tries: int = 5000) -> Substrate:
+                        resolution: float | None = None, permeability=0.0, max_tries: int = 5000,
+                        relaxivity=0.0) -> Substrate:
     """SANDI-like cells: spherical somas with radial cylindrical neurites, randomly oriented, in extra-cellular space.
 
     Each cell is the smooth union of a sphere and ``neurites`` capsules that
@@ -669,6 +681,9 @@ def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radiu
         Marching-tetrahedra grid spacing in m (default neurite_radius / 3).
     permeability : float or array_like
         Membrane permeability kappa in m/s.
+    relaxivity : float or array_like
+        Surface relaxivity rho of the walls in m/s (0: none; see
+        :func:`walker.survival_probability`).
     max_tries : int
         Random placements tried per cell before giving up.
 
@@ -727,7 +742,7 @@ def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radiu
                              f"fraction {volume_fraction}; lower volume_fraction or neurite_length")
     if neurites == 0:
         # somas alone are spheres, which the walker has exactly: no mesh
-        sub = spheres(Rs, centres, [L, L, L], permeability=permeability)
+        sub = spheres(Rs, centres, [L, L, L], permeability=permeability, relaxivity=relaxivity)
         sub.description.update({"factory": "somas_with_neurites", "generator": "somas_with_neurites",
                                 "seed": int(seed), "soma_radii": Rs.tolist(), "mean_soma_radius": float(Rs.mean()),
                                 "volume_fraction_target": float(volume_fraction)})
@@ -754,7 +769,7 @@ def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radiu
                                 "extra": float(1 - v_cells / vol_box)}
     truth["soma_signal_fraction"] = float(np.sum(v_soma) / v_cells)
     sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=[L, L, L], permeability=permeability,
-                         description={"factory": "somas_with_neurites", "n_cells": int(n_cells), "seed": int(seed)},
+                         relaxivity=relaxivity, description={"factory": "somas_with_neurites", "n_cells": int(n_cells), "seed": int(seed)},
                          truth=truth, check_self_intersections=False)
     sub.truth["icvf_mesh"] = float(np.sum(sub.component_volume) / vol_box)
     return sub
@@ -779,7 +794,7 @@ def _segment_distance(p0, p1, q0, q1) -> float:
 
 
 # --------------------------------------------------------------------------------------- meshed primitives
-def meshed_sphere(radius: float, subdivisions: int = 4, permeability=0.0) -> MeshSubstrate:
+def meshed_sphere(radius: float, subdivisions: int = 4, permeability=0.0, relaxivity=0.0) -> MeshSubstrate:
     """One sphere as a volume-preserving icosphere, with its mesh-vs-exact error in the ground truth.
 
     Parameters
@@ -790,6 +805,9 @@ def meshed_sphere(radius: float, subdivisions: int = 4, permeability=0.0) -> Mes
         Icosphere level (3: 1,280 faces; 4: 5,120; 5: 20,480).
     permeability : float
         Membrane permeability kappa in m/s (needs a box: not for a lone sphere).
+    relaxivity : float or array_like
+        Surface relaxivity rho of the walls in m/s (0: none; see
+        :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -802,14 +820,15 @@ def meshed_sphere(radius: float, subdivisions: int = 4, permeability=0.0) -> Mes
     cen = v[f].mean(axis=1)
     truth = {"generator": "meshed_sphere", "radius": R, "subdivisions": int(subdivisions),
              "mesh_radius_error": float(max(rad.max() / R - 1, 1 - np.linalg.norm(cen, axis=1).min() / R))}
-    sub = mesh_substrate(v, f, permeability=permeability, description={"factory": "meshed_sphere", "radius": R},
+    sub = mesh_substrate(v, f, permeability=permeability, relaxivity=relaxivity,
+                         description={"factory": "meshed_sphere", "radius": R},
                          truth=truth)
     sub.truth["mesh_volume_error"] = float(sub.component_volume[0] / (4 / 3 * np.pi * R**3) - 1)
     return sub
 
 
 def meshed_cylinder(radius: float, length: float | None = None, resolution: float = 0.01,
-                    n_z: int = 8) -> MeshSubstrate:
+                    n_z: int = 8, relaxivity=0.0) -> MeshSubstrate:
     """One straight cylinder along z as a periodic tube mesh (walkers inside), with its mesh-vs-exact error.
 
     Parameters
@@ -822,6 +841,8 @@ def meshed_cylinder(radius: float, length: float | None = None, resolution: floa
         Relative radius error of the polygonal cross-section.
     n_z : int
         Least number of rings along the period (more are used to keep the triangles about as long as wide).
+    relaxivity : float
+        Surface relaxivity rho of the wall in m/s (0: none; see :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -837,7 +858,8 @@ def meshed_cylinder(radius: float, length: float | None = None, resolution: floa
     v, f = periodic_tube(c, t, np.full(n_z, area_preserving_radius(R, n)), Lz, n)
     truth = {"generator": "meshed_cylinder", "radius": R, "polygon_sides": n,
              "mesh_radius_error": polygon_radius_error(n)}
-    sub = mesh_substrate(v, f, box=[np.inf, np.inf, Lz], description={"factory": "meshed_cylinder", "radius": R},
+    sub = mesh_substrate(v, f, box=[np.inf, np.inf, Lz], relaxivity=relaxivity,
+                         description={"factory": "meshed_cylinder", "radius": R},
                          truth=truth)
     sub.truth["mesh_volume_error"] = float(sub.component_volume[0] / (np.pi * R**2 * Lz) - 1)
     return sub
@@ -845,7 +867,7 @@ def meshed_cylinder(radius: float, length: float | None = None, resolution: floa
 
 # --------------------------------------------------------------------------------------- labelled volumes
 def from_labels(volume, voxel_size: float, box=None, labels=None, level: float = 0.6, permeability=0.0,
-                origin=(0.0, 0.0, 0.0)) -> MeshSubstrate:
+                origin=(0.0, 0.0, 0.0), relaxivity=0.0) -> MeshSubstrate:
     """Mesh a labelled voxel volume (an EM segmentation: 0 background, one integer per cell) into a substrate.
 
     Each label becomes one closed component by marching tetrahedra on its
@@ -867,6 +889,9 @@ def from_labels(volume, voxel_size: float, box=None, labels=None, level: float =
         Iso-level of the binary mask in (0.5, 1).
     permeability : float or array_like
         Membrane permeability kappa in m/s.
+    relaxivity : float or array_like
+        Surface relaxivity rho of the walls in m/s (0: none; see
+        :func:`walker.survival_probability`).
     origin : array_like
         (3,) position of voxel (0, 0, 0)'s centre in m.
 
@@ -897,4 +922,4 @@ def from_labels(volume, voxel_size: float, box=None, labels=None, level: float =
     truth = {"generator": "from_labels", "labels": [int(x) for x in ids], "voxel_size": h,
              "label_voxel_volume": [n * h**3 for n in voxels], "level": level}
     return mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=box, permeability=permeability,
-                          description={"factory": "from_labels", "n_labels": len(ids), "voxel_size": h}, truth=truth)
+                          relaxivity=relaxivity, description={"factory": "from_labels", "n_labels": len(ids), "voxel_size": h}, truth=truth)

@@ -33,7 +33,8 @@ from numba import njit
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .analytic import Substrate, WalkerStart, check_permeability, check_start, permeability_truth
+from .analytic import (Substrate, WalkerStart, check_permeability, check_relaxivity, check_start, permeability_truth,
+                       values_truth)
 from .meshgrid import build_columns, build_grid, locate_points, triangle_rows
 
 MESH = 4
@@ -119,6 +120,8 @@ class MeshSubstrate(Substrate):
     permeability : numpy.ndarray
         (C, 2) membrane permeability kappa of each component in m/s,
         [outward, inward].
+    relaxivity : numpy.ndarray
+        (C,) surface relaxivity rho of each component's wall in m/s (empty or zeros: none).
     vertices : numpy.ndarray
         (V, 3) vertex positions in m.
     faces : numpy.ndarray
@@ -264,26 +267,31 @@ class MeshSubstrate(Substrate):
         dict
             ``substrate`` ("mesh"), ``volume_fractions``, ``box`` (m),
             ``n_components``, ``n_faces``, ``surface_to_volume`` per region
-            (1/m), the generator's ground truth (:attr:`truth`) and, for
-            permeable meshes, ``permeability`` (m/s).
+            (1/m), the generator's ground truth (:attr:`truth`), for
+            permeable meshes ``permeability`` (m/s), and with surface
+            relaxivity ``relaxivity`` (m/s) and ``surface_relaxation_rate``
+            per region (sum(rho S) / V of its walls, 1/s: the fast-diffusion
+            b = 0 decay rate).
         """
         vols = self.region_volumes()
         gt: dict = {"substrate": "mesh", "volume_fractions": self.volume_fractions(),
                     "box": self.box.tolist(), "n_components": self.n_components, "n_faces": len(self.faces)}
-        sv = {}
+        sv, rate = {}, {}
         names = self.region_names
+        rho = self.relaxivity if self.relaxing else np.zeros(self.n_components)
         for r, name in enumerate(names):
-            if name == "extra":
-                area = float(np.sum(self.component_area[self.depth == 0]))
-            else:
-                area = float(np.sum(self.component_area[self.depth == r]) +
-                             np.sum(self.component_area[self.depth == r + 1]))
+            # a region's walls: its own components' surfaces and those of the components nested in it
+            walls = (self.depth == 0) if name == "extra" else (self.depth == r) | (self.depth == r + 1)
             if vols[name] > 0:
-                sv[name] = area / vols[name]
+                sv[name] = float(np.sum(self.component_area[walls])) / vols[name]
+                rate[name] = float(np.sum(rho[walls] * self.component_area[walls])) / vols[name]
         gt["surface_to_volume"] = sv
         gt.update(self.truth)
         if self.permeable:
             gt["permeability"] = permeability_truth(self.permeability)
+        if self.relaxing:
+            gt["relaxivity"] = values_truth(self.relaxivity)
+            gt["surface_relaxation_rate"] = rate
         return gt
 
     def locate(self, points: np.ndarray) -> np.ndarray:
@@ -681,7 +689,8 @@ def _nesting(v, f, comp, C, g: MeshGrid):
 
 def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = False,
                    check_self_intersections: bool = True, description: dict | None = None,
-                   truth: dict | None = None, _weld_tol: float | None = None) -> MeshSubstrate:
+                   truth: dict | None = None, _weld_tol: float | None = None, *,
+                   relaxivity=0.0) -> MeshSubstrate:
     """A mesh substrate from vertex and face arrays in metres, after every check.
 
     Parameters
@@ -697,6 +706,10 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     permeability : float, array_like or dict
         Membrane permeability kappa in m/s, one value or one per component
         (0: impermeable), or ``{"outward": ..., "inward": ...}`` where it depends on the direction.
+    relaxivity : float or array_like
+        Surface relaxivity rho in m/s, one value or one per component (0:
+        none; tissue about 1e-8 to 1e-5 m/s), acting on both faces of each
+        wall (see :func:`walker.survival_probability`).
     repair : bool
         Fix what can be fixed safely: drop degenerate and duplicate faces, flip
         inverted components, make winding consistent and fill holes (the last
@@ -810,6 +823,7 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     if notes:
         desc["repairs"] = notes
     sub = MeshSubstrate(MESH, box, description=desc, permeability=check_permeability(permeability, C),
+                        relaxivity=check_relaxivity(relaxivity, C),
                         vertices=v, faces=f, face_component=comp, depth=depth, parent=parent,
                         component_volume=vol, component_area=area_c, truth=dict(truth or {}))
     sub.__dict__["_grid"] = g
@@ -973,7 +987,7 @@ def _declared_faces(path: str) -> int | None:
 
 
 def from_mesh(path, units: str = "um", box=None, permeability=0.0, repair: bool = False,
-              check_self_intersections: bool = True) -> MeshSubstrate:
+              check_self_intersections: bool = True, *, relaxivity=0.0) -> MeshSubstrate:
     """Load a closed triangle mesh (PLY ascii/binary, STL, OBJ, OFF) as a substrate.
 
     Parameters
@@ -990,6 +1004,10 @@ def from_mesh(path, units: str = "um", box=None, permeability=0.0, repair: bool 
     permeability : float, array_like or dict
         Membrane permeability kappa in m/s, one value or one per component, or
         ``{"outward": ..., "inward": ...}`` where it depends on the direction.
+    relaxivity : float or array_like
+        Surface relaxivity rho in m/s, one value or one per component (0:
+        none; tissue about 1e-8 to 1e-5 m/s), acting on both faces of each
+        wall (see :func:`walker.survival_probability`).
     repair : bool
         Fix degenerate/duplicate faces, inverted components, winding and holes
         instead of refusing the mesh (see :func:`mesh_substrate`).
@@ -1063,7 +1081,7 @@ def from_mesh(path, units: str = "um", box=None, permeability=0.0, repair: bool 
     f = np.asarray(mm.faces, np.int64)
     desc = {"factory": "from_mesh", "source": src, "units": units, "faces_in_file": int(declared or n_poly)}
     return mesh_substrate(v, f, box=box, permeability=permeability, repair=repair,
-                          check_self_intersections=check_self_intersections, description=desc)
+                          check_self_intersections=check_self_intersections, description=desc, relaxivity=relaxivity)
 
 
 # --------------------------------------------------------------------------------------------- save / load
@@ -1082,7 +1100,7 @@ def save_substrate(sub: Substrate, path) -> None:
         h.attrs["format"] = "diffwalk-substrate-1"
         h.attrs["kind"] = int(sub.kind)
         h.attrs["description"] = json.dumps(sub.description, default=_json_default)
-        for name in ("box", "centers", "radii", "rotation", "permeability"):
+        for name in ("box", "centers", "radii", "rotation", "permeability", "relaxivity"):
             h.create_dataset(name, data=np.asarray(getattr(sub, name), dtype=float))
         h.attrs["spacing"] = float(sub.spacing)
         if sub.diffusion_tensor is not None:
@@ -1119,13 +1137,17 @@ def load_substrate(path) -> Substrate:
         desc = json.loads(h.attrs["description"])
         box = h["box"][()]
         perm = h["permeability"][()]
+        rho = h["relaxivity"][()] if "relaxivity" in h else np.zeros(0)  # files from before relaxivity: none
         if kind == MESH:
             truth = json.loads(h.attrs["truth"])
-            return mesh_substrate(h["vertices"][()], h["faces"][()], box=box, permeability=perm[:, 0],
-                                  description=desc, truth=truth, check_self_intersections=False)
+            n = len(perm)
+            return mesh_substrate(h["vertices"][()], h["faces"][()], box=box,
+                                  permeability={"outward": perm[:, 0], "inward": perm[:, 1]} if n else 0.0,
+                                  description=desc, truth=truth, check_self_intersections=False,
+                                  relaxivity=rho if rho.size else 0.0)
         dt = h["diffusion_tensor"][()] if "diffusion_tensor" in h else None
         return Substrate(kind, box, h["centers"][()], h["radii"][()], float(h.attrs["spacing"]), h["rotation"][()],
-                         dt, desc, perm)
+                         dt, desc, perm, rho)
 
 
 def _json_default(o):

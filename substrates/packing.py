@@ -14,7 +14,8 @@ from .disks import pack_disks, packing_statistics
 
 
 def pack_cylinders(radii, icvf: float, seed: int = 0, axis=(0.0, 0.0, 1.0), min_gap: float | None = None,
-                   permeability=0.0, arrangement: str = "random", clustering: float = 0.0) -> Substrate:
+                   permeability=0.0, arrangement: str = "random", clustering: float = 0.0,
+                   relaxivity=0.0) -> Substrate:
     """Pack non-overlapping parallel cylinders into a periodic box at a target volume fraction.
 
     Parameters
@@ -35,6 +36,9 @@ def pack_cylinders(radii, icvf: float, seed: int = 0, axis=(0.0, 0.0, 1.0), min_
         See :func:`substrates.pack_disks`.
     clustering : float
         Square-well depth in kT for ``"clustered"``.
+    relaxivity : float or array_like
+        Surface relaxivity rho in m/s, one value or one per cylinder (0: none; see
+        :func:`walker.survival_probability`).
 
     Returns
     -------
@@ -58,7 +62,7 @@ def pack_cylinders(radii, icvf: float, seed: int = 0, axis=(0.0, 0.0, 1.0), min_
         raise ValueError(f"pack_cylinders(icvf={icvf!r}): {exc}") from None
     r = np.asarray(radii, dtype=float).ravel()
     box = np.broadcast_to(np.asarray(L, dtype=float), (2,))
-    sub = cylinders(r, x, box, axis=axis, permeability=permeability)
+    sub = cylinders(r, x, box, axis=axis, permeability=permeability, relaxivity=relaxivity)
     sub.description.update({"factory": "pack_cylinders", "generator": "pack_cylinders", "seed": int(seed),
                             "packing": {**info, **packing_statistics(x, r, box)}})
     return sub

@@ -51,7 +51,7 @@ def _nested():
     c = np.full(3, 4e-6)
     v = np.vstack([a.vertices + c, b.vertices + c])
     f = np.vstack([a.faces, b.faces + len(a.vertices)])
-    return su.mesh_substrate(v, f, box=np.full(3, 8e-6), permeability=[1e-5, 0.0])
+    return su.mesh_substrate(v, f, box=np.full(3, 8e-6), permeability=[1e-5, 0.0], relaxivity=[2e-5, 1e-5])
 
 
 #: (name, substrate factory, scheme, keyword arguments): every substrate kind and kernel feature
@@ -69,7 +69,8 @@ CASES = [
      dict(start="uniform", diffusivity={"intra": 1.5e-9, "extra": 2.2e-9})),
     ("fcc-extra-checked", lambda: su.sphere_lattice(3e-6, 0.5, lattice="fcc"), MANY,
      dict(diffusivity=D0, start="extra", check_every_step=True)),
-    ("sphere-permeable-t2", lambda: su.sphere(4e-6, permeability=1e-5), PG, dict(diffusivity=D0, t2=0.08)),
+    ("sphere-permeable-relaxing-t2", lambda: su.sphere(4e-6, permeability=1e-5, relaxivity=2e-5), PG,
+     dict(diffusivity=D0, t2=0.08)),
     ("spheres-permeable-substeps", lambda: su.sphere_lattice(2.5e-6, 0.4, permeability=3e-5), PG,
      dict(diffusivity=D0, start="uniform", transit="first_order", max_transit_probability=0.05)),
     ("icosphere-records", lambda: su.meshed_sphere(4e-6, subdivisions=2), PG,

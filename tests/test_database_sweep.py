@@ -286,3 +286,23 @@ def test_direction_dependent_permeability_in_configs(tmp_path):
     assert db.ground_truth[1]["permeability"] == pytest.approx({"outward": 2e-5, "inward": 6e-5})
     with pytest.raises(ConfigError, match="outward = ..., inward = ..."):
         cfgmod.parse_job(tomllib.loads(spec.replace("inward", "in")))
+
+
+def test_relaxivity_in_configs_sweeps_and_database_rows(tmp_path):
+    import tomllib
+    spec = BASE.replace('icvf = 0.6', 'icvf = 0.6\nrelaxivity = "10 um/s"')
+    job = cfgmod.parse_job(tomllib.loads(spec))
+    np.testing.assert_allclose(job.substrate.relaxivity, 1e-5)
+    sweep = spec + '[sweep]\nseeds = [0]\n[sweep.grid]\n"substrate.relaxivity" = ["0 um/s", "20 um/s"]\n'
+    db = database.open_database(run_sweep(sweep, tmp_path / "db.h5"))
+    assert list(db.params["substrate.relaxivity"]) == pytest.approx([0.0, 2e-5])
+    gt = db.ground_truth[1]
+    assert gt["relaxivity"] == pytest.approx(2e-5)
+    assert gt["surface_relaxation_rate"]["intra"] == pytest.approx(2e-5 * 2 / 3e-6)
+    assert "relaxivity" not in db.ground_truth[0]
+    # the b = 0 signal decays with relaxing walls and stays 1 without
+    assert db.signal[0, 0] == 1.0 and db.signal[1, 0] < 0.99
+    with pytest.raises(ConfigError, match="relaxivity.*unit"):
+        cfgmod.parse_job(tomllib.loads(spec.replace('"10 um/s"', '"10 um^2/ms"')))
+    with pytest.raises(ConfigError, match="um/ms"):
+        cfgmod.parse_job(tomllib.loads(spec.replace('"10 um/s"', '"5 m/s"')))

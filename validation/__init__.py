@@ -18,7 +18,7 @@ application (:mod:`diffwalk`): it works on any signals with a ground truth.
 from .base import REQUIREMENTS, Model, Parameter, SchemeArrays
 from .bias import bias_table, write_report
 from .exact import (callaghan_signal, free_signal, gpd_pgse, gpd_signal, mf_signal, mitra_dt, perrins_tortuosity,
-                    restricted_msd, spherical_jn_prime_zeros)
+                    restricted_msd, robin_modes, spherical_jn_prime_zeros, surface_relaxation_signal)
 from .dictionary import dictionary_floor, dictionary_resolution
 from .fit import METHODS, FitResult, available_methods, fit
 from .models_white_matter import rotational_invariants
@@ -30,4 +30,5 @@ from .report import SignalSet, make_report
 __all__ = ["list_models", "get_model", "MODELS", "Model", "Parameter", "SchemeArrays", "REQUIREMENTS", "fit",
            "FitResult", "METHODS", "available_methods", "dictionary_resolution", "dictionary_floor", "bias_table", "write_report", "nrv_landscape", "NRVLandscape", "regime_map", "RegimeMap",
            "make_report", "SignalSet", "rotational_invariants", "free_signal", "gpd_signal", "gpd_pgse", "mf_signal",
-           "callaghan_signal", "restricted_msd", "mitra_dt", "perrins_tortuosity", "spherical_jn_prime_zeros"]
+           "callaghan_signal", "restricted_msd", "mitra_dt", "perrins_tortuosity", "spherical_jn_prime_zeros",
+           "surface_relaxation_signal", "robin_modes"]

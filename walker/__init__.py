@@ -9,7 +9,8 @@ substrates) and :mod:`walker.mesh_kernel` (meshes).
 """
 
 from .dispatch import phase_weights, run_kernel, transit_tables
-from .membranes import MAX_TRANSIT_PROBABILITY, first_order_probability, substeps_for, transit_probability
+from .membranes import (MAX_TRANSIT_PROBABILITY, first_order_probability, substeps_for, survival_probability,
+                        transit_probability)
 from .plan import RunPlan, plan_run
 from .provenance import package_version
 from .result import SimulationResult
@@ -17,5 +18,5 @@ from .signals import phase_signals
 from .simulate import simulate, start_walkers
 
 __all__ = ["simulate", "SimulationResult", "phase_weights", "plan_run", "RunPlan", "start_walkers", "run_kernel",
-           "transit_tables", "phase_signals", "transit_probability", "first_order_probability", "substeps_for",
+           "transit_tables", "phase_signals", "transit_probability", "survival_probability", "first_order_probability", "substeps_for",
            "MAX_TRANSIT_PROBABILITY", "package_version"]

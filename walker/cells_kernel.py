@@ -36,6 +36,12 @@ computed by the caller from kappa, the step length and D), keeping its
 direction; the rest of the step is rescaled by sqrt(D_new / D_old) so that
 its duration is kept.
 
+Surface relaxivity: every hit, from either side and whether the walker then
+crosses or reflects, adds the wall's log survival factor (``keep_out`` /
+``keep_in``, 0 for walls that do not relax) to the walker's log weight, which
+is recorded at the echo grid points. A run without relaxivity adds zeros:
+one add per hit, no branch, no extra variant to compile.
+
 Units: metres and seconds, float64 throughout; no fastmath.
 """
 
@@ -176,10 +182,10 @@ def walker_function(kind: int, permeable: bool):
     WZ = 1.0 if KIND == SPHERES else 0.0  # spheres: distances in 3-D; cylinders: across the axis
     DIM = 3 if KIND == SPHERES else 2
 
-    def walk_walker(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin, out_first,
-                    traj, counters):
+    def walk_walker(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin, out_lw,
+                    out_first, traj, counters):
         _, spacing, box, lo, inv_h, n, img_c, img_r, start, items, clear, g_reach = geo
-        p_out, p_in = transit
+        p_out, p_in, keep_out, keep_in = transit
         n_steps, substeps, M, gaussian, scale = stepping
         W, rec_steps, te_steps, check_every_step = recording
         K = W.shape[0]
@@ -187,6 +193,7 @@ def walker_function(kind: int, permeable: bool):
         n_sub = n_steps * substeps
         iso, ell_iso = isotropic_step(M, gaussian)
         p_planes = p_out[0] if KIND == PLANES else 0.0
+        keep_planes = keep_out[0] if KIND == PLANES else 0.0
         px, py, pz, s0, s1 = begin_walker(i, pos, seeds)
         rx = 0.0
         ry = 0.0
@@ -197,14 +204,15 @@ def walker_function(kind: int, permeable: bool):
         sc = scale[0] if q_home >= 0 or KIND == PLANES else scale[1]
         ell_c = sc * ell_iso
         tin = 0.0
+        lw = 0.0  # log of the surface-relaxation weight
         first = -1.0
         n_refl = 0
         n_cut = 0
         n_bad = 0
         n_tr = 0
         acc = (0.0, 0.0, 0.0)
-        j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps, 0,
-                                            out_tin)
+        j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
+                                            0, out_tin, out_lw)
         t = 1
         sub = 0
         for _ in range(n_sub):
@@ -229,6 +237,7 @@ def walker_function(kind: int, permeable: bool):
                 disp = vz
                 k_hit = 0
                 while z < 0.0 or z > spacing:
+                    lw += keep_planes
                     crossed = False
                     if PERMEABLE:
                         if p_planes > 0.0:
@@ -323,6 +332,7 @@ def walker_function(kind: int, permeable: bool):
                     if PERMEABLE and q_home >= 0:
                         tin += tw / full * inv_sub
                     left -= tw
+                    lw += keep_out[qh] if q_home >= 0 else keep_in[qh]
                     if PERMEABLE:
                         p = p_out[qh] if q_home >= 0 else p_in[qh]
                         if p > 0.0:
@@ -377,8 +387,8 @@ def walker_function(kind: int, permeable: bool):
                 if t == next_t:
                     if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
                         tin = float(t) if KIND == PLANES or (KIND != FREE and q_home >= 0) else 0.0
-                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec,
-                                                        te_steps, j_te, out_tin)
+                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, tin, lw, traj, rec_steps, j_rec,
+                                                        out_rec, te_steps, j_te, out_tin, out_lw)
                 t += 1
         finish_walker(i, K, acc, px, py, pz, q_home, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, home,
                       seeds, out_I, out_first, counters)
@@ -402,10 +412,10 @@ def _walk_all(geo, transit, walkers, stepping, recording, out):
     ``WALK_WALKER`` is bound per variant by :func:`cells_kernel` (see :func:`walker.walkers.compile_kernel`).
     """
     pos, home, seeds = walkers
-    out_I, out_rec, out_tin, out_first, traj, counters = out
+    out_I, out_rec, out_tin, out_lw, out_first, traj, counters = out
     for i in prange(pos.shape[0]):
         WALK_WALKER(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin,  # noqa: F821
-                    out_first, traj, counters)
+                    out_lw, out_first, traj, counters)
 
 
 _BUILDS: dict = {}

@@ -139,11 +139,11 @@ def device_function(func):
 def _walk_all(geo, transit, walkers, stepping, recording, out):
     """Kernel: thread i walks walker i (``WALK_WALKER`` is bound per variant by :func:`walk_kernel`)."""
     pos, home, seeds = walkers
-    out_I, out_rec, out_tin, out_first, traj, counters = out
+    out_I, out_rec, out_tin, out_lw, out_first, traj, counters = out
     i = cuda.grid(1)  # noqa: F821 - bound by walk_kernel (the simulator swaps in its own module)
     if i < pos.shape[0]:
         WALK_WALKER(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin,  # noqa: F821
-                    out_first, traj, counters)
+                    out_lw, out_first, traj, counters)
 
 
 _KERNELS: dict = {}
@@ -278,12 +278,13 @@ def run_walk(mesh: bool, kind: int, permeable: bool, geo, transit, walkers: Walk
         w_dev = Walkers(*(cuda.to_device(np.ascontiguousarray(x[a:b])) for x in walkers))
         traj = out.trajectories[min(a, n_traj):min(b, n_traj)]
         o_dev = Outputs(*(cuda.to_device(np.ascontiguousarray(x)) for x in (
-            out.phases[a:b], out.displacements[a:b], out.time_inside[a:b], out.first_transit[a:b], traj,
-            out.counters[a:b])))
+            out.phases[a:b], out.displacements[a:b], out.time_inside[a:b], out.log_survival[a:b],
+            out.first_transit[a:b], traj, out.counters[a:b])))
         _launch(kernel, b - a, (geo_d, transit_d, w_dev, stepping_d, recording_d, o_dev))
         for host, d in zip(walkers, w_dev):
             host[a:b] = d.copy_to_host()
-        for host, d in zip((out.phases, out.displacements, out.time_inside, out.first_transit), o_dev[:4]):
+        for host, d in zip((out.phases, out.displacements, out.time_inside, out.log_survival, out.first_transit),
+                           o_dev[:5]):
             host[a:b] = d.copy_to_host()
         traj[...] = o_dev.trajectories.copy_to_host()
         out.counters[a:b] = o_dev.counters.copy_to_host()

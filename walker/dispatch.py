@@ -17,7 +17,7 @@ import numpy as np
 from substrates import CYLINDERS, FREE, PLANES, SPHERES, MeshSubstrate, Substrate, WalkerStart
 
 from . import cells_kernel, cuda_backend, mesh_kernel
-from .membranes import transit_probability
+from .membranes import survival_probability, transit_probability
 from .plan import RunPlan
 from .records import CellGeometry, MeshGeometry, Outputs, Recording, Stepping, Transit, Walkers
 from .walkers import ensure_compiled
@@ -139,16 +139,18 @@ def phase_weights(shapes: np.ndarray) -> np.ndarray:
 
 
 def transit_tables(substrate: Substrate, plan: RunPlan) -> Transit:
-    """Transit probability of a hit from inside and from outside, per membrane the kernel knows.
+    """What a wall hit does, per membrane the kernel knows: transit probabilities and surface-relaxation survival.
 
     A membrane is a primitive image (cylinders, spheres), the plane stack
     (planes) or a component (meshes); its inside and outside regions give the
-    diffusivities on both sides (:func:`walker.membranes.transit_probability`).
+    diffusivities on both sides (:func:`walker.membranes.transit_probability`,
+    :func:`walker.membranes.survival_probability`).
 
     Parameters
     ----------
     substrate : Substrate
-        Its ``permeability`` (m/s, [outward, inward] per membrane) is read.
+        Its ``permeability`` (m/s, [outward, inward] per membrane) and
+        ``relaxivity`` (m/s per membrane) are read.
     plan : RunPlan
         Gives the sub-step duration (s), the diffusivities (m^2/s) and the
         transit rule.
@@ -156,33 +158,54 @@ def transit_tables(substrate: Substrate, plan: RunPlan) -> Transit:
     Returns
     -------
     Transit
-        Named tuple ``(p_out, p_in)`` of (Q,) float arrays: the probability
-        (dimensionless, in [0, 1]) that a hit from inside / from outside
-        crosses membrane q (one entry of zeros for impermeable or free
-        substrates).
+        Named tuple ``(p_out, p_in, keep_out, keep_in)`` of (Q,) float arrays:
+        the probability (dimensionless, in [0, 1]) that a hit from inside /
+        from outside crosses membrane q, and the log of the fraction of the
+        magnetisation a hit from inside / outside keeps (<= 0; 0 without
+        relaxivity). One entry for planes and free space.
     """
     D = np.array([plan.diffusivities[r] for r in plan.regions])
     extra = len(plan.regions) - 1  # the outside of outermost walls; the one region of a single-region substrate
     kappa = substrate.permeability
+    rho = substrate.relaxivity
     if isinstance(substrate, MeshSubstrate):
-        if not substrate.permeable:
-            return Transit(np.zeros(substrate.n_components), np.zeros(substrate.n_components))
+        n = substrate.n_components
         inner = substrate.depth
         outer = np.where(substrate.parent >= 0, substrate.depth[np.maximum(substrate.parent, 0)], extra)
     elif substrate.kind in (CYLINDERS, SPHERES):
         owner = substrate.walk_grid(plan.step_length).owner
-        kappa = kappa[owner] if len(kappa) else np.zeros((len(owner), 2))
-        inner = np.zeros(len(owner), dtype=np.int64)
-        outer = np.full(len(owner), extra)
-    elif substrate.kind == PLANES and len(kappa):
-        kappa = kappa[:1]
+        n = len(owner)
+        kappa = kappa[owner] if len(kappa) else kappa
+        rho = rho[owner] if len(rho) else rho
+        inner = np.zeros(n, dtype=np.int64)
+        outer = np.full(n, extra)
+    else:  # planes (one membrane for the whole stack) and free space (none)
+        n = 1
+        kappa, rho = kappa[:1], rho[:1]
         inner = outer = np.zeros(1, dtype=np.int64)
-    else:
-        return Transit(np.zeros(1), np.zeros(1))
     corrected = plan.transit == "corrected"
-    p_out = transit_probability(kappa[:, 0], plan.dt_sub, D[inner], D[outer], plan.gaussian, corrected)
-    p_in = transit_probability(kappa[:, 1], plan.dt_sub, D[outer], D[inner], plan.gaussian, corrected)
-    return Transit(np.ascontiguousarray(np.atleast_1d(p_out), float), np.ascontiguousarray(np.atleast_1d(p_in), float))
+
+    def per_membrane(values, columns):
+        out = np.zeros((n, columns))
+        if len(values):
+            out[:] = np.reshape(values, (n, columns))
+        return out
+
+    kappa = per_membrane(kappa, 2)
+    rho = per_membrane(rho, 1)[:, 0]
+    tables = []
+    if substrate.permeable:
+        tables += [transit_probability(kappa[:, 0], plan.dt_sub, D[inner], D[outer], plan.gaussian, corrected),
+                   transit_probability(kappa[:, 1], plan.dt_sub, D[outer], D[inner], plan.gaussian, corrected)]
+    else:
+        tables += [np.zeros(n), np.zeros(n)]
+    if substrate.relaxing:
+        with np.errstate(divide="ignore"):
+            tables += [np.log(survival_probability(rho, plan.dt_sub, D[inner], plan.gaussian, corrected)),
+                       np.log(survival_probability(rho, plan.dt_sub, D[outer], plan.gaussian, corrected))]
+    else:
+        tables += [np.zeros(n), np.zeros(n)]
+    return Transit(*(np.ascontiguousarray(np.atleast_1d(t), float) for t in tables))
 
 
 def _step_scales(substrate: Substrate, plan: RunPlan) -> np.ndarray:
@@ -225,6 +248,7 @@ def kernel_outputs(plan: RunPlan, K: int) -> Outputs:
     """Zeroed per-walker outputs of a run with K temporal shapes (see :class:`walker.records.Outputs`)."""
     N = plan.n_walkers
     return Outputs(phases=np.zeros((N, K, 3)), displacements=np.zeros((N, plan.record_times.size, 3)),
-                   time_inside=np.zeros((N, plan.echo_steps.size)), first_transit=np.zeros(N),
+                   time_inside=np.zeros((N, plan.echo_steps.size)),
+                   log_survival=np.zeros((N, plan.echo_steps.size)), first_transit=np.zeros(N),
                    trajectories=np.zeros((plan.n_trajectories, plan.n_steps + 1, 3)),
                    counters=np.zeros((N, 4), dtype=np.int64))

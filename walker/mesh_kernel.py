@@ -22,7 +22,9 @@ Why no walker leaves a closed mesh (float64, no safety net):
 Transits through permeable faces keep the direction and carry the walker at
 least ``eta`` past the plane; the region changes to the component's parent
 (leaving) or the component (entering) and the rest of the step is rescaled by
-sqrt(D_new / D_old), as in the analytic kernel.
+sqrt(D_new / D_old), as in the analytic kernel. Every hit also adds the
+component's log surface-relaxation survival factor to the walker's log weight
+(zero where the wall does not relax), as in the analytic kernel.
 
 Like the analytic kernel, one Python function compiled as a parallel and a
 serial build (:func:`walker.walkers.compile_kernel`) that must agree bit for
@@ -173,10 +175,10 @@ def walker_function(permeable: bool):
     """
     PERMEABLE = bool(permeable)
 
-    def walk_walker(i, geo, transit, stepping, recording, pos, cw_arr, seeds, out_I, out_rec, out_tin, out_first,
-                    traj, counters):
+    def walk_walker(i, geo, transit, stepping, recording, pos, cw_arr, seeds, out_I, out_rec, out_tin, out_lw,
+                    out_first, traj, counters):
         tri, tcomp, tface, lo, h, n, box, start, items, clear, cstart, citems, depth, parent, n_regions, eta = geo
-        p_out, p_in = transit
+        p_out, p_in, keep_out, keep_in = transit
         n_steps, substeps, M, gaussian, scale = stepping
         W, rec_steps, te_steps, check_every_step = recording
         K = W.shape[0]
@@ -196,6 +198,7 @@ def walker_function(permeable: bool):
         sc = scale[reg]
         ell_c = sc * ell_iso
         tin = 0.0
+        lw = 0.0  # log of the surface-relaxation weight
         first = -1.0
         n_refl = 0
         n_cut = 0
@@ -203,8 +206,8 @@ def walker_function(permeable: bool):
         n_tr = 0
         budget = 0.0
         acc = (0.0, 0.0, 0.0)
-        j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps, 0,
-                                            out_tin)
+        j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
+                                            0, out_tin, out_lw)
         t = 1
         sub = 0
         for _ in range(n_sub):
@@ -263,6 +266,7 @@ def walker_function(permeable: bool):
                 left -= tw
                 skip = tface[q]
                 c = tcomp[q]
+                lw += keep_out[c] if dn > 0.0 else keep_in[c]
                 p = (p_out[c] if dn > 0.0 else p_in[c]) if PERMEABLE else 0.0
                 if p > 0.0 and back < 0.1 * full:
                     uu, s0, s1 = next_uniform(s0, s1)
@@ -307,8 +311,8 @@ def walker_function(permeable: bool):
                 if t == next_t:
                     if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
                         tin = float(t) if cw >= 0 else 0.0
-                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec,
-                                                        te_steps, j_te, out_tin)
+                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, tin, lw, traj, rec_steps, j_rec,
+                                                        out_rec, te_steps, j_te, out_tin, out_lw)
                 t += 1
         finish_walker(i, K, acc, px, py, pz, cw, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, cw_arr, seeds,
                       out_I, out_first, counters)
@@ -322,10 +326,10 @@ def _walk_all(geo, transit, walkers, stepping, recording, out):
     ``WALK_WALKER`` is bound per variant by :func:`mesh_kernel` (see :func:`walker.walkers.compile_kernel`).
     """
     pos, home, seeds = walkers
-    out_I, out_rec, out_tin, out_first, traj, counters = out
+    out_I, out_rec, out_tin, out_lw, out_first, traj, counters = out
     for i in prange(pos.shape[0]):
         WALK_WALKER(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin,  # noqa: F821
-                    out_first, traj, counters)
+                    out_lw, out_first, traj, counters)
 
 
 _BUILDS: dict = {}

@@ -45,7 +45,7 @@ class RunPlan:
     aligned : bool
         Whether every waveform edge falls on a step boundary.
     substeps : int
-        Sub-steps per grid step (permeable membranes).
+        Sub-steps per grid step (permeable membranes, surface relaxivity).
     dt_sub : float
         Sub-step duration in s.
     step_length : float
@@ -71,7 +71,8 @@ class RunPlan:
         (R,) permutation that sorts the record times: ``record_steps[i]`` is
         the grid index of ``record_times[record_order[i]]``.
     echo_steps : numpy.ndarray
-        (E,) grid indices around each echo time at which the time spent inside is recorded.
+        (E,) grid indices around each echo time at which the time spent inside and the surface-relaxation
+        weight are recorded (with T2 or surface relaxivity; else empty).
     n_trajectories : int
         Walkers whose full trajectories are kept.
     transit : str
@@ -133,8 +134,8 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
     target_stderr : float or None
         Warn when N is too small to reach this standard error (dimensionless).
     max_transit_probability : float
-        Largest first-order transit probability per membrane hit
-        (dimensionless); sets the sub-steps.
+        Largest first-order transit (or surface-absorption) probability per
+        wall hit (dimensionless); sets the sub-steps.
     transit : {"corrected", "first_order"}
         Transit probability rule (see :func:`walker.transit_probability`).
 
@@ -163,9 +164,11 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
     played = scheme.resample(T)
     aligned = scheme.aligned(T)
     if not aligned:
-        warnings.warn(
-            f"n_steps={T} puts some waveform edges inside a step (they are step-averaged, an O(dt) change of the "
-            f"waveform); n_steps={scheme.aligned_n_steps(T)} aligns every edge", stacklevel=_STACK - 1)
+        better = scheme.aligned_n_steps(T)
+        fix = (f"n_steps={better} aligns every edge" if better != T else
+               "no step count up to 4x aligns every edge: put the edges on a common grid (the scheme's dt=...)")
+        warnings.warn(f"n_steps={T} puts some waveform edges inside a step (they are step-averaged, an O(dt) change "
+                      f"of the waveform); {fix}", stacklevel=_STACK - 1)
     if transit not in ("corrected", "first_order"):
         raise ValueError(f"transit must be 'corrected' or 'first_order', got {transit!r}")
     substeps, dt_sub, step = _steps(substrate, played, D_comp, gaussian_steps, max_transit_probability)
@@ -174,7 +177,8 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
                       f"target {target_stderr:g} needs n_walkers >= {int(math.ceil(0.5 / target_stderr**2))}",
                       stacklevel=_STACK - 1)
     rec_t, rec_steps, order = _record_steps(record_times, played)
-    te_steps = _echo_steps(played) if t2_comp is not None else np.zeros(0, dtype=np.int64)
+    weighted = t2_comp is not None or substrate.relaxing  # relaxation weights need the walk's state at each TE
+    te_steps = _echo_steps(played) if weighted else np.zeros(0, dtype=np.int64)
     n_traj = min(check_count(n_trajectories, "n_trajectories", least=0), N)
     _check_memory(N, T, played, rec_t.size, te_steps.size, n_traj)
     M = math.sqrt((2.0 if gaussian_steps else 6.0) * dt_sub) * _sqrtm_spd(D_local)
@@ -245,11 +249,12 @@ def _steps(substrate: Substrate, played: sequences.Scheme, D_comp: dict, gaussia
         raise ValueError("a permeable mesh needs a periodic box on all three axes (box=...) so that walkers leaving "
                          "a component have an extra-cellular space to go to")
     substeps = 1
-    if substrate.permeable:
+    if substrate.permeable or substrate.relaxing:
         if not 0 < max_transit_probability <= 1:
             raise ValueError(f"max_transit_probability must be in (0, 1], got {max_transit_probability!r}")
-        substeps = substeps_for(substrate.permeability, played.dt, D_comp.values(), gaussian,
-                                max_transit_probability)
+        # a relaxing wall absorbs with the transit probability's first-order form: the same bound applies
+        rates = np.concatenate([np.ravel(substrate.permeability), np.ravel(substrate.relaxivity)])
+        substeps = substeps_for(rates, played.dt, D_comp.values(), gaussian, max_transit_probability)
     dt_sub = played.dt / substeps
     D_max = max(D_comp.values())
     step = math.sqrt(6.0 * D_max * dt_sub)

@@ -19,7 +19,7 @@ def package_version() -> str:
 
 
 def provenance(*, substrate, plan, seed: int, start: str, parallel: bool, wall_time: float,
-               transit_max: float | None, backend: str = "cpu") -> dict:
+               transit_max: float | None, backend: str = "cpu", absorption_max: float | None = None) -> dict:
     """The provenance dict of one run (JSON-friendly).
 
     Parameters
@@ -36,6 +36,8 @@ def provenance(*, substrate, plan, seed: int, start: str, parallel: bool, wall_t
         Seconds in the kernel.
     transit_max : float or None
         Largest transit probability per hit (permeable substrates).
+    absorption_max : float or None
+        Largest surface-absorption probability per hit (relaxing walls).
     backend : {"cpu", "cuda"}
         Where the walk ran; "cuda" adds the device's name.
 
@@ -67,4 +69,7 @@ def provenance(*, substrate, plan, seed: int, start: str, parallel: bool, wall_t
     if substrate.permeable:
         prov["transit"] = plan.transit
         prov["transit_probability_max"] = transit_max
+    if substrate.relaxing:
+        prov["transit"] = plan.transit
+        prov["absorption_probability_max"] = absorption_max
     return prov

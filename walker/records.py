@@ -31,14 +31,17 @@ Recording = namedtuple("Recording", ["weights", "record_steps", "echo_steps", "c
 
 #: Per-walker outputs (preallocated). phases (N, K, 3): sum_t W[k, t] r_t (m); displacements (N, R, 3);
 #: time_inside (N, E): time inside a primitive (or between planes) in units of dt; first_transit (N,): time of
-#: the first membrane transit in units of dt (-1: none); trajectories (n_traj, T+1, 3); counters (N, 4) int64:
-#: reflections, steps cut at MAX_BOUNCES, containment violations, transits.
-Outputs = namedtuple("Outputs", ["phases", "displacements", "time_inside", "first_transit", "trajectories",
-                                 "counters"])
+#: the first membrane transit in units of dt (-1: none); log_survival (N, E): log of the surface-relaxation weight
+#: (sum over wall hits of log(1 - P_absorb)) at the echo grid points; trajectories (n_traj, T+1, 3); counters (N, 4)
+#: int64: reflections, steps cut at MAX_BOUNCES, containment violations, transits.
+Outputs = namedtuple("Outputs", ["phases", "displacements", "time_inside", "log_survival", "first_transit",
+                                 "trajectories", "counters"])
 
-#: Transit probability of a hit from inside (p_out) and from outside (p_in), per primitive image (analytic,
-#: one entry for planes) or per component (mesh); 0: impermeable.
-Transit = namedtuple("Transit", ["p_out", "p_in"])
+#: What a wall hit does, per primitive image (analytic, one entry for planes) or per component (mesh): the
+#: transit probability of a hit from inside (p_out) and from outside (p_in), 0 where impermeable; and the log of
+#: the surface-relaxation survival factor of a hit from inside (keep_out) and from outside (keep_in),
+#: log(1 - P_absorb) <= 0, 0 where the wall does not relax.
+Transit = namedtuple("Transit", ["p_out", "p_in", "keep_out", "keep_in"])
 
 #: Analytic geometry: kind (FREE, PLANES, CYLINDERS, SPHERES), plane spacing, period box (3,) (0: not periodic),
 #: the walk grid (substrates.WalkGrid): origin lo (3,), inverse cell size inv_h (3,), cells per axis n (3,) int64,

@@ -49,21 +49,49 @@ class Signals:
     fractions: dict
 
 
-def relaxation_weights(time_inside: np.ndarray, plan: RunPlan) -> np.ndarray | None:
-    """(N, M) weights exp(-(R2_in t_in + R2_ex (TE - t_in))) from the time spent inside up to each echo.
+def relaxation_weights(time_inside: np.ndarray, plan: RunPlan, log_survival: np.ndarray | None = None
+                       ) -> np.ndarray | None:
+    """(N, M) relaxation weights of each walker at each measurement's echo time.
 
-    The time inside at TE is interpolated linearly between the grid points around it.
+    With T2: exp(-(R2_in t_in + R2_ex (TE - t_in))) from the time spent inside
+    up to the echo; with surface relaxivity, times the walker's surviving
+    magnetisation exp(log_survival) (the product of the survival factors of
+    its wall hits). Both are interpolated linearly between the grid points
+    around TE (the log survival, a step function of time, to O(dt)).
+
+    Parameters
+    ----------
+    time_inside : numpy.ndarray
+        (N, E) time spent inside at the echo grid points, in units of dt.
+    plan : RunPlan
+    log_survival : numpy.ndarray, optional
+        (N, E) log of the surface-relaxation weight at the echo grid points
+        (``None`` or all zeros: no surface relaxation).
+
+    Returns
+    -------
+    numpy.ndarray or None
+        (N, M) weights in [0, 1] (dimensionless); ``None`` when nothing relaxes.
     """
-    if plan.t2 is None:
+    surface = log_survival is not None and log_survival.size > 0 and bool(np.any(log_survival))
+    if plan.t2 is None and not surface:
         return None
-    dt = plan.dt
     lo, hi, frac = echo_brackets(plan.played)
     col = {s: j for j, s in enumerate(plan.echo_steps)}
-    t_in = (time_inside[:, [col[s] for s in lo]] * (1 - frac) + time_inside[:, [col[s] for s in hi]] * frac) * dt
-    r_in = 1.0 / plan.t2[plan.regions[0]]
-    r_ex = 1.0 / plan.t2[plan.regions[-1]]  # for a mesh without extra space regions[-1] is inside too: r_ex == r_in
-    te = np.asarray(plan.played.echo_time, dtype=float)
-    return np.exp(-(r_in * t_in + r_ex * (te[None, :] - t_in)))
+    lo_c = [col[s] for s in lo]
+    hi_c = [col[s] for s in hi]
+
+    def at_echo(x):
+        return x[:, lo_c] * (1 - frac) + x[:, hi_c] * frac
+
+    log_w = at_echo(log_survival) if surface else 0.0
+    if plan.t2 is not None:
+        t_in = at_echo(time_inside) * plan.dt
+        r_in = 1.0 / plan.t2[plan.regions[0]]
+        r_ex = 1.0 / plan.t2[plan.regions[-1]]  # a mesh without extra space: regions[-1] is inside too, r_ex == r_in
+        te = np.asarray(plan.played.echo_time, dtype=float)
+        log_w = log_w - (r_in * t_in + r_ex * (te[None, :] - t_in))
+    return np.exp(log_w)
 
 
 def phase_signals(phases: np.ndarray, labels: np.ndarray, names: list[str], plan: RunPlan,

@@ -67,7 +67,10 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         (``{"intra": 0.07, "extra": 0.1}``). Each walker's signal is weighted
         by exp(-integral of 1/T2 along its own path up to the echo time of the
         measurement, ``scheme.echo_time``), so relaxation and exchange
-        interact correctly. Default: no relaxation.
+        interact correctly. Default: no relaxation. Walls with a surface
+        relaxivity (the substrate's ``relaxivity=``) weight each walker further
+        by the survival factors of its wall hits up to the echo: the b = 0
+        signal is then the surviving magnetisation, not renormalised to 1.
     gaussian_steps : bool
         Gaussian steps (each component N(0, 2 D dt)) instead of fixed-length ones.
     record_times : array_like, optional
@@ -124,7 +127,7 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
                      backend=backend)
     R = substrate.rotation
     sig = phase_signals(run.out.phases, walkers.labels, walkers.names, plan, R,
-                        relaxation_weights(run.out.time_inside, plan), parallel, backend)
+                        relaxation_weights(run.out.time_inside, plan, run.out.log_survival), parallel, backend)
     disp, msd, kurt = displacement_moments(run.out.displacements, plan, R)
     counters = run.out.counters
     permeable = substrate.permeable
@@ -140,7 +143,9 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         escapes=count_escapes(substrate, run, plan),
         provenance=provenance(substrate=substrate, plan=plan, seed=seed, start=start, parallel=parallel,
                               wall_time=run.wall_time, backend=backend,
-                              transit_max=float(max(np.max(run.transit.p_out), np.max(run.transit.p_in)))),
+                              transit_max=float(max(np.max(run.transit.p_out), np.max(run.transit.p_in))),
+                              absorption_max=float(1.0 - np.exp(min(run.transit.keep_out.min(),
+                                                                    run.transit.keep_in.min())))),
         transits=int(counters[:, 3].sum()),
         first_transit_times=np.where(first >= 0, first * plan.dt, np.nan) if permeable else None,
         final_fractions=substrate.region_fractions(run.walkers.home) if permeable else {},

@@ -162,9 +162,9 @@ def phase_step(W, t, K, i, rx, ry, rz, acc, out_I):
 
 
 @njit(**KERNEL_OPTIONS)
-def record_events(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_steps, j_te, out_tin):
-    """Write the records of grid point t (trajectory, displacement, time inside); returns the advanced record
-    indices and the next grid point that has a record (a large number when none is left)."""
+def record_events(i, t, rx, ry, rz, tin, lw, traj, rec_steps, j_rec, out_rec, te_steps, j_te, out_tin, out_lw):
+    """Write the records of grid point t (trajectory, displacement, time inside, log surface survival); returns
+    the advanced record indices and the next grid point that has a record (a large number when none is left)."""
     if i < traj.shape[0]:
         traj[i, t, 0] = rx
         traj[i, t, 1] = ry
@@ -176,6 +176,7 @@ def record_events(i, t, rx, ry, rz, tin, traj, rec_steps, j_rec, out_rec, te_ste
         j_rec += 1
     while j_te < te_steps.shape[0] and te_steps[j_te] == t:
         out_tin[i, j_te] = tin
+        out_lw[i, j_te] = lw
         j_te += 1
     nxt = NEVER
     if i < traj.shape[0]:
