@@ -128,7 +128,7 @@ def compile_only() -> list[dict]:
         args = (dispatch.mesh_geometry(sub, plan) if mesh else dispatch.cell_geometry(sub, plan),
                 walker.transit_tables(sub, plan), Walkers(start.positions, start.home, seeds),
                 Stepping(plan.n_steps, plan.substeps, plan.step_matrix, plan.gaussian, np.ones(3)),
-                Recording(W, plan.record_steps, plan.echo_steps, False), dispatch.kernel_outputs(plan, W.shape[0]))
+                Recording(W, plan.record_steps, plan.echo_steps, False, plan.region_weights), dispatch.kernel_outputs(plan, W.shape[0]))
         kernel = cuda_backend.walk_kernel(mesh, 0 if mesh else sub.kind, sub.permeable)
         t0 = time.perf_counter()
         with cuda_backend.without_fma():

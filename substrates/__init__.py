@@ -7,8 +7,9 @@ free, planes, cylinder, cylinders, cylinder_lattice, sphere, spheres, sphere_lat
 Meshes and generators
 ---------------------
 from_mesh (PLY/STL/OBJ/OFF via trimesh), mesh_substrate (arrays), packed_axons,
-undulating_axons, beaded_axons, somas_with_neurites, meshed_sphere,
-meshed_cylinder; save_substrate / load_substrate; plot_substrate, plot_section
+undulating_axons, beaded_axons, myelinated_axons, somas_with_neurites, meshed_sphere,
+meshed_cylinder; from_swc (neurons from SWC morphologies); save_substrate / load_substrate;
+plot_substrate, plot_section
 
 Every substrate reports its ground truth (``Substrate.ground_truth()``):
 volume fractions, radii, surface-to-volume ratios, box size; permeable
@@ -25,13 +26,14 @@ from .mesh import MESH, MeshError, MeshGrid, MeshSubstrate, from_mesh, load_subs
 from .packing import pack_cylinders
 from . import meshing
 from .disks import PACKING_VERSION, nearest_gaps, pack_disks, packing_statistics
-from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder, meshed_sphere, packed_axons,
-                         somas_with_neurites, undulating_axons)
+from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder, meshed_sphere,
+                         myelinated_axons, packed_axons, somas_with_neurites, undulating_axons)
 from .plotting import plot_section, plot_substrate
+from .swc import Morphology, from_swc, prune_morphology, read_swc, resample_morphology
 
 __all__ = ["Substrate", "WalkerStart", "check_length", "check_permeability", "check_relaxivity", "CellList", "build_cells", "WalkGrid", "walk_grid", "free", "planes", "cylinder", "cylinders", "cylinder_lattice",
            "sphere", "spheres", "sphere_lattice", "pack_cylinders", "residence_times", "rotation_to", "FREE", "PLANES", "CYLINDERS", "SPHERES", "MESH",
            "MeshSubstrate", "MeshGrid", "MeshError", "from_mesh", "mesh_substrate", "save_substrate",
            "load_substrate", "meshing", "beaded_axons", "from_labels", "gamma_radii", "meshed_cylinder", "meshed_sphere",
-           "pack_disks", "packing_statistics", "nearest_gaps", "PACKING_VERSION", "packed_axons", "somas_with_neurites", "undulating_axons", "plot_substrate",
-           "plot_section"]
+           "pack_disks", "packing_statistics", "nearest_gaps", "PACKING_VERSION", "packed_axons", "myelinated_axons", "somas_with_neurites", "undulating_axons", "plot_substrate",
+           "plot_section", "from_swc", "read_swc", "prune_morphology", "resample_morphology", "Morphology"]

@@ -136,6 +136,9 @@ class MeshSubstrate(Substrate):
         (C,) enclosed volume (m^3, per period for open components) and surface area (m^2).
     truth : dict
         Ground truth from the generator that made the mesh (SI), merged into ``ground_truth()``.
+    region_labels : tuple of str
+        Names of the regions by nesting depth (a myelinated axon: ``("myelin", "intra")``); empty for the
+        default "intra", "inner", "inner2", ...
     """
 
     vertices: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
@@ -146,6 +149,7 @@ class MeshSubstrate(Substrate):
     component_volume: np.ndarray = field(default_factory=lambda: np.zeros(0))
     component_area: np.ndarray = field(default_factory=lambda: np.zeros(0))
     truth: dict = field(default_factory=dict)
+    region_labels: tuple = ()
 
     @property
     def name(self) -> str:
@@ -164,9 +168,11 @@ class MeshSubstrate(Substrate):
 
     @property
     def region_names(self) -> list[str]:
-        """Region name per nesting depth, then "extra" where the box is periodic on all axes."""
+        """Region name per nesting depth (:attr:`region_labels`, or "intra", "inner", "inner2", ...), then
+        "extra" where the box is periodic on all axes."""
         md = int(self.depth.max(initial=0))
-        names = ["intra"] + ["inner" if d == 1 else f"inner{d}" for d in range(1, md + 1)]
+        names = list(self.region_labels) if self.region_labels else \
+            ["intra"] + ["inner" if d == 1 else f"inner{d}" for d in range(1, md + 1)]
         if np.all(self.periodic):
             names.append("extra")
         return names
@@ -241,7 +247,8 @@ class MeshSubstrate(Substrate):
 
     @property
     def smallest_feature(self) -> float:
-        """Smallest length to resolve (m): 2 V / S of the smallest component, and the extra pore width."""
+        """Smallest length to resolve (m): 2 V / S of the smallest component, of each shell between nested
+        components (a myelin sheath: its thickness) and the extra pore width."""
         with np.errstate(divide="ignore", invalid="ignore"):
             w = 2.0 * self.component_volume / self.component_area
         f = float(np.min(w)) if len(w) else math.inf
@@ -249,6 +256,9 @@ class MeshSubstrate(Substrate):
         if "extra" in vols:
             outer = self.depth == 0
             f = min(f, 2.0 * vols["extra"] / float(np.sum(self.component_area[outer])))
+        for d, name in enumerate(self.region_names[:int(self.depth.max(initial=0))]):
+            walls = (self.depth == d) | (self.depth == d + 1)
+            f = min(f, 2.0 * vols[name] / float(np.sum(self.component_area[walls])))
         return f
 
     @property
@@ -690,7 +700,7 @@ def _nesting(v, f, comp, C, g: MeshGrid):
 def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = False,
                    check_self_intersections: bool = True, description: dict | None = None,
                    truth: dict | None = None, _weld_tol: float | None = None, *,
-                   relaxivity=0.0) -> MeshSubstrate:
+                   relaxivity=0.0, region_labels=None) -> MeshSubstrate:
     """A mesh substrate from vertex and face arrays in metres, after every check.
 
     Parameters
@@ -710,6 +720,8 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
         Surface relaxivity rho in m/s, one value or one per component (0:
         none; tissue about 1e-8 to 1e-5 m/s), acting on both faces of each
         wall (see :func:`walker.survival_probability`).
+    region_labels : sequence of str, optional
+        Names of the regions by nesting depth, outermost first (default "intra", "inner", ...).
     repair : bool
         Fix what can be fixed safely: drop degenerate and duplicate faces, flip
         inverted components, make winding consistent and fill holes (the last
@@ -822,12 +834,25 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     desc = dict(description or {"factory": "mesh_substrate"})
     if notes:
         desc["repairs"] = notes
+    labels = _check_region_labels(region_labels, int(depth.max(initial=0)) + 1)
     sub = MeshSubstrate(MESH, box, description=desc, permeability=check_permeability(permeability, C),
                         relaxivity=check_relaxivity(relaxivity, C),
                         vertices=v, faces=f, face_component=comp, depth=depth, parent=parent,
-                        component_volume=vol, component_area=area_c, truth=dict(truth or {}))
+                        component_volume=vol, component_area=area_c, truth=dict(truth or {}), region_labels=labels)
     sub.__dict__["_grid"] = g
     return sub
+
+
+def _check_region_labels(labels, n_depths: int) -> tuple:
+    """Region names by nesting depth, checked: one per depth, distinct, none of the reserved names."""
+    if labels is None:
+        return ()
+    labels = tuple(str(x) for x in labels)
+    reserved = {"extra", "uniform"} & set(labels)
+    if len(labels) != n_depths or len(set(labels)) != len(labels) or reserved:
+        raise MeshError(f"region_labels must name each of the {n_depths} nesting depths once (outermost first), "
+                        f"without 'extra' or 'uniform'; got {list(labels)}")
+    return labels
 
 
 def _check_extent(v: np.ndarray, box: np.ndarray) -> None:
@@ -1109,6 +1134,7 @@ def save_substrate(sub: Substrate, path) -> None:
             h.create_dataset("vertices", data=sub.vertices, compression="gzip")
             h.create_dataset("faces", data=sub.faces, compression="gzip")
             h.attrs["truth"] = json.dumps(sub.truth, default=_json_default)
+            h.attrs["region_labels"] = json.dumps(list(sub.region_labels))
 
 
 def load_substrate(path) -> Substrate:
@@ -1144,7 +1170,8 @@ def load_substrate(path) -> Substrate:
             return mesh_substrate(h["vertices"][()], h["faces"][()], box=box,
                                   permeability={"outward": perm[:, 0], "inward": perm[:, 1]} if n else 0.0,
                                   description=desc, truth=truth, check_self_intersections=False,
-                                  relaxivity=rho if rho.size else 0.0)
+                                  relaxivity=rho if rho.size else 0.0,
+                                  region_labels=json.loads(h.attrs.get("region_labels", "[]")) or None)
         dt = h["diffusion_tensor"][()] if "diffusion_tensor" in h else None
         return Substrate(kind, box, h["centers"][()], h["radii"][()], float(h.attrs["spacing"]), h["rotation"][()],
                          dt, desc, perm, rho)

@@ -72,6 +72,8 @@ def plot_section(sub: Substrate, z: float | None = None, ax=None, path: str | Pa
         lo = np.where(np.isfinite(sub.box), 0.0, sub.vertices.min(axis=0))
         hi = np.where(np.isfinite(sub.box), sub.box, sub.vertices.max(axis=0))
         zc = 0.5 * (lo[2] + hi[2]) if z is None else z
+        if np.any(np.abs(sub.vertices[:, 2] - zc) < 1e-9 * (hi[2] - lo[2])):
+            zc += 1e-6 * (hi[2] - lo[2])  # a plane through a ring of vertices cuts its faces at single points
         segs = _mesh_section(sub, 2, zc)
         ax.add_collection(LineCollection(segs[:, :, :2] * UM, colors="k", linewidths=0.8))
         ax.set_xlim(lo[0] * UM, hi[0] * UM)

@@ -17,7 +17,7 @@ application (:mod:`diffwalk`): it works on any signals with a ground truth.
 
 from .base import REQUIREMENTS, Model, Parameter, SchemeArrays
 from .bias import bias_table, write_report
-from .exact import (callaghan_signal, free_signal, gpd_pgse, gpd_signal, mf_signal, mitra_dt, perrins_tortuosity,
+from .exact import (annulus_modes, annulus_msd, callaghan_signal, free_signal, gpd_pgse, gpd_signal, mf_signal, mitra_dt, perrins_tortuosity,
                     restricted_msd, robin_modes, spherical_jn_prime_zeros, surface_relaxation_signal)
 from .dictionary import dictionary_floor, dictionary_resolution
 from .fit import METHODS, FitResult, available_methods, fit
@@ -31,4 +31,4 @@ __all__ = ["list_models", "get_model", "MODELS", "Model", "Parameter", "SchemeAr
            "FitResult", "METHODS", "available_methods", "dictionary_resolution", "dictionary_floor", "bias_table", "write_report", "nrv_landscape", "NRVLandscape", "regime_map", "RegimeMap",
            "make_report", "SignalSet", "rotational_invariants", "free_signal", "gpd_signal", "gpd_pgse", "mf_signal",
            "callaghan_signal", "restricted_msd", "mitra_dt", "perrins_tortuosity", "spherical_jn_prime_zeros",
-           "surface_relaxation_signal", "robin_modes"]
+           "surface_relaxation_signal", "robin_modes", "annulus_msd", "annulus_modes"]

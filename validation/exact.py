@@ -9,6 +9,8 @@
 - :func:`callaghan_signal`: the narrow-pulse (SGP) eigenfunction series.
 - :func:`restricted_msd`, :func:`mitra_dt`: exact and short-time D(t).
 - :func:`perrins_tortuosity`: long-time diffusivity around periodic cylinder arrays.
+- :func:`annulus_msd`, :func:`annulus_modes`: exact MSD across an annulus
+  (a myelin sheath).
 - :func:`surface_relaxation_signal`, :func:`robin_modes`: the b = 0 decay with
   surface relaxivity (Robin walls; Brownstein & Tarr 1979).
 
@@ -251,6 +253,86 @@ def surface_relaxation_signal(geometry: str, radius: float, diffusivity: float, 
     xi, w = robin_modes(geometry, h, n_modes)
     tt = np.atleast_1d(np.asarray(t, dtype=float))
     return np.exp(-np.multiply.outer(tt, xi**2 * diffusivity / radius**2)) @ w
+
+
+def annulus_modes(inner_radius: float, outer_radius: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The modes of an annulus (reflecting walls) that carry a displacement across it.
+
+    x = r cos(theta) projects only onto the angular order m = 1 Neumann modes,
+    Z(alpha r) = J1(alpha r) Y1'(alpha a) - Y1(alpha r) J1'(alpha a) with
+    Z'(alpha b) = 0 (a, b: inner and outer radius). The weights are the
+    squared projections of x onto the normalised modes (uniform density),
+    from closed forms: the integral of r^2 Z1 is r^2 Z2 / alpha, and the
+    Lommel integral gives the norm.
+
+    Parameters
+    ----------
+    inner_radius, outer_radius : float
+        a < b in m (a -> 0 gives the disk).
+    n : int
+        Number of modes.
+
+    Returns
+    -------
+    alpha : numpy.ndarray
+        (n,) eigenvalues in 1/m, ascending.
+    weights : numpy.ndarray
+        (n,) in m^2; they sum to <x^2> = (a^2 + b^2) / 4.
+    """
+    a, b = float(inner_radius), float(outer_radius)
+    if not 0 < a < b:
+        raise ValueError(f"need 0 < inner_radius < outer_radius, got {inner_radius!r}, {outer_radius!r}")
+
+    def cross(al):
+        return special.jvp(1, al * a) * special.yvp(1, al * b) - special.jvp(1, al * b) * special.yvp(1, al * a)
+
+    # the roots are about pi / (b - a) apart beyond the first, which is near 2 / (a + b): a fine scan brackets each
+    step = np.pi / (b - a) / 40
+    grid = np.arange(step / 10, (n + 2) * np.pi / (b - a) + 2 / b, step)
+    vals = cross(grid)
+    brackets = np.nonzero(np.sign(vals[:-1]) != np.sign(vals[1:]))[0][:n]
+    al = np.array([brentq(cross, grid[i], grid[i + 1], xtol=1e-15 / b, rtol=1e-14) for i in brackets])
+    ja, ya = special.jvp(1, al * a), special.yvp(1, al * a)
+
+    def Z(order, r):
+        return special.jv(order, al * r) * ya - special.yv(order, al * r) * ja
+
+    proj = (b * b * Z(2, b) - a * a * Z(2, a)) / al
+    norm = 0.5 * b * b * (1 - 1 / (al * b) ** 2) * Z(1, b) ** 2 - 0.5 * a * a * (1 - 1 / (al * a) ** 2) * Z(1, a) ** 2
+    return al, np.pi * proj**2 / (norm * np.pi * (b * b - a * a))
+
+
+def annulus_msd(inner_radius: float, outer_radius: float, diffusivity: float, t, n_modes: int = 400) -> np.ndarray:
+    """Exact mean squared displacement along one axis across an annulus (a myelin sheath), uniform start.
+
+    <dx^2>(t) = 2 sum_n w_n (1 - exp(-D alpha_n^2 t)) over the modes of
+    :func:`annulus_modes`; it tends to (a^2 + b^2) / 2 at long times.
+
+    Parameters
+    ----------
+    inner_radius, outer_radius : float
+        a < b in m.
+    diffusivity : float
+        D in m^2/s.
+    t : array_like
+        Times in s.
+    n_modes : int
+        Terms of the series.
+
+    Returns
+    -------
+    numpy.ndarray
+        MSD along x (or y) in m^2.
+
+    Examples
+    --------
+    >>> from validation import annulus_msd
+    >>> float(annulus_msd(0.7e-6, 1e-6, 1e-9, [1.0])[0] / ((0.7e-6**2 + 1e-6**2) / 2))
+    1.0
+    """
+    al, w = annulus_modes(inner_radius, outer_radius, n_modes)
+    tt = np.atleast_1d(np.asarray(t, dtype=float))
+    return 2 * (1 - np.exp(-np.multiply.outer(tt, diffusivity * al**2))) @ w
 
 
 def mitra_dt(geometry: str, radius: float, diffusivity: float, t, curvature: bool = True) -> np.ndarray:

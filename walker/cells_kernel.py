@@ -187,7 +187,7 @@ def walker_function(kind: int, permeable: bool):
         _, spacing, box, lo, inv_h, n, img_c, img_r, start, items, clear, g_reach = geo
         p_out, p_in, keep_out, keep_in = transit
         n_steps, substeps, M, gaussian, scale = stepping
-        W, rec_steps, te_steps, check_every_step = recording
+        W, rec_steps, te_steps, check_every_step, _ = recording
         K = W.shape[0]
         inv_sub = 1.0 / substeps
         n_sub = n_steps * substeps

@@ -91,7 +91,7 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
     transit = transit_tables(substrate, plan)
     stepping = Stepping(plan.n_steps, plan.substeps, plan.step_matrix, plan.gaussian, _step_scales(substrate, plan))
     W = phase_weights(plan.played.shapes.shapes)
-    recording = Recording(W, plan.record_steps, plan.echo_steps, bool(check_every_step))
+    recording = Recording(W, plan.record_steps, plan.echo_steps, bool(check_every_step), plan.region_weights)
     out = kernel_outputs(plan, W.shape[0])
     membranes = "permeable" if substrate.permeable else "impermeable"
     if isinstance(substrate, MeshSubstrate):

@@ -180,7 +180,7 @@ def walker_function(permeable: bool):
         tri, tcomp, tface, lo, h, n, box, start, items, clear, cstart, citems, depth, parent, n_regions, eta = geo
         p_out, p_in, keep_out, keep_in = transit
         n_steps, substeps, M, gaussian, scale = stepping
-        W, rec_steps, te_steps, check_every_step = recording
+        W, rec_steps, te_steps, check_every_step, rweight = recording
         K = W.shape[0]
         inv_sub = 1.0 / substeps
         iso, ell_iso = isotropic_step(M, gaussian)
@@ -196,6 +196,7 @@ def walker_function(permeable: bool):
         rz = 0.0
         reg = depth[cw] if cw >= 0 else n_regions - 1
         sc = scale[reg]
+        rw = rweight[reg]  # what a step in this region adds to tin: changes only at transits
         ell_c = sc * ell_iso
         tin = 0.0
         lw = 0.0  # log of the surface-relaxation weight
@@ -242,7 +243,7 @@ def walker_function(permeable: bool):
             if budget > left:
                 px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                 if PERMEABLE and cw >= 0:
-                    tin += inv_sub
+                    tin += rw * inv_sub
                 budget -= left
                 left = 0.0
             else:
@@ -253,7 +254,7 @@ def walker_function(permeable: bool):
                 if q < 0 or tw >= left:
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                     if PERMEABLE and cw >= 0:
-                        tin += left / full * inv_sub
+                        tin += rw * (left / full * inv_sub)
                     break
                 dn = tri[q, 3] * dx + tri[q, 4] * dy + tri[q, 5] * dz
                 back = eta / abs(dn)
@@ -262,7 +263,7 @@ def walker_function(permeable: bool):
                     seg = 0.0
                 px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
                 if PERMEABLE and cw >= 0:
-                    tin += tw / full * inv_sub
+                    tin += rw * (tw / full * inv_sub)
                 left -= tw
                 skip = tface[q]
                 c = tcomp[q]
@@ -283,6 +284,7 @@ def walker_function(permeable: bool):
                         cw = new
                         reg = reg_new
                         sc = scale[reg]
+                        rw = rweight[reg]
                         ell_c = sc * ell_iso
                         left *= ratio
                         full *= ratio
@@ -310,7 +312,7 @@ def walker_function(permeable: bool):
                 acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
                 if t == next_t:
                     if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
-                        tin = float(t) if cw >= 0 else 0.0
+                        tin = rw * t if cw >= 0 else 0.0
                     j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, tin, lw, traj, rec_steps, j_rec,
                                                         out_rec, te_steps, j_te, out_tin, out_lw)
                 t += 1

@@ -61,6 +61,12 @@ class RunPlan:
         with u a dimensionless unit (or standard normal) vector.
     t2 : dict or None
         Region -> T2 in s.
+    region_weights : numpy.ndarray
+        (R,) what a grid step in each region adds to the kernel's "time
+        inside": 1 in the regions inside components and 0 outside (the time
+        spent inside, the T2 weights then follow from two rates); where nested
+        mesh regions have different T2, (1/T2_region - 1/T2_extra) dt, so that
+        it sums the relaxation exponent itself (dimensionless).
     gaussian : bool
         Gaussian steps instead of fixed-length ones.
     record_times : numpy.ndarray
@@ -91,6 +97,7 @@ class RunPlan:
     reference_diffusivity: float
     step_matrix: np.ndarray
     t2: dict | None
+    region_weights: np.ndarray
     gaussian: bool
     record_times: np.ndarray
     record_steps: np.ndarray
@@ -160,7 +167,7 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
     T = check_count(n_steps, "n_steps")
     regions = substrate.region_names
     D_comp, D_ref, D_local = _diffusivities(substrate, diffusivity, regions)
-    t2_comp = _check_t2(t2, regions)
+    t2_comp = _check_t2(t2, regions, isinstance(substrate, MeshSubstrate))
     played = scheme.resample(T)
     aligned = scheme.aligned(T)
     if not aligned:
@@ -184,7 +191,8 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
     M = math.sqrt((2.0 if gaussian_steps else 6.0) * dt_sub) * _sqrtm_spd(D_local)
     return RunPlan(n_walkers=N, n_steps=T, played=played, aligned=aligned, substeps=substeps, dt_sub=dt_sub,
                    step_length=step, regions=regions, diffusivities=D_comp, reference_diffusivity=D_ref,
-                   step_matrix=M, t2=t2_comp, gaussian=bool(gaussian_steps), record_times=rec_t,
+                   step_matrix=M, t2=t2_comp, region_weights=_region_weights(t2_comp, regions, played.dt),
+                   gaussian=bool(gaussian_steps), record_times=rec_t,
                    record_steps=np.ascontiguousarray(rec_steps[order]), record_order=order, echo_steps=te_steps,
                    n_trajectories=n_traj, transit=transit)
 
@@ -226,7 +234,7 @@ def _diffusivities(substrate: Substrate, diffusivity, regions: list[str]):
     return D_comp, D_ref, np.eye(3) * D_ref
 
 
-def _check_t2(t2, regions: list[str]) -> dict | None:
+def _check_t2(t2, regions: list[str], nested: bool) -> dict | None:
     if t2 is None:
         return None
     out = {}
@@ -237,9 +245,28 @@ def _check_t2(t2, regions: list[str]) -> dict | None:
         if math.isfinite(v) and (v > 10.0 or v < 1e-4):
             raise ValueError(f"t2[{name!r}] = {v:g} s is not plausible; T2 is in seconds (80 ms = 0.08)")
         out[name] = v
-    if len({v for k, v in out.items() if k != "extra"}) > 1:
-        raise ValueError("t2 must be the same in every region inside the components (only intra/extra may differ)")
+    if not nested and len({v for k, v in out.items() if k != "extra"}) > 1:
+        raise ValueError("t2 must be the same in every region inside the primitives (only intra/extra may differ)")
     return out
+
+
+def t2_by_region(t2: dict | None, regions: list[str]) -> bool:
+    """True when regions inside the components have different T2 (nested meshes: myelin, axon, ...)."""
+    return t2 is not None and len({v for k, v in t2.items() if k != "extra"}) > 1
+
+
+def extra_relaxation_rate(t2: dict, regions: list[str]) -> float:
+    """1/T2 of the space outside every component in 1/s (0 where there is none: a mesh without a box)."""
+    return 1.0 / t2["extra"] if "extra" in regions else 0.0
+
+
+def _region_weights(t2: dict | None, regions: list[str], dt: float) -> np.ndarray:
+    """What a grid step in each region adds to the kernel's time inside (see :class:`RunPlan`)."""
+    inside = np.array([0.0 if r == "extra" else 1.0 for r in regions])
+    if not t2_by_region(t2, regions):
+        return inside
+    r_ex = extra_relaxation_rate(t2, regions)
+    return inside * np.array([(1.0 / t2[r] - r_ex) * dt for r in regions])
 
 
 def _steps(substrate: Substrate, played: sequences.Scheme, D_comp: dict, gaussian: bool,

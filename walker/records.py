@@ -26,8 +26,11 @@ Stepping = namedtuple("Stepping", ["n_steps", "substeps", "matrix", "gaussian", 
 
 #: What is recorded along the walk. weights (K, T+1): phase weights of the positions at grid points;
 #: record_steps (R,) int64 and echo_steps (E,) int64: sorted grid indices at which displacements and the time
-#: spent inside are recorded; check_every_step: test containment after every step.
-Recording = namedtuple("Recording", ["weights", "record_steps", "echo_steps", "check_every_step"])
+#: spent inside are recorded; check_every_step: test containment after every step; region_weights (R,): what a
+#: grid step in each mesh region adds to the "time inside" (1 inside, 0 extra; (R2_region - R2_extra) dt when
+#: T2 differs between nested regions, so that it sums the relaxation exponent; analytic kernels: unused).
+Recording = namedtuple("Recording", ["weights", "record_steps", "echo_steps", "check_every_step",
+                                     "region_weights"])
 
 #: Per-walker outputs (preallocated). phases (N, K, 3): sum_t W[k, t] r_t (m); displacements (N, R, 3);
 #: time_inside (N, E): time inside a primitive (or between planes) in units of dt; first_transit (N,): time of

@@ -19,7 +19,7 @@ import numpy as np
 from numba import prange
 
 from . import cuda_backend
-from .plan import MAX_PHASE_BLOCKS, PHASE_BLOCK, RunPlan, echo_brackets
+from .plan import MAX_PHASE_BLOCKS, PHASE_BLOCK, RunPlan, echo_brackets, extra_relaxation_rate, t2_by_region
 from .sincos import sincos_inplace
 from .walkers import compile_kernel
 
@@ -54,7 +54,9 @@ def relaxation_weights(time_inside: np.ndarray, plan: RunPlan, log_survival: np.
     """(N, M) relaxation weights of each walker at each measurement's echo time.
 
     With T2: exp(-(R2_in t_in + R2_ex (TE - t_in))) from the time spent inside
-    up to the echo; with surface relaxivity, times the walker's surviving
+    up to the echo (nested mesh regions with their own T2: the kernel sums
+    each region's R2 along the walker's path, :attr:`RunPlan.region_weights`);
+    with surface relaxivity, times the walker's surviving
     magnetisation exp(log_survival) (the product of the survival factors of
     its wall hits). Both are interpolated linearly between the grid points
     around TE (the log survival, a step function of time, to O(dt)).
@@ -85,11 +87,14 @@ def relaxation_weights(time_inside: np.ndarray, plan: RunPlan, log_survival: np.
         return x[:, lo_c] * (1 - frac) + x[:, hi_c] * frac
 
     log_w = at_echo(log_survival) if surface else 0.0
+    te = np.asarray(plan.played.echo_time, dtype=float)
+    if t2_by_region(plan.t2, plan.regions):
+        # the kernel summed (R2_region - R2_extra) dt per grid step inside: the exponent less R2_extra TE
+        return np.exp(log_w - at_echo(time_inside) - extra_relaxation_rate(plan.t2, plan.regions) * te[None, :])
     if plan.t2 is not None:
         t_in = at_echo(time_inside) * plan.dt
         r_in = 1.0 / plan.t2[plan.regions[0]]
         r_ex = 1.0 / plan.t2[plan.regions[-1]]  # a mesh without extra space: regions[-1] is inside too, r_ex == r_in
-        te = np.asarray(plan.played.echo_time, dtype=float)
         log_w = log_w - (r_in * t_in + r_ex * (te[None, :] - t_in))
     return np.exp(log_w)
 

@@ -224,6 +224,7 @@ def ground_truth(substrate: Substrate, plan: RunPlan, start: str, fractions: dic
         gt["diffusivity"] = dict(D_comp)
     if plan.t2 is not None:
         gt["t2"] = dict(plan.t2)
+        gt["t2_signal_fractions"] = t2_signal_fractions(substrate, plan, start)
     gt.update(residence_times(substrate, D_comp))
     # what the signal is made of: with start="intra" the signal fraction is 1, whatever the volume fraction
     gt["start"] = start
@@ -231,4 +232,20 @@ def ground_truth(substrate: Substrate, plan: RunPlan, start: str, fractions: dic
     return gt
 
 
-__all__ = ["simulate", "start_walkers", "count_escapes", "lab_trajectories", "ground_truth"]
+def t2_signal_fractions(substrate: Substrate, plan: RunPlan, start: str) -> dict:
+    """Each compartment's share of the b = 0 signal at each echo time without exchange: f_c exp(-TE / T2_c),
+    normalised (f_c: volume fractions for a uniform start; the myelin water fraction of myelinated axons).
+
+    Returns
+    -------
+    dict
+        ``echo_times`` (s, the scheme's distinct TEs) and compartment -> list of fractions (dimensionless).
+    """
+    base = substrate.volume_fractions() if start == "uniform" else {start: 1.0}
+    te = np.unique(np.round(np.asarray(plan.played.echo_time, dtype=float), 12))
+    w = {c: f * np.exp(-te / plan.t2[c]) for c, f in base.items() if c in plan.t2}
+    total = sum(w.values())
+    return {"echo_times": te.tolist(), **{c: (v / total).tolist() for c, v in w.items()}}
+
+
+__all__ = ["simulate", "start_walkers", "count_escapes", "lab_trajectories", "ground_truth", "t2_signal_fractions"]
