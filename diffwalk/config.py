@@ -62,10 +62,14 @@ SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
     "sphere": {"radius": "length", "permeability": "permeability|sides", "relaxivity": "relaxivity"},
     "sphere_lattice": {"radius": "length", "volume_fraction": "float", "lattice": "str", "repeats": "int",
                        "permeability": "permeability|sides", "relaxivity": "relaxivity"},
+    "myelinated_axons": {"n": "count", "mean_radius": "length", "g_ratio": "float", "g_ratio_sd": "float",
+                         "fvf": "float", "gamma_shape": "float", "seed": "int", "length": "length",
+                         "resolution": "float", "permeability": "permeability|surfaces",
+                         "relaxivity": "relaxivity|surfaces"},
 }
 REQUIRED_SUBSTRATE = {"planes": {"spacing"}, "cylinder": {"radius"}, "cylinder_lattice": {"radius", "icvf"},
                       "packed_cylinders": {"n", "gamma_shape", "gamma_scale", "icvf"}, "sphere": {"radius"},
-                      "sphere_lattice": {"radius", "volume_fraction"}}
+                      "sphere_lattice": {"radius", "volume_fraction"}, "myelinated_axons": {"n", "mean_radius"}}
 SCHEME_FIELDS: dict[str, dict[str, str]] = {
     "pgse": {"delta": "time", "Delta": "time", "bvalues": "bvalue*", "gradient_strength": "gradient*",
              "directions": "directions", "ramp_time": "time", "echo_time": "time"},
@@ -79,7 +83,7 @@ SIMULATION_FIELDS = {"n_walkers": "count", "n_steps": "count", "diffusivity": "d
                      "t2": "time|compartments", "seed": "int", "start": "str", "gaussian_steps": "bool",
                      "backend": "str"}
 #: compartment names a per-compartment table may use (the substrate says which of them it has)
-COMPARTMENTS = ("intra", "extra", "inner", "free")
+COMPARTMENTS = ("intra", "extra", "inner", "myelin", "free")
 TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep"}
 
 DIRECTIONS_HELP = ("a count (Fibonacci hemisphere) or a list of [x, y, z]", "[[0, 0, 1]]")
@@ -126,6 +130,19 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "lattice": ('"cubic" or "fcc"', '"cubic"'),
         "repeats": ("unit cells per side of the periodic box", "1"),
         "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
+    "substrate.myelinated_axons": {
+        "n": ("number of fibres (axon in its myelin sheath; regions myelin, intra, extra)", "required"),
+        "mean_radius": ("mean inner (axon) radius, Gamma-distributed", "required"),
+        "g_ratio": ("mean g-ratio, inner / outer radius", "0.7"),
+        "g_ratio_sd": ("standard deviation of the g-ratio", "0.05"),
+        "fvf": ("fibre (axon + myelin) volume fraction, 0-1", "0.6"),
+        "gamma_shape": ("shape of the Gamma distribution of inner radii", "4"),
+        "seed": ("seed of radii, g-ratios and packing", "0"),
+        "length": ("period along the fibres", "10 mean outer radii"),
+        "resolution": ("relative radius error of the polygonal sections", "0.01"),
+        "permeability": ("permeability of both surfaces, or a table {inner = ..., outer = ...} (axon membrane, "
+                         "sheath surface)", "0 m/s"),
+        "relaxivity": ("surface relaxivity of both surfaces, or a table {inner = ..., outer = ...}", "0 m/s")},
     "scheme.pgse": {
         "delta": ("gradient pulse duration", "required"),
         "Delta": ("time between the onsets of the two pulses", "required"),
@@ -167,7 +184,8 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
 #: field-kind suffix -> (keys its table may use, whether it needs all of them, an example): such fields take
 #: one value or a table of values, e.g. diffusivity = {intra = "1 um^2/ms", extra = "2 um^2/ms"}
 TABLES = {"|sides": (("outward", "inward"), True, "{outward = ..., inward = ...}"),
-          "|compartments": (COMPARTMENTS, False, "{intra = ..., extra = ...}")}
+          "|compartments": (COMPARTMENTS, False, "{intra = ..., extra = ...}"),
+          "|surfaces": (("inner", "outer"), True, "{inner = ..., outer = ...}")}
 
 
 def _split_table(kind: str) -> tuple[str, str | None]:
@@ -297,6 +315,12 @@ def build_substrate(raw: dict) -> tuple[substrates.Substrate, dict]:
                                             clustering=p.get("clustering", 0.0))
         elif kind == "sphere":
             sub = substrates.sphere(p["radius"], **walls)
+        elif kind == "myelinated_axons":
+            sub = substrates.myelinated_axons(p["n"], p["mean_radius"], g_ratio=p.get("g_ratio", 0.7),
+                                              g_ratio_sd=p.get("g_ratio_sd", 0.05), fvf=p.get("fvf", 0.6),
+                                              gamma_shape=p.get("gamma_shape", 4.0), seed=p.get("seed", 0),
+                                              length=p.get("length"), resolution=p.get("resolution", 0.01),
+                                              **walls)
         else:
             sub = substrates.sphere_lattice(p["radius"], p["volume_fraction"], p.get("lattice", "cubic"),
                                             repeats=p.get("repeats", 1), **walls)

@@ -306,3 +306,42 @@ def test_relaxivity_in_configs_sweeps_and_database_rows(tmp_path):
         cfgmod.parse_job(tomllib.loads(spec.replace('"10 um/s"', '"10 um^2/ms"')))
     with pytest.raises(ConfigError, match="um/ms"):
         cfgmod.parse_job(tomllib.loads(spec.replace('"10 um/s"', '"5 m/s"')))
+
+
+def test_myelinated_axons_in_configs_with_values_per_compartment_and_surface(tmp_path):
+    import tomllib
+    spec = textwrap.dedent("""
+        [substrate]
+        type = "myelinated_axons"
+        n = 6
+        mean_radius = "1.5 um"
+        g_ratio = 0.65
+        fvf = 0.5
+        permeability = {inner = "10 um/s", outer = "20 um/s"}
+
+        [[scheme]]
+        type = "pgse"
+        delta = "2 ms"
+        Delta = "5 ms"
+        bvalues = "0 1000 s/mm^2"
+        directions = 1
+        echo_time = "20 ms"
+
+        [simulation]
+        n_walkers = 400
+        n_steps = 2000
+        diffusivity = {myelin = "0.5 um^2/ms", intra = "2 um^2/ms", extra = "2 um^2/ms"}
+        t2 = {myelin = "15 ms", intra = "80 ms", extra = "60 ms"}
+        start = "uniform"
+        """)
+    job = cfgmod.parse_job(tomllib.loads(spec))
+    assert job.substrate.region_names == ["myelin", "intra", "extra"]
+    np.testing.assert_allclose(np.unique(job.substrate.permeability), [1e-5, 2e-5])
+    sweep = spec + '[sweep]\nseeds = [0]\n[sweep.grid]\n"simulation.t2.myelin" = ["10 ms", "20 ms"]\n'
+    db = database.open_database(run_sweep(sweep, tmp_path / "db.h5"))
+    assert list(db.params["simulation.t2.myelin"]) == pytest.approx([0.01, 0.02])
+    gt = db.ground_truth[0]
+    assert gt["t2"]["myelin"] == pytest.approx(0.01) and len(gt["g_ratios"]) == 6
+    assert gt["t2_signal_fractions"]["myelin"][0] < gt["myelin_volume_fraction"]
+    with pytest.raises(ConfigError, match="inner = ..., outer = ..."):
+        cfgmod.parse_job(tomllib.loads(spec.replace("outer =", "out =")))
