@@ -12,6 +12,8 @@ Cases (PGSE delta 10 ms, Delta 40 ms, 10 measurements, D = 2e-9 m^2/s), each at 
   spheres-5760   18 icospheres R = 2 um (320 faces each) in a periodic box (walkers uniform)
   undulating-100 100 undulating axons (coherent sinusoid, A = 2 um, lambda = 20 um, ICVF 0.6), >= 1e5 faces
   beaded-20      20 beaded axons (amplitude 0.5, spacing 10 um, ICVF 0.5)
+  beaded-20-intra  the same, walkers inside the axons
+  union-beaded-20  the same beads as chains of overlapping spheres (spacing half a radius; no mesh), inside
   somas-12       12 somas with 3 neurites each (marching tetrahedra), volume fraction 0.15
 
 Kernel time only (compilation is warmed up first). One thread is the serial build, timed before any
@@ -60,7 +62,16 @@ def cases():
     yield "undulating-100", lambda: su.undulating_axons(100, amplitude=2e-6, wavelength=20e-6, icvf=0.6,
                                                         phase="coherent", resolution=0.01, seed=0), "uniform"
     yield "beaded-20", lambda: su.beaded_axons(20, icvf=0.5, seed=0), "uniform"
+    # the same beads two ways, walkers inside: a tube mesh, and chains of spheres half a radius apart
+    yield "beaded-20-intra", lambda: su.beaded_axons(20, icvf=0.5, seed=0), "intra"
+    yield "union-beaded-20", lambda: su.sphere_chain_axons(20, mean_radius=1e-6, icvf=0.5, bead_amplitude=0.5,
+                                                           bead_wavelength=10e-6, length=40e-6, spacing=0.5,
+                                                           seed=0), "intra"
     yield "somas-12", lambda: su.somas_with_neurites(seed=0), "uniform"
+
+
+#: cases walked with another case's step count, so that their speeds compare like for like
+SAME_STEPS = {"union-beaded-20": "beaded-20-intra"}
 
 
 def main(argv=None) -> dict:
@@ -91,7 +102,7 @@ def main(argv=None) -> dict:
         sol = run_sol(args.walkers, args.steps, parallel=parallel)
         rows.append({"case": "sol", "threads": threads, "steps_per_s": sol, "ratio_to_sol": 1.0})
         for name, (sub, start) in built.items():
-            feature = sub.smallest_feature
+            feature = built.get(SAME_STEPS.get(name), (sub,))[0].smallest_feature
             T = max(args.steps, int(math.ceil(scheme.duration * 6 * D0 / (feature / 6) ** 2)))
             N = max(1000, args.walkers * args.steps // T)
             with warnings.catch_warnings():

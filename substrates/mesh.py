@@ -1121,6 +1121,9 @@ def save_substrate(sub: Substrate, path) -> None:
         Output file (``.h5``); overwritten.
     """
     import h5py
+    if sub.name == "sphere_union":
+        raise ValueError("save_substrate does not store sphere unions yet; keep the generator's arguments (their "
+                         "description) to rebuild one")
     with h5py.File(path, "w") as h:
         h.attrs["format"] = "diffwalk-substrate-1"
         h.attrs["kind"] = int(sub.kind)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from substrates import CYLINDERS, FREE, PLANES, SPHERES, MeshSubstrate, Substrate, WalkerStart
+from substrates import CYLINDERS, FREE, PLANES, SPHERES, MeshSubstrate, SphereUnion, Substrate, WalkerStart
 
-from . import cells_kernel, cuda_backend, mesh_kernel
+from . import cells_kernel, cuda_backend, mesh_kernel, union_kernel
 from .membranes import survival_probability, transit_probability
 from .plan import RunPlan
-from .records import CellGeometry, MeshGeometry, Outputs, Recording, Stepping, Transit, Walkers
+from .records import CellGeometry, MeshGeometry, Outputs, Recording, Stepping, Transit, UnionGeometry, Walkers
 from .walkers import ensure_compiled
 
 
@@ -94,7 +94,17 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
     recording = Recording(W, plan.record_steps, plan.echo_steps, bool(check_every_step), plan.region_weights)
     out = kernel_outputs(plan, W.shape[0])
     membranes = "permeable" if substrate.permeable else "impermeable"
-    if isinstance(substrate, MeshSubstrate):
+    if isinstance(substrate, SphereUnion):
+        if backend != "cpu":
+            raise ValueError("backend='cuda' does not walk sphere unions yet; use backend='cpu'")
+        if plan.gaussian:
+            raise ValueError("sphere unions take fixed-length steps (their cell lists hold every sphere within "
+                             "one step); leave gaussian_steps off")
+        g = substrate.union_grid(plan.step_length)
+        geo = UnionGeometry(g.centers, g.radii, g.lo, g.h, g.n, substrate.box, g.start, g.items, g.deep)
+        walk = union_kernel.union_kernel(parallel)
+        what = "sphere unions"
+    elif isinstance(substrate, MeshSubstrate):
         geo = mesh_geometry(substrate, plan)
         walk = mesh_kernel.mesh_kernel(substrate.permeable, parallel)
         what = f"meshes, {membranes}"
@@ -168,6 +178,8 @@ def transit_tables(substrate: Substrate, plan: RunPlan) -> Transit:
     extra = len(plan.regions) - 1  # the outside of outermost walls; the one region of a single-region substrate
     kappa = substrate.permeability
     rho = substrate.relaxivity
+    if isinstance(substrate, SphereUnion):
+        return Transit(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1))  # impermeable, not relaxing
     if isinstance(substrate, MeshSubstrate):
         n = substrate.n_components
         inner = substrate.depth

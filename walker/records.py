@@ -53,6 +53,11 @@ Transit = namedtuple("Transit", ["p_out", "p_in", "keep_out", "keep_in"])
 CellGeometry = namedtuple("CellGeometry", ["kind", "spacing", "box", "lo", "inv_h", "n", "centers", "radii", "start",
                                            "items", "clear", "reach"])
 
+#: Sphere-union geometry (substrates.UnionGrid): sphere images centers (Q, 3) and radii (Q,), grid origin lo (3,),
+#: cell size h (3,), cells per axis n (3,) int64, period box (3,), per-cell candidate lists start/items and the
+#: cells one sphere holds whole (deep).
+UnionGeometry = namedtuple("UnionGeometry", ["centers", "radii", "lo", "h", "n", "box", "start", "items", "deep"])
+
 #: Mesh geometry: triangle image rows tri (Q, 13) with their component comp and mesh face face; grid lo, h, n,
 #: period box (0: not periodic), cell lists start/items, clearance per cell clear, location columns
 #: cstart/citems; nesting depth and parent per component; n_regions; eta: stand-off from a plane after a hit.

@@ -1,0 +1,464 @@
+"""Fibres and cells built from overlapping spheres: the union of spheres as one compartment, no mesh.
+
+MEDUSA and CATERPillar build axons as chains of overlapping spheres whose radii and centres vary along the
+chain: beading and undulation come for free, and collisions stay exact (a sphere is a quadric). Here a
+:class:`SphereUnion` holds spheres, each tagged with the fibre it belongs to; the walkers live inside the
+union (the intra-fibre space) and reflect off the first sphere surface that leads outside it (the kernel
+is :mod:`walker.union_kernel`). Fibres of one substrate must not touch each other.
+
+Walkers start uniformly in the union, exactly: a sphere is drawn with probability proportional to its
+volume, a point uniformly in it, and the point is kept with probability 1 / (number of spheres holding
+it). The same draws give an unbiased estimate of the union's volume (the ground truth reports it with its
+standard error).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sequences import check_count, check_fraction
+
+from .analytic import Substrate, WalkerStart, check_length, check_start
+from .disks import pack_disks
+
+#: kind number of a sphere union (after FREE, PLANES, CYLINDERS, SPHERES and MESH)
+UNION = 5
+
+
+@dataclass(frozen=True, eq=False)
+class UnionGrid:
+    """Per-cell lists of the sphere images a walker in the cell may meet within ``reach`` (m).
+
+    Parameters
+    ----------
+    centers, radii : numpy.ndarray
+        (Q, 3) and (Q,) sphere images (periodic copies near the box faces included), m.
+    lo, h : numpy.ndarray
+        (3,) grid origin and cell size, m.
+    n : numpy.ndarray
+        (3,) cells per axis (int64).
+    start, items : numpy.ndarray
+        CSR lists: the images of cell c are ``items[start[c]:start[c + 1]]``.
+    deep : numpy.ndarray
+        (cells,) True where one sphere holds the whole cell dilated by ``reach``: no step from there can
+        leave the union.
+    reach : float
+        Longest segment the lists are complete for, m.
+    """
+
+    centers: np.ndarray
+    radii: np.ndarray
+    lo: np.ndarray
+    h: np.ndarray
+    n: np.ndarray
+    start: np.ndarray
+    items: np.ndarray
+    deep: np.ndarray
+    reach: float
+
+
+@dataclass(frozen=True, eq=False)
+class SphereUnion(Substrate):
+    """Fibres (or cells) as unions of overlapping spheres in a periodic box (see module docstring).
+
+    Build it with :func:`sphere_union` or :func:`sphere_chain_axons`. The fields are also the attributes.
+
+    Parameters
+    ----------
+    kind : int
+        ``UNION``.
+    box : numpy.ndarray
+        (3,) periodic box in m.
+    centers, radii : numpy.ndarray
+        (P, 3) sphere centres in the box and (P,) radii, m.
+    spacing, rotation, diffusion_tensor, permeability, relaxivity : object
+        As in :class:`Substrate`, unused (the walls are impermeable and do not relax; identity rotation).
+    fibre : numpy.ndarray
+        (P,) fibre (connected union) each sphere belongs to.
+    description : dict
+        How it was made.
+    truth : dict
+        Ground truth from the generator (SI).
+    """
+
+    fibre: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    truth: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Kind of substrate as text: ``"sphere_union"``."""
+        return "sphere_union"
+
+    @property
+    def compartments(self) -> list[str]:
+        """Walkers live inside the union: ``["intra"]``."""
+        return ["intra"]
+
+    @property
+    def region_names(self) -> list[str]:
+        """``["intra"]``."""
+        return ["intra"]
+
+    @property
+    def smallest_feature(self) -> float:
+        """The smallest sphere radius (m): the narrowest neck is wider only where spheres overlap well."""
+        return float(self.radii.min())
+
+    def images(self, reach: float) -> tuple[np.ndarray, np.ndarray]:
+        """Sphere images: every sphere, and its periodic copies that come within ``reach`` of the box (m).
+
+        Parameters
+        ----------
+        reach : float
+            Distance beyond the box faces that images must cover, m.
+
+        Returns
+        -------
+        centers, radii : numpy.ndarray
+            (Q, 3) and (Q,) in m.
+        """
+        c, r, L = self.centers, self.radii, self.box
+        out_c, out_r = [], []
+        for sx in (-1, 0, 1):
+            for sy in (-1, 0, 1):
+                for sz in (-1, 0, 1):
+                    s = np.array([sx, sy, sz]) * L
+                    cc = c + s
+                    near = np.all((cc + r[:, None] > -reach) & (cc - r[:, None] < L + reach), axis=1)
+                    out_c.append(cc[near])
+                    out_r.append(r[near])
+        return np.concatenate(out_c), np.concatenate(out_r)
+
+    def union_grid(self, reach: float) -> UnionGrid:
+        """The walk grid for segments up to ``reach`` m (cached per reach).
+
+        Parameters
+        ----------
+        reach : float
+            The walker's step length in m.
+
+        Returns
+        -------
+        UnionGrid
+        """
+        grids = self.__dict__.setdefault("_union_grids", {})
+        key = float(reach)
+        if key not in grids:
+            if len(grids) >= 4:
+                grids.clear()
+            grids[key] = _build_union_grid(self, key)
+        return grids[key]
+
+    def covering(self, points: np.ndarray) -> np.ndarray:
+        """How many spheres (periodic images included) hold each point.
+
+        Parameters
+        ----------
+        points : numpy.ndarray
+            (N, 3) positions in the box, m.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) int counts (0: outside the union).
+        """
+        from scipy.spatial import cKDTree
+        c, r = self.images(0.0)
+        tree = cKDTree(np.asarray(points, dtype=float))
+        count = np.zeros(len(points), dtype=np.int64)
+        for held in tree.query_ball_point(c, r * (1 - 1e-12)):  # points strictly inside each sphere image
+            count[held] += 1
+        return count
+
+    def sample_positions(self, start: str, n: int, rng: np.random.Generator) -> WalkerStart:
+        """Draw ``n`` positions uniformly in the union (exact rejection by the covering count).
+
+        Parameters
+        ----------
+        start : str
+            "intra" or "uniform" (the same here: walkers live in the union).
+        n : int
+            Number of walkers.
+        rng : numpy.random.Generator
+            Source of randomness.
+
+        Returns
+        -------
+        WalkerStart
+            Positions in the box (m), ``home`` -1 (not used), labels 0 ("intra").
+        """
+        check_start(start, ["intra", "uniform"])
+        pos = np.zeros((n, 3))
+        filled = 0
+        while filled < n:
+            m = max(1024, 2 * (n - filled))
+            p = _draw_in_spheres(self.centers, self.radii, m, rng) % self.box
+            keep = rng.uniform(size=m) * self.covering(p) < 1.0
+            take = min(n - filled, int(keep.sum()))
+            pos[filled:filled + take] = p[keep][:take]
+            filled += take
+        return WalkerStart(pos, np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64), ["intra"])
+
+    def absolute_positions(self, positions: np.ndarray, home: np.ndarray) -> np.ndarray:
+        """Positions in the box (a copy; union walkers carry absolute positions).
+
+        Parameters
+        ----------
+        positions : numpy.ndarray
+            (N, 3) positions in m.
+        home : numpy.ndarray
+            (N,) unused.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, 3) copy of ``positions`` in m.
+        """
+        return np.array(positions, dtype=float, copy=True)
+
+    def region_fractions(self, home: np.ndarray) -> dict[str, float]:
+        """Every walker stays in the union: ``{"intra": 1.0}``.
+
+        Parameters
+        ----------
+        home : numpy.ndarray
+            (N,) unused.
+
+        Returns
+        -------
+        dict of str to float
+        """
+        return {"intra": 1.0}
+
+    def union_volume(self, n: int = 200_000, seed: int = 0) -> tuple[float, float]:
+        """Volume of the union and its standard error (m^3): sum of sphere volumes x mean of 1 / cover.
+
+        Parameters
+        ----------
+        n : int
+            Monte Carlo draws.
+        seed : int
+            Seed of the draws.
+
+        Returns
+        -------
+        volume, stderr : float
+            In m^3.
+        """
+        rng = np.random.default_rng(seed)
+        p = _draw_in_spheres(self.centers, self.radii, n, rng) % self.box
+        w = 1.0 / np.maximum(self.covering(p), 1)
+        total = float(np.sum(4 / 3 * np.pi * self.radii**3))
+        return total * float(w.mean()), total * float(w.std() / math.sqrt(n))
+
+    def volume_fractions(self) -> dict[str, float]:
+        """Walkers live in the union only: ``{"intra": 1.0}`` (the union's share of the box is in the ground
+        truth, ``union_volume_fraction``).
+
+        Returns
+        -------
+        dict of str to float
+        """
+        return {"intra": 1.0}
+
+    def ground_truth(self) -> dict:
+        """The generator's truth plus the union's volume and box fraction (Monte Carlo, with its error).
+
+        Returns
+        -------
+        dict
+            ``substrate``, ``box`` (m), ``n_spheres``, ``n_fibres``, ``union_volume`` and its
+            ``union_volume_stderr`` (m^3), ``union_volume_fraction``, and the generator's entries.
+        """
+        if "_volume" not in self.__dict__:
+            self.__dict__["_volume"] = self.union_volume()
+        vol, se = self.__dict__["_volume"]
+        gt = {"substrate": self.name, "volume_fractions": self.volume_fractions(), "box": self.box.tolist(),
+              "n_spheres": len(self.radii), "n_fibres": int(self.fibre.max(initial=-1)) + 1,
+              "union_volume": vol, "union_volume_stderr": se, "union_volume_fraction": vol / float(np.prod(self.box))}
+        gt.update(self.truth)
+        return gt
+
+
+def _draw_in_spheres(c, r, m, rng):
+    """m points, each uniform in a sphere drawn with probability proportional to its volume."""
+    w = r**3
+    k = rng.choice(len(r), size=m, p=w / w.sum())
+    u = rng.normal(size=(m, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    return c[k] + u * (r[k] * rng.uniform(size=m) ** (1 / 3))[:, None]
+
+
+def _build_union_grid(sub: SphereUnion, reach: float) -> UnionGrid:
+    c, r = sub.images(reach)
+    L = sub.box
+    h_target = max(2.0 * float(np.median(sub.radii)), 2.0 * reach)
+    n = np.maximum(1, np.floor(L / h_target)).astype(np.int64)
+    h = L / n
+    lo = np.zeros(3)
+    # a sphere meets cell (i, j, k) dilated by reach when its distance to the cell's box is below r + reach
+    cells: list[list[int]] = [[] for _ in range(int(np.prod(n)))]
+    deep = np.zeros(int(np.prod(n)), bool)
+    for q in range(len(r)):
+        i0 = np.maximum(np.floor((c[q] - r[q] - reach - lo) / h).astype(int), 0)
+        i1 = np.minimum(np.floor((c[q] + r[q] + reach - lo) / h).astype(int), n - 1)
+        for i in range(i0[0], i1[0] + 1):
+            for j in range(i0[1], i1[1] + 1):
+                for k in range(i0[2], i1[2] + 1):
+                    blo = lo + h * np.array([i, j, k]) - reach
+                    bhi = blo + h + 2 * reach
+                    gap = np.maximum(np.maximum(blo - c[q], c[q] - bhi), 0.0)
+                    if gap @ gap < r[q] ** 2:
+                        cell = (i * n[1] + j) * n[2] + k
+                        cells[cell].append(q)
+                        far = np.maximum(np.abs(blo - c[q]), np.abs(bhi - c[q]))
+                        if far @ far < r[q] ** 2:
+                            deep[cell] = True
+    start = np.zeros(len(cells) + 1, dtype=np.int64)
+    start[1:] = np.cumsum([len(x) for x in cells])
+    items = np.array([q for x in cells for q in x], dtype=np.int64) if start[-1] else np.zeros(1, dtype=np.int64)
+    return UnionGrid(c, r, lo, h, n, start, items, deep, reach)
+
+
+def sphere_union(centers, radii, box, fibre=None, description: dict | None = None,
+                 truth: dict | None = None) -> SphereUnion:
+    """A union of overlapping spheres in a periodic box, walkers inside it.
+
+    Parameters
+    ----------
+    centers : array_like
+        (P, 3) sphere centres in m (wrapped into the box).
+    radii : array_like
+        (P,) radii in m.
+    box : array_like
+        (3,) periodic box in m.
+    fibre : array_like, optional
+        (P,) fibre each sphere belongs to (default: all one fibre).
+    description, truth : dict, optional
+        Provenance and generator ground truth (SI).
+
+    Returns
+    -------
+    SphereUnion
+
+    Examples
+    --------
+    >>> import numpy as np, substrates
+    >>> z = np.arange(20) * 1e-6
+    >>> sub = substrates.sphere_union(np.column_stack([np.full(20, 5e-6), np.full(20, 5e-6), z]),
+    ...                               np.full(20, 2e-6), [10e-6, 10e-6, 20e-6])
+    >>> sub.name, sub.region_names
+    ('sphere_union', ['intra'])
+    """
+    r = check_length(radii, "radii").ravel()
+    c = np.asarray(centers, dtype=float).reshape(-1, 3)
+    if len(c) != len(r):
+        raise ValueError(f"got {len(r)} radii but {len(c)} centres")
+    L = check_length(box, "box").ravel()
+    if L.shape != (3,):
+        raise ValueError("box must hold 3 periodic lengths in m")
+    if np.any(2 * r >= L.min()):
+        raise ValueError("every sphere diameter must be smaller than the box")
+    f = np.zeros(len(r), dtype=np.int64) if fibre is None else np.asarray(fibre, dtype=np.int64).ravel()
+    if f.shape != r.shape:
+        raise ValueError(f"fibre must give one fibre index per sphere ({len(r)}), got shape {f.shape}")
+    return SphereUnion(UNION, L, np.mod(c, L), r, description=dict(description or {"factory": "sphere_union"}),
+                       fibre=f, truth=dict(truth or {}))
+
+
+def sphere_chain_axons(n_axons: int = 20, mean_radius: float = 1e-6, gamma_shape: float = 4.0, icvf: float = 0.5,
+                       spacing: float = 0.5, length: float | None = None, bead_amplitude: float = 0.0,
+                       bead_wavelength: float = 8e-6, undulation: float = 0.0, undulation_wavelength: float = 20e-6,
+                       radii=None, seed: int = 0) -> SphereUnion:
+    """Axons along z as chains of overlapping spheres (MEDUSA/CATERPillar style), packed in a periodic box.
+
+    Each axon is a chain of spheres spaced ``spacing`` radii apart along z, periodic along the box; its
+    radius may swell into beads, r(z) = r (1 + a sin(2 pi z / bead_wavelength + phase)), and its centre
+    line may undulate in a random plane. Fibres are packed without contact (their widest circles, as
+    :func:`packed_axons` packs cylinders).
+
+    Parameters
+    ----------
+    n_axons : int
+        Number of axons.
+    mean_radius : float
+        Mean axon radius in m (Gamma-distributed).
+    gamma_shape : float
+        Shape of the Gamma distribution of radii.
+    icvf : float
+        Fraction of the box's cross-section the axons' widest circles cover (the union's own fraction is in
+        the ground truth).
+    spacing : float
+        Distance between consecutive sphere centres in units of the axon's radius (-> 0: a smooth
+        cylinder; at 0.5 the necks are 3 % narrower than the spheres).
+    length : float, optional
+        Period along z in m (default 10 mean radii, rounded to whole bead and undulation wavelengths when
+        those are used).
+    bead_amplitude : float
+        Relative radius swing of the beads (0: none).
+    bead_wavelength : float
+        Distance between beads in m.
+    undulation : float
+        Amplitude of the centre line's undulation in m (0: straight).
+    undulation_wavelength : float
+        Its wavelength in m.
+    radii : array_like, optional
+        Axon radii in m instead of drawn ones.
+    seed : int
+        Seed of radii, phases and packing.
+
+    Returns
+    -------
+    SphereUnion
+        Its ground truth carries the axon radii, spacing, bead and undulation parameters.
+
+    Examples
+    --------
+    >>> import substrates
+    >>> sub = substrates.sphere_chain_axons(n_axons=4, mean_radius=1e-6, icvf=0.3, seed=1)
+    >>> sub.ground_truth()["n_fibres"]
+    4
+    """
+    from .generators import gamma_radii
+    n = check_count(n_axons, "n_axons")
+    rng = np.random.default_rng(seed)
+    r = gamma_radii(n, mean_radius, gamma_shape, seed) if radii is None else check_length(radii, "radii").ravel()
+    n = len(r)
+    icvf = check_fraction(icvf, "icvf")
+    if not 0 < spacing <= 1.5:
+        raise ValueError(f"spacing is in radii and must be in (0, 1.5] so that the spheres overlap, got {spacing!r}")
+    a = float(bead_amplitude)
+    if not 0 <= a < 0.9:
+        raise ValueError(f"bead_amplitude must be in [0, 0.9), got {bead_amplitude!r}")
+    outer = r * (1 + a) + abs(float(undulation))
+    x, L, info = pack_disks(outer, icvf, seed=seed, min_gap=0.02 * float(np.mean(r)), return_info=True)
+    Lxy = np.broadcast_to(np.asarray(L, dtype=float), (2,))
+    Lz = float(length) if length is not None else 10 * float(np.mean(r))
+    for wl, used in ((bead_wavelength, a > 0), (undulation_wavelength, undulation != 0)):
+        if used:
+            Lz = max(1, round(Lz / wl)) * wl
+    centres, radii_s, fibre = [], [], []
+    for k in range(n):
+        m = max(3, int(math.ceil(Lz / (spacing * r[k]))))
+        z = np.arange(m) * (Lz / m)
+        rk = r[k] * (1 + a * np.sin(2 * np.pi * z / bead_wavelength + rng.uniform(0, 2 * np.pi))) if a else \
+            np.full(m, r[k])
+        phi, psi = rng.uniform(0, 2 * np.pi, 2)
+        off = undulation * np.sin(2 * np.pi * z / undulation_wavelength + psi)
+        centres.append(np.column_stack([x[k, 0] + off * np.cos(phi), x[k, 1] + off * np.sin(phi), z]))
+        radii_s.append(rk)
+        fibre.append(np.full(m, k))
+    truth = {"generator": "sphere_chain_axons", "seed": int(seed), "radii": r.tolist(),
+             "mean_radius": float(r.mean()), "spacing_radii": float(spacing), "bead_amplitude": a,
+             "bead_wavelength": float(bead_wavelength), "undulation": float(undulation),
+             "undulation_wavelength": float(undulation_wavelength), "icvf_outer_target": float(icvf),
+             "packing": info}
+    return sphere_union(np.concatenate(centres), np.concatenate(radii_s), [Lxy[0], Lxy[1], Lz],
+                        np.concatenate(fibre), description={"factory": "sphere_chain_axons", "n": n,
+                                                            "seed": int(seed)}, truth=truth)
+
+
+__all__ = ["UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons"]

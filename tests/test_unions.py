@@ -1,0 +1,87 @@
+"""Fibres as unions of overlapping spheres: convergence to the cylinder, exact containment, uniform starts,
+reproducibility, and clear refusals."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import sequences as sq
+import substrates as su
+import walker
+from validation import mf_signal
+
+D0 = 2e-9
+R = 4e-6
+LZ = 16e-6
+PG = sq.pgse(10e-3, 20e-3, bvalues=[0.5e9, 1e9, 2e9, 3e9], directions=[1, 0, 0])
+
+
+def _chain(spacing: float) -> su.SphereUnion:
+    """Spheres of radius R every ``spacing`` radii along z, periodic over LZ."""
+    m = int(round(LZ / (spacing * R)))
+    z = np.arange(m) * (LZ / m)
+    return su.sphere_union(np.column_stack([np.full(m, 8e-6), np.full(m, 8e-6), z]), np.full(m, R), [16e-6, 16e-6, LZ])
+
+
+def test_a_chain_of_spheres_converges_to_the_cylinder():
+    exact = mf_signal(PG, "cylinder", R, D0, axis=(0, 0, 1))
+    err = {}
+    for sp in (1.0, 0.25):
+        res = walker.simulate(_chain(sp), PG, n_walkers=8000, diffusivity=D0, n_steps=1500, seed=1)
+        assert res.escapes == 0
+        err[sp] = (res.signal - exact, res.stderr)
+        if sp == 0.25:
+            # allowance: the union lies between the cylinders of the necks' radius, R sqrt(1 - (s/2)^2), and R
+            neck = R * math.sqrt(1 - (sp / 2) ** 2)
+            allow = np.abs(mf_signal(PG, "cylinder", neck, D0, axis=(0, 0, 1)) - exact)
+            assert np.all(np.abs(res.signal - exact) <= 4.5 * res.stderr + allow), (res.signal, exact)
+    # spheres a radius apart make a visibly beaded tube: far from the cylinder, and farther than the fine chain
+    assert np.all(np.abs(err[1.0][0]) > 6 * err[1.0][1])
+    assert np.all(np.abs(err[1.0][0]) > 3 * np.abs(err[0.25][0]))
+
+
+def test_no_walker_leaves_a_beaded_undulating_union_and_threads_do_not_matter():
+    sub = su.sphere_chain_axons(n_axons=5, mean_radius=1e-6, icvf=0.4, bead_amplitude=0.5, bead_wavelength=6e-6,
+                                undulation=1e-6, undulation_wavelength=12e-6, length=12e-6, seed=3)
+    kw = dict(n_walkers=1500, diffusivity=D0, n_steps=600, seed=4, check_every_step=True,
+              record_times=[PG.duration])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # steps longer than the thinnest beads on purpose: a containment stress test
+        a = walker.simulate(sub, PG, **kw)
+        b = walker.simulate(sub, PG, parallel=False, **kw)
+    assert a.escapes == 0 and a.reflections > 0 and a.truncated_steps == 0
+    np.testing.assert_array_equal(a.signal, b.signal)
+    np.testing.assert_array_equal(a.final_positions, b.final_positions)
+    assert sub.ground_truth()["n_fibres"] == 5
+
+
+def test_starts_are_uniform_in_the_union_and_its_volume_is_exact():
+    """Two spheres of radius r, centres d apart: the union's volume and the share of starts in their lens."""
+    r, d = 2e-6, 2e-6
+    sub = su.sphere_union([[5e-6, 5e-6, 5e-6], [5e-6 + d, 5e-6, 5e-6]], [r, r], [10e-6, 10e-6, 10e-6])
+    lens = math.pi * (4 * r + d) * (2 * r - d) ** 2 / 12
+    union = 2 * 4 / 3 * math.pi * r**3 - lens
+    vol, se = sub.union_volume(n=100_000)
+    assert abs(vol - union) <= 4.5 * se
+    start = sub.sample_positions("intra", 40_000, np.random.default_rng(0))
+    in_both = np.all([np.linalg.norm(start.positions - c, axis=1) < r for c in sub.centers], axis=0)
+    f = lens / union
+    assert abs(in_both.mean() - f) <= 4.5 * math.sqrt(f * (1 - f) / 40_000)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_unions_refuse_what_they_do_not_support(tmp_path):
+    sub = _chain(0.5)
+    with pytest.raises(ValueError, match="gaussian_steps"):
+        walker.simulate(sub, PG, n_walkers=10, diffusivity=D0, n_steps=100, gaussian_steps=True)
+    with pytest.raises(ValueError, match="backend='cuda'"):
+        walker.simulate(sub, PG, n_walkers=10, diffusivity=D0, n_steps=100, backend="cuda")
+    with pytest.raises(ValueError, match="sphere unions"):
+        su.save_substrate(sub, tmp_path / "u.h5")
+    assert not (tmp_path / "u.h5").exists()
+    with pytest.raises(ValueError, match="spacing"):
+        su.sphere_chain_axons(n_axons=2, spacing=2.0)

@@ -1,0 +1,250 @@
+"""The random-walk kernel for unions of overlapping spheres (fibres built from spheres, no mesh).
+
+A walker lives inside the union. For each step segment p + t d, 0 <= t <= left, every sphere image the
+walker's grid cell lists (all that can come within a step of the cell, :class:`substrates.UnionGrid`)
+gives the interval of t inside it. Starting from the spheres that hold p, the intervals are chained
+(an interval that begins before the current end extends it) until none extends it: that end is where the
+segment leaves the union, on the surface of the sphere whose interval ended last. The walker reflects
+specularly off that sphere there and continues with the rest of the step. Two fast paths skip the chain:
+a step that ends inside the sphere the walker is known to be in (a ball is convex: the whole segment is
+in it), and a step from a cell that one sphere holds entirely, dilated by the step (``deep``).
+
+Rounding: a walker on a sphere's surface counts as inside it (its squared distance is clamped as in the
+analytic kernel), so after a reflection it is inside the sphere it reflected off, moving inward, and a
+walker found a hair outside every sphere while moving out reflects off the nearest one at distance 0.
+
+Like the other kernels: one Python function compiled as a parallel and a serial build
+(:func:`walker.walkers.compile_kernel`) that agree bit for bit, taking the named records of
+:mod:`walker.records`. Units: metres and seconds, float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .rng import draw_step
+from .walkers import (MAX_BOUNCES, begin_walker, compile_kernel, finish_walker, isotropic_step, move, phase_step,
+                      record_events, wrap)
+
+#: a walker within this fraction of a radius outside a sphere's surface counts as on it (rounding)
+ON_SURFACE = 1e-12
+
+
+@njit(inline="always")
+def _cell(px, py, pz, lo, h, n):
+    i = min(max(int((px - lo[0]) / h[0]), 0), n[0] - 1)
+    j = min(max(int((py - lo[1]) / h[1]), 0), n[1] - 1)
+    k = min(max(int((pz - lo[2]) / h[2]), 0), n[2] - 1)
+    return (i * n[1] + j) * n[2] + k
+
+
+@njit(inline="always")
+def _interval(px, py, pz, dx, dy, dz, cx, cy, cz, r):
+    """(t_in, t_out) of the line p + t d inside sphere (c, r), t_in <= 0 <= t_out when p is in it (or on it);
+    (inf, -inf) when the line misses it."""
+    ox = px - cx
+    oy = py - cy
+    oz = pz - cz
+    b = ox * dx + oy * dy + oz * dz
+    hh = r * r - (ox * ox + oy * oy + oz * oz)
+    if hh >= -ON_SURFACE * r * r:
+        if hh < 0.0:
+            hh = 0.0  # on the surface up to rounding: inside
+        disc = math.sqrt(b * b + hh)
+        t_out = hh / (b + disc) if b > 0.0 else disc - b
+        return -1.0, t_out
+    disc = b * b + hh
+    if disc <= 0.0 or b >= 0.0:
+        return np.inf, -np.inf  # misses, or lies behind
+    s = math.sqrt(disc)
+    return -hh / (s - b), s - b
+
+
+@njit(inline="always")
+def _exit(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r):
+    """(distance along d at which the segment leaves the union, the sphere image it leaves through, True);
+    when rounding has left the walker in no sphere, (0, the nearest sphere, False)."""
+    e = 0.0
+    q_exit = -1
+    best = np.inf
+    q_near = -1
+    changed = True
+    first = True
+    while changed:
+        changed = False
+        for it in range(start[cell], start[cell + 1]):
+            q = items[it]
+            t0, t1 = _interval(px, py, pz, dx, dy, dz, img_c[q, 0], img_c[q, 1], img_c[q, 2], img_r[q])
+            if first and t1 < t0:
+                ox = px - img_c[q, 0]
+                oy = py - img_c[q, 1]
+                oz = pz - img_c[q, 2]
+                gap = math.sqrt(ox * ox + oy * oy + oz * oz) - img_r[q]
+                if gap < best:
+                    best = gap
+                    q_near = q
+            if t0 <= e and t1 > e:
+                e = t1
+                q_exit = q
+                changed = True
+        first = False
+    if q_exit < 0:
+        return 0.0, q_near, False
+    return e, q_exit, True
+
+
+def walker_function():
+    """The walk of one walker inside a union of spheres, as a plain Python function (CPU builds only).
+
+    Returns
+    -------
+    function
+        ``walk_walker(i, geo, transit, stepping, recording, pos, home, seeds, *out)`` with ``geo`` a
+        :class:`walker.records.UnionGeometry`; positions are absolute (wrapped into the box).
+    """
+
+    def walk_walker(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin, out_lw,
+                    out_first, traj, counters):
+        img_c, img_r, lo, h, n, box, start, items, deep = geo
+        n_steps, substeps, M, gaussian, scale = stepping
+        W, rec_steps, te_steps, check_every_step, _ = recording
+        K = W.shape[0]
+        n_sub = n_steps * substeps
+        iso, ell_iso = isotropic_step(M, gaussian)
+        px, py, pz, s0, s1 = begin_walker(i, pos, seeds)
+        rx = 0.0
+        ry = 0.0
+        rz = 0.0
+        n_refl = 0
+        n_cut = 0
+        n_bad = 0
+        qh = -1  # a sphere image known to hold the walker (-1: none known)
+        acc = (0.0, 0.0, 0.0)
+        j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
+                                            0, out_tin, out_lw)
+        t = 1
+        sub = 0
+        for _ in range(n_sub):
+            ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
+            if iso:
+                dx = ux
+                dy = uy
+                dz = uz
+                left = ell_iso
+            else:
+                vx = M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz
+                vy = M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz
+                vz = M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz
+                left = math.sqrt(vx * vx + vy * vy + vz * vz)
+                inv = 1.0 / left if left > 0.0 else 0.0
+                dx = vx * inv
+                dy = vy * inv
+                dz = vz * inv
+            bounces = 0
+            if qh >= 0:
+                ex = px + left * dx - img_c[qh, 0]
+                ey = py + left * dy - img_c[qh, 1]
+                ez = pz + left * dz - img_c[qh, 2]
+                if ex * ex + ey * ey + ez * ez <= img_r[qh] * img_r[qh]:
+                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                    left = 0.0
+            cell = _cell(px, py, pz, lo, h, n)
+            if left > 0.0 and deep[cell]:
+                px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                left = 0.0
+                qh = -1
+            if left > 0.0:
+                qh = -1  # set again by the step's last move (a step cut at MAX_BOUNCES leaves none known)
+            while left > 0.0:
+                e, q, inside = _exit(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r)
+                if e >= left or q < 0:
+                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                    qh = q if inside else -1  # the last interval of the chain covers the end point
+                    break
+                px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
+                left -= e
+                nx = px - img_c[q, 0]
+                ny = py - img_c[q, 1]
+                nz = pz - img_c[q, 2]
+                nn = math.sqrt(nx * nx + ny * ny + nz * nz)
+                dn = 2.0 * (dx * nx + dy * ny + dz * nz) / nn
+                if dn > 0.0:  # moving out through this sphere: reflect
+                    dx -= dn * nx / nn
+                    dy -= dn * ny / nn
+                    dz -= dn * nz / nn
+                elif not inside:  # a hair outside every sphere, moving back in: carry on
+                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                    qh = -1
+                    break
+                n_refl += 1
+                bounces += 1
+                if bounces >= MAX_BOUNCES:
+                    n_cut += 1
+                    break
+            wx = wrap(px, box[0])
+            wy = wrap(py, box[1])
+            wz = wrap(pz, box[2])
+            if wx != px or wy != py or wz != pz:
+                qh = -1  # the known sphere is an image in the unwrapped frame
+                px = wx
+                py = wy
+                pz = wz
+            if check_every_step or (t == n_steps and sub == substeps - 1):
+                c2 = _cell(px, py, pz, lo, h, n)
+                inside = deep[c2]
+                for it in range(start[c2], start[c2 + 1]):
+                    q = items[it]
+                    ox = px - img_c[q, 0]
+                    oy = py - img_c[q, 1]
+                    oz = pz - img_c[q, 2]
+                    if ox * ox + oy * oy + oz * oz <= img_r[q] * img_r[q] * (1.0 + 1e-9):
+                        inside = True
+                        break
+                if not inside:
+                    n_bad += 1
+            sub += 1
+            if sub == substeps:
+                sub = 0
+                acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
+                if t == next_t:
+                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, float(t), 0.0, traj, rec_steps, j_rec,
+                                                        out_rec, te_steps, j_te, out_tin, out_lw)
+                t += 1
+        finish_walker(i, K, acc, px, py, pz, home[i], s0, s1, -1.0, n_refl, n_cut, n_bad, 0, pos, home, seeds,
+                      out_I, out_first, counters)
+
+    return walk_walker
+
+
+def _walk_all(geo, transit, walkers, stepping, recording, out):
+    """Walk every walker inside a union of spheres (records of :mod:`walker.records`)."""
+    pos, home, seeds = walkers
+    out_I, out_rec, out_tin, out_lw, out_first, traj, counters = out
+    for i in prange(pos.shape[0]):
+        WALK_WALKER(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin,  # noqa: F821
+                    out_lw, out_first, traj, counters)
+
+
+_BUILDS: dict = {}
+
+
+def union_kernel(parallel: bool = True):
+    """The compiled walk inside a union of spheres (built on first use).
+
+    Parameters
+    ----------
+    parallel : bool
+        The ``prange`` build, or the serial build of the same function.
+
+    Returns
+    -------
+    numba dispatcher
+        Called as ``kernel(geo, transit, walkers, stepping, recording, out)``.
+    """
+    if not _BUILDS:
+        body = njit(inline="always")(walker_function())
+        _BUILDS[0] = compile_kernel(_walk_all, name="walk_union", bound={"WALK_WALKER": body})
+    return _BUILDS[0][0 if parallel else 1]
