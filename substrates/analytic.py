@@ -152,6 +152,17 @@ def values_truth(values: np.ndarray):
     return float(values[0]) if np.all(values == values[0]) else values.tolist()
 
 
+def cached_per_reach(sub, attr: str, reach: float, build):
+    """``build(reach)`` cached on the (frozen) substrate under ``attr``, for the last few step lengths (m)."""
+    grids = sub.__dict__.setdefault(attr, {})
+    key = float(reach)
+    if key not in grids:
+        if len(grids) >= 4:
+            grids.clear()
+        grids[key] = build(key)
+    return grids[key]
+
+
 def rotation_to(axis) -> np.ndarray:
     """Proper rotation whose third column is the unit vector along ``axis``.
 
@@ -309,13 +320,7 @@ class Substrate:
         -------
         WalkGrid
         """
-        grids = self.__dict__.setdefault("_walk_grids", {})
-        key = float(reach)
-        if key not in grids:
-            if len(grids) >= 4:
-                grids.clear()
-            grids[key] = walk_grid(self.cells, key)
-        return grids[key]
+        return cached_per_reach(self, "_walk_grids", reach, lambda r: walk_grid(self.cells, r))
 
     @property
     def smallest_feature(self) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 
 from sequences import check_count, check_fraction
 
-from .analytic import Substrate, WalkerStart, check_length, check_start
+from .analytic import Substrate, WalkerStart, cached_per_reach, check_length, check_start
 from .disks import pack_disks
 
 #: kind number of a sphere union (after FREE, PLANES, CYLINDERS, SPHERES and MESH)
@@ -144,13 +144,7 @@ class SphereUnion(Substrate):
         -------
         UnionGrid
         """
-        grids = self.__dict__.setdefault("_union_grids", {})
-        key = float(reach)
-        if key not in grids:
-            if len(grids) >= 4:
-                grids.clear()
-            grids[key] = _build_union_grid(self, key)
-        return grids[key]
+        return cached_per_reach(self, "_union_grids", reach, lambda r: _build_union_grid(self, r))
 
     def covering(self, points: np.ndarray) -> np.ndarray:
         """How many spheres (periodic images included) hold each point.

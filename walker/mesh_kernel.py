@@ -42,7 +42,7 @@ from substrates.meshgrid import ENLARGE, locate_one
 
 from .rng import draw_step, next_uniform
 from .walkers import (MAX_BOUNCES, begin_walker, compile_kernel, finish_walker, isotropic_step, move, phase_step,
-                      record_events, wrap)
+                      record_events, step_segment, wrap)
 
 
 @njit(inline="always")
@@ -213,20 +213,7 @@ def walker_function(permeable: bool):
         sub = 0
         for _ in range(n_sub):
             ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
-            if iso:
-                dx = ux
-                dy = uy
-                dz = uz
-                left = ell_c
-            else:
-                vx = sc * (M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz)
-                vy = sc * (M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz)
-                vz = sc * (M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz)
-                left = math.sqrt(vx * vx + vy * vy + vz * vz)
-                inv = 1.0 / left if left > 0.0 else 0.0
-                dx = vx * inv
-                dy = vy * inv
-                dz = vz * inv
+            dx, dy, dz, left = step_segment(iso, ell_c, sc, M, ux, uy, uz)
             full = left
             skip = -1
             bounces = 0

@@ -27,7 +27,7 @@ from numba import njit, prange
 
 from .rng import draw_step
 from .walkers import (MAX_BOUNCES, begin_walker, compile_kernel, finish_walker, isotropic_step, move, phase_step,
-                      record_events, wrap)
+                      record_events, step_segment, wrap)
 
 #: a walker within this fraction of a radius outside a sphere's surface counts as on it (rounding)
 ON_SURFACE = 1e-12
@@ -129,20 +129,7 @@ def walker_function():
         sub = 0
         for _ in range(n_sub):
             ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
-            if iso:
-                dx = ux
-                dy = uy
-                dz = uz
-                left = ell_iso
-            else:
-                vx = M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz
-                vy = M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz
-                vz = M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz
-                left = math.sqrt(vx * vx + vy * vy + vz * vz)
-                inv = 1.0 / left if left > 0.0 else 0.0
-                dx = vx * inv
-                dy = vy * inv
-                dz = vz * inv
+            dx, dy, dz, left = step_segment(iso, ell_iso, 1.0, M, ux, uy, uz)
             bounces = 0
             if qh >= 0:
                 ex = px + left * dx - img_c[qh, 0]

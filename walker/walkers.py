@@ -117,6 +117,20 @@ def isotropic_step(M, gaussian):
 
 
 @njit(inline="always")
+def step_segment(iso, ell, sc, M, ux, uy, uz):
+    """A sub-step as a segment: (unit direction, length). Isotropic fixed-length steps: the unit draw u and
+    ``ell``; otherwise sc M u, normalised."""
+    if iso:
+        return ux, uy, uz, ell
+    vx = sc * (M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz)
+    vy = sc * (M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz)
+    vz = sc * (M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz)
+    length = math.sqrt(vx * vx + vy * vy + vz * vz)
+    inv = 1.0 / length if length > 0.0 else 0.0
+    return vx * inv, vy * inv, vz * inv, length
+
+
+@njit(inline="always")
 def move(px, py, pz, rx, ry, rz, dx, dy, dz, s):
     """Advance the position and the unwrapped displacement by s along d."""
     return px + s * dx, py + s * dy, pz + s * dz, rx + s * dx, ry + s * dy, rz + s * dz
