@@ -196,37 +196,6 @@ class SphereUnion(Substrate):
             filled += take
         return WalkerStart(pos, np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64), ["intra"])
 
-    def absolute_positions(self, positions: np.ndarray, home: np.ndarray) -> np.ndarray:
-        """Positions in the box (a copy; union walkers carry absolute positions).
-
-        Parameters
-        ----------
-        positions : numpy.ndarray
-            (N, 3) positions in m.
-        home : numpy.ndarray
-            (N,) unused.
-
-        Returns
-        -------
-        numpy.ndarray
-            (N, 3) copy of ``positions`` in m.
-        """
-        return np.array(positions, dtype=float, copy=True)
-
-    def region_fractions(self, home: np.ndarray) -> dict[str, float]:
-        """Every walker stays in the union: ``{"intra": 1.0}``.
-
-        Parameters
-        ----------
-        home : numpy.ndarray
-            (N,) unused.
-
-        Returns
-        -------
-        dict of str to float
-        """
-        return {"intra": 1.0}
-
     def union_volume(self, n: int = 200_000, seed: int = 0) -> tuple[float, float]:
         """Volume of the union and its standard error (m^3): sum of sphere volumes x mean of 1 / cover.
 
@@ -247,16 +216,6 @@ class SphereUnion(Substrate):
         w = 1.0 / np.maximum(self.covering(p), 1)
         total = float(np.sum(4 / 3 * np.pi * self.radii**3))
         return total * float(w.mean()), total * float(w.std() / math.sqrt(n))
-
-    def volume_fractions(self) -> dict[str, float]:
-        """Walkers live in the union only: ``{"intra": 1.0}`` (the union's share of the box is in the ground
-        truth, ``union_volume_fraction``).
-
-        Returns
-        -------
-        dict of str to float
-        """
-        return {"intra": 1.0}
 
     def ground_truth(self) -> dict:
         """The generator's truth plus the union's volume and box fraction (Monte Carlo, with its error).

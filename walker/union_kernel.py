@@ -69,30 +69,28 @@ def _exit(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r):
     when rounding has left the walker in no sphere, (0, the nearest sphere, False)."""
     e = 0.0
     q_exit = -1
-    best = np.inf
-    q_near = -1
     changed = True
-    first = True
     while changed:
         changed = False
         for it in range(start[cell], start[cell + 1]):
             q = items[it]
             t0, t1 = _interval(px, py, pz, dx, dy, dz, img_c[q, 0], img_c[q, 1], img_c[q, 2], img_r[q])
-            if first and t1 < t0:
-                ox = px - img_c[q, 0]
-                oy = py - img_c[q, 1]
-                oz = pz - img_c[q, 2]
-                gap = math.sqrt(ox * ox + oy * oy + oz * oz) - img_r[q]
-                if gap < best:
-                    best = gap
-                    q_near = q
             if t0 <= e and t1 > e:
                 e = t1
                 q_exit = q
                 changed = True
-        first = False
-    if q_exit < 0:
-        return 0.0, q_near, False
+    if q_exit < 0:  # rounding left the walker in no sphere: the nearest surface, at distance 0
+        best = np.inf
+        for it in range(start[cell], start[cell + 1]):
+            q = items[it]
+            ox = px - img_c[q, 0]
+            oy = py - img_c[q, 1]
+            oz = pz - img_c[q, 2]
+            gap = math.sqrt(ox * ox + oy * oy + oz * oz) - img_r[q]
+            if gap < best:
+                best = gap
+                q_exit = q
+        return 0.0, q_exit, False
     return e, q_exit, True
 
 
