@@ -135,8 +135,39 @@ def cases():
                                                            seed=5, spacing="random"))
     yield "gen-dispersed", lambda: _mesh_hash(su.packed_axons(20, icvf=0.3, dispersion=0.1, seed=6, length=5e-6))
     yield "gen-labels", lambda: _mesh_hash(su.from_labels(_labels(), voxel_size=0.2e-6))
+    # union, relaxivity and myelin cases (added before the substrate-family refactor, issue 27)
+    yield "union-beaded-parallel", lambda: run(
+        su.sphere_chain_axons(n_axons=5, mean_radius=1e-6, icvf=0.4, bead_amplitude=0.5, bead_wavelength=6e-6,
+                              undulation=1e-6, undulation_wavelength=12e-6, length=12e-6, seed=3), pg,
+        n_walkers=1500, n_steps=300, diffusivity=D0, seed=16, check_every_step=True, record_times=[0.02],
+        n_trajectories=2)
+    yield "union-two-serial", lambda: run(
+        su.sphere_union([[5e-6, 5e-6, 5e-6], [7e-6, 5e-6, 5e-6]], [2e-6, 2e-6], [10e-6, 10e-6, 10e-6]), many,
+        n_walkers=1500, n_steps=400, diffusivity=D0, seed=17, parallel=False)
+    yield "relax-planes-t2", lambda: run(su.planes(8e-6, relaxivity=2e-5), te, n_walkers=2000, n_steps=400,
+                                         diffusivity=D0, seed=18, t2=0.08)
+    yield "relax-spheres-permeable-uniform", lambda: run(
+        su.sphere_lattice(3e-6, 0.3, relaxivity=1e-5, permeability=2e-5), te, n_walkers=2000, n_steps=400,
+        diffusivity=D0, seed=19, start="uniform")
+    yield "relax-cylinder-gaussian", lambda: run(su.cylinder(4e-6, relaxivity=5e-6), te, n_walkers=2000,
+                                                 n_steps=400, diffusivity=D0, seed=20, gaussian_steps=True)
+    yield "relax-icosphere", lambda: run(su.meshed_sphere(4e-6, subdivisions=3, relaxivity=1e-5), te,
+                                         n_walkers=1500, n_steps=300, diffusivity=D0, seed=21)
+    yield "myelin-t2-uniform", lambda: run(
+        su.myelinated_axons(n_axons=4, mean_radius=1e-6, g_ratio=0.7, fvf=0.4, seed=1,
+                            relaxivity={"inner": 0.0, "outer": 1e-6}, permeability={"inner": 1e-5, "outer": 1e-5}),
+        te, n_walkers=1500, n_steps=400, seed=22, start="uniform",
+        diffusivity={"myelin": 0.5e-9, "intra": 2e-9, "extra": 2e-9}, t2={"myelin": 0.015, "intra": 0.07,
+                                                                            "extra": 0.08})
+    yield "gen-myelin", lambda: _mesh_hash(su.myelinated_axons(n_axons=6, mean_radius=1e-6, g_ratio=0.65,
+                                                               fvf=0.55, seed=5))
+    yield "gen-swc", lambda: _mesh_hash(su.from_swc(SWC, resolution=0.5e-6))
     yield "gen-packed-cylinders", lambda: {"cyl": _digest(su.packed_axons(40, icvf=0.7, seed=7).radii,
                                                           su.packed_axons(40, icvf=0.7, seed=7).centers)}
+
+
+#: a soma with three dendrites (SWC, um)
+SWC = "1 1 0 0 0 5 -1\n2 3 0 0 12 1 1\n3 3 12 0 0 1 1\n4 4 0 -12 0 1 1\n"
 
 
 def _nested():
