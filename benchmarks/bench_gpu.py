@@ -123,13 +123,14 @@ def compile_only() -> list[dict]:
                                    n_trajectories=0, target_stderr=None, max_transit_probability=0.1,
                                    transit="corrected")
         start, seeds = walker.start_walkers(sub, sub.default_start, 8, 1)
-        mesh = isinstance(sub, su.MeshSubstrate)
+        family = walker.family_of(sub)
         W = walker.phase_weights(plan.played.shapes.shapes)
-        args = (dispatch.mesh_geometry(sub, plan) if mesh else dispatch.cell_geometry(sub, plan),
+        args = (family.geometry(sub, plan),
                 walker.transit_tables(sub, plan), Walkers(start.positions, start.home, seeds),
                 Stepping(plan.n_steps, plan.substeps, plan.step_matrix, plan.gaussian, np.ones(3)),
-                Recording(W, plan.record_steps, plan.echo_steps, False, plan.region_weights), dispatch.kernel_outputs(plan, W.shape[0]))
-        kernel = cuda_backend.walk_kernel(mesh, 0 if mesh else sub.kind, sub.permeable)
+                Recording(W, plan.record_steps, plan.echo_steps, False, plan.region_weights),
+                dispatch.kernel_outputs(plan, W.shape[0]))
+        kernel = cuda_backend.walk_kernel(family, family.variant(sub))
         t0 = time.perf_counter()
         with cuda_backend.without_fma():
             ptx, _ = cuda.compile_ptx(kernel.py_func, tuple(typeof(a) for a in args), cc=(9, 0))

@@ -1,4 +1,4 @@
-"""Analytic substrates: free space, parallel planes, cylinders and spheres.
+"""Analytic substrates: free space, parallel planes, cylinders and spheres (the "analytic" family).
 
 Geometry lives in a *local* frame in which cylinders run along z and planes
 are normal to z; ``rotation`` maps local to lab coordinates. The walker
@@ -12,229 +12,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from sequences import check_count, check_fraction
 
-from .cells import CellList, WalkGrid, build_cells, walk_grid
-
-FREE, PLANES, CYLINDERS, SPHERES = 0, 1, 2, 3
-KIND_NAMES = {FREE: "free", PLANES: "planes", CYLINDERS: "cylinders", SPHERES: "spheres"}
-
-
-def check_length(value, name: str, allow_zero: bool = False) -> np.ndarray:
-    """Lengths in metres as an array, refusing NaN, negatives and values that look like micrometres or mm.
-
-    Parameters
-    ----------
-    value : float or array_like
-        Length(s) in m.
-    name : str
-        Argument name for the messages.
-    allow_zero : bool
-        Accept zeros.
-
-    Returns
-    -------
-    numpy.ndarray
-    """
-    v = np.asarray(value, dtype=float)
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    if np.any(v < 0) or (not allow_zero and np.any(v == 0)):
-        raise ValueError(f"{name} must be positive (metres), got {value!r}")
-    if v.size and v.max() > 1e-3:
-        raise ValueError(
-            f"{name} = {v.max():g} m is larger than a millimetre; lengths are in metres "
-            f"(5 um is 5e-6). Did you pass micrometres?"
-        )
-    if v.size and 0 < v[v > 0].min(initial=np.inf) < 1e-9:
-        raise ValueError(f"{name} = {v[v > 0].min():g} m is below a nanometre; lengths are in metres")
-    return v
-
-
-def check_permeability(kappa, n: int) -> np.ndarray:
-    """Membrane permeability per primitive as an (n, 2) array [outward, inward] in m/s.
-
-    Parameters
-    ----------
-    kappa : float, array_like or dict
-        One permeability in m/s or one per primitive (np.inf: no membrane), the same in both directions;
-        or ``{"outward": ..., "inward": ...}`` for a membrane that lets water out and in at different
-        rates (each one value or one per primitive). At equilibrium the concentration inside is then
-        kappa_in / kappa_out times that outside.
-    n : int
-        Number of primitives.
-
-    Returns
-    -------
-    numpy.ndarray
-        (n, 2) permeabilities in m/s: column 0 for crossings from inside to outside, column 1 for the
-        reverse.
-
-    Raises
-    ------
-    ValueError
-        For negative, NaN or implausibly large values (a likely unit mistake), a wrong number of values,
-        or a dict with other keys than "outward" and "inward".
-    """
-    if isinstance(kappa, dict):
-        if set(kappa) != {"outward", "inward"}:
-            raise ValueError(f"permeability as a dict needs exactly the keys 'outward' and 'inward' (m/s), "
-                             f"got {sorted(kappa)}")
-        return np.column_stack([check_permeability(kappa["outward"], n)[:, 0],
-                                check_permeability(kappa["inward"], n)[:, 0]])
-    k = np.asarray(kappa, dtype=float)
-    if k.ndim == 0:
-        k = np.full(n, float(k))
-    if k.shape != (n,):
-        raise ValueError(f"permeability must be one value in m/s or one per primitive ({n}), got shape {k.shape}")
-    if np.any(np.isnan(k)) or np.any(k < 0):
-        raise ValueError(f"permeability must be >= 0 in m/s (np.inf for no membrane at all), got {kappa!r}")
-    finite = k[np.isfinite(k)]
-    if finite.size and finite.max() > 1e-2:
-        raise ValueError(
-            f"permeability = {finite.max():g} m/s is implausibly large (cell membranes: 1e-7 to 1e-3 m/s; "
-            f"0.02 um/ms = 2e-5 m/s). Did you pass um/ms or um/s? Use np.inf for a membrane that is not there.")
-    return np.column_stack([k, k])
-
-
-def permeability_truth(permeability: np.ndarray):
-    """The ground-truth record of an (n, 2) [outward, inward] permeability array (m/s): one value where all
-    are equal, a list per membrane, or {"outward", "inward"} where the directions differ."""
-    if np.array_equal(permeability[:, 0], permeability[:, 1]):
-        return values_truth(permeability[:, 0])
-    return {"outward": values_truth(permeability[:, 0]), "inward": values_truth(permeability[:, 1])}
-
-
-def check_relaxivity(rho, n: int) -> np.ndarray:
-    """Surface relaxivity per primitive (or component) as an (n,) array in m/s.
-
-    Parameters
-    ----------
-    rho : float or array_like
-        One surface relaxivity in m/s or one per primitive (0: none). Brain
-        tissue: about 1e-8 to 1e-5 m/s; water-saturated rock up to ~1e-4 m/s.
-    n : int
-        Number of primitives (components of a mesh).
-
-    Returns
-    -------
-    numpy.ndarray
-        (n,) relaxivities in m/s.
-
-    Raises
-    ------
-    ValueError
-        For negative, NaN or infinite values, a wrong number of values, or an
-        implausibly large value (a likely unit mistake: um/ms or um/s).
-    """
-    if isinstance(rho, dict):
-        raise ValueError("relaxivity is one value in m/s or one per primitive; it acts on both faces of a wall, "
-                         "so it has no outward/inward form")
-    r = np.asarray(rho, dtype=float)
-    if r.ndim == 0:
-        r = np.full(n, float(r))
-    if r.shape != (n,):
-        raise ValueError(f"relaxivity must be one value in m/s or one per primitive ({n}), got shape {r.shape}")
-    if not np.all(np.isfinite(r)) or np.any(r < 0):
-        raise ValueError(f"relaxivity must be a finite value >= 0 in m/s, got {rho!r}")
-    if r.size and r.max() > 1e-2:
-        raise ValueError(
-            f"relaxivity = {r.max():g} m/s is implausibly large (tissue: 1e-8 to 1e-5 m/s; 1 um/ms = 1e-3 m/s, "
-            f"10 um/s = 1e-5 m/s). Did you pass um/ms or um/s?")
-    return r
-
-
-def values_truth(values: np.ndarray):
-    """One float where every entry is equal, else the list (a ground-truth record of per-primitive values)."""
-    return float(values[0]) if np.all(values == values[0]) else values.tolist()
-
-
-def cached_per_reach(sub, attr: str, reach: float, build):
-    """``build(reach)`` cached on the (frozen) substrate under ``attr``, for the last few step lengths (m)."""
-    grids = sub.__dict__.setdefault(attr, {})
-    key = float(reach)
-    if key not in grids:
-        if len(grids) >= 4:
-            grids.clear()
-        grids[key] = build(key)
-    return grids[key]
-
-
-def rotation_to(axis) -> np.ndarray:
-    """Proper rotation whose third column is the unit vector along ``axis``.
-
-    Parameters
-    ----------
-    axis : array_like
-        (3,) direction (any length > 0).
-
-    Returns
-    -------
-    numpy.ndarray
-        (3, 3) matrix R with ``R @ [0, 0, 1] = axis / |axis|``.
-
-    Raises
-    ------
-    ValueError
-        If ``axis`` is not a finite, non-zero 3-vector.
-    """
-    a = np.asarray(axis, dtype=float)
-    if a.shape != (3,) or not np.all(np.isfinite(a)) or np.linalg.norm(a) == 0:
-        raise ValueError(f"axis must be a non-zero 3-vector, got {axis!r}")
-    a = a / np.linalg.norm(a)
-    if a[2] == 1.0:
-        return np.eye(3)
-    helper = np.array([1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    e1 = np.cross(helper, a)
-    e1 /= np.linalg.norm(e1)
-    e2 = np.cross(a, e1)
-    return np.column_stack([e1, e2, a])
+from .base import (CYLINDERS, FREE, PLANES, SPHERES, Family, Substrate, WalkerStart, cached_per_reach,
+                   check_length, check_permeability, check_relaxivity, check_start, permeability_truth,
+                   register_family, rotation_to, values_truth)
+from .primitive_grids import CellList, WalkGrid, build_cells, walk_grid
 
 
 @dataclass(frozen=True, eq=False)
-class WalkerStart:
-    """Where walkers start, as a substrate samples them (:meth:`Substrate.sample_positions`).
+class AnalyticSubstrate(Substrate):
+    """Free space, parallel planes, cylinders or spheres: the analytic family.
 
-    The fields are also the attributes of the (frozen) instance.
-
-    Parameters
-    ----------
-    positions : numpy.ndarray
-        (N, 3) local-frame positions in m. For a walker inside a primitive of
-        an analytic substrate the position is relative to the centre of the
-        primitive image ``home`` (so a walker's distance to its own wall needs
-        no subtraction); otherwise it lies in the box.
-    home : numpy.ndarray
-        (N,) int64: the primitive image (analytic) or innermost component (mesh)
-        holding each walker, -1 for none.
-    labels : numpy.ndarray
-        (N,) int64 index into ``names`` of the compartment each walker starts in.
-    names : list of str
-        Compartment names the labels refer to.
-    """
-
-    positions: np.ndarray
-    home: np.ndarray
-    labels: np.ndarray
-    names: list
-
-
-def check_start(start: str, allowed: list) -> None:
-    """Refuse a start compartment the substrate does not have, naming the ones it has."""
-    if start not in allowed:
-        raise ValueError(f"start must be one of {sorted(set(allowed))}, got {start!r}")
-
-
-@dataclass(frozen=True, eq=False)
-class Substrate:
-    """A substrate the walker can diffuse in.
-
-    Build substrates with the constructors (:func:`free`, :func:`planes`,
-    :func:`cylinders`, :func:`spheres`, ...) rather than directly. The fields
-    are also the attributes of the (frozen) instance.
+    Build it with the constructors (:func:`free`, :func:`planes`, :func:`cylinders`, :func:`spheres`,
+    the lattices and packings) rather than directly. The fields are also the attributes of the (frozen)
+    instance.
 
     Parameters
     ----------
@@ -242,12 +38,6 @@ class Substrate:
         FREE, PLANES, CYLINDERS or SPHERES.
     box : numpy.ndarray
         (3,) periodic box in the local frame (m); inf along unbounded axes.
-    centers : numpy.ndarray
-        (P, 3) primitive centres in the local frame (m); z unused for cylinders.
-    radii : numpy.ndarray
-        (P,) radii (m).
-    spacing : float
-        Plane separation (m) for PLANES.
     rotation : numpy.ndarray
         (3, 3) local-to-lab rotation (dimensionless).
     diffusion_tensor : numpy.ndarray or None
@@ -261,33 +51,20 @@ class Substrate:
     relaxivity : numpy.ndarray
         (P,) surface relaxivity rho of each primitive's wall in m/s (one entry
         for planes); empty or zeros for none.
+    centers : numpy.ndarray
+        (P, 3) primitive centres in the local frame (m); z unused for cylinders.
+    radii : numpy.ndarray
+        (P,) radii (m).
+    spacing : float
+        Plane separation (m) for PLANES.
     """
 
-    kind: int
-    box: np.ndarray
+    #: the family of substrates this class belongs to (its kernel, its file format): see substrates.FAMILIES
+    family: ClassVar[str] = "analytic"
+
     centers: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     radii: np.ndarray = field(default_factory=lambda: np.zeros(0))
     spacing: float = math.inf
-    rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
-    diffusion_tensor: np.ndarray | None = None
-    description: dict = field(default_factory=dict)
-    permeability: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
-    relaxivity: np.ndarray = field(default_factory=lambda: np.zeros(0))
-
-    @property
-    def permeable(self) -> bool:
-        """True when any membrane lets walkers through."""
-        return bool(np.any(self.permeability > 0))
-
-    @property
-    def relaxing(self) -> bool:
-        """True when any wall has a surface relaxivity (the b = 0 signal then decays)."""
-        return bool(np.any(self.relaxivity > 0))
-
-    @property
-    def name(self) -> str:
-        """Kind of substrate as text."""
-        return KIND_NAMES[self.kind]
 
     @property
     def compartments(self) -> list[str]:
@@ -300,11 +77,24 @@ class Substrate:
         return ["intra", "extra"] if has_extra else ["intra"]
 
     @property
+    def _dim(self) -> int:
+        """Dimensions a primitive's cross-section spans: 2 for cylinders (x, y), 3 for spheres."""
+        return 3 if self.kind == SPHERES else 2
+
+    def _measures(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """Wall area and volume of each primitive and the box volume: per unit length for cylinders (m, m^2,
+        m^2), else m^2, m^3, m^3."""
+        r, b = self.radii, self.box
+        if self.kind == CYLINDERS:
+            return 2 * np.pi * r, np.pi * r**2, b[0] * b[1]
+        return 4 * np.pi * r**2, 4 / 3 * np.pi * r**3, np.prod(b)
+
+    @property
     def cells(self) -> CellList:
         """Cell lists over the periodic images of the primitives (cached)."""
         c = self.__dict__.get("_cells")
         if c is None:
-            c = build_cells(self.centers, self.radii, self.box, dim=3 if self.kind == SPHERES else 2)
+            c = build_cells(self.centers, self.radii, self.box, dim=self._dim)
             self.__dict__["_cells"] = c
         return c
 
@@ -343,13 +133,10 @@ class Substrate:
     @property
     def pore_width(self) -> float:
         """Mean width of the extra space, 2 V_extra / S (m); inf without a box."""
-        if self.kind == CYLINDERS and "extra" in self.compartments:
-            extra = self.box[0] * self.box[1] - np.sum(np.pi * self.radii**2)
-            return float(2 * extra / np.sum(2 * np.pi * self.radii))
-        if self.kind == SPHERES and "extra" in self.compartments:
-            extra = np.prod(self.box) - np.sum(4 / 3 * np.pi * self.radii**3)
-            return float(2 * extra / np.sum(4 * np.pi * self.radii**2))
-        return math.inf
+        if self.kind not in (CYLINDERS, SPHERES) or "extra" not in self.compartments:
+            return math.inf
+        area, vol, total = self._measures()
+        return float(2 * (total - np.sum(vol)) / np.sum(area))
 
     def volume_fractions(self) -> dict[str, float]:
         """Volume fraction of each compartment.
@@ -360,14 +147,10 @@ class Substrate:
             Compartment name ("free", "intra", "extra") -> volume fraction
             (dimensionless, summing to 1).
         """
-        if self.kind in (FREE, PLANES):
-            return {self.compartments[0]: 1.0}
         if "extra" not in self.compartments:
-            return {"intra": 1.0}
-        if self.kind == CYLINDERS:
-            f = float(np.sum(np.pi * self.radii**2) / (self.box[0] * self.box[1]))
-        else:
-            f = float(np.sum(4 / 3 * np.pi * self.radii**3) / np.prod(self.box))
+            return {self.compartments[0]: 1.0}
+        _, vol, total = self._measures()
+        f = float(np.sum(vol) / total)
         return {"intra": f, "extra": 1.0 - f}
 
     def ground_truth(self) -> dict:
@@ -385,8 +168,7 @@ class Substrate:
             generator's ``generator``, ``seed`` and ``packing`` records where
             a generator made the substrate.
         """
-        gt: dict = {"substrate": self.name, "volume_fractions": self.volume_fractions(),
-                    "box": self.box.tolist()}
+        gt = super().ground_truth()
         if self.kind == FREE:
             if self.diffusion_tensor is not None:
                 gt["diffusion_tensor"] = self.diffusion_tensor.tolist()
@@ -402,20 +184,13 @@ class Substrate:
         gt["mean_radius"] = float(r.mean())
         if self.kind == CYLINDERS:
             gt["axis"] = self.rotation[:, 2].tolist()
-            # volume-weighted effective radius that AxCaliber/ActiveAx-type models estimate
-            gt["effective_radius"] = float((np.sum(r**6) / np.sum(r**2)) ** 0.25)
-            sv_intra = float(np.sum(2 * np.pi * r) / np.sum(np.pi * r**2))
-            area = np.sum(2 * np.pi * r)
-            vol = np.sum(np.pi * r**2)
-        else:
-            gt["effective_radius"] = float((np.sum(r**7) / np.sum(r**3)) ** 0.25)
-            sv_intra = float(np.sum(4 * np.pi * r**2) / np.sum(4 / 3 * np.pi * r**3))
-            area = np.sum(4 * np.pi * r**2)
-            vol = np.sum(4 / 3 * np.pi * r**3)
-        sv = {"intra": sv_intra}
+        # volume-weighted effective radius that AxCaliber/ActiveAx-type models estimate: (<r^(d+4)> / <r^d>)^(1/4)
+        d = self._dim
+        gt["effective_radius"] = float((np.sum(r**(d + 4)) / np.sum(r**d)) ** 0.25)
+        area, vol, total = self._measures()
+        sv = {"intra": float(np.sum(area) / np.sum(vol))}
         if "extra" in self.compartments:
-            total = self.box[0] * self.box[1] if self.kind == CYLINDERS else np.prod(self.box)
-            sv["extra"] = float(area / (total - vol))
+            sv["extra"] = float(np.sum(area) / (total - np.sum(vol)))
         gt["surface_to_volume"] = sv
         gt.update(self.exchange_truth())
         gt.update(self.relaxation_truth())
@@ -442,14 +217,11 @@ class Substrate:
         if self.kind == PLANES:
             out["exchange_time_barrier"] = {"intra": float(self.spacing / (2 * k[0]))}
             return out
-        r = self.radii
-        area = 2 * np.pi * r if self.kind == CYLINDERS else 4 * np.pi * r**2
-        vol = np.pi * r**2 if self.kind == CYLINDERS else 4 / 3 * np.pi * r**3
+        area, vol, total = self._measures()
         # kappa S summed over membranes (m^3/s per unit length for cylinders), leaving and entering
         flux_out, flux_in = float(np.sum(k * area)), float(np.sum(k_in * area))
         tb = {"intra": float(np.sum(vol) / flux_out) if flux_out > 0 else math.inf}
         if "extra" in self.compartments:
-            total = self.box[0] * self.box[1] if self.kind == CYLINDERS else np.prod(self.box)
             v_extra = float(total - np.sum(vol))
             tb["extra"] = v_extra / flux_in if flux_in > 0 else math.inf
             # detailed balance: inside each primitive the density is kappa_in / kappa_out times that outside
@@ -479,13 +251,10 @@ class Substrate:
         if self.kind == PLANES:
             out["surface_relaxation_rate"] = {"intra": float(2.0 * rho[0] / self.spacing)}
             return out
-        r = self.radii
-        area = 2 * np.pi * r if self.kind == CYLINDERS else 4 * np.pi * r**2
-        vol = np.pi * r**2 if self.kind == CYLINDERS else 4 / 3 * np.pi * r**3
+        area, vol, total = self._measures()
         loss = float(np.sum(rho * area))
         rate = {"intra": loss / float(np.sum(vol))}
         if "extra" in self.compartments:
-            total = self.box[0] * self.box[1] if self.kind == CYLINDERS else np.prod(self.box)
             rate["extra"] = loss / float(total - np.sum(vol))
         out["surface_relaxation_rate"] = rate
         return out
@@ -493,10 +262,8 @@ class Substrate:
     @property
     def region_names(self) -> list[str]:
         """Compartments a walker can be in (a permeable lone primitive has the unbounded outside as "extra")."""
-        if self.kind == FREE:
-            return ["free"]
-        if self.kind == PLANES:
-            return ["intra"]
+        if self.kind in (FREE, PLANES):
+            return self.compartments
         return ["intra", "extra"] if ("extra" in self.compartments or self.permeable) else ["intra"]
 
     @property
@@ -552,7 +319,7 @@ class Substrate:
             j = cells.owner[q]
             if primary[j] < 0 and np.allclose(cells.centers[q], self.centers[j], rtol=0, atol=1e-15):
                 primary[j] = q
-        dim = 3 if self.kind == SPHERES else 2
+        dim = self._dim
         w = self.radii**dim
         j = rng.choice(len(self.radii), size=n, p=w / w.sum())
         if dim == 2:
@@ -653,11 +420,11 @@ class Substrate:
     def __repr__(self) -> str:
         vf = ", ".join(f"{k} {v:.3f}" for k, v in self.volume_fractions().items())
         extra = f", {len(self.radii)} primitives" if len(self.radii) else ""
-        return f"Substrate({self.name}{extra}; volume fractions: {vf})"
+        return f"AnalyticSubstrate({self.name}{extra}; volume fractions: {vf})"
 
 
 # --------------------------------------------------------------- factories
-def free(diffusion_tensor=None) -> Substrate:
+def free(diffusion_tensor=None) -> AnalyticSubstrate:
     """Unrestricted space.
 
     Parameters
@@ -669,7 +436,7 @@ def free(diffusion_tensor=None) -> Substrate:
 
     Returns
     -------
-    Substrate
+    AnalyticSubstrate
     """
     D = None
     if diffusion_tensor is not None:
@@ -681,10 +448,11 @@ def free(diffusion_tensor=None) -> Substrate:
             raise ValueError("diffusion_tensor must be positive definite")
         if w.max() > 1e-6 or w.max() < 1e-13:
             raise ValueError(f"diffusion_tensor eigenvalues {w} are not plausible in m^2/s (water is ~2e-9)")
-    return Substrate(FREE, np.full(3, np.inf), diffusion_tensor=D, description={"factory": "free"})
+    return AnalyticSubstrate(kind=FREE, box=np.full(3, np.inf), diffusion_tensor=D, description={"factory": "free"})
 
 
-def planes(spacing: float, normal=(0.0, 0.0, 1.0), permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
+def planes(spacing: float, normal=(0.0, 0.0, 1.0), permeability: float = 0.0,
+           relaxivity: float = 0.0) -> AnalyticSubstrate:
     """An infinite stack of parallel planes, equally spaced.
 
     Parameters
@@ -701,16 +469,16 @@ def planes(spacing: float, normal=(0.0, 0.0, 1.0), permeability: float = 0.0, re
 
     Returns
     -------
-    Substrate
+    AnalyticSubstrate
     """
     L = float(check_length(spacing, "spacing"))
     R = rotation_to(normal)
     kappa = _plane_permeability(permeability)
     rho = check_relaxivity(relaxivity, 1)
-    return Substrate(PLANES, np.array([np.inf, np.inf, L]), spacing=L, rotation=R,
-                     description={"factory": "planes", "spacing": L, "normal": list(map(float, R[:, 2])),
-                                  "permeability": float(kappa[0, 0]), **_relaxivity_record(rho)},
-                     permeability=kappa, relaxivity=rho)
+    return AnalyticSubstrate(kind=PLANES, box=np.array([np.inf, np.inf, L]), spacing=L, rotation=R,
+                             description={"factory": "planes", "spacing": L, "normal": list(map(float, R[:, 2])),
+                                          "permeability": float(kappa[0, 0]), **_relaxivity_record(rho)},
+                             permeability=kappa, relaxivity=rho)
 
 
 def _relaxivity_record(rho: np.ndarray) -> dict:
@@ -724,7 +492,8 @@ def _plane_permeability(permeability) -> np.ndarray:
     return check_permeability(permeability, 1)
 
 
-def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
+def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0,
+             relaxivity: float = 0.0) -> AnalyticSubstrate:
     """One cylinder of infinite length (walkers start inside it).
 
     Parameters
@@ -745,20 +514,21 @@ def cylinder(radius: float, axis=(0.0, 0.0, 1.0), permeability: float = 0.0, rel
 
     Returns
     -------
-    Substrate
+    AnalyticSubstrate
     """
     r = float(check_length(radius, "radius"))
     R = rotation_to(axis)
     kappa = check_permeability(permeability, 1)
     rho = check_relaxivity(relaxivity, 1)
-    return Substrate(CYLINDERS, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]), rotation=R,
-                     description={"factory": "cylinder", "radius": r, "axis": list(map(float, R[:, 2])),
-                                  "permeability": permeability_truth(kappa), **_relaxivity_record(rho)},
-                     permeability=kappa, relaxivity=rho)
+    return AnalyticSubstrate(kind=CYLINDERS, box=np.full(3, np.inf), centers=np.zeros((1, 3)), radii=np.array([r]),
+                             rotation=R,
+                             description={"factory": "cylinder", "radius": r, "axis": list(map(float, R[:, 2])),
+                                          "permeability": permeability_truth(kappa), **_relaxivity_record(rho)},
+                             permeability=kappa, relaxivity=rho)
 
 
 def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0.0,
-              relaxivity: float = 0.0) -> Substrate:
+              relaxivity: float = 0.0) -> AnalyticSubstrate:
     """Parallel cylinders in a periodic box.
 
     Parameters
@@ -783,20 +553,21 @@ def cylinders(radii, centers, box, axis=(0.0, 0.0, 1.0), permeability: float = 0
 
     Returns
     -------
-    Substrate
+    AnalyticSubstrate
     """
     r, c, b = _primitives(radii, centers, box, 2, "cylinder")
     c3 = np.column_stack([np.mod(c, b), np.zeros(len(c))])
-    sub = Substrate(CYLINDERS, np.array([b[0], b[1], np.inf]), c3, r, rotation=rotation_to(axis),
-                    description={"factory": "cylinders", "n": len(r)},
-                    permeability=check_permeability(permeability, len(r)),
-                    relaxivity=check_relaxivity(relaxivity, len(r)))
+    sub = AnalyticSubstrate(kind=CYLINDERS, box=np.array([b[0], b[1], np.inf]), centers=c3, radii=r,
+                            rotation=rotation_to(axis),
+                            description={"factory": "cylinders", "n": len(r)},
+                            permeability=check_permeability(permeability, len(r)),
+                            relaxivity=check_relaxivity(relaxivity, len(r)))
     _check_no_overlap(sub)
     return sub
 
 
 def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axis=(0.0, 0.0, 1.0),
-                     repeats: int = 1, permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
+                     repeats: int = 1, permeability: float = 0.0, relaxivity: float = 0.0) -> AnalyticSubstrate:
     """Identical cylinders on a square or hexagonal lattice at a given intra-cellular volume fraction.
 
     Parameters
@@ -819,7 +590,7 @@ def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axi
 
     Returns
     -------
-    Substrate
+    AnalyticSubstrate
     """
     r = float(check_length(radius, "radius"))
     f = check_fraction(icvf, "icvf")
@@ -842,15 +613,15 @@ def cylinder_lattice(radius: float, icvf: float, lattice: str = "hexagonal", axi
     centers = np.array([p + cell * [i, j] for i in range(n) for j in range(n) for p in pts])
     sub = cylinders(np.full(len(centers), r), centers, cell * n, axis=axis, permeability=permeability,
                     relaxivity=relaxivity)
-    return Substrate(sub.kind, sub.box, sub.centers, sub.radii, rotation=sub.rotation,
-                     description={"factory": "cylinder_lattice", "radius": r, "icvf": f, "lattice": lattice,
-                                  "repeats": n, "lattice_constant": float(a),
-                                  "permeability": permeability_truth(sub.permeability),
-                                  **_relaxivity_record(sub.relaxivity)},
-                     permeability=sub.permeability, relaxivity=sub.relaxivity)
+    return AnalyticSubstrate(kind=sub.kind, box=sub.box, centers=sub.centers, radii=sub.radii, rotation=sub.rotation,
+                             description={"factory": "cylinder_lattice", "radius": r, "icvf": f, "lattice": lattice,
+                                          "repeats": n, "lattice_constant": float(a),
+                                          "permeability": permeability_truth(sub.permeability),
+                                          **_relaxivity_record(sub.relaxivity)},
+                             permeability=sub.permeability, relaxivity=sub.relaxivity)
 
 
-def sphere(radius: float, permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
+def sphere(radius: float, permeability: float = 0.0, relaxivity: float = 0.0) -> AnalyticSubstrate:
     """One sphere (walkers start inside it).
 
     Parameters
@@ -869,18 +640,18 @@ def sphere(radius: float, permeability: float = 0.0, relaxivity: float = 0.0) ->
 
     Returns
     -------
-    Substrate
+    AnalyticSubstrate
     """
     r = float(check_length(radius, "radius"))
     kappa = check_permeability(permeability, 1)
     rho = check_relaxivity(relaxivity, 1)
-    return Substrate(SPHERES, np.full(3, np.inf), np.zeros((1, 3)), np.array([r]),
-                     description={"factory": "sphere", "radius": r, "permeability": permeability_truth(kappa),
-                                  **_relaxivity_record(rho)},
-                     permeability=kappa, relaxivity=rho)
+    return AnalyticSubstrate(kind=SPHERES, box=np.full(3, np.inf), centers=np.zeros((1, 3)), radii=np.array([r]),
+                             description={"factory": "sphere", "radius": r, "permeability": permeability_truth(kappa),
+                                          **_relaxivity_record(rho)},
+                             permeability=kappa, relaxivity=rho)
 
 
-def spheres(radii, centers, box, permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
+def spheres(radii, centers, box, permeability: float = 0.0, relaxivity: float = 0.0) -> AnalyticSubstrate:
     """Spheres in a periodic box.
 
     Parameters
@@ -903,18 +674,19 @@ def spheres(radii, centers, box, permeability: float = 0.0, relaxivity: float = 
 
     Returns
     -------
-    Substrate
+    AnalyticSubstrate
     """
     r, c, b = _primitives(radii, centers, box, 3, "sphere")
-    sub = Substrate(SPHERES, b, np.mod(c, b), r, description={"factory": "spheres", "n": len(r)},
-                    permeability=check_permeability(permeability, len(r)),
-                    relaxivity=check_relaxivity(relaxivity, len(r)))
+    sub = AnalyticSubstrate(kind=SPHERES, box=b, centers=np.mod(c, b), radii=r,
+                            description={"factory": "spheres", "n": len(r)},
+                            permeability=check_permeability(permeability, len(r)),
+                            relaxivity=check_relaxivity(relaxivity, len(r)))
     _check_no_overlap(sub)
     return sub
 
 
 def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic", repeats: int = 1,
-                   permeability: float = 0.0, relaxivity: float = 0.0) -> Substrate:
+                   permeability: float = 0.0, relaxivity: float = 0.0) -> AnalyticSubstrate:
     """Identical spheres on a simple-cubic or face-centred-cubic lattice.
 
     Parameters
@@ -935,7 +707,7 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
 
     Returns
     -------
-    Substrate
+    AnalyticSubstrate
     """
     r = float(check_length(radius, "radius"))
     f = check_fraction(volume_fraction, "volume_fraction")
@@ -953,12 +725,12 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
     centers = np.array([(b + [i, j, k]) * a for i in range(n) for j in range(n) for k in range(n) for b in basis])
     sub = spheres(np.full(len(centers), r), centers, np.full(3, a * n), permeability=permeability,
                   relaxivity=relaxivity)
-    return Substrate(sub.kind, sub.box, sub.centers, sub.radii,
-                     description={"factory": "sphere_lattice", "radius": r, "volume_fraction": f,
-                                  "lattice": lattice, "repeats": n, "lattice_constant": float(a),
-                                  "permeability": permeability_truth(sub.permeability),
-                                  **_relaxivity_record(sub.relaxivity)},
-                     permeability=sub.permeability, relaxivity=sub.relaxivity)
+    return AnalyticSubstrate(kind=sub.kind, box=sub.box, centers=sub.centers, radii=sub.radii,
+                             description={"factory": "sphere_lattice", "radius": r, "volume_fraction": f,
+                                          "lattice": lattice, "repeats": n, "lattice_constant": float(a),
+                                          "permeability": permeability_truth(sub.permeability),
+                                          **_relaxivity_record(sub.relaxivity)},
+                             permeability=sub.permeability, relaxivity=sub.relaxivity)
 
 
 def _primitives(radii, centers, box, dim: int, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -984,7 +756,25 @@ def _primitives(radii, centers, box, dim: int, what: str) -> tuple[np.ndarray, n
     return r, c, b
 
 
-def _check_no_overlap(sub: Substrate) -> None:
+def _check_no_overlap(sub: AnalyticSubstrate) -> None:
     gap = sub.cells.min_gap
     if gap < 0:
         raise ValueError("primitives overlap (including periodic images); impermeable walls must not intersect")
+
+
+# --------------------------------------------------------------- files and the family record
+def _write_file(sub: AnalyticSubstrate, group) -> None:
+    """Store the analytic fields (primitives and plane spacing) in an open h5py group (lengths in m)."""
+    for name in ("centers", "radii"):
+        group.create_dataset(name, data=np.asarray(getattr(sub, name), dtype=float))
+    group.attrs["spacing"] = float(sub.spacing)
+
+
+def _read_file(group, shared: dict) -> AnalyticSubstrate:
+    """Rebuild an analytic substrate from a group written by :func:`_write_file` and the shared fields."""
+    return AnalyticSubstrate(**shared, centers=group["centers"][()], radii=group["radii"][()],
+                             spacing=float(group.attrs["spacing"]))
+
+
+register_family(Family("analytic", {FREE: "free", PLANES: "planes", CYLINDERS: "cylinders", SPHERES: "spheres"},
+                       AnalyticSubstrate, write=_write_file, read=_read_file))

@@ -35,7 +35,7 @@ from scipy.spatial import cKDTree
 
 from sequences import check_count, check_fraction
 
-from .analytic import check_length
+from .base import check_length
 
 #: version of the packing algorithm, recorded in the ground truth: a change makes other packings per seed
 PACKING_VERSION = ("2: overlap-free L-BFGS start, then hard-core Monte Carlo (event chains for disks, Metropolis "

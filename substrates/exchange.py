@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .analytic import CYLINDERS, PLANES, SPHERES, Substrate
+from .base import CYLINDERS, PLANES, SPHERES, Substrate
 
 
 def residence_times(substrate: Substrate, diffusivity) -> dict:

@@ -1,7 +1,7 @@
 """Substrate generators: packed, undulating and beaded axons; somas with neurites; meshed cylinders and spheres.
 
-Every generator is seeded and reproducible, returns a :class:`Substrate`
-(exact analytic primitives where the walker has them) or a
+Every generator is seeded and reproducible, returns an :class:`AnalyticSubstrate`
+(exact analytic primitives where the walker has them: :func:`pack_cylinders`, :func:`packed_axons`) or a
 :class:`MeshSubstrate` (a watertight mesh whose resolution follows
 ``resolution``, the relative radius error), and puts its ground truth in
 ``ground_truth()``. Save and reload with :func:`save_substrate` /
@@ -21,7 +21,8 @@ from scipy.optimize import minimize
 
 from sequences import check_count, check_fraction
 
-from .analytic import Substrate, check_length, cylinders, spheres
+from .analytic import AnalyticSubstrate, cylinders, spheres
+from .base import Substrate, check_length
 from .disks import MAX_DISK_FRACTION, PACKING_VERSION, nearest_gaps, pack_disks, packing_statistics
 from .mesh import MeshSubstrate, mesh_substrate
 from .meshing import (area_preserving_radius, capsule, capsule_sdf, icosphere, marching_tetrahedra, periodic_tube,
@@ -166,6 +167,61 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
     Lz = float(length) if length is not None else 10 * float(np.mean(r))
     return _tubes(x, r, L, Lz, lambda k, zz: (np.zeros_like(zz), np.zeros_like(zz)), None, resolution,
                   truth, walls, "packed_axons")  # straight: 8 rings per period are exact
+
+
+def pack_cylinders(radii, icvf: float, seed: int = 0, axis=(0.0, 0.0, 1.0), min_gap: float | None = None,
+                   permeability=0.0, arrangement: str = "random", clustering: float = 0.0,
+                   relaxivity=0.0) -> AnalyticSubstrate:
+    """Pack non-overlapping parallel cylinders into a periodic box at a target volume fraction.
+
+    Parameters
+    ----------
+    radii : array_like
+        (P,) radii in m.
+    icvf : float
+        Target intra-cylinder volume fraction; the box is sized to hit it exactly (at most 0.85).
+    seed : int
+        Seed of the packing.
+    axis : array_like
+        (3,) cylinder axis.
+    min_gap : float, optional
+        Smallest gap in m between two cylinder surfaces (default 2 % of the mean radius).
+    permeability : float or array_like
+        Membrane permeability kappa in m/s, one value or one per cylinder (0: impermeable).
+    arrangement : {"random", "clustered", "hexagonal"}
+        See :func:`substrates.pack_disks`.
+    clustering : float
+        Square-well depth in kT for ``"clustered"``.
+    relaxivity : float or array_like
+        Surface relaxivity rho in m/s, one value or one per cylinder (0: none; see
+        :func:`walker.survival_probability`).
+
+    Returns
+    -------
+    AnalyticSubstrate
+        Its ground truth carries the packing's algorithm and statistics.
+
+    Raises
+    ------
+    ValueError
+        If the target fraction cannot be reached without overlaps (the message says what was reached).
+
+    Examples
+    --------
+    >>> import numpy as np, substrates
+    >>> sub = substrates.pack_cylinders(np.random.default_rng(0).gamma(4, 0.5e-6, 100), 0.6)   # doctest: +SKIP
+    """
+    try:
+        x, L, info = pack_disks(radii, icvf, seed=seed, min_gap=min_gap, arrangement=arrangement,
+                                clustering=clustering, return_info=True)
+    except ValueError as exc:
+        raise ValueError(f"pack_cylinders(icvf={icvf!r}): {exc}") from None
+    r = np.asarray(radii, dtype=float).ravel()
+    box = np.broadcast_to(np.asarray(L, dtype=float), (2,))
+    sub = cylinders(r, x, box, axis=axis, permeability=permeability, relaxivity=relaxivity)
+    sub.description.update({"factory": "pack_cylinders", "generator": "pack_cylinders", "seed": int(seed),
+                            "packing": {**info, **packing_statistics(x, r, box)}})
+    return sub
 
 
 def watson_axes(n: int, odi: float, rng: np.random.Generator) -> np.ndarray:

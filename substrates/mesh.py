@@ -27,17 +27,18 @@ import os
 import re
 import warnings
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from numba import njit
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .analytic import (Substrate, WalkerStart, check_permeability, check_relaxivity, check_start, permeability_truth,
-                       values_truth)
+from .base import (MESH, Family, Substrate, WalkerStart, check_permeability, check_relaxivity, check_start,
+                   permeability_truth, register_family, values_truth)
+from .files import json_text
 from .meshgrid import build_columns, build_grid, locate_points, triangle_rows
 
-MESH = 4
 UNITS = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "micron": 1e-6, "nm": 1e-9}
 
 
@@ -114,9 +115,8 @@ class MeshSubstrate(Substrate):
     box : numpy.ndarray
         (3,) periodic box in m, spanning [0, box) on each axis; inf along
         non-periodic axes.
-    centers, radii, spacing, rotation, diffusion_tensor, description : object
-        As in :class:`Substrate` (``centers`` and ``radii`` are left empty:
-        the mesh is the geometry).
+    rotation, diffusion_tensor, description : object
+        As in :class:`Substrate` (identity rotation: the mesh is in the lab frame).
     permeability : numpy.ndarray
         (C, 2) membrane permeability kappa of each component in m/s,
         [outward, inward].
@@ -141,6 +141,9 @@ class MeshSubstrate(Substrate):
         default "intra", "inner", "inner2", ...
     """
 
+    #: the family of substrates this class belongs to (its kernel, its file format): see substrates.FAMILIES
+    family: ClassVar[str] = "mesh"
+
     vertices: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     faces: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
     face_component: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -150,11 +153,6 @@ class MeshSubstrate(Substrate):
     component_area: np.ndarray = field(default_factory=lambda: np.zeros(0))
     truth: dict = field(default_factory=dict)
     region_labels: tuple = ()
-
-    @property
-    def name(self) -> str:
-        """Kind of substrate as text: ``"mesh"``."""
-        return "mesh"
 
     @property
     def n_components(self) -> int:
@@ -207,11 +205,6 @@ class MeshSubstrate(Substrate):
             g = _build_mesh_grid(self.vertices, self.faces, self.face_component, self.box)
             self.__dict__["_grid"] = g
         return g
-
-    @property
-    def cells(self):  # the analytic cell lists do not apply
-        """Not available for meshes (use :attr:`grid`): raises AttributeError."""
-        raise AttributeError("mesh substrates use .grid, not .cells")
 
     def region_volumes(self) -> dict[str, float]:
         """Volume of each region in m^3 (per box for periodic substrates).
@@ -284,8 +277,8 @@ class MeshSubstrate(Substrate):
             b = 0 decay rate).
         """
         vols = self.region_volumes()
-        gt: dict = {"substrate": "mesh", "volume_fractions": self.volume_fractions(),
-                    "box": self.box.tolist(), "n_components": self.n_components, "n_faces": len(self.faces)}
+        gt = super().ground_truth()
+        gt.update(n_components=self.n_components, n_faces=len(self.faces))
         sv, rate = {}, {}
         names = self.region_names
         rho = self.relaxivity if self.relaxing else np.zeros(self.n_components)
@@ -380,23 +373,6 @@ class MeshSubstrate(Substrate):
             if tries > 1000:
                 raise RuntimeError(f"could not seed walkers in region {start!r}: its volume is ~0")
         return WalkerStart(pos, comp, labels, names)
-
-    def absolute_positions(self, positions: np.ndarray, home: np.ndarray) -> np.ndarray:
-        """Positions in the box (mesh walkers always carry absolute positions): a copy.
-
-        Parameters
-        ----------
-        positions : numpy.ndarray
-            (N, 3) positions in m.
-        home : numpy.ndarray
-            (N,) innermost component of each walker (unused for meshes).
-
-        Returns
-        -------
-        numpy.ndarray
-            (N, 3) copy of ``positions`` in m.
-        """
-        return np.array(positions, dtype=float, copy=True)
 
     def region_fractions(self, home: np.ndarray) -> dict[str, float]:
         """Fraction of walkers in each region, from their innermost component (``home``, -1: extra).
@@ -835,7 +811,7 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     if notes:
         desc["repairs"] = notes
     labels = _check_region_labels(region_labels, int(depth.max(initial=0)) + 1)
-    sub = MeshSubstrate(MESH, box, description=desc, permeability=check_permeability(permeability, C),
+    sub = MeshSubstrate(kind=MESH, box=box, description=desc, permeability=check_permeability(permeability, C),
                         relaxivity=check_relaxivity(relaxivity, C),
                         vertices=v, faces=f, face_component=comp, depth=depth, parent=parent,
                         component_volume=vol, component_area=area_c, truth=dict(truth or {}), region_labels=labels)
@@ -1109,80 +1085,24 @@ def from_mesh(path, units: str = "um", box=None, permeability=0.0, repair: bool 
                           check_self_intersections=check_self_intersections, description=desc, relaxivity=relaxivity)
 
 
-# --------------------------------------------------------------------------------------------- save / load
-def save_substrate(sub: Substrate, path) -> None:
-    """Write a substrate (analytic or mesh) with its ground truth to an HDF5 file, float64 throughout.
-
-    Parameters
-    ----------
-    sub : Substrate
-        Analytic or mesh substrate (lengths in m).
-    path : str or Path
-        Output file (``.h5``); overwritten.
-    """
-    import h5py
-    if sub.name == "sphere_union":
-        raise ValueError("save_substrate does not store sphere unions yet; keep the generator's arguments (their "
-                         "description) to rebuild one")
-    with h5py.File(path, "w") as h:
-        h.attrs["format"] = "diffwalk-substrate-1"
-        h.attrs["kind"] = int(sub.kind)
-        h.attrs["description"] = json.dumps(sub.description, default=_json_default)
-        for name in ("box", "centers", "radii", "rotation", "permeability", "relaxivity"):
-            h.create_dataset(name, data=np.asarray(getattr(sub, name), dtype=float))
-        h.attrs["spacing"] = float(sub.spacing)
-        if sub.diffusion_tensor is not None:
-            h.create_dataset("diffusion_tensor", data=sub.diffusion_tensor)
-        if isinstance(sub, MeshSubstrate):
-            h.create_dataset("vertices", data=sub.vertices, compression="gzip")
-            h.create_dataset("faces", data=sub.faces, compression="gzip")
-            h.attrs["truth"] = json.dumps(sub.truth, default=_json_default)
-            h.attrs["region_labels"] = json.dumps(list(sub.region_labels))
+# --------------------------------------------------------------------------------------------- files
+def _write_file(sub: MeshSubstrate, group) -> None:
+    """Store the mesh (vertices in m, faces), its generator's truth and region labels in an open h5py group."""
+    group.create_dataset("vertices", data=sub.vertices, compression="gzip")
+    group.create_dataset("faces", data=sub.faces, compression="gzip")
+    group.attrs["truth"] = json_text(sub.truth)
+    group.attrs["region_labels"] = json.dumps(list(sub.region_labels))
 
 
-def load_substrate(path) -> Substrate:
-    """Read a substrate written by :func:`save_substrate` (mesh checks are run again).
-
-    Parameters
-    ----------
-    path : str or Path
-        File written by :func:`save_substrate`.
-
-    Returns
-    -------
-    Substrate or MeshSubstrate
-        Lengths in m, as saved.
-
-    Raises
-    ------
-    ValueError
-        If the file is not a diffwalk substrate file.
-    """
-    import h5py
-    with h5py.File(path, "r") as h:
-        if h.attrs.get("format") != "diffwalk-substrate-1":
-            raise ValueError(f"{path} is not a diffwalk substrate file")
-        kind = int(h.attrs["kind"])
-        desc = json.loads(h.attrs["description"])
-        box = h["box"][()]
-        perm = h["permeability"][()]
-        rho = h["relaxivity"][()] if "relaxivity" in h else np.zeros(0)  # files from before relaxivity: none
-        if kind == MESH:
-            truth = json.loads(h.attrs["truth"])
-            n = len(perm)
-            return mesh_substrate(h["vertices"][()], h["faces"][()], box=box,
-                                  permeability={"outward": perm[:, 0], "inward": perm[:, 1]} if n else 0.0,
-                                  description=desc, truth=truth, check_self_intersections=False,
-                                  relaxivity=rho if rho.size else 0.0,
-                                  region_labels=json.loads(h.attrs.get("region_labels", "[]")) or None)
-        dt = h["diffusion_tensor"][()] if "diffusion_tensor" in h else None
-        return Substrate(kind, box, h["centers"][()], h["radii"][()], float(h.attrs["spacing"]), h["rotation"][()],
-                         dt, desc, perm, rho)
+def _read_file(group, shared: dict) -> MeshSubstrate:
+    """Rebuild a mesh substrate (every mesh check but self-intersection runs again) from a group written by
+    :func:`_write_file` and the shared fields."""
+    perm, rho = shared["permeability"], shared["relaxivity"]
+    return mesh_substrate(group["vertices"][()], group["faces"][()], box=shared["box"],
+                          permeability={"outward": perm[:, 0], "inward": perm[:, 1]} if len(perm) else 0.0,
+                          description=shared["description"], truth=json.loads(group.attrs["truth"]),
+                          check_self_intersections=False, relaxivity=rho if rho.size else 0.0,
+                          region_labels=json.loads(group.attrs.get("region_labels", "[]")) or None)
 
 
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    raise TypeError(f"cannot store {type(o).__name__} in JSON")
+register_family(Family("mesh", {MESH: "mesh"}, MeshSubstrate, write=_write_file, read=_read_file))

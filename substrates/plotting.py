@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .analytic import CYLINDERS, FREE, PLANES, SPHERES, Substrate
+from .base import CYLINDERS, FREE, PLANES, SPHERES, Substrate
 from .mesh import MeshSubstrate, image_vertices
 
 UM = 1e6
@@ -68,7 +68,7 @@ def plot_section(sub: Substrate, z: float | None = None, ax=None, path: str | Pa
     fig = ax.figure
     box = np.where(np.isfinite(sub.box), sub.box, np.nan)
     title = f"{sub.name}: " + ", ".join(f"{k} {v:.3f}" for k, v in sub.volume_fractions().items())
-    if isinstance(sub, MeshSubstrate):
+    if sub.family == "mesh":
         lo = np.where(np.isfinite(sub.box), 0.0, sub.vertices.min(axis=0))
         hi = np.where(np.isfinite(sub.box), sub.box, sub.vertices.max(axis=0))
         zc = 0.5 * (lo[2] + hi[2]) if z is None else z
@@ -153,12 +153,12 @@ def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: 
     """
     import matplotlib.pyplot as plt
 
-    if not isinstance(sub, MeshSubstrate) and sub.kind not in (CYLINDERS, SPHERES):
+    if sub.family != "mesh" and sub.kind not in (CYLINDERS, SPHERES):
         raise ValueError(f"plot_substrate draws cylinders, spheres and meshes, not {sub.name}; "
                          "plot_section draws any substrate")
     fig = fig or plt.figure(figsize=(10, 4.6))
     plot_section(sub, z=z, ax=fig.add_subplot(1, 2, 1))
-    if isinstance(sub, MeshSubstrate):
+    if sub.family == "mesh":
         ax2 = fig.add_subplot(1, 2, 2, projection="3d")
         from mpl_toolkits.mplot3d.art3d import Poly3DCollection
         rng = np.random.default_rng(0)

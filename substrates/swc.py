@@ -22,7 +22,7 @@ import numpy as np
 
 from sequences import check_count
 
-from .analytic import check_length
+from .base import check_length
 from .mesh import MeshSubstrate, UNITS, mesh_substrate
 from .meshing import marching_tetrahedra
 

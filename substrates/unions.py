@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from sequences import check_count, check_fraction
 
-from .analytic import Substrate, WalkerStart, cached_per_reach, check_length, check_start
+from .base import UNION, Family, Substrate, WalkerStart, cached_per_reach, check_length, check_start, register_family
 from .disks import pack_disks
-
-#: kind number of a sphere union (after FREE, PLANES, CYLINDERS, SPHERES and MESH)
-UNION = 5
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,34 +70,30 @@ class SphereUnion(Substrate):
         ``UNION``.
     box : numpy.ndarray
         (3,) periodic box in m.
-    centers, radii : numpy.ndarray
-        (P, 3) sphere centres in the box and (P,) radii, m.
-    spacing, rotation, diffusion_tensor, permeability, relaxivity : object
-        As in :class:`Substrate`, unused (the walls are impermeable and do not relax; identity rotation).
-    fibre : numpy.ndarray
-        (P,) fibre (connected union) each sphere belongs to.
+    rotation, diffusion_tensor, permeability, relaxivity : object
+        As in :class:`Substrate`, left at their defaults (identity rotation; the walls are impermeable and do
+        not relax).
     description : dict
         How it was made.
+    centers, radii : numpy.ndarray
+        (P, 3) sphere centres in the box and (P,) radii, m.
+    fibre : numpy.ndarray
+        (P,) fibre (connected union) each sphere belongs to.
     truth : dict
         Ground truth from the generator (SI).
     """
 
+    #: the family of substrates this class belongs to (its kernel, its file format): see substrates.FAMILIES
+    family: ClassVar[str] = "union"
+
+    centers: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    radii: np.ndarray = field(default_factory=lambda: np.zeros(0))
     fibre: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     truth: dict = field(default_factory=dict)
 
     @property
-    def name(self) -> str:
-        """Kind of substrate as text: ``"sphere_union"``."""
-        return "sphere_union"
-
-    @property
-    def compartments(self) -> list[str]:
-        """Walkers live inside the union: ``["intra"]``."""
-        return ["intra"]
-
-    @property
     def region_names(self) -> list[str]:
-        """``["intra"]``."""
+        """Walkers live inside the union: ``["intra"]`` (also the :attr:`compartments`)."""
         return ["intra"]
 
     @property
@@ -229,9 +223,9 @@ class SphereUnion(Substrate):
         if "_volume" not in self.__dict__:
             self.__dict__["_volume"] = self.union_volume()
         vol, se = self.__dict__["_volume"]
-        gt = {"substrate": self.name, "volume_fractions": self.volume_fractions(), "box": self.box.tolist(),
-              "n_spheres": len(self.radii), "n_fibres": int(self.fibre.max(initial=-1)) + 1,
-              "union_volume": vol, "union_volume_stderr": se, "union_volume_fraction": vol / float(np.prod(self.box))}
+        gt = super().ground_truth()
+        gt.update(n_spheres=len(self.radii), n_fibres=int(self.fibre.max(initial=-1)) + 1, union_volume=vol,
+                  union_volume_stderr=se, union_volume_fraction=vol / float(np.prod(self.box)))
         gt.update(self.truth)
         return gt
 
@@ -318,8 +312,8 @@ def sphere_union(centers, radii, box, fibre=None, description: dict | None = Non
     f = np.zeros(len(r), dtype=np.int64) if fibre is None else np.asarray(fibre, dtype=np.int64).ravel()
     if f.shape != r.shape:
         raise ValueError(f"fibre must give one fibre index per sphere ({len(r)}), got shape {f.shape}")
-    return SphereUnion(UNION, L, np.mod(c, L), r, description=dict(description or {"factory": "sphere_union"}),
-                       fibre=f, truth=dict(truth or {}))
+    return SphereUnion(kind=UNION, box=L, centers=np.mod(c, L), radii=r,
+                       description=dict(description or {"factory": "sphere_union"}), fibre=f, truth=dict(truth or {}))
 
 
 def sphere_chain_axons(n_axons: int = 20, mean_radius: float = 1e-6, gamma_shape: float = 4.0, icvf: float = 0.5,
@@ -415,3 +409,8 @@ def sphere_chain_axons(n_axons: int = 20, mean_radius: float = 1e-6, gamma_shape
 
 
 __all__ = ["UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons"]
+
+
+register_family(Family("union", {UNION: "sphere_union"}, SphereUnion,
+                       no_file="save_substrate does not store sphere unions yet; keep the generator's arguments "
+                               "(their description) to rebuild one"))

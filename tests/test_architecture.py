@@ -127,3 +127,59 @@ def test_the_checker_sees_a_forbidden_edge(tmp_path):
     assert ("validation.fit", ["fit"], 2) in found
     assert ("diffwalk", ["cli"], 3) in found
     assert ("walker", ["_y"], 4) in found
+
+
+# ------------------------------------------------------------------ substrate families (issue 27)
+#: kind codes as stored in substrate files: defined once, in substrates/base.py, and never renumbered
+KIND_CODES = {"FREE": 0, "PLANES": 1, "CYLINDERS": 2, "SPHERES": 3, "MESH": 4, "UNION": 5}
+
+
+def _module_assignments(path: Path):
+    """(name, value node, line) of every module-level assignment (plain, tuple-unpacking or annotated)."""
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    yield target.id, node.value, node.lineno
+                elif isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                    for t, v in zip(target.elts, node.value.elts):
+                        if isinstance(t, ast.Name):
+                            yield t.id, v, node.lineno
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            yield node.target.id, node.value, node.lineno
+
+
+def test_kind_codes_are_defined_once_in_substrates_base_with_their_stored_values():
+    found = {}
+    bad = []
+    for path in sorted((ROOT / "substrates").rglob("*.py")):
+        for name, value, line in _module_assignments(path):
+            if name in KIND_CODES:
+                if path.name != "base.py":
+                    bad.append(f"{path.relative_to(ROOT)}:{line} defines kind code {name} (only substrates/base.py may)")
+                else:
+                    found[name] = ast.literal_eval(value)
+    assert not bad, "\n".join(bad)
+    assert found == KIND_CODES, f"kind codes in substrates/base.py changed (they are stored in files): {found}"
+
+
+def test_every_substrate_class_names_its_family_and_its_module_registers_it():
+    # a class deriving from Substrate (directly or through a family class) sets family: ClassVar[str] = "...",
+    # and the module defining a family's base class registers that family
+    bad = []
+    for path in sorted((ROOT / "substrates").rglob("*.py")):
+        if path.name == "base.py":
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        classes = [n for n in tree.body if isinstance(n, ast.ClassDef)
+                   and any(isinstance(b, ast.Name) and b.id == "Substrate" for b in n.bases)]
+        for cls in classes:
+            family = [s for s in cls.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+                      and s.target.id == "family" and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)]
+            if not family:
+                bad.append(f"{path.relative_to(ROOT)}:{cls.lineno} class {cls.name} sets no family name")
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
+                 and n.func.id == "register_family"]
+        if classes and not calls:
+            bad.append(f"{path.relative_to(ROOT)} defines a substrate family but does not register it")
+    assert not bad, "\n".join(bad)

@@ -10,7 +10,7 @@ import pytest
 import sequences as sq
 import substrates as su
 import walker
-from walker import cells_kernel, mesh_kernel, walkers
+from walker import cells_kernel, mesh_kernel, scaffold
 from walker.sincos import REDUCED_RANGE, sincos_inplace
 
 D0 = 2e-9
@@ -131,11 +131,11 @@ def test_compile_notice_is_printed_when_a_build_takes_long(monkeypatch, capsys):
     def slow_to_build(x):
         return x + 1
 
-    monkeypatch.setattr(walkers, "COMPILE_NOTICE_AFTER", 0.0)
-    walkers.ensure_compiled(slow_to_build, (1.0,), "a test kernel", 1.0)
+    monkeypatch.setattr(scaffold, "COMPILE_NOTICE_AFTER", 0.0)
+    scaffold.ensure_compiled(slow_to_build, (1.0,), "a test kernel", 1.0)
     err = capsys.readouterr().err
     assert "compiling the walker kernel for a test kernel once" in err and "cached for later runs" in err
-    walkers.ensure_compiled(slow_to_build, (1.0,), "a test kernel", 1.0)  # built: nothing to say
+    scaffold.ensure_compiled(slow_to_build, (1.0,), "a test kernel", 1.0)  # built: nothing to say
     assert capsys.readouterr().err == ""
 
 

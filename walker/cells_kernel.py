@@ -1,17 +1,15 @@
 """The random-walk kernel for analytic substrates: free space, parallel planes, cylinders and spheres.
 
-One Python function per kind of substrate, with or without membranes:
-:func:`cells_kernel` makes the variant a run needs, with the kind and the
-membranes as compile-time constants (an impermeable substrate pays nothing
-for transits, sub-step bookkeeping or time-inside tracking; a free walk
-carries no geometry at all), and compiles it twice
-(:func:`walker.walkers.compile_kernel`): parallel (``prange`` over walkers)
-and serial. Tests require the two builds to agree bit for bit. Walker state
-is held in scalars and in the walker's own rows of preallocated arrays only:
-an array allocated inside a ``prange`` body can be hoisted out of the loop by
-the parallel compiler and silently shared between walkers. The kernel takes
-named records (:mod:`walker.records`) and unpacks them before the loop: numba
-drops writes made through a record's arrays inside a parallel loop.
+The "analytic" family (:mod:`walker.families`): one per-walker function per
+kind of substrate, with or without membranes, with the kind and the membranes
+as compile-time constants (an impermeable substrate pays nothing for
+transits, sub-step bookkeeping or time-inside tracking; a free walk carries
+no geometry at all); :mod:`walker.scaffold` compiles it into the loop over
+walkers, parallel and serial, and tests require the two builds to agree bit
+for bit. Walker state is held in scalars and in the walker's own rows of
+preallocated arrays only: an array allocated inside a ``prange`` body can be
+hoisted out of the loop by the parallel compiler and silently shared between
+walkers.
 
 Geometry is in the substrate's local frame (cylinders along z). Collisions are
 exact: the first intersection of the step segment with a wall, specular
@@ -50,13 +48,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from substrates import FREE, PLANES, SPHERES
+from substrates import CYLINDERS, FAMILIES, FREE, PLANES, SPHERES
 
+from .families import KernelFamily, Membranes, register_kernel_family
+from .geometry import cell_index, exit_root
+from .kernel_parts import (MAX_BOUNCES, begin_walker, finish_walker, isotropic_step, move, phase_step,
+                           record_events, step_segment, wrap)
+from .records import CellGeometry
 from .rng import draw_step, next_uniform
-from .walkers import (MAX_BOUNCES, begin_walker, compile_kernel, finish_walker, isotropic_step, move, phase_step,
-                      record_events, wrap)
+from .scaffold import build_kernel
+
+#: kind code -> name of the analytic kinds
+KIND_NAMES = FAMILIES["analytic"].kinds
 
 
 @njit(inline="always")
@@ -69,10 +74,7 @@ def _exit_distance(px, py, pz, dx, dy, dz, R, wz):
     h = R * R - (px * px + py * py + wz * pz * pz)
     if h < 0.0:
         h = 0.0  # on the wall up to rounding: never outside
-    disc = math.sqrt(b * b + a * h)
-    if b > 0.0:
-        return h / (b + disc)
-    return (disc - b) / a
+    return exit_root(a, b, h)
 
 
 @njit(inline="always")
@@ -105,7 +107,7 @@ def _cell_of(px, py, pz, lo, inv_h, n, dim):
         i = min(i, n[0] - 1)
         j = min(j, n[1] - 1)
         k = min(k, n[2] - 1)
-    return (i * n[1] + j) * n[2] + k
+    return cell_index(i, j, k, n)
 
 
 @njit(inline="always")
@@ -158,7 +160,7 @@ def walker_function(kind: int, permeable: bool):
     """The walk of one walker through an analytic substrate, as a plain Python function.
 
     Both backends compile this one function: the CPU kernel inlines it into
-    its ``prange`` loop over walkers (:func:`cells_kernel`), the CUDA kernel
+    the loop over walkers (:func:`walker.scaffold.build_kernel`), the CUDA kernel
     runs it once per thread (:mod:`walker.cuda_backend`), so the physics has a
     single source. ``kind`` and ``permeable`` become compile-time constants.
 
@@ -172,7 +174,7 @@ def walker_function(kind: int, permeable: bool):
     Returns
     -------
     function
-        ``walk_walker(i, geo, transit, stepping, recording, pos, home, seeds, *out)``: walks walker i through
+        ``walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, *out)``: walks walker i through
         ``n_steps`` grid steps of ``substeps`` sub-steps each. The records it only reads come whole; the
         arrays it writes come one by one (the walkers' and the outputs' fields), since numba drops writes
         through a record's arrays inside a parallel loop.
@@ -182,8 +184,8 @@ def walker_function(kind: int, permeable: bool):
     WZ = 1.0 if KIND == SPHERES else 0.0  # spheres: distances in 3-D; cylinders: across the axis
     DIM = 3 if KIND == SPHERES else 2
 
-    def walk_walker(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin, out_lw,
-                    out_first, traj, counters):
+    def walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec, out_time_inside,
+                    out_log_weight, out_first, traj, counters):
         _, spacing, box, lo, inv_h, n, img_c, img_r, start, items, clear, g_reach = geo
         p_out, p_in, keep_out, keep_in = transit
         n_steps, substeps, M, gaussian, scale = stepping
@@ -198,13 +200,13 @@ def walker_function(kind: int, permeable: bool):
         rx = 0.0
         ry = 0.0
         rz = 0.0
-        q_home = home[i]
-        Rh = img_r[q_home] if q_home >= 0 else 0.0
+        home = homes[i]  # the primitive image the walker is inside (-1: outside every primitive, or free)
+        Rh = img_r[home] if home >= 0 else 0.0
         # step scale of the walker's compartment: changes only at transits
-        sc = scale[0] if q_home >= 0 or KIND == PLANES else scale[1]
+        sc = scale[0] if home >= 0 or KIND == PLANES else scale[1]
         ell_c = sc * ell_iso
-        tin = 0.0
-        lw = 0.0  # log of the surface-relaxation weight
+        time_inside = 0.0  # in grid steps (only tracked here with membranes: else inside all the time or never)
+        log_weight = 0.0  # log of the surface-relaxation weight
         first = -1.0
         n_refl = 0
         n_cut = 0
@@ -212,19 +214,20 @@ def walker_function(kind: int, permeable: bool):
         n_tr = 0
         acc = (0.0, 0.0, 0.0)
         j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
-                                            0, out_tin, out_lw)
+                                            0, out_time_inside, out_log_weight)
         t = 1
         sub = 0
         for _ in range(n_sub):
             ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
-            if iso:
-                vx = ell_c * ux
-                vy = ell_c * uy
-                vz = ell_c * uz
-            else:
-                vx = sc * (M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz)
-                vy = sc * (M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz)
-                vz = sc * (M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz)
+            if KIND == FREE or KIND == PLANES:  # the step as a vector (walls are segments' business below)
+                if iso:
+                    vx = ell_c * ux
+                    vy = ell_c * uy
+                    vz = ell_c * uz
+                else:
+                    vx = sc * (M[0, 0] * ux + M[0, 1] * uy + M[0, 2] * uz)
+                    vy = sc * (M[1, 0] * ux + M[1, 1] * uy + M[1, 2] * uz)
+                    vz = sc * (M[2, 0] * ux + M[2, 1] * uy + M[2, 2] * uz)
             if KIND == FREE:
                 rx += vx
                 ry += vy
@@ -237,7 +240,7 @@ def walker_function(kind: int, permeable: bool):
                 disp = vz
                 k_hit = 0
                 while z < 0.0 or z > spacing:
-                    lw += keep_planes
+                    log_weight += keep_planes
                     crossed = False
                     if PERMEABLE:
                         if p_planes > 0.0:
@@ -262,31 +265,19 @@ def walker_function(kind: int, permeable: bool):
                 if (check_every_step or t == n_steps) and (pz < 0.0 or pz > spacing):
                     n_bad += 1
             else:
-                if iso:
-                    # fixed-length isotropic steps: the direction is the unit draw itself
-                    dx = ux
-                    dy = uy
-                    dz = uz
-                    left = ell_c
-                else:
-                    ell = math.sqrt(vx * vx + vy * vy + vz * vz)
-                    inv = 1.0 / ell if ell > 0.0 else 0.0
-                    dx = vx * inv
-                    dy = vy * inv
-                    dz = vz * inv
-                    left = ell
+                dx, dy, dz, left = step_segment(iso, ell_c, sc, M, ux, uy, uz)
                 full = left
                 bounces = 0
                 # the common cases first: the step ends inside the walker's own (convex) primitive, or it
                 # starts in a cell farther from every wall than the step is long
-                if q_home >= 0:
+                if home >= 0:
                     ex = px + left * dx
                     ey = py + left * dy
                     ez = pz + left * dz
                     if ex * ex + ey * ey + WZ * ez * ez <= Rh * Rh:
                         px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                         if PERMEABLE:
-                            tin += inv_sub
+                            time_inside += inv_sub
                         left = 0.0
                 elif left <= g_reach:
                     cell = _cell_of(px, py, pz, lo, inv_h, n, DIM)
@@ -294,11 +285,11 @@ def walker_function(kind: int, permeable: bool):
                         px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                         left = 0.0
                 while left > 0.0:
-                    qh = -1
+                    hit = -1
                     cx = 0.0
                     cy = 0.0
                     cz = 0.0
-                    if q_home >= 0:
+                    if home >= 0:
                         # inside a primitive: only its own wall, and only when the segment ends beyond it
                         # (a disk or ball is convex: a segment whose two ends are inside stays inside)
                         reach = left
@@ -309,7 +300,7 @@ def walker_function(kind: int, permeable: bool):
                             tw = np.inf
                         else:
                             tw = _exit_distance(px, py, pz, dx, dy, dz, Rh, WZ)
-                            qh = q_home
+                            hit = home
                     else:
                         if box[0] > 0.0:
                             px = wrap(px, box[0])
@@ -320,21 +311,21 @@ def walker_function(kind: int, permeable: bool):
                         cell = _cell_of(px, py, pz, lo, inv_h, n, DIM)
                         tw = np.inf
                         if cell >= 0 and clear[cell] <= reach:
-                            tw, qh, cx, cy, cz = _nearest_in_cell(px, py, pz, dx, dy, dz, reach, WZ, cell, start,
+                            tw, hit, cx, cy, cz = _nearest_in_cell(px, py, pz, dx, dy, dz, reach, WZ, cell, start,
                                                                   items, img_c, img_r)
                     if tw >= reach:
                         px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, reach)
-                        if PERMEABLE and q_home >= 0:
-                            tin += reach / full * inv_sub
+                        if PERMEABLE and home >= 0:
+                            time_inside += reach / full * inv_sub
                         left -= reach
                         continue
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, tw)
-                    if PERMEABLE and q_home >= 0:
-                        tin += tw / full * inv_sub
+                    if PERMEABLE and home >= 0:
+                        time_inside += tw / full * inv_sub
                     left -= tw
-                    lw += keep_out[qh] if q_home >= 0 else keep_in[qh]
+                    log_weight += keep_out[hit] if home >= 0 else keep_in[hit]
                     if PERMEABLE:
-                        p = p_out[qh] if q_home >= 0 else p_in[qh]
+                        p = p_out[hit] if home >= 0 else p_in[hit]
                         if p > 0.0:
                             uu, s0, s1 = next_uniform(s0, s1)
                             if uu < p:
@@ -343,19 +334,19 @@ def walker_function(kind: int, permeable: bool):
                                 n_tr += 1
                                 if first < 0.0:
                                     first = (t - 1) + (sub + 1.0 - left / full) * inv_sub
-                                if q_home >= 0:
-                                    px += img_c[q_home, 0]
-                                    py += img_c[q_home, 1]
-                                    pz += img_c[q_home, 2]
-                                    q_home = -1
+                                if home >= 0:
+                                    px += img_c[home, 0]
+                                    py += img_c[home, 1]
+                                    pz += img_c[home, 2]
+                                    home = -1
                                     sc = scale[1]
                                     ratio = scale[1] / scale[0]
                                 else:
                                     px -= cx
                                     py -= cy
                                     pz -= cz
-                                    q_home = qh
-                                    Rh = img_r[qh]
+                                    home = hit
+                                    Rh = img_r[hit]
                                     sc = scale[0]
                                     ratio = scale[0] / scale[1]
                                 left *= ratio
@@ -368,14 +359,14 @@ def walker_function(kind: int, permeable: bool):
                     if bounces >= MAX_BOUNCES:
                         n_cut += 1
                         break
-                if q_home < 0:
+                if home < 0:
                     if box[0] > 0.0:
                         px = wrap(px, box[0])
                         py = wrap(py, box[1])
                     if WZ > 0.0 and box[2] > 0.0:
                         pz = wrap(pz, box[2])
                 if check_every_step or (t == n_steps and sub == substeps - 1):
-                    if q_home >= 0:
+                    if home >= 0:
                         if px * px + py * py + WZ * pz * pz > (Rh * (1.0 + 1e-9)) ** 2:
                             n_bad += 1
                     elif _inside_any(px, py, pz, WZ, lo, inv_h, n, DIM, start, items, clear, img_c, img_r, 1e-9):
@@ -383,42 +374,17 @@ def walker_function(kind: int, permeable: bool):
             sub += 1
             if sub == substeps:
                 sub = 0
-                acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
+                acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_phases)
                 if t == next_t:
                     if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
-                        tin = float(t) if KIND == PLANES or (KIND != FREE and q_home >= 0) else 0.0
-                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, tin, lw, traj, rec_steps, j_rec,
-                                                        out_rec, te_steps, j_te, out_tin, out_lw)
+                        time_inside = float(t) if KIND == PLANES or (KIND != FREE and home >= 0) else 0.0
+                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, time_inside, log_weight, traj, rec_steps, j_rec,
+                                                        out_rec, te_steps, j_te, out_time_inside, out_log_weight)
                 t += 1
-        finish_walker(i, K, acc, px, py, pz, q_home, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, home,
-                      seeds, out_I, out_first, counters)
+        finish_walker(i, K, acc, px, py, pz, home, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, homes,
+                      seeds, out_phases, out_first, counters)
 
     return walk_walker
-
-
-def _walk_all(geo, transit, walkers, stepping, recording, out):
-    """Walk every walker (records of :mod:`walker.records`; every array preallocated by the caller).
-
-    geo : CellGeometry          plane spacing, box, primitive images and the walk grid
-    transit : Transit           per image (one entry for planes): transit probability from inside / outside
-    walkers : Walkers           start state in, final state out; ``home`` is the image a walker is inside
-                                (-1: outside or free), positions relative to that image's centre
-    stepping : Stepping         steps, sub-steps, step matrix, Gaussian or fixed-length, scale in / out
-    recording : Recording       phase weights, record and echo grid indices, containment check every step
-    out : Outputs               phase integrals, displacements, time inside, first transit, trajectories,
-                                counters (reflections, steps cut at MAX_BOUNCES, containment violations,
-                                transits)
-
-    ``WALK_WALKER`` is bound per variant by :func:`cells_kernel` (see :func:`walker.walkers.compile_kernel`).
-    """
-    pos, home, seeds = walkers
-    out_I, out_rec, out_tin, out_lw, out_first, traj, counters = out
-    for i in prange(pos.shape[0]):
-        WALK_WALKER(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin,  # noqa: F821
-                    out_lw, out_first, traj, counters)
-
-
-_BUILDS: dict = {}
 
 
 def cells_kernel(kind: int, permeable: bool, parallel: bool = True):
@@ -438,9 +404,81 @@ def cells_kernel(kind: int, permeable: bool, parallel: bool = True):
     numba dispatcher
         Called as ``kernel(geo, transit, walkers, stepping, recording, out)``.
     """
-    key = (int(kind), bool(permeable) and kind != FREE)
-    if key not in _BUILDS:
-        name = f"walk_{('free', 'planes', 'cylinders', 'spheres')[key[0]]}{'_permeable' if key[1] else ''}"
-        body = njit(inline="always")(walker_function(*key))
-        _BUILDS[key] = compile_kernel(_walk_all, name=name, bound={"WALK_WALKER": body})
-    return _BUILDS[key][0 if parallel else 1]
+    return build_kernel(ANALYTIC, _variant_of(kind, permeable), parallel)
+
+
+# --- the family record -----------------------------------------------------------------------------------------
+
+def _variant_of(kind: int, permeable: bool) -> tuple:
+    return int(kind), bool(permeable) and int(kind) != FREE
+
+
+def _variant_name(kind: int, permeable: bool) -> str:
+    return f"walk_{KIND_NAMES[kind]}{'_permeable' if permeable else ''}"
+
+
+def _describe(substrate) -> str:
+    if substrate.kind == FREE:
+        return substrate.name
+    return f"{substrate.name}, {'permeable' if substrate.permeable else 'impermeable'}"
+
+
+def cell_geometry(substrate, plan) -> CellGeometry:
+    """The analytic kernel's geometry record: primitive images and the walk grid sized for the step.
+
+    Parameters
+    ----------
+    substrate : substrates.Substrate
+        An analytic substrate (free, planes, cylinders, spheres).
+    plan : walker.RunPlan
+        Gives the step length (m) the walk grid is built for.
+
+    Returns
+    -------
+    CellGeometry
+        Lengths in m, in the substrate's local frame.
+    """
+    spacing = float(substrate.spacing) if substrate.kind == PLANES else 0.0
+    if substrate.kind in (CYLINDERS, SPHERES):
+        g = substrate.walk_grid(plan.step_length)
+        return CellGeometry(substrate.kind, spacing, g.box, g.lo, g.inv_h, g.n, g.centers, g.radii, g.start,
+                            g.items, g.clear, g.reach)
+    one = np.ones(3)
+    return CellGeometry(substrate.kind, spacing, np.zeros(3), np.zeros(3), one, np.ones(3, dtype=np.int64),
+                        np.zeros((1, 3)), np.zeros(1), np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64),
+                        np.full(1, np.inf), 1.0)
+
+
+def _membranes(substrate, plan) -> Membranes:
+    """A membrane per primitive image (cylinders, spheres: inside region 0, outside the last), one for the whole
+    plane stack, none that matters for free space."""
+    extra = len(plan.regions) - 1
+    kappa, rho = substrate.permeability, substrate.relaxivity
+    if substrate.kind in (CYLINDERS, SPHERES):
+        owner = substrate.walk_grid(plan.step_length).owner
+        n = len(owner)
+        return Membranes(n, kappa[owner] if len(kappa) else kappa, rho[owner] if len(rho) else rho,
+                         np.zeros(n, dtype=np.int64), np.full(n, extra))
+    zero = np.zeros(1, dtype=np.int64)
+    return Membranes(1, kappa[:1], rho[:1], zero, zero)
+
+
+def _step_scales(substrate, plan) -> np.ndarray:
+    """Inside a primitive (the reference region), outside: sqrt(D_out / D_in)."""
+    D = np.array([plan.diffusivities[r] for r in plan.regions])
+    return np.array([1.0, math.sqrt(D[-1] / D[0])])
+
+
+def _box_positions(geo, positions, homes) -> np.ndarray:
+    """Walkers inside a primitive carry positions relative to its image: add the image's centre back."""
+    out = np.array(positions, copy=True)
+    inside = homes >= 0
+    out[inside] += geo.centers[homes[inside]]
+    return out
+
+
+ANALYTIC = register_kernel_family(KernelFamily(
+    name="analytic", walker_function=walker_function, variant=lambda sub: _variant_of(sub.kind, sub.permeable),
+    variant_name=_variant_name, describe=_describe, geometry=cell_geometry, membranes=_membranes,
+    step_scales=_step_scales, source_file=__file__, box_positions=_box_positions,
+    supports=frozenset({"membranes", "relaxivity", "extra_space", "gaussian_steps", "records", "save"})))

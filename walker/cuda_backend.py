@@ -1,11 +1,13 @@
 """The CUDA backend (numba-cuda): the CPU kernels' per-walker walk, one walker per GPU thread.
 
-One source of the physics, two targets. Each kernel module
-(:mod:`walker.cells_kernel`, :mod:`walker.mesh_kernel`) writes the walk of
-*one* walker as a plain Python function; the CPU build inlines it into a
-``prange`` loop, and this module compiles the same function as a CUDA device
-function (:func:`device_function` rebuilds it, and every compiled helper it
-calls, for the CUDA target) behind a kernel that gives each thread one walker.
+One source of the physics, two targets. Each family of substrates
+(:mod:`walker.families`) writes the walk of *one* walker as a plain Python
+function; the CPU build inlines it into the loop over walkers
+(:mod:`walker.scaffold`), and this module compiles the same function as a
+CUDA device function (:func:`device_function` rebuilds it, and every compiled
+helper it calls, for the CUDA target) behind a kernel that gives each thread
+one walker. Families whose record says ``cuda=False`` are refused before
+this module is reached.
 Each walker's generator state comes from the seed exactly as on the CPU
 (:func:`walker.rng.walker_seeds`), so a GPU run replays the CPU run of the
 same seed.
@@ -38,9 +40,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from substrates import FREE
-
-from . import cells_kernel, mesh_kernel
+from .families import KernelFamily
 from .records import Outputs, Walkers
 from .sincos import REDUCED_RANGE, sincos
 
@@ -136,43 +136,42 @@ def device_function(func):
     return _DEVICE[py]
 
 
-def _walk_all(geo, transit, walkers, stepping, recording, out):
-    """Kernel: thread i walks walker i (``WALK_WALKER`` is bound per variant by :func:`walk_kernel`)."""
-    pos, home, seeds = walkers
-    out_I, out_rec, out_tin, out_lw, out_first, traj, counters = out
+def _walk_thread(geo, transit, walkers, stepping, recording, out):
+    """Kernel: thread i walks walker i (``WALK_WALKER`` is bound per variant by :func:`walk_kernel`); the CUDA
+    counterpart of the CPU's loop over walkers (:func:`walker.scaffold.build_kernel`)."""
+    pos, homes, seeds = walkers
+    out_phases, out_rec, out_time_inside, out_log_weight, out_first, traj, counters = out
     i = cuda.grid(1)  # noqa: F821 - bound by walk_kernel (the simulator swaps in its own module)
     if i < pos.shape[0]:
-        WALK_WALKER(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin,  # noqa: F821
-                    out_lw, out_first, traj, counters)
+        WALK_WALKER(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec,  # noqa: F821
+                    out_time_inside, out_log_weight, out_first, traj, counters)
 
 
 _KERNELS: dict = {}
 
 
-def walk_kernel(mesh: bool, kind: int, permeable: bool):
-    """The CUDA walk kernel of a substrate variant (built on first use).
+def walk_kernel(family: KernelFamily, variant: tuple):
+    """The CUDA walk kernel of a family's variant (built on first use).
 
     Parameters
     ----------
-    mesh : bool
-        Triangle mesh (``kind`` ignored) or analytic substrate.
-    kind : int
-        FREE, PLANES, CYLINDERS or SPHERES.
-    permeable : bool
-        Whether any membrane lets walkers through.
+    family : KernelFamily
+        Gives the per-walker function (``family.walker_function(*variant)``) and the variant's name.
+    variant : tuple
+        The variant's compile-time constants (``family.variant(substrate)``).
 
     Returns
     -------
     numba CUDA dispatcher
         Launched as ``kernel[blocks, threads](geo, transit, walkers, stepping, recording, out)``.
     """
-    key = ("mesh", bool(permeable)) if mesh else ("cells", int(kind), bool(permeable) and kind != FREE)
+    key = (family.name, tuple(variant))
     if key not in _KERNELS:
         cuda = _cuda()
-        body = mesh_kernel.walker_function(key[1]) if mesh else cells_kernel.walker_function(key[1], key[2])
-        env = {**_walk_all.__globals__, "WALK_WALKER": device_function(body), "cuda": cuda}
-        name = "walk_" + "_".join(str(k) for k in key)
-        f = types.FunctionType(_walk_all.__code__, env, name)
+        body = family.walker_function(*variant)
+        env = {**_walk_thread.__globals__, "WALK_WALKER": device_function(body), "cuda": cuda}
+        name = family.variant_name(*variant)
+        f = types.FunctionType(_walk_thread.__code__, env, name)
         f.__qualname__ = name
         _KERNELS[key] = cuda.jit(f, **_kernel_options())
     return _KERNELS[key]
@@ -249,13 +248,13 @@ def batch_size(n: int, per_walker: int, multiple: int = 1) -> int:
     return min(n, fit)
 
 
-def run_walk(mesh: bool, kind: int, permeable: bool, geo, transit, walkers: Walkers, stepping, recording,
+def run_walk(family: KernelFamily, variant: tuple, geo, transit, walkers: Walkers, stepping, recording,
              out: Outputs, batch: int | None = None) -> None:
     """Walk ``walkers`` on the GPU in batches; writes their final state into ``walkers`` and ``out`` (host).
 
     Parameters
     ----------
-    mesh, kind, permeable
+    family, variant
         The kernel variant (:func:`walk_kernel`).
     geo, transit, stepping, recording
         Records as for the CPU kernels; copied to the device once.
@@ -266,7 +265,7 @@ def run_walk(mesh: bool, kind: int, permeable: bool, geo, transit, walkers: Walk
     batch : int, optional
         Walkers per batch (default: sized to the device's free memory).
     """
-    kernel = walk_kernel(mesh, kind, permeable)
+    kernel = walk_kernel(family, variant)
     N = walkers.pos.shape[0]
     per_walker = sum(a[0].nbytes for a in (*walkers, *out) if a.shape[0] == N and a.size) + 1
     batch = batch_size(N, per_walker) if batch is None else max(1, int(batch))

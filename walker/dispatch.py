@@ -1,26 +1,28 @@
 """Stage 3 of a simulation: the kernel's records from a substrate and a plan, and the call of the kernel.
 
-Analytic substrates (free, planes, cylinders, spheres) go to
-:mod:`walker.cells_kernel`, meshes to :mod:`walker.mesh_kernel`; both take the
-same records (:mod:`walker.records`) apart from the geometry, and both get
-their transit probabilities from :func:`transit_tables`.
+The substrate's family (:func:`walker.families.family_of`) gives the geometry
+record, the membranes, the step scales and the kernel: analytic substrates
+(free, planes, cylinders, spheres) walk in :mod:`walker.cells_kernel`, meshes
+in :mod:`walker.mesh_kernel`, sphere unions in :mod:`walker.union_kernel`. All
+take the same records (:mod:`walker.records`) apart from the geometry, and all
+get their transit probabilities from :func:`transit_tables`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from substrates import CYLINDERS, FREE, PLANES, SPHERES, MeshSubstrate, SphereUnion, Substrate, WalkerStart
+from substrates import Substrate, WalkerStart
 
-from . import cells_kernel, cuda_backend, mesh_kernel, union_kernel
+from . import cuda_backend
+from .families import KernelFamily, family_of
 from .membranes import survival_probability, transit_probability
 from .plan import RunPlan
-from .records import CellGeometry, MeshGeometry, Outputs, Recording, Stepping, Transit, UnionGeometry, Walkers
-from .walkers import ensure_compiled
+from .records import Outputs, Recording, Stepping, Transit, Walkers
+from .scaffold import build_kernel, ensure_compiled
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,8 +40,10 @@ class KernelRun:
         The transit probabilities used.
     wall_time : float
         Seconds spent in the kernel.
-    geometry : CellGeometry or MeshGeometry
-        The geometry record the kernel walked.
+    geometry : tuple
+        The geometry record the kernel walked (the family's: CellGeometry, MeshGeometry, UnionGeometry, ...).
+    family : KernelFamily
+        The family that walked it.
     """
 
     walkers: Walkers
@@ -47,15 +51,12 @@ class KernelRun:
     transit: Transit
     wall_time: float
     geometry: tuple
+    family: KernelFamily
 
     def final_positions(self) -> np.ndarray:
-        """(N, 3) final local-frame positions in the box frame (walkers inside an analytic primitive carry
-        positions relative to its image; this adds the image's centre back)."""
-        out = np.array(self.walkers.pos, copy=True)
-        if isinstance(self.geometry, CellGeometry):
-            inside = self.walkers.home >= 0
-            out[inside] += self.geometry.centers[self.walkers.home[inside]]
-        return out
+        """(N, 3) final local-frame positions in the box frame, m (walkers inside an analytic primitive carry
+        positions relative to its image; the family adds the image's centre back)."""
+        return self.family.box_positions(self.geometry, self.walkers.pos, self.walkers.home)
 
 
 def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: np.ndarray, *,
@@ -87,43 +88,30 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
         Final walker states (positions in m), phase integrals (m), records and counters,
         the transit probabilities used and the kernel's wall time in s.
     """
+    if backend not in ("cpu", "cuda"):
+        raise ValueError(f"backend must be 'cpu' or 'cuda' here, not {backend!r}")
+    family = family_of(substrate)
+    if backend == "cuda" and not family.cuda:
+        raise ValueError(f"backend='cuda' does not walk {family.describe(substrate)} yet; use backend='cpu'")
     walkers = Walkers(start.positions.copy(), start.home.copy(), seeds.copy())
     transit = transit_tables(substrate, plan)
-    stepping = Stepping(plan.n_steps, plan.substeps, plan.step_matrix, plan.gaussian, _step_scales(substrate, plan))
+    stepping = Stepping(plan.n_steps, plan.substeps, plan.step_matrix, plan.gaussian,
+                        family.step_scales(substrate, plan))
     W = phase_weights(plan.played.shapes.shapes)
     recording = Recording(W, plan.record_steps, plan.echo_steps, bool(check_every_step), plan.region_weights)
     out = kernel_outputs(plan, W.shape[0])
-    membranes = "permeable" if substrate.permeable else "impermeable"
-    if isinstance(substrate, SphereUnion):
-        if backend != "cpu":
-            raise ValueError("backend='cuda' does not walk sphere unions yet; use backend='cpu'")
-        if plan.gaussian:
-            raise ValueError("sphere unions take fixed-length steps (their cell lists hold every sphere within "
-                             "one step); leave gaussian_steps off")
-        g = substrate.union_grid(plan.step_length)
-        geo = UnionGeometry(g.centers, g.radii, g.lo, g.h, g.n, substrate.box, g.start, g.items, g.deep)
-        walk = union_kernel.union_kernel(parallel)
-        what = "sphere unions"
-    elif isinstance(substrate, MeshSubstrate):
-        geo = mesh_geometry(substrate, plan)
-        walk = mesh_kernel.mesh_kernel(substrate.permeable, parallel)
-        what = f"meshes, {membranes}"
-    else:
-        geo = cell_geometry(substrate, plan)
-        walk = cells_kernel.cells_kernel(substrate.kind, substrate.permeable, parallel)
-        what = substrate.name if substrate.kind == FREE else f"{substrate.name}, {membranes}"
+    geo = family.geometry(substrate, plan)
+    variant = family.variant(substrate)
     args = (geo, transit, walkers, stepping, recording, out)
     if backend == "cuda":
         t0 = time.perf_counter()
-        mesh = isinstance(substrate, MeshSubstrate)
-        cuda_backend.run_walk(mesh, 0 if mesh else substrate.kind, substrate.permeable, *args, batch=batch)
-        return KernelRun(walkers, out, transit, time.perf_counter() - t0, geo)
-    if backend != "cpu":
-        raise ValueError(f"backend must be 'cpu' or 'cuda' here, not {backend!r}")
-    ensure_compiled(walk, args, what, expected_s=15.0)
+        cuda_backend.run_walk(family, variant, *args, batch=batch)
+        return KernelRun(walkers, out, transit, time.perf_counter() - t0, geo, family)
+    walk = build_kernel(family, variant, parallel)
+    ensure_compiled(walk, args, family.describe(substrate), expected_s=15.0)
     t0 = time.perf_counter()
     walk(*args)
-    return KernelRun(walkers, out, transit, time.perf_counter() - t0, geo)
+    return KernelRun(walkers, out, transit, time.perf_counter() - t0, geo, family)
 
 
 def phase_weights(shapes: np.ndarray) -> np.ndarray:
@@ -175,26 +163,7 @@ def transit_tables(substrate: Substrate, plan: RunPlan) -> Transit:
         relaxivity). One entry for planes and free space.
     """
     D = np.array([plan.diffusivities[r] for r in plan.regions])
-    extra = len(plan.regions) - 1  # the outside of outermost walls; the one region of a single-region substrate
-    kappa = substrate.permeability
-    rho = substrate.relaxivity
-    if isinstance(substrate, SphereUnion):
-        return Transit(np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1))  # impermeable, not relaxing
-    if isinstance(substrate, MeshSubstrate):
-        n = substrate.n_components
-        inner = substrate.depth
-        outer = np.where(substrate.parent >= 0, substrate.depth[np.maximum(substrate.parent, 0)], extra)
-    elif substrate.kind in (CYLINDERS, SPHERES):
-        owner = substrate.walk_grid(plan.step_length).owner
-        n = len(owner)
-        kappa = kappa[owner] if len(kappa) else kappa
-        rho = rho[owner] if len(rho) else rho
-        inner = np.zeros(n, dtype=np.int64)
-        outer = np.full(n, extra)
-    else:  # planes (one membrane for the whole stack) and free space (none)
-        n = 1
-        kappa, rho = kappa[:1], rho[:1]
-        inner = outer = np.zeros(1, dtype=np.int64)
+    n, kappa, rho, inner, outer = family_of(substrate).membranes(substrate, plan)
     corrected = plan.transit == "corrected"
 
     def per_membrane(values, columns):
@@ -218,42 +187,6 @@ def transit_tables(substrate: Substrate, plan: RunPlan) -> Transit:
     else:
         tables += [np.zeros(n), np.zeros(n)]
     return Transit(*(np.ascontiguousarray(np.atleast_1d(t), float) for t in tables))
-
-
-def _step_scales(substrate: Substrate, plan: RunPlan) -> np.ndarray:
-    """Step scale per region: sqrt(D_region / D_reference) (analytic kernels: inside, outside)."""
-    D = np.array([plan.diffusivities[r] for r in plan.regions])
-    if isinstance(substrate, MeshSubstrate):
-        return np.sqrt(D / plan.reference_diffusivity)
-    return np.array([1.0, math.sqrt(D[-1] / D[0])])
-
-
-def cell_geometry(substrate: Substrate, plan: RunPlan) -> CellGeometry:
-    """The analytic kernel's geometry record: primitive images and the walk grid sized for the step."""
-    spacing = float(substrate.spacing) if substrate.kind == PLANES else 0.0
-    if substrate.kind in (CYLINDERS, SPHERES):
-        g = substrate.walk_grid(plan.step_length)
-        return CellGeometry(substrate.kind, spacing, g.box, g.lo, g.inv_h, g.n, g.centers, g.radii, g.start,
-                            g.items, g.clear, g.reach)
-    one = np.ones(3)
-    return CellGeometry(substrate.kind, spacing, np.zeros(3), np.zeros(3), one, np.ones(3, dtype=np.int64),
-                        np.zeros((1, 3)), np.zeros(1), np.zeros(2, dtype=np.int64), np.zeros(1, dtype=np.int64),
-                        np.full(1, np.inf), 1.0)
-
-
-def mesh_geometry(substrate: MeshSubstrate, plan: RunPlan) -> MeshGeometry:
-    """The mesh kernel's geometry record, with the stand-off eta after a hit.
-
-    eta is 1e-10 of the shortest step, and at least 64 ulp of the largest
-    coordinate, so that a walker stopped eta before a plane is strictly on its
-    side after rounding (see :mod:`walker.mesh_kernel`).
-    """
-    g = substrate.grid
-    ell_min = math.sqrt(6.0 * min(plan.diffusivities.values()) * plan.dt_sub)
-    coord = float(np.max(np.abs(g.tri[:, 0:3]))) + float(np.max(g.n * g.h))
-    eta = max(1e-10 * ell_min, 64.0 * float(np.spacing(coord)))
-    return MeshGeometry(g.tri, g.comp, g.face, g.lo, g.h, g.n, g.box, g.start, g.items, g.clear, g.cstart, g.citems,
-                        substrate.depth, substrate.parent, len(plan.regions), eta)
 
 
 def kernel_outputs(plan: RunPlan, K: int) -> Outputs:

@@ -26,9 +26,10 @@ sqrt(D_new / D_old), as in the analytic kernel. Every hit also adds the
 component's log surface-relaxation survival factor to the walker's log weight
 (zero where the wall does not relax), as in the analytic kernel.
 
-Like the analytic kernel, one Python function compiled as a parallel and a
-serial build (:func:`walker.walkers.compile_kernel`) that must agree bit for
-bit, taking named records (:mod:`walker.records`) unpacked before the loop.
+Like the analytic kernel, one per-walker Python function compiled into the
+loop over walkers as a parallel and a serial build (:mod:`walker.scaffold`)
+that must agree bit for bit, taking named records (:mod:`walker.records`); the
+"mesh" family's record (:mod:`walker.families`) is at the end.
 """
 
 from __future__ import annotations
@@ -36,13 +37,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+import substrates.meshgrid
 from substrates.meshgrid import ENLARGE, locate_one
 
+from .families import KernelFamily, Membranes, register_kernel_family
+from .geometry import cell_index
+from .kernel_parts import (MAX_BOUNCES, begin_walker, finish_walker, isotropic_step, move, phase_step,
+                           record_events, step_segment, wrap)
+from .records import MeshGeometry
 from .rng import draw_step, next_uniform
-from .walkers import (MAX_BOUNCES, begin_walker, compile_kernel, finish_walker, isotropic_step, move, phase_step,
-                      record_events, step_segment, wrap)
+from .scaffold import build_kernel
 
 
 @njit(inline="always")
@@ -117,7 +123,7 @@ def _nearest(px, py, pz, dx, dy, dz, reach, skip, tri, tface, lo, h, n, box, sta
     best = np.inf
     bq = -1
     while True:
-        cell = (ix * n[1] + iy) * n[2] + iz
+        cell = cell_index(ix, iy, iz, n)
         ox = px - sx
         oy = py - sy
         oz = pz - sz
@@ -155,7 +161,7 @@ def walker_function(permeable: bool):
     """The walk of one walker through a mesh, as a plain Python function compiled by both backends.
 
     As :func:`walker.cells_kernel.walker_function`: the CPU kernel inlines it
-    into its ``prange`` loop (:func:`mesh_kernel`), the CUDA kernel runs it once
+    into the loop over walkers (:func:`mesh_kernel`), the CUDA kernel runs it once
     per thread (:mod:`walker.cuda_backend`); ``permeable`` is a compile-time
     constant.
 
@@ -167,7 +173,7 @@ def walker_function(permeable: bool):
     Returns
     -------
     function
-        ``walk_walker(i, geo, transit, stepping, recording, pos, home, seeds, *out)``, the records as for the
+        ``walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, *out)``, the records as for the
         analytic walk: ``geo`` is a :class:`walker.records.MeshGeometry` (triangle images, grid, cell lists,
         clearance, location columns, nesting, eta), ``transit`` per component, ``pos`` absolute positions
         (wrapped into the box on periodic axes) and ``home`` the innermost component (-1: extra), in and out;
@@ -175,8 +181,8 @@ def walker_function(permeable: bool):
     """
     PERMEABLE = bool(permeable)
 
-    def walk_walker(i, geo, transit, stepping, recording, pos, cw_arr, seeds, out_I, out_rec, out_tin, out_lw,
-                    out_first, traj, counters):
+    def walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec, out_time_inside,
+                    out_log_weight, out_first, traj, counters):
         tri, tcomp, tface, lo, h, n, box, start, items, clear, cstart, citems, depth, parent, n_regions, eta = geo
         p_out, p_in, keep_out, keep_in = transit
         n_steps, substeps, M, gaussian, scale = stepping
@@ -190,16 +196,16 @@ def walker_function(permeable: bool):
         ihy = 1.0 / h[1]
         ihz = 1.0 / h[2]
         px, py, pz, s0, s1 = begin_walker(i, pos, seeds)
-        cw = cw_arr[i]
+        home = homes[i]  # the innermost component holding the walker (-1: the extra space)
         rx = 0.0
         ry = 0.0
         rz = 0.0
-        reg = depth[cw] if cw >= 0 else n_regions - 1
+        reg = depth[home] if home >= 0 else n_regions - 1
         sc = scale[reg]
-        rw = rweight[reg]  # what a step in this region adds to tin: changes only at transits
+        region_weight = rweight[reg]  # what a step in this region adds to time_inside: changes only at transits
         ell_c = sc * ell_iso
-        tin = 0.0
-        lw = 0.0  # log of the surface-relaxation weight
+        time_inside = 0.0  # in grid steps, weighted per region (see walker.records.Recording)
+        log_weight = 0.0  # log of the surface-relaxation weight
         first = -1.0
         n_refl = 0
         n_cut = 0
@@ -208,7 +214,7 @@ def walker_function(permeable: bool):
         budget = 0.0
         acc = (0.0, 0.0, 0.0)
         j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
-                                            0, out_tin, out_lw)
+                                            0, out_time_inside, out_log_weight)
         t = 1
         sub = 0
         for _ in range(n_sub):
@@ -226,11 +232,11 @@ def walker_function(permeable: bool):
                 cj = int(math.floor((py - lo[1]) * ihy))
                 ck = int(math.floor((pz - lo[2]) * ihz))
                 if 0 <= ci < n[0] and 0 <= cj < n[1] and 0 <= ck < n[2]:
-                    budget = clear[(ci * n[1] + cj) * n[2] + ck]
+                    budget = clear[cell_index(ci, cj, ck, n)]
             if budget > left:
                 px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                if PERMEABLE and cw >= 0:
-                    tin += rw * inv_sub
+                if PERMEABLE and home >= 0:
+                    time_inside += region_weight * inv_sub
                 budget -= left
                 left = 0.0
             else:
@@ -240,8 +246,8 @@ def walker_function(permeable: bool):
                                  tau)
                 if q < 0 or tw >= left:
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                    if PERMEABLE and cw >= 0:
-                        tin += rw * (left / full * inv_sub)
+                    if PERMEABLE and home >= 0:
+                        time_inside += region_weight * (left / full * inv_sub)
                     break
                 dn = tri[q, 3] * dx + tri[q, 4] * dy + tri[q, 5] * dz
                 back = eta / abs(dn)
@@ -249,12 +255,12 @@ def walker_function(permeable: bool):
                 if seg < 0.0:
                     seg = 0.0
                 px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, seg)
-                if PERMEABLE and cw >= 0:
-                    tin += rw * (tw / full * inv_sub)
+                if PERMEABLE and home >= 0:
+                    time_inside += region_weight * (tw / full * inv_sub)
                 left -= tw
                 skip = tface[q]
                 c = tcomp[q]
-                lw += keep_out[c] if dn > 0.0 else keep_in[c]
+                log_weight += keep_out[c] if dn > 0.0 else keep_in[c]
                 p = (p_out[c] if dn > 0.0 else p_in[c]) if PERMEABLE else 0.0
                 if p > 0.0 and back < 0.1 * full:
                     uu, s0, s1 = next_uniform(s0, s1)
@@ -268,10 +274,10 @@ def walker_function(permeable: bool):
                         new = parent[c] if dn > 0.0 else c
                         reg_new = depth[new] if new >= 0 else n_regions - 1
                         ratio = scale[reg_new] / scale[reg]
-                        cw = new
+                        home = new
                         reg = reg_new
                         sc = scale[reg]
-                        rw = rweight[reg]
+                        region_weight = rweight[reg]
                         ell_c = sc * ell_iso
                         left *= ratio
                         full *= ratio
@@ -291,37 +297,22 @@ def walker_function(permeable: bool):
             if box[2] > 0.0:
                 pz = wrap(pz, box[2])
             if check_every_step:
-                if locate_one(px, py, pz, tri, tcomp, depth, lo, h, n, box, cstart, citems) != cw:
+                if locate_one(px, py, pz, tri, tcomp, depth, lo, h, n, box, cstart, citems) != home:
                     n_bad += 1
             sub += 1
             if sub == substeps:
                 sub = 0
-                acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
+                acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_phases)
                 if t == next_t:
                     if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
-                        tin = rw * t if cw >= 0 else 0.0
-                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, tin, lw, traj, rec_steps, j_rec,
-                                                        out_rec, te_steps, j_te, out_tin, out_lw)
+                        time_inside = region_weight * t if home >= 0 else 0.0
+                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, time_inside, log_weight, traj, rec_steps, j_rec,
+                                                        out_rec, te_steps, j_te, out_time_inside, out_log_weight)
                 t += 1
-        finish_walker(i, K, acc, px, py, pz, cw, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, cw_arr, seeds,
-                      out_I, out_first, counters)
+        finish_walker(i, K, acc, px, py, pz, home, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, homes, seeds,
+                      out_phases, out_first, counters)
 
     return walk_walker
-
-
-def _walk_all(geo, transit, walkers, stepping, recording, out):
-    """Walk every walker through a mesh (records of :mod:`walker.records`, preallocated by the caller).
-
-    ``WALK_WALKER`` is bound per variant by :func:`mesh_kernel` (see :func:`walker.walkers.compile_kernel`).
-    """
-    pos, home, seeds = walkers
-    out_I, out_rec, out_tin, out_lw, out_first, traj, counters = out
-    for i in prange(pos.shape[0]):
-        WALK_WALKER(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin,  # noqa: F821
-                    out_lw, out_first, traj, counters)
-
-
-_BUILDS: dict = {}
 
 
 def mesh_kernel(permeable: bool, parallel: bool = True):
@@ -339,9 +330,72 @@ def mesh_kernel(permeable: bool, parallel: bool = True):
     numba dispatcher
         Called as ``kernel(geo, transit, walkers, stepping, recording, out)``.
     """
-    key = bool(permeable)
-    if key not in _BUILDS:
-        body = njit(inline="always")(walker_function(key))
-        _BUILDS[key] = compile_kernel(_walk_all, name="walk_mesh_permeable" if key else "walk_mesh",
-                                      bound={"WALK_WALKER": body})
-    return _BUILDS[key][0 if parallel else 1]
+    return build_kernel(MESH, (bool(permeable),), parallel)
+
+
+# --- the family record -----------------------------------------------------------------------------------------
+
+def mesh_geometry(substrate, plan) -> MeshGeometry:
+    """The mesh kernel's geometry record, with the stand-off eta after a hit.
+
+    eta is 1e-10 of the shortest step, and at least 64 ulp of the largest
+    coordinate, so that a walker stopped eta before a plane is strictly on its
+    side after rounding (see the module's docstring).
+
+    Parameters
+    ----------
+    substrate : substrates.MeshSubstrate
+        The mesh.
+    plan : walker.RunPlan
+        Gives the sub-step duration (s) and diffusivities (m^2/s) that set eta, and the regions.
+
+    Returns
+    -------
+    MeshGeometry
+        Lengths in m.
+    """
+    g = substrate.grid
+    ell_min = math.sqrt(6.0 * min(plan.diffusivities.values()) * plan.dt_sub)
+    coord = float(np.max(np.abs(g.tri[:, 0:3]))) + float(np.max(g.n * g.h))
+    eta = max(1e-10 * ell_min, 64.0 * float(np.spacing(coord)))
+    return MeshGeometry(g.tri, g.comp, g.face, g.lo, g.h, g.n, g.box, g.start, g.items, g.clear, g.cstart, g.citems,
+                        substrate.depth, substrate.parent, len(plan.regions), eta)
+
+
+def _membranes(substrate, plan) -> Membranes:
+    """A membrane per component: inside it the region of its depth, outside its parent's (the extra space last)."""
+    extra = len(plan.regions) - 1
+    inner = substrate.depth
+    outer = np.where(substrate.parent >= 0, substrate.depth[np.maximum(substrate.parent, 0)], extra)
+    return Membranes(substrate.n_components, substrate.permeability, substrate.relaxivity, inner, outer)
+
+
+def _step_scales(substrate, plan) -> np.ndarray:
+    """sqrt(D_region / D_reference) per region (depth d -> d, extra last)."""
+    D = np.array([plan.diffusivities[r] for r in plan.regions])
+    return np.sqrt(D / plan.reference_diffusivity)
+
+
+def _misplaced(substrate, positions, homes) -> np.ndarray:
+    """Every final position located exactly against the component the walker was tracked in."""
+    return substrate.locate(positions) != homes
+
+
+def _check(substrate, options: dict) -> None:
+    if substrate.permeable and not np.all(substrate.periodic):
+        raise ValueError("a permeable mesh needs a periodic box on all three axes (box=...) so that walkers leaving "
+                         "a component have an extra-cellular space to go to")
+
+
+def _describe(substrate) -> str:
+    return f"meshes, {'permeable' if substrate.permeable else 'impermeable'}"
+
+
+MESH = register_kernel_family(KernelFamily(
+    name="mesh", walker_function=walker_function, variant=lambda sub: (bool(sub.permeable),),
+    variant_name=lambda permeable: "walk_mesh_permeable" if permeable else "walk_mesh", describe=_describe,
+    geometry=mesh_geometry, membranes=_membranes, step_scales=_step_scales, source_file=__file__,
+    inlines=(substrates.meshgrid.__file__,), misplaced=_misplaced, check=_check,
+    untouched_warning="no walker touched the mesh: is it where the walkers are (units, box origin)?",
+    supports=frozenset({"membranes", "relaxivity", "extra_space", "gaussian_steps", "region_t2", "records",
+                        "save"})))

@@ -17,8 +17,9 @@ import numpy as np
 
 import sequences
 from sequences import check_count
-from substrates import MeshSubstrate, Substrate
+from substrates import Substrate
 
+from .families import family_of
 from .membranes import compartment_values, substeps_for
 
 #: walkers per block of the phase-to-signal pass, and the most blocks (bounds its (blocks, compartments, 4, M)
@@ -165,9 +166,10 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
         raise TypeError(f"scheme must be a sequences.Scheme, got {type(scheme).__name__}")
     N = check_count(n_walkers, "n_walkers")
     T = check_count(n_steps, "n_steps")
+    family = family_of(substrate)
     regions = substrate.region_names
     D_comp, D_ref, D_local = _diffusivities(substrate, diffusivity, regions)
-    t2_comp = _check_t2(t2, regions, isinstance(substrate, MeshSubstrate))
+    t2_comp = _check_t2(t2, regions, "region_t2" in family.supports)
     played = scheme.resample(T)
     aligned = scheme.aligned(T)
     if not aligned:
@@ -178,6 +180,7 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
                       f"of the waveform); {fix}", stacklevel=_STACK - 1)
     if transit not in ("corrected", "first_order"):
         raise ValueError(f"transit must be 'corrected' or 'first_order', got {transit!r}")
+    family.check(substrate, {"gaussian_steps": bool(gaussian_steps)})
     substeps, dt_sub, step = _steps(substrate, played, D_comp, gaussian_steps, max_transit_probability)
     if target_stderr is not None and 1.0 / math.sqrt(2 * N) > target_stderr:
         warnings.warn(f"{N} walkers give a standard error up to ~{1 / math.sqrt(2 * N):.2g}; "
@@ -234,7 +237,7 @@ def _diffusivities(substrate: Substrate, diffusivity, regions: list[str]):
     return D_comp, D_ref, np.eye(3) * D_ref
 
 
-def _check_t2(t2, regions: list[str], nested: bool) -> dict | None:
+def _check_t2(t2, regions: list[str], per_region: bool) -> dict | None:
     if t2 is None:
         return None
     out = {}
@@ -245,7 +248,7 @@ def _check_t2(t2, regions: list[str], nested: bool) -> dict | None:
         if math.isfinite(v) and (v > 10.0 or v < 1e-4):
             raise ValueError(f"t2[{name!r}] = {v:g} s is not plausible; T2 is in seconds (80 ms = 0.08)")
         out[name] = v
-    if not nested and len({v for k, v in out.items() if k != "extra"}) > 1:
+    if not per_region and len({v for k, v in out.items() if k != "extra"}) > 1:
         raise ValueError("t2 must be the same in every region inside the primitives (only intra/extra may differ)")
     return out
 
@@ -272,9 +275,6 @@ def _region_weights(t2: dict | None, regions: list[str], dt: float) -> np.ndarra
 def _steps(substrate: Substrate, played: sequences.Scheme, D_comp: dict, gaussian: bool,
            max_transit_probability: float) -> tuple[int, float, float]:
     """(sub-steps, sub-step duration, step length), warning when the step is long against the substrate."""
-    if isinstance(substrate, MeshSubstrate) and substrate.permeable and not np.all(substrate.periodic):
-        raise ValueError("a permeable mesh needs a periodic box on all three axes (box=...) so that walkers leaving "
-                         "a component have an extra-cellular space to go to")
     substeps = 1
     if substrate.permeable or substrate.relaxing:
         if not 0 < max_transit_probability <= 1:

@@ -21,7 +21,7 @@ from numba import prange
 from . import cuda_backend
 from .plan import MAX_PHASE_BLOCKS, PHASE_BLOCK, RunPlan, echo_brackets, extra_relaxation_rate, t2_by_region
 from .sincos import sincos_inplace
-from .walkers import compile_kernel
+from .scaffold import compile_kernel
 
 
 @dataclass(frozen=True, eq=False)

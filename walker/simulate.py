@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 import sequences
-from substrates import MeshSubstrate, Substrate, WalkerStart, residence_times
+from substrates import Substrate, WalkerStart, residence_times
 
 from . import cuda_backend
 from .dispatch import KernelRun, run_kernel
@@ -186,16 +186,15 @@ def start_walkers(substrate: Substrate, start: str, n: int, seed: int) -> tuple[
 def count_escapes(substrate: Substrate, run: KernelRun, plan: RunPlan) -> int:
     """Walkers found outside the compartment they were tracked in (must be 0); logs an error otherwise.
 
-    Analytic substrates count the kernel's own checks; meshes also locate every
-    final position exactly against the component the walker was tracked in.
+    The kernel's own checks count, and the family's exact check at the end
+    (meshes locate every final position against the component the walker was
+    tracked in).
     """
     counters = run.out.counters
-    bad = counters[:, 2] > 0
-    if isinstance(substrate, MeshSubstrate):
-        bad |= substrate.locate(run.walkers.pos) != run.walkers.home
-        if int(counters[:, 0].sum()) == 0 and plan.n_walkers * plan.n_steps >= 10_000:
-            warnings.warn("no walker touched the mesh: is it where the walkers are (units, box origin)?",
-                          stacklevel=3)
+    family = run.family
+    bad = (counters[:, 2] > 0) | family.misplaced(substrate, run.walkers.pos, run.walkers.home)
+    if family.untouched_warning and int(counters[:, 0].sum()) == 0 and plan.n_walkers * plan.n_steps >= 10_000:
+        warnings.warn(family.untouched_warning, stacklevel=3)
     escapes = int(np.count_nonzero(bad))
     if escapes:
         log.error("%d walkers were found outside the compartment they were in: this is a bug, please report it",

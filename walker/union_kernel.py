@@ -13,9 +13,12 @@ Rounding: a walker on a sphere's surface counts as inside it (its squared distan
 analytic kernel), so after a reflection it is inside the sphere it reflected off, moving inward, and a
 walker found a hair outside every sphere while moving out reflects off the nearest one at distance 0.
 
-Like the other kernels: one Python function compiled as a parallel and a serial build
-(:func:`walker.walkers.compile_kernel`) that agree bit for bit, taking the named records of
+Like the other kernels: one per-walker Python function, compiled into the loop over walkers as a parallel and a
+serial build (:mod:`walker.scaffold`) that agree bit for bit, taking the named records of
 :mod:`walker.records`. Units: metres and seconds, float64.
+
+This module is the whole "union" family on the walker's side (:mod:`walker.families`): the per-walker function,
+its geometry record, and one registration at the end.
 """
 
 from __future__ import annotations
@@ -23,11 +26,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from .families import KernelFamily, Membranes, register_kernel_family
+from .geometry import cell_index, exit_root
+from .kernel_parts import (MAX_BOUNCES, begin_walker, finish_walker, isotropic_step, move, phase_step,
+                           record_events, step_segment, wrap)
+from .records import UnionGeometry
 from .rng import draw_step
-from .walkers import (MAX_BOUNCES, begin_walker, compile_kernel, finish_walker, isotropic_step, move, phase_step,
-                      record_events, step_segment, wrap)
+from .scaffold import build_kernel
 
 #: a walker within this fraction of a radius outside a sphere's surface counts as on it (rounding)
 ON_SURFACE = 1e-12
@@ -38,7 +45,7 @@ def _cell(px, py, pz, lo, h, n):
     i = min(max(int((px - lo[0]) / h[0]), 0), n[0] - 1)
     j = min(max(int((py - lo[1]) / h[1]), 0), n[1] - 1)
     k = min(max(int((pz - lo[2]) / h[2]), 0), n[2] - 1)
-    return (i * n[1] + j) * n[2] + k
+    return cell_index(i, j, k, n)
 
 
 @njit(inline="always")
@@ -53,9 +60,7 @@ def _interval(px, py, pz, dx, dy, dz, cx, cy, cz, r):
     if hh >= -ON_SURFACE * r * r:
         if hh < 0.0:
             hh = 0.0  # on the surface up to rounding: inside
-        disc = math.sqrt(b * b + hh)
-        t_out = hh / (b + disc) if b > 0.0 else disc - b
-        return -1.0, t_out
+        return -1.0, exit_root(1.0, b, hh)
     disc = b * b + hh
     if disc <= 0.0 or b >= 0.0:
         return np.inf, -np.inf  # misses, or lies behind
@@ -100,12 +105,12 @@ def walker_function():
     Returns
     -------
     function
-        ``walk_walker(i, geo, transit, stepping, recording, pos, home, seeds, *out)`` with ``geo`` a
+        ``walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, *out)`` with ``geo`` a
         :class:`walker.records.UnionGeometry`; positions are absolute (wrapped into the box).
     """
 
-    def walk_walker(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin, out_lw,
-                    out_first, traj, counters):
+    def walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec, out_time_inside,
+                    out_log_weight, out_first, traj, counters):
         img_c, img_r, lo, h, n, box, start, items, deep = geo
         n_steps, substeps, M, gaussian, scale = stepping
         W, rec_steps, te_steps, check_every_step, _ = recording
@@ -119,35 +124,35 @@ def walker_function():
         n_refl = 0
         n_cut = 0
         n_bad = 0
-        qh = -1  # a sphere image known to hold the walker (-1: none known)
+        home = -1  # a sphere image known to hold the walker (-1: none known)
         acc = (0.0, 0.0, 0.0)
         j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
-                                            0, out_tin, out_lw)
+                                            0, out_time_inside, out_log_weight)
         t = 1
         sub = 0
         for _ in range(n_sub):
             ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
             dx, dy, dz, left = step_segment(iso, ell_iso, 1.0, M, ux, uy, uz)
             bounces = 0
-            if qh >= 0:
-                ex = px + left * dx - img_c[qh, 0]
-                ey = py + left * dy - img_c[qh, 1]
-                ez = pz + left * dz - img_c[qh, 2]
-                if ex * ex + ey * ey + ez * ez <= img_r[qh] * img_r[qh]:
+            if home >= 0:
+                ex = px + left * dx - img_c[home, 0]
+                ey = py + left * dy - img_c[home, 1]
+                ez = pz + left * dz - img_c[home, 2]
+                if ex * ex + ey * ey + ez * ez <= img_r[home] * img_r[home]:
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                     left = 0.0
             cell = _cell(px, py, pz, lo, h, n)
             if left > 0.0 and deep[cell]:
                 px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                 left = 0.0
-                qh = -1
+                home = -1
             if left > 0.0:
-                qh = -1  # set again by the step's last move (a step cut at MAX_BOUNCES leaves none known)
+                home = -1  # set again by the step's last move (a step cut at MAX_BOUNCES leaves none known)
             while left > 0.0:
                 e, q, inside = _exit(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r)
                 if e >= left or q < 0:
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                    qh = q if inside else -1  # the last interval of the chain covers the end point
+                    home = q if inside else -1  # the last interval of the chain covers the end point
                     break
                 px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
                 left -= e
@@ -162,7 +167,7 @@ def walker_function():
                     dz -= dn * nz / nn
                 elif not inside:  # a hair outside every sphere, moving back in: carry on
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                    qh = -1
+                    home = -1
                     break
                 n_refl += 1
                 bounces += 1
@@ -173,7 +178,7 @@ def walker_function():
             wy = wrap(py, box[1])
             wz = wrap(pz, box[2])
             if wx != px or wy != py or wz != pz:
-                qh = -1  # the known sphere is an image in the unwrapped frame
+                home = -1  # the known sphere is an image in the unwrapped frame
                 px = wx
                 py = wy
                 pz = wz
@@ -193,27 +198,15 @@ def walker_function():
             sub += 1
             if sub == substeps:
                 sub = 0
-                acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_I)
+                acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_phases)
                 if t == next_t:
                     j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, float(t), 0.0, traj, rec_steps, j_rec,
-                                                        out_rec, te_steps, j_te, out_tin, out_lw)
+                                                        out_rec, te_steps, j_te, out_time_inside, out_log_weight)
                 t += 1
-        finish_walker(i, K, acc, px, py, pz, home[i], s0, s1, -1.0, n_refl, n_cut, n_bad, 0, pos, home, seeds,
-                      out_I, out_first, counters)
+        finish_walker(i, K, acc, px, py, pz, homes[i], s0, s1, -1.0, n_refl, n_cut, n_bad, 0, pos, homes, seeds,
+                      out_phases, out_first, counters)
 
     return walk_walker
-
-
-def _walk_all(geo, transit, walkers, stepping, recording, out):
-    """Walk every walker inside a union of spheres (records of :mod:`walker.records`)."""
-    pos, home, seeds = walkers
-    out_I, out_rec, out_tin, out_lw, out_first, traj, counters = out
-    for i in prange(pos.shape[0]):
-        WALK_WALKER(i, geo, transit, stepping, recording, pos, home, seeds, out_I, out_rec, out_tin,  # noqa: F821
-                    out_lw, out_first, traj, counters)
-
-
-_BUILDS: dict = {}
 
 
 def union_kernel(parallel: bool = True):
@@ -229,7 +222,41 @@ def union_kernel(parallel: bool = True):
     numba dispatcher
         Called as ``kernel(geo, transit, walkers, stepping, recording, out)``.
     """
-    if not _BUILDS:
-        body = njit(inline="always")(walker_function())
-        _BUILDS[0] = compile_kernel(_walk_all, name="walk_union", bound={"WALK_WALKER": body})
-    return _BUILDS[0][0 if parallel else 1]
+    return build_kernel(UNION, (), parallel)
+
+
+# --- the family record -----------------------------------------------------------------------------------------
+
+def union_geometry(substrate, plan) -> UnionGeometry:
+    """The union kernel's geometry record: sphere images and cell lists that hold every sphere within a step.
+
+    Parameters
+    ----------
+    substrate : substrates.SphereUnion
+        The union.
+    plan : walker.RunPlan
+        Gives the step length (m) the cell lists are built for.
+
+    Returns
+    -------
+    UnionGeometry
+        Lengths in m.
+    """
+    g = substrate.union_grid(plan.step_length)
+    return UnionGeometry(g.centers, g.radii, g.lo, g.h, g.n, substrate.box, g.start, g.items, g.deep)
+
+
+def _check(substrate, options: dict) -> None:
+    if options.get("gaussian_steps"):
+        raise ValueError("sphere unions take fixed-length steps (their cell lists hold every sphere within "
+                         "one step); leave gaussian_steps off")
+
+
+UNION = register_kernel_family(KernelFamily(
+    name="union", walker_function=walker_function, variant=lambda sub: (), variant_name=lambda: "walk_union",
+    describe=lambda sub: "sphere unions", geometry=union_geometry,
+    # impermeable walls that do not relax: one membrane entry of zeros; every step at the one diffusivity
+    membranes=lambda sub, plan: Membranes(1, np.zeros((0, 2)), np.zeros(0), np.zeros(1, dtype=np.int64),
+                                          np.zeros(1, dtype=np.int64)),
+    step_scales=lambda sub, plan: np.ones(2), source_file=__file__, check=_check, cuda=False,
+    supports=frozenset({"records"})))

@@ -1,4 +1,4 @@
-"""What both kernels do for every walker, whatever the geometry: inlined numba helpers.
+"""What every kernel does for every walker, whatever the geometry: inlined numba helpers.
 
 Start and finish a walker (read its state, write it back with its counters),
 advance a position, wrap it into a periodic box, accumulate the phase
@@ -13,19 +13,14 @@ inlined, when they meet. Inlining the record writes into the loop made the
 serial build of a free walk 2.7x slower (it let LLVM assume the stores alias
 everything the loop reads), with or without records in the run.
 
-Also :func:`compile_kernel`, which compiles one kernel function as a parallel
-and a serial build with *separate* on-disk caches.
+How the helpers become kernels (the loop over walkers, the builds and their
+caches) is :mod:`walker.scaffold`.
 """
 
 from __future__ import annotations
 
 import math
-import sys
-import threading
-import time
-import types
 
-import numba
 from numba import njit
 
 MAX_BOUNCES = 10_000  # per step; only a walker grazing a wall exactly tangentially gets near it
@@ -35,77 +30,6 @@ NEVER = 1 << 62  # a grid index no walk reaches
 KERNEL_OPTIONS = {"cache": True, "fastmath": False, "error_model": "numpy"}
 
 
-def compile_kernel(func, name: str | None = None, bound: dict | None = None):
-    """(parallel, serial) builds of one kernel, each with its own cache entry.
-
-    numba keys its on-disk cache by the function's name, source line and
-    signature, not by ``parallel``: two builds of one Python function would
-    share one cache entry, and the second build loaded in a later process would
-    run the first one's code (a "serial" run on the parallel code, or the
-    reverse). Renamed copies of the function keep the entries apart; ``name``
-    names a variant. ``bound`` adds global names the copies see (a variant's
-    per-walker function, for one): unlike a closure over a compiled function,
-    which numba cannot key its cache by, globals leave the cache usable, so
-    every variant needs its own ``name``. Note that the cache checks only the
-    kernel's own file: after editing a helper module it inlines (``rng``,
-    ``walkers``), touch the kernel file.
-    """
-    base = name or func.__qualname__
-    env = func.__globals__ if not bound else {**func.__globals__, **bound}
-
-    def renamed(suffix):
-        f = types.FunctionType(func.__code__, env, func.__name__ + suffix, func.__defaults__, func.__closure__)
-        f.__qualname__ = base + suffix
-        f.__doc__ = func.__doc__
-        return f
-
-    return (njit(parallel=True, **KERNEL_OPTIONS)(renamed("_parallel")),
-            njit(**KERNEL_OPTIONS)(renamed("_serial")))
-
-
-#: seconds a kernel may take to load before the user is told it is being compiled
-COMPILE_NOTICE_AFTER = 1.0
-
-
-def ensure_compiled(kernel, args, what: str, expected_s: float) -> None:
-    """Compile (or load from the on-disk cache) ``kernel`` for ``args`` before it runs.
-
-    Loading a cached kernel takes well under a second; compiling one takes
-    tens of seconds, once per installation. When the call is still busy after
-    :data:`COMPILE_NOTICE_AFTER` seconds, a line on stderr says what is
-    happening, so a first run does not sit in silence.
-
-    Parameters
-    ----------
-    kernel : numba dispatcher
-    args : tuple
-        The arguments it will be called with (their types select the build).
-    what : str
-        The kernel in words ("cylinders, impermeable").
-    expected_s : float
-        Rough compile time to announce, s.
-    """
-    sig = tuple(numba.typeof(a) for a in args)
-    if sig in kernel.overloads:
-        return
-    t0 = time.perf_counter()
-
-    def notice():
-        print(f"diffwalk: compiling the walker kernel for {what} once (about {expected_s:.0f} s; "
-              "cached for later runs)", file=sys.stderr, flush=True)
-
-    timer = threading.Timer(COMPILE_NOTICE_AFTER, notice)
-    timer.daemon = True
-    timer.start()
-    try:
-        kernel.compile(sig)
-    finally:
-        timer.cancel()
-    took = time.perf_counter() - t0
-    if took > COMPILE_NOTICE_AFTER:
-        print(f"diffwalk: compiled in {took:.0f} s", file=sys.stderr, flush=True)
-
-
 @njit(inline="always")
 def isotropic_step(M, gaussian):
     """(iso, length): fixed-length steps with an isotropic step matrix need no matrix product."""
@@ -113,7 +37,6 @@ def isotropic_step(M, gaussian):
     iso = (not gaussian) and M[0, 1] == 0.0 and M[0, 2] == 0.0 and M[1, 0] == 0.0 and M[1, 2] == 0.0 \
         and M[2, 0] == 0.0 and M[2, 1] == 0.0 and M[1, 1] == ell and M[2, 2] == ell
     return iso, ell
-
 
 
 @njit(inline="always")
