@@ -371,6 +371,52 @@ def test_auto_method_and_errors(shells):
         va.fit("dti", few, va.get_model("dti").signal(few, [DTI_TRUTH]), method="wls")
 
 
+def test_models_declare_their_fits(shells):
+    import dataclasses
+    for name in va.list_models():
+        m = va.get_model(name)
+        methods = va.available_methods(m)
+        if m.via is not None:
+            continue
+        assert ("wls" in methods) == (m.design is not None), name
+        assert (methods[0] == "wls") == (m.design is not None and m.free_water is None), name
+        assert ("dictionary" in methods) == (m.dictionary is not None), name
+    # fit() asks the model, not its name: an unregistered copy of DTI under another name fits the same
+    dti = va.get_model("dti")
+    mine = dataclasses.replace(dti, name="my_dti")
+    y = dti.signal(shells, [DTI_TRUTH])
+    r = va.fit(mine, shells, y, method="wls")
+    assert r.model == "my_dti" and r.method == "wls"
+    np.testing.assert_array_equal(r.params, va.fit(dti, shells, y, method="wls").params)
+    np.testing.assert_allclose(r.predict(shells), y, rtol=1e-8, atol=0)
+    with pytest.raises(ValueError, match="DKI"):
+        va.fit(mine, shells, y, method="wls", mkt_nonnegative=True)
+
+
+def test_predict_gives_the_fitted_signals_on_any_scheme(shells, btensors):
+    dti = va.get_model("dti")
+    truth = [DTI_TRUTH, [1.0e-9, 1.2e-9, 0.8e-9, 0.0, 0.1e-9, -0.05e-9]]
+    y = dti.signal(shells, truth)
+    r = va.fit(dti, shells, y, method="wls")
+    pred = r.predict(shells)
+    assert pred.shape == y.shape
+    np.testing.assert_allclose(pred, y, rtol=1e-8, atol=0)  # noise-free DTI: the fit is exact
+    # another scheme: the forward model at the estimates, there the truth's signals too
+    np.testing.assert_allclose(r.predict(btensors), dti.signal(btensors, truth), rtol=1e-8, atol=0)
+    # a nonlinear fit of noisy signals: the prediction's misfit is the result's residual
+    sz = va.get_model("stick_zeppelin")
+    noise = np.random.default_rng(13).normal(0, 0.02, (3, len(shells)))
+    ys = sz.signal(shells, [[0.6, 2e-9, 0.6e-9, 0.7, 0.3]]) + noise
+    rs = va.fit(sz, shells, ys)
+    np.testing.assert_allclose(np.sqrt(np.mean((rs.predict(shells) - ys) ** 2, axis=1)), rs.residual, rtol=1e-12)
+    # a model fitted through another (WMTI from DKI) predicts with its own forward model
+    wmti = va.get_model("wmti")
+    rw = va.fit(wmti, shells, va.get_model("dki").signal(shells, [DKI_TRUTH]))
+    np.testing.assert_array_equal(rw.predict(shells), wmti.signal(shells, rw.params))
+    with pytest.raises(ValueError, match="LTE"):  # DKI's forward model needs linear encoding
+        va.fit("dki", shells, va.get_model("dki").signal(shells, [DKI_TRUTH])).predict(btensors)
+
+
 def test_bias_table_and_report_name_the_method(shells, tmp_path):
     m = va.get_model("stick_zeppelin")
     y = m.signal(shells, [[0.6, 2e-9, 0.6e-9, 0.0, 0.0]])

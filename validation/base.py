@@ -7,12 +7,13 @@ function reads from a scheme. The compartment blocks (stick, zeppelin, ball,
 Gaussian-phase restricted cylinders and spheres, spherical means, Watson
 sticks) and the parameter helpers are shared by the model catalogues
 (:mod:`validation.models`, :mod:`validation.models_white_matter`,
-:mod:`validation.models_cells`), which import this module at the top.
+:mod:`validation.models_grey_matter`), which import this module at the top.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import numba
@@ -99,6 +100,73 @@ REQUIREMENTS: dict[str, tuple[str, Callable]] = {
 }
 
 
+#: b in these units inside the log-linear solves (s/m^2 -> ms/um^2): the design columns are then of one order
+B_UNIT = 1e9
+
+#: constraints a model's log-linear fit may offer (:attr:`Model.constraints`): key -> what it means
+CONSTRAINTS: dict[str, str] = {
+    "mkt_nonnegative": "the mean of the kurtosis tensor is >= 0 (Hansen et al. 2013)",
+}
+
+
+@dataclass(frozen=True)
+class LinearDesign:
+    """A log-linear model on one scheme: ln S = X beta, fitted by :mod:`validation.linear`.
+
+    The fields are also the attributes of the (frozen) instance.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        (M, p + 1) design with b in units of :data:`B_UNIT` (ms/um^2), intercept (ln S0) last.
+    to_params : callable
+        ``to_params(beta (N, p)) -> (N, n_params)`` model parameters (SI) from the scaled coefficients.
+    mkt_row : numpy.ndarray or None
+        (p,) row c with c . beta proportional to the mean kurtosis tensor (DKI), else None.
+    """
+
+    X: np.ndarray
+    to_params: Callable[[np.ndarray], np.ndarray]
+    mkt_row: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class DictionarySpec:
+    """How a model is linearised for the dictionary method (:mod:`validation.dictionary`).
+
+    The fields are also the attributes of the (frozen) instance. Specs compare and hash by identity (their
+    grids are arrays), so a :class:`Model` that carries one stays hashable.
+
+    Parameters
+    ----------
+    grids : dict
+        Parameter name -> grid values (SI) of the gridded nonlinear parameters.
+    required : tuple of str
+        Parameters every atom depends on, which the caller must fix.
+    atoms : callable
+        ``atoms(arr, values, grids) -> (signals (A, M'), labels)`` for the required values (SI); labels say
+        each atom's compartment and grid values.
+    estimate : callable
+        ``estimate(x (N, A), labels, values) -> dict name -> (N,)`` parameters (SI) from the fractions.
+    oriented : bool
+        Atoms depend on the fibre direction (tabulated in cos^2, direction from DTI).
+    fractions : callable
+        ``fractions(rng, n) -> dict name -> (n,)``: plausible values of the parameters the weights give (not
+        gridded), for measuring the bias floor (:func:`validation.dictionary.dictionary_floor`).
+    odi : numpy.ndarray or None
+        The orientation dispersion indices (dimensionless) the ``"kappa"`` grid is made of,
+        kappa = 1 / tan(pi/2 odi): kappa's resolution and bias floor are given in them. None without kappa.
+    """
+
+    grids: dict
+    required: tuple
+    atoms: Callable
+    estimate: Callable
+    oriented: bool
+    fractions: Callable
+    odi: np.ndarray | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Model:
     """An analytic model: metadata plus a vectorised forward function.
@@ -127,6 +195,17 @@ class Model:
         ``initial(arr, Y) -> (N, n_params)`` starting points (linear fits) beside the grid.
     via : tuple or None
         (model name, transform(arr, params) -> params): estimated through another model's fit.
+    design : callable or None
+        ``design(arr) -> LinearDesign``: the model is log-linear (DTI, DKI, QTI), fitted by the methods
+        ``"wls"`` (its default), ``"ols"`` and ``"iwls"``; with ``free_water``, the design of its tissue part.
+    free_water : tuple of str or None
+        (fraction, diffusivity) parameter names of a free-water pool beside the ``design`` tissue, the last two
+        parameters (free-water DTI): the log-linear methods fit the tissue over a grid of the fraction with the
+        diffusivity fixed, and are not the default.
+    dictionary : DictionarySpec or None
+        How the ``"dictionary"`` method linearises the model (NODDI-Watson, ActiveAx, SANDI).
+    constraints : frozenset of str
+        Keys of :data:`CONSTRAINTS` the log-linear fit can impose (``fit(..., mkt_nonnegative=True)``).
     """
 
     name: str
@@ -139,13 +218,25 @@ class Model:
     orientation: tuple[int, int] | None = None
     initial: Callable[["SchemeArrays", np.ndarray], np.ndarray] | None = None
     via: tuple | None = None
+    design: Callable[["SchemeArrays"], LinearDesign] | None = None
+    free_water: tuple[str, str] | None = None
+    dictionary: DictionarySpec | None = None
+    constraints: frozenset = frozenset()
 
     def __post_init__(self):
         unknown = set(self.requires) - set(REQUIREMENTS)
         if unknown:
             raise ValueError(f"model {self.name}: unknown requirement(s) {sorted(unknown)}; known: "
                              f"{sorted(REQUIREMENTS)}")
+        unknown = set(self.constraints) - set(CONSTRAINTS)
+        if unknown:
+            raise ValueError(f"model {self.name}: unknown constraint(s) {sorted(unknown)}; known: "
+                             f"{sorted(CONSTRAINTS)}")
+        # the free-water fit returns the tissue's parameters, then the fraction, then the diffusivity
+        if self.free_water is not None and (self.design is None or list(self.free_water) != self.names[-2:]):
+            raise ValueError(f"model {self.name}: free_water names the last two parameters and needs a design")
         object.__setattr__(self, "requires", frozenset(self.requires))
+        object.__setattr__(self, "constraints", frozenset(self.constraints))
 
     @property
     def names(self) -> list[str]:
@@ -615,3 +706,36 @@ def diffusivity_param(name: str, truth: str | None = None, bounds: tuple = D_BOU
 THETA = Parameter("theta", "rad", (0.0, np.pi), 1.0, "axis_theta")
 PHI = Parameter("phi", "rad", (-np.pi, np.pi), 1.0, "axis_phi")
 
+
+
+# ------------------------------------------------------------ dictionary building blocks
+def z_axes(k: int) -> np.ndarray:
+    """(k, 3) copies of the z axis: the fibre direction of tabulated dictionary atoms."""
+    return np.tile([0.0, 0.0, 1.0], (k, 1))
+
+
+def grid_mean(x: np.ndarray, sel: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Fraction-weighted mean of the grid values of the atoms ``sel`` (SI, as ``grid``), per signal: (N,).
+
+    Where those atoms have no weight the grid's middle: the parameter of an absent compartment is undetermined.
+    ``x`` is (N, A) atom weights, ``sel`` an (A,) mask, ``grid`` the (A,) grid value of each atom.
+    """
+    s = x[:, sel].sum(1)
+    g = grid[sel]
+    return np.where(s > 0, (x[:, sel] @ g) / np.maximum(s, 1e-300), 0.5 * (g.min() + g.max()))
+
+
+def atom_labels(labels: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Columns of a dictionary's atom labels (compartment, grid value, second grid value or NaN): (A,) each."""
+    return (np.array([lab[0] for lab in labels]), np.array([lab[1] for lab in labels]),
+            np.array([lab[2] for lab in labels]))
+
+
+def uniform_fraction(name: str, high: float = 0.5) -> Callable:
+    """``fractions(rng, n)`` of a :class:`DictionarySpec`: parameter ``name`` uniform in [0, high] (dimensionless)."""
+    # a partial of a module-level function, not a lambda: models travel to worker processes (fit(n_jobs=...))
+    return partial(_uniform_draw, name=name, high=high)
+
+
+def _uniform_draw(rng: np.random.Generator, n: int, *, name: str, high: float) -> dict:
+    return {name: rng.uniform(0.0, high, n)}

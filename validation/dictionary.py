@@ -18,194 +18,41 @@ interpolated per signal. The method's bias floor is measured, not assumed: :func
 noise-free signals of the model on the same scheme and reports the 95th percentile of the error per
 parameter (never below half the grid spacing, :func:`dictionary_resolution`); fractions, which have no grid,
 get one too.
+
+Each model declares its dictionary next to its forward function (:attr:`validation.base.Model.dictionary`, a
+:class:`validation.base.DictionarySpec`: grids, atoms, how the parameters follow from the weights); this module
+only solves them.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Callable
 
 import numba
 import numpy as np
 
-from .base import (SchemeArrays, ball, distinct_rows, dti_start, gpd_pgse_lnE, spherical_mean, stick, tensor_from6,
-                   watson_stick, watson_tau, zeppelin)
+from .base import DictionarySpec, Model, SchemeArrays, distinct_rows, dti_start, tensor_from6
+from .registry import MODELS, get_model
 
 #: ridge weight of the non-negative least squares (atoms are unnormalised signals, |atom|^2 ~ M)
 REGULARISATION = 1e-4
 #: cos^2 grid points per shell for oriented atoms
 N_COS2 = 1025
+#: model name -> how it is linearised (derived from :attr:`Model.dictionary`; kept for callers)
+DICTIONARIES: dict[str, DictionarySpec] = {name: m.dictionary for name, m in MODELS.items()
+                                           if m.dictionary is not None}
 
 
-@dataclass(frozen=True)
-class DictionarySpec:
-    """How a model is linearised.
-
-    Attributes
-    ----------
-    grids : dict
-        Parameter name -> grid values (SI) of the gridded nonlinear parameters.
-    required : tuple of str
-        Parameters every atom depends on, which the caller must fix.
-    atoms : callable
-        ``atoms(arr, values, grids) -> (signals (A, M'), labels)`` for the required values; labels say each
-        atom's compartment and grid values.
-    estimate : callable
-        ``estimate(x (N, A), labels, values) -> dict name -> (N,)`` parameters from the fractions.
-    oriented : bool
-        Atoms depend on the fibre direction (tabulated in cos^2, direction from DTI).
-    fractions : callable
-        ``fractions(rng, n) -> dict name -> (n,)``: plausible values of the parameters the weights give (not
-        gridded), for measuring the bias floor (:func:`dictionary_floor`).
-    """
-
-    grids: dict
-    required: tuple
-    atoms: Callable
-    estimate: Callable
-    oriented: bool
-    fractions: Callable
-
-
-def _z(k):
-    return np.tile([0.0, 0.0, 1.0], (k, 1))
-
-
-def _mean(x: np.ndarray, sel: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Fraction-weighted mean of the grid values of the atoms ``sel``; the grid's middle where they have no weight
-    (the parameter of an absent compartment is undetermined)."""
-    s = x[:, sel].sum(1)
-    g = grid[sel]
-    return np.where(s > 0, (x[:, sel] @ g) / np.maximum(s, 1e-300), 0.5 * (g.min() + g.max()))
-
-
-# --------------------------------------------------------------------------- NODDI-Watson
-_ODI = np.linspace(0.01, 0.99, 10)
-_NODDI_GRIDS = {"kappa": 1.0 / np.tan(_ODI * np.pi / 2), "v_ic": np.linspace(0.05, 0.95, 8),
-                "d_iso": np.array([2.0e-9, 2.5e-9, 3.0e-9, 3.5e-9])}
-
-
-def _noddi_atoms(arr, values, grids):
-    dpar = values["d_par"]
-    kap, vic, diso = grids["kappa"], grids["v_ic"], grids["d_iso"]
-    nk = len(kap)
-    ic = watson_stick(arr, _z(nk), kap, np.full(nk, dpar))
-    K, V = np.meshgrid(kap, vic, indexing="ij")
-    K, V = K.ravel(), V.ravel()
-    dperp = dpar * (1 - V)
-    tau = watson_tau(K)
-    ec = zeppelin(arr, _z(len(K)), dperp + (dpar - dperp) * tau, dperp + (dpar - dperp) * (1 - tau) / 2)
-    iso = ball(arr, diso)
-    labels = ([("ic", k, np.nan) for k in kap] + [("ec", k, v) for k, v in zip(K, V)]
-              + [("iso", d, np.nan) for d in diso])
-    return np.vstack([ic, ec, iso]), labels
-
-
-def _noddi_estimate(x, labels, values):
-    kind = np.array([lab[0] for lab in labels])
-    g1 = np.array([lab[1] for lab in labels])
-    g2 = np.array([lab[2] for lab in labels])
-    ic, ec, iso = (kind == "ic"), (kind == "ec"), (kind == "iso")
-    s_ic, s_ec, s_iso = x[:, ic].sum(1), x[:, ec].sum(1), x[:, iso].sum(1)
-    tot = np.maximum(s_ic + s_ec + s_iso, 1e-300)
-    # kappa through the orientation dispersion index of the sticks (ec atoms share it: their weights count too)
-    odi = 2 / np.pi * np.arctan(1 / g1[ic | ec])
-    w = x[:, ic | ec]
-    odi_hat = (w @ odi) / np.maximum(w.sum(1), 1e-300)
-    vic_ec = (x[:, ec] @ g2[ec]) / np.maximum(s_ec, 1e-300)
-    vic = np.where(s_ic + s_ec > 0, s_ic / np.maximum(s_ic + s_ec, 1e-300), vic_ec)
-    return {"v_ic": vic, "v_iso": s_iso / tot, "kappa": 1 / np.tan(np.clip(odi_hat, 1e-6, 1) * np.pi / 2),
-            "d_par": np.full(len(x), values["d_par"]), "d_iso": _mean(x, iso, g1)}
-
-
-# --------------------------------------------------------------------------- ActiveAx
-_ACTIVEAX_GRIDS = {"a": np.geomspace(0.5e-6, 16e-6, 12), "v_ic": np.linspace(0.05, 0.95, 8),
-                   "D_iso": np.array([2.0e-9, 2.5e-9, 3.0e-9, 3.5e-9])}
-
-
-def _activeax_atoms(arr, values, grids):
-    dpar = values["D_par"]
-    a, vic, diso = grids["a"], grids["v_ic"], grids["D_iso"]
-    n = _z(len(a))
-    cos2 = np.einsum("ki,mi->km", n, arr.u) ** 2
-    G2perp = arr.G[None, :] ** 2 * np.clip(1 - cos2, 0, None)
-    ic = np.exp(gpd_pgse_lnE("cylinder", arr, a / 2, np.full(len(a), dpar), G2perp)) * stick(arr, n, np.full(len(a),
-                                                                                                             dpar))
-    ec = zeppelin(arr, _z(len(vic)), np.full(len(vic), dpar), (1 - vic) * dpar)
-    iso = ball(arr, diso)
-    labels = [("ic", v, np.nan) for v in a] + [("ec", v, np.nan) for v in vic] + [("iso", d, np.nan) for d in diso]
-    return np.vstack([ic, ec, iso]), labels
-
-
-def _activeax_estimate(x, labels, values):
-    kind = np.array([lab[0] for lab in labels])
-    g = np.array([lab[1] for lab in labels])
-    ic, ec, iso = (kind == "ic"), (kind == "ec"), (kind == "iso")
-    s_ic, s_ec, s_iso = x[:, ic].sum(1), x[:, ec].sum(1), x[:, iso].sum(1)
-    tot = np.maximum(s_ic + s_ec + s_iso, 1e-300)
-    return {"v_ic": s_ic / np.maximum(s_ic + s_ec, 1e-300), "a": _mean(x, ic, g), "f_iso": s_iso / tot,
-            "D_par": np.full(len(x), values["D_par"]), "D_iso": _mean(x, iso, g)}
-
-
-# --------------------------------------------------------------------------- SANDI
-_SANDI_GRIDS = {"D_in": np.linspace(0.5e-9, 3.0e-9, 6), "R_s": np.linspace(2e-6, 12e-6, 11),
-                "D_is": np.array([1e-9, 2e-9, 3e-9]), "D_ec": np.linspace(0.5e-9, 3.0e-9, 6)}
-
-
-def _sandi_atoms(arr, values, grids):
-    din, rs, dis, dec = grids["D_in"], grids["R_s"], grids["D_is"], grids["D_ec"]
-    sticks = spherical_mean(arr, din, np.zeros_like(din))
-    R, D = np.meshgrid(rs, dis, indexing="ij")
-    R, D = R.ravel(), D.ravel()
-    G2 = np.broadcast_to(arr.G[None, :] ** 2, (len(R), len(arr.G)))
-    somas = np.exp(gpd_pgse_lnE("sphere", arr, R, D, G2))
-    balls = ball(arr, dec)
-    labels = ([("in", d, np.nan) for d in din] + [("is", r, d) for r, d in zip(R, D)]
-              + [("ec", d, np.nan) for d in dec])
-    return np.vstack([sticks, somas, balls]), labels
-
-
-def _sandi_estimate(x, labels, values):
-    kind = np.array([lab[0] for lab in labels])
-    g1 = np.array([lab[1] for lab in labels])
-    g2 = np.array([lab[2] for lab in labels])
-    i_n, i_s, i_e = (kind == "in"), (kind == "is"), (kind == "ec")
-    s_n, s_s, s_e = x[:, i_n].sum(1), x[:, i_s].sum(1), x[:, i_e].sum(1)
-    tot = np.maximum(s_n + s_s + s_e, 1e-300)
-    return {"f_in": s_n / tot, "f_is": s_s / tot, "D_in": _mean(x, i_n, g1), "R_s": _mean(x, i_s, g1),
-            "D_is": _mean(x, i_s, g2), "D_ec": _mean(x, i_e, g1)}
-
-
-def _free_water(name):
-    return lambda rng, n: {name: rng.uniform(0.0, 0.5, n)}
-
-
-def _sandi_fractions(rng, n):
-    f = rng.dirichlet(np.ones(3), n)
-    return {"f_in": f[:, 0], "f_is": f[:, 1]}
-
-
-#: model name -> how it is linearised
-DICTIONARIES: dict[str, DictionarySpec] = {
-    "noddi_watson": DictionarySpec(grids=_NODDI_GRIDS, required=("d_par",), atoms=_noddi_atoms,
-                                   estimate=_noddi_estimate, oriented=True, fractions=_free_water("v_iso")),
-    "activeax": DictionarySpec(grids=_ACTIVEAX_GRIDS, required=("D_par",), atoms=_activeax_atoms,
-                               estimate=_activeax_estimate, oriented=True, fractions=_free_water("f_iso")),
-    "sandi": DictionarySpec(grids=_SANDI_GRIDS, required=(), atoms=_sandi_atoms,
-                            estimate=_sandi_estimate, oriented=False, fractions=_sandi_fractions),
-}
-
-
-def dictionary_resolution(name: str, fixed: dict | None = None) -> dict[str, float]:
+def dictionary_resolution(name: Model | str, fixed: dict | None = None) -> dict[str, float]:
     """Half the largest grid spacing of each gridded parameter (SI): the dictionary method's bias floor.
 
     Kappa is gridded in the orientation dispersion index: its entry is ``"odi"`` (dimensionless).
 
     Parameters
     ----------
-    name : str
-        A model with a dictionary (``"noddi_watson"``, ``"activeax"``, ``"sandi"``, ...).
+    name : Model or str
+        A model with a dictionary (:attr:`Model.dictionary`: ``"noddi_watson"``, ``"activeax"``, ``"sandi"``), or
+        its name.
     fixed : dict, optional
         Parameter name -> value (SI) held fixed; fixed parameters are left out.
 
@@ -236,7 +83,7 @@ def dictionary_resolution(name: str, fixed: dict | None = None) -> dict[str, flo
         out[key] = float(np.max(np.diff(g)) / 2) if len(g) > 1 else 0.0
     if "kappa" in out:  # gridded in the dispersion index 2/pi arctan(1/kappa): its spacing, under that name
         del out["kappa"]
-        out["odi"] = float(np.max(np.diff(_ODI)) / 2)
+        out["odi"] = float(np.max(np.diff(spec.odi)) / 2)
     return out
 
 
@@ -288,7 +135,7 @@ def dictionary_floor(model, arr: SchemeArrays, fixed: dict | None = None, *, see
     >>> sorted(floor)
     ['d_iso', 'odi', 'v_ic', 'v_iso']
     """
-    spec = _spec(model.name)
+    spec = _spec(model)
     fixed = dict(fixed or {})
     key = (model.name, tuple(sorted(fixed.items())),
            hashlib.sha1(b"".join(np.ascontiguousarray(a, dtype=float).tobytes()
@@ -305,7 +152,7 @@ def dictionary_floor(model, arr: SchemeArrays, fixed: dict | None = None, *, see
         if p.name in fixed:
             truth[:, j] = fixed[p.name]
         elif p.name == "kappa":
-            truth[:, j] = 1 / np.tan(rng.uniform(_ODI.min(), _ODI.max(), n) * np.pi / 2)
+            truth[:, j] = 1 / np.tan(rng.uniform(spec.odi.min(), spec.odi.max(), n) * np.pi / 2)
         elif p.name in spec.grids:
             g = np.asarray(spec.grids[p.name], float)
             truth[:, j] = rng.uniform(g.min(), g.max(), n)
@@ -317,7 +164,7 @@ def dictionary_floor(model, arr: SchemeArrays, fixed: dict | None = None, *, see
         truth[:, model.orientation[0]] = np.arccos(np.abs(v[:, 2]))
         truth[:, model.orientation[1]] = np.arctan2(v[:, 1] * np.sign(v[:, 2]), v[:, 0] * np.sign(v[:, 2]))
     est, _ = fit_dictionary(model, arr, model.forward(arr, truth), fixed=fixed)
-    half = dictionary_resolution(model.name, fixed)
+    half = dictionary_resolution(model, fixed)
     out = {}
     for j, p in enumerate(model.parameters):
         if p.name in fixed or (model.orientation and j in model.orientation):
@@ -332,10 +179,11 @@ def dictionary_floor(model, arr: SchemeArrays, fixed: dict | None = None, *, see
     return dict(out)
 
 
-def _spec(name: str) -> DictionarySpec:
-    if name not in DICTIONARIES:
-        raise ValueError(f"{name} has no dictionary; method='dictionary' fits {sorted(DICTIONARIES)}")
-    return DICTIONARIES[name]
+def _spec(model: Model | str) -> DictionarySpec:
+    model = get_model(model) if isinstance(model, str) else model
+    if model.dictionary is None:
+        raise ValueError(f"{model.name} has no dictionary; method='dictionary' fits {sorted(DICTIONARIES)}")
+    return model.dictionary
 
 
 def _tabulated_arrays(arr: SchemeArrays) -> tuple[SchemeArrays, np.ndarray, np.ndarray]:
@@ -360,7 +208,7 @@ def fit_dictionary(model, arr: SchemeArrays, Y: np.ndarray, *, fixed: dict | Non
     Parameters
     ----------
     model : Model
-        One of :data:`DICTIONARIES`.
+        A model with a dictionary (:attr:`Model.dictionary`).
     arr : SchemeArrays
         Its scheme (oriented models: linear encoding).
     Y : numpy.ndarray
@@ -370,7 +218,7 @@ def fit_dictionary(model, arr: SchemeArrays, Y: np.ndarray, *, fixed: dict | Non
     regularisation : float
         Ridge weight of the non-negative least squares.
     """
-    spec = _spec(model.name)
+    spec = _spec(model)
     fixed = dict(fixed or {})
     unknown = set(fixed) - set(spec.grids) - set(spec.required)
     if unknown:

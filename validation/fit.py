@@ -6,6 +6,11 @@ at the best of a coarse grid evaluated in one vectorised call; (3) the best
 few starts are refined with bounded least squares in conditioned units
 (Gaussian likelihood) and, for ``likelihood="rician"``, by minimising the
 exact Rician negative log-likelihood from there.
+
+What else a model can be fitted with it declares itself (:class:`validation.base.Model`: a log-linear
+``design``, a ``free_water`` pool beside it, a ``dictionary``, the ``constraints`` of its linear fit);
+:func:`fit` and :func:`available_methods` ask the model, and the solvers live in :mod:`validation.linear`
+and :mod:`validation.dictionary`.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import itertools
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -22,8 +27,8 @@ from scipy.optimize import least_squares, minimize
 from scipy.special import i0e
 
 from .base import Model, dti_start, tensor_from6
-from .dictionary import DICTIONARIES, dictionary_floor, fit_dictionary
-from .linear import DESIGNS, LINEAR_METHODS, fit_free_water_dti, fit_linear, linear_design
+from .dictionary import dictionary_floor, fit_dictionary
+from .linear import LINEAR_METHODS, fit_log_linear
 from .lm import levenberg_marquardt
 from .registry import get_model
 
@@ -52,6 +57,8 @@ class FitResult:
     resolution : dict or None
         Dictionary method: its bias floor per parameter on this scheme, measured on noise-free signals of the
         model (SI; kappa as "odi"; :func:`validation.dictionary.dictionary_floor`).
+    fitted_model : Model or None
+        The model that was fitted, for :meth:`predict` (None: the registered model called ``model``).
     """
 
     model: str
@@ -61,9 +68,42 @@ class FitResult:
     success: np.ndarray
     method: str = "nlls"
     resolution: dict | None = None
+    fitted_model: Model | None = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.params[:, self.names.index(name)]
+
+    def predict(self, scheme) -> np.ndarray:
+        """Signals of the fitted model at the estimates, for every voxel, on any scheme the model accepts.
+
+        Parameters
+        ----------
+        scheme : sequences.Scheme
+            The acquisition (SI) to predict: the fitting scheme (the fitted signals, whose misfit is
+            :attr:`residual`) or another one.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N, M) normalised signals (dimensionless), one row per fitted signal; NaN rows where the estimates
+            are not finite.
+
+        Raises
+        ------
+        ValueError
+            If the scheme does not meet the model's requirements.
+
+        Examples
+        --------
+        >>> import numpy as np, sequences as sq, validation as va
+        >>> s = sq.pgse(10e-3, 30e-3, bvalues=np.repeat([0, 1e9], [1, 6]), directions=sq.fibonacci_directions(7))
+        >>> y = va.get_model("dti").signal(s, [[1.5e-9, 0.5e-9, 0.5e-9, 0, 0, 0]])
+        >>> r = va.fit("dti", s, y)
+        >>> bool(np.allclose(r.predict(s), y, rtol=1e-10))
+        True
+        """
+        model = self.fitted_model if self.fitted_model is not None else get_model(self.model)
+        return _chunked_forward(model, model.check_scheme(scheme), self.params)
 
 
 def dti_direction(arr, signals: np.ndarray) -> np.ndarray:
@@ -160,13 +200,10 @@ def available_methods(model: Model | str) -> list[str]:
     model = get_model(model) if isinstance(model, str) else model
     if model.via is not None:
         return available_methods(model.via[0])
-    out = ["wls", "ols", "iwls"] if model.name in DESIGNS else []
-    out += ["lm", "nlls", "ml"]
-    if model.name == "fw_dti":  # log-linear too, but not its default (see fit)
-        out += ["wls", "ols", "iwls"]
-    if model.name in DICTIONARIES:
-        out.append("dictionary")
-    return out
+    linear = ["wls", "ols", "iwls"] if model.design is not None else []
+    # a free-water pool makes the log-linear fit a grid search, less efficient than "lm": not the default
+    first, last = (linear, []) if model.free_water is None else ([], linear)
+    return first + ["lm", "nlls", "ml"] + last + (["dictionary"] if model.dictionary is not None else [])
 
 
 def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: float | None = None,
@@ -192,7 +229,8 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
         the reference the others are checked against. ``"ml"``: Rician maximum likelihood (needs sigma),
         started from the fast estimate. ``"dictionary"``: linearised fit over a precomputed dictionary
         (NODDI-Watson and ActiveAx with their d_par fixed, as AMICO does; SANDI; :mod:`validation.dictionary`);
-        the result's ``resolution`` is its bias floor. :func:`available_methods` lists a model's methods.
+        the result's ``resolution`` is its bias floor. :func:`available_methods` lists a model's methods, which
+        follow from what the model declares (its ``design``, ``free_water`` and ``dictionary``).
     sigma : float, optional
         Noise standard deviation, in units of the normalised signal (needed for the Rician likelihood).
     likelihood : {"gaussian", "rician"}
@@ -232,8 +270,30 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
     if model.via is not None:
         return _fit_via(model, scheme, signals, method=method, sigma=sigma, likelihood=likelihood, fixed=fixed,
                         linked=linked, n_refine=n_refine, n_jobs=n_jobs, mkt_nonnegative=mkt_nonnegative)
-    fixed = dict(fixed or {})
-    linked = dict(linked or {})
+    fixed, linked = dict(fixed or {}), dict(linked or {})
+    method, likelihood = _choose_method(model, method, fixed, linked, likelihood, sigma)
+    arr = model.check_scheme(scheme)
+    Y = _checked_signals(signals, len(scheme))
+    if mkt_nonnegative and ("mkt_nonnegative" not in model.constraints or method not in LINEAR_METHODS):
+        raise ValueError("mkt_nonnegative constrains DKI's linear fits: use model 'dki' with method 'wls', 'ols' "
+                         "or 'iwls'")
+    if method in LINEAR_METHODS:
+        params = fit_log_linear(model, arr, Y, method, fixed=fixed, linked=linked, mkt_nonnegative=mkt_nonnegative)
+        return _result(model, arr, Y, params, np.all(np.isfinite(params), axis=1), method)
+    if method == "dictionary":
+        if likelihood == "rician":
+            raise ValueError("the dictionary method fits by least squares; use method='ml' for Rician likelihood")
+        if linked:
+            raise ValueError("the dictionary method ties parameters through its atoms; linked= applies to 'lm'/'nlls'")
+        params, ok = fit_dictionary(model, arr, Y, fixed=fixed)
+        return replace(_result(model, arr, Y, params, ok, method), resolution=dictionary_floor(model, arr, fixed))
+    return _fit_nonlinear(model, arr, Y, method, fixed=fixed, linked=linked, likelihood=likelihood, sigma=sigma,
+                          n_refine=n_refine, n_jobs=n_jobs)
+
+
+def _choose_method(model: Model, method: str, fixed: dict, linked: dict, likelihood: str,
+                   sigma: float | None) -> tuple[str, str]:
+    """(method, likelihood) of a :func:`fit` call after checking its options; "auto" resolved."""
     both = set(fixed) & set(linked)
     if both:
         raise ValueError(f"parameter(s) {sorted(both)} are both fixed and linked; choose one")
@@ -246,45 +306,32 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
         likelihood = "rician"
     if likelihood == "rician" and not sigma:
         raise ValueError("the Rician likelihood (method='ml') needs the noise level sigma")
+    methods = available_methods(model)
     if method == "auto":
-        # free-water DTI stays with "lm": its log-linear fit is faster but spreads f_w ~1.4x wider at SNR 50
-        method = ("wls" if model.name in DESIGNS and not fixed and not linked and likelihood == "gaussian"
-                  else "lm")
-    elif method != "nlls" and method not in available_methods(model):
-        raise ValueError(f"method {method!r} does not apply to {model.name}; its methods: "
-                         f"{available_methods(model)}")
-    arr = model.check_scheme(scheme)
+        # the model's first method where it is log-linear and every coefficient is free, else "lm"
+        default_linear = methods[0] in LINEAR_METHODS and not fixed and not linked and likelihood == "gaussian"
+        return ("wls" if default_linear else "lm"), likelihood
+    if method not in methods:
+        raise ValueError(f"method {method!r} does not apply to {model.name}; its methods: {methods}")
+    return method, likelihood
+
+
+def _checked_signals(signals, n_measurements: int) -> np.ndarray:
+    """(N, M) float signals; ValueError for a wrong M or rows with NaN or inf (named)."""
     Y = np.atleast_2d(np.asarray(signals, dtype=float))
-    if Y.shape[1] != len(scheme):
-        raise ValueError(f"signals have {Y.shape[1]} measurements but the scheme has {len(scheme)}")
+    if Y.shape[1] != n_measurements:
+        raise ValueError(f"signals have {Y.shape[1]} measurements but the scheme has {n_measurements}")
     bad = np.flatnonzero(~np.all(np.isfinite(Y), axis=1))
     if bad.size:
         raise ValueError(f"signals: {bad.size} of {len(Y)} rows hold NaN or inf (rows {bad[:5].tolist()}"
                          f"{' ...' if bad.size > 5 else ''}); drop or repair them before fitting")
-    if mkt_nonnegative and (model.name != "dki" or method not in LINEAR_METHODS):
-        raise ValueError("mkt_nonnegative constrains DKI's linear fits: use model 'dki' with method 'wls', 'ols' "
-                         "or 'iwls'")
-    if method in LINEAR_METHODS and model.name == "fw_dti":
-        if set(fixed) != {"D_w"} or linked:
-            raise ValueError(f"the log-linear free-water fit ({method!r}) grids f_w and needs D_w fixed and nothing "
-                             "else fixed or linked: pass fixed={'D_w': 3e-9} (free water at 37 C), or use method='lm'")
-        params = fit_free_water_dti(arr, Y, float(fixed["D_w"]), method)
-        return _result(model, arr, Y, params, np.all(np.isfinite(params), axis=1), method)
-    if method in LINEAR_METHODS:
-        if fixed or linked:
-            raise ValueError(f"the log-linear method {method!r} fits every coefficient; with fixed or linked "
-                             "parameters use method='lm'")
-        params, _ = fit_linear(linear_design(model.name, arr), Y, method, mkt_nonnegative=mkt_nonnegative)
-        return _result(model, arr, Y, params, np.all(np.isfinite(params), axis=1), method)
-    if method == "dictionary":
-        if likelihood == "rician":
-            raise ValueError("the dictionary method fits by least squares; use method='ml' for Rician likelihood")
-        if linked:
-            raise ValueError("the dictionary method ties parameters through its atoms; linked= applies to 'lm'/'nlls'")
-        params, ok = fit_dictionary(model, arr, Y, fixed=fixed)
-        out = _result(model, arr, Y, params, ok, method)
-        out.resolution = dictionary_floor(model, arr, fixed)
-        return out
+    return Y
+
+
+def _fit_nonlinear(model: Model, arr, Y: np.ndarray, method: str, *, fixed: dict, linked: dict, likelihood: str,
+                   sigma: float | None, n_refine: int, n_jobs: int | None) -> FitResult:
+    """Grid starts, then the batched Levenberg-Marquardt ("lm") or per-signal least squares ("nlls"); Rician ML
+    from there when ``likelihood="rician"``."""
     P = len(model.parameters)
     _Links(model, linked)  # check the specs here, before any worker starts
     free = [i for i, p in enumerate(model.parameters) if p.name not in fixed and p.name not in linked]
@@ -307,7 +354,8 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
         out = np.array([r[0] for r in results]).reshape(len(Y), P)
         res = np.array([r[1] for r in results])
         ok = np.array([r[2] for r in results], dtype=bool)
-        return FitResult(model.name, model.names, out, res, ok, "nlls" if likelihood == "gaussian" else "ml")
+        return FitResult(model.name, model.names, out, res, ok, "nlls" if likelihood == "gaussian" else "ml",
+                         fitted_model=model)
     # batched: blocks of signals bound the memory of the grid and Jacobians; a pool over blocks for n_jobs > 1
     # a worker pool costs ~1 s per process to start: blocks of at least _LM_MIN_BLOCK signals, so small calls
     # (a report's few rows per model) stay in this process
@@ -358,9 +406,9 @@ def _pool_map(fn, items: list, n_jobs: int, chunk: int) -> list:
 
 
 def _result(model: Model, arr, Y: np.ndarray, params: np.ndarray, ok: np.ndarray, method: str) -> FitResult:
-    pred = np.vstack([model.forward(arr, params[s:s + 2000]) for s in range(0, len(params), 2000)])
-    res = np.sqrt(np.mean((pred - Y) ** 2, axis=1))
-    return FitResult(model.name, model.names, params, res, np.asarray(ok, bool) & np.isfinite(res), method)
+    res = np.sqrt(np.mean((_chunked_forward(model, arr, params) - Y) ** 2, axis=1))
+    return FitResult(model.name, model.names, params, res, np.asarray(ok, bool) & np.isfinite(res), method,
+                     fitted_model=model)
 
 
 def _chunked_forward(model: Model, arr, full: np.ndarray, rows: int = 2000) -> np.ndarray:
@@ -561,4 +609,4 @@ def _fit_via(model: Model, scheme, signals, **kw) -> FitResult:
     Y = np.atleast_2d(np.asarray(signals, dtype=float))
     resid = np.sqrt(np.mean((model.forward(arr, params) - Y) ** 2, axis=1))
     return FitResult(model.name, model.names, params, resid, res.success & np.all(np.isfinite(params), axis=1),
-                     f"{res.method} ({base})")
+                     f"{res.method} ({base})", fitted_model=model)

@@ -11,108 +11,108 @@ Each is one small weighted least-squares solve per signal, vectorised over signa
 units where b is in ms/um^2, so the columns are of one order and the squared condition number stays small).
 DKI can be constrained to a non-negative mean of the kurtosis tensor (MKT >= 0, Hansen et al. 2013): a single
 linear inequality, solved exactly by projecting the few violating signals onto its boundary.
+
+The designs are the models' own (:attr:`validation.base.Model.design`, next to their forward functions);
+this module only solves them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
-from .base import SchemeArrays, dki_columns, tensor_from6
+from .base import B_UNIT, LinearDesign, Model, SchemeArrays, tensor_from6
+from .models import dti_design
+from .registry import MODELS, get_model
 
 #: signals are floored here before the logarithm (dipy's MIN_POSITIVE_SIGNAL, so both see the same data)
 MIN_SIGNAL = 1e-4
-#: b in these units inside the solves (s/m^2 -> ms/um^2)
-B_UNIT = 1e9
 #: methods this module provides
 LINEAR_METHODS = ("ols", "wls", "iwls")
+#: model name -> design builder of the log-linear models (derived from :attr:`Model.design`; kept for callers)
+DESIGNS = {name: m.design for name, m in MODELS.items() if m.design is not None and m.free_water is None}
+
+__all__ = ["MIN_SIGNAL", "B_UNIT", "LINEAR_METHODS", "DESIGNS", "LinearDesign", "linear_design", "fit_linear",
+           "fit_log_linear", "fit_free_water_dti", "FW_GRID"]
 
 
-@dataclass(frozen=True)
-class LinearDesign:
-    """A log-linear model on one scheme.
+def linear_design(model: Model | str, arr: SchemeArrays) -> LinearDesign:
+    """The log-linear design of a model on a scheme.
 
-    Attributes
+    Parameters
     ----------
-    X : numpy.ndarray
-        (M, p + 1) design in scaled units, intercept (ln S0) last.
-    to_params : callable
-        ``to_params(beta (N, p)) -> (N, n_params)`` model parameters (SI) from the scaled coefficients.
-    mkt_row : numpy.ndarray or None
-        (p,) row c with c . beta proportional to the mean kurtosis tensor (DKI), else None.
+    model : Model or str
+        A model with a :attr:`Model.design` (DTI, DKI, QTI), or its name.
+    arr : SchemeArrays
+        The scheme's arrays (:meth:`Model.check_scheme`).
+
+    Returns
+    -------
+    LinearDesign
+        Its design matrix (b in ms/um^2, intercept last) and the map to the parameters (SI).
+
+    Raises
+    ------
+    ValueError
+        If the model is not log-linear, or the scheme does not determine every coefficient.
     """
-
-    X: np.ndarray
-    to_params: Callable[[np.ndarray], np.ndarray]
-    mkt_row: np.ndarray | None = None
-
-
-def _tensor_columns(B: np.ndarray) -> np.ndarray:
-    """-B : D as a row over D's elements xx, yy, zz, xy, xz, yz (B in scaled units)."""
-    return -np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], 2 * B[:, 0, 1], 2 * B[:, 0, 2], 2 * B[:, 1, 2]])
-
-
-def _dti_design(arr: SchemeArrays) -> LinearDesign:
-    X = np.column_stack([_tensor_columns(arr.B / B_UNIT), np.ones(len(arr.b))])
-    return LinearDesign(X, lambda beta: beta / B_UNIT)
-
-
-def _dki_design(arr: SchemeArrays) -> LinearDesign:
-    b = arr.b / B_UNIT
-    Xd, Xw = dki_columns(arr.u)
-    X = np.column_stack([-b[:, None] * Xd, b[:, None] ** 2 / 6 * Xw, np.ones(len(b))])
-
-    def to_params(beta):
-        md = beta[:, :3].mean(axis=1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            W = beta[:, 6:] / md[:, None] ** 2
-        return np.column_stack([beta[:, :6] / B_UNIT, np.where(md[:, None] > 0, W, np.nan)])
-
-    # mean of the kurtosis tensor: (W1111 + W2222 + W3333 + 2 (W1122 + W1133 + W2233)) / 5, the W coefficients
-    # scaled by MD^2 > 0, so the sign is that of this row times beta
-    row = np.zeros(21)
-    row[6:9] = 1.0
-    row[15:18] = 2.0
-    return LinearDesign(X, to_params, row / 5)
-
-
-#: Mandel-notation factors of a symmetric tensor's six elements
-_MANDEL = np.array([1, 1, 1, np.sqrt(2), np.sqrt(2), np.sqrt(2)])
-_IU = np.triu_indices(6)
-
-
-def _qti_design(arr: SchemeArrays) -> LinearDesign:
-    B = arr.B / B_UNIT
-    b6 = np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], B[:, 0, 1], B[:, 0, 2], B[:, 1, 2]]) * _MANDEL
-    outer = np.einsum("mi,mj->mij", b6, b6)
-    mult = np.where(_IU[0] == _IU[1], 1.0, 2.0)
-    X = np.column_stack([-b6, 0.5 * mult * outer[:, _IU[0], _IU[1]], np.ones(len(B))])
-
-    def to_params(beta):
-        return np.column_stack([beta[:, :6] / _MANDEL / B_UNIT, beta[:, 6:] / B_UNIT**2])
-
-    return LinearDesign(X, to_params)
-
-
-#: model name -> design builder
-DESIGNS: dict[str, Callable[[SchemeArrays], LinearDesign]] = {
-    "dti": _dti_design, "dki": _dki_design, "qti": _qti_design}
-
-
-def linear_design(name: str, arr: SchemeArrays) -> LinearDesign:
-    """The log-linear design of model ``name`` on a scheme; ValueError when it is not log-linear or not determined."""
-    if name not in DESIGNS:
+    model = get_model(model) if isinstance(model, str) else model
+    name = model.name
+    if model.design is None or model.free_water is not None:
         raise ValueError(f"{name} is not log-linear; methods 'ols', 'wls' and 'iwls' fit {sorted(DESIGNS)}. Use "
                          "method='lm' (batched nonlinear least squares) or 'auto'")
-    design = DESIGNS[name](arr)
+    design = model.design(arr)
     X = design.X
     rank = np.linalg.matrix_rank(X / np.abs(X).max(axis=0, keepdims=True).clip(1e-300))
     if rank < X.shape[1]:
         raise ValueError(f"{name}: this scheme determines only {rank} of the {X.shape[1]} log-linear coefficients "
                          "(intercept included); add shells, directions or b-tensor shapes")
     return design
+
+
+def fit_log_linear(model: Model, arr: SchemeArrays, Y: np.ndarray, method: str, *, fixed: dict, linked: dict,
+                   mkt_nonnegative: bool = False) -> np.ndarray:
+    """Log-linear fit of a model that declares a :attr:`Model.design`: the linear methods of :func:`validation.fit`.
+
+    A plain design fits every coefficient (nothing fixed or linked); a design with a :attr:`Model.free_water`
+    pool is fitted over the free-water fraction (:func:`fit_free_water_dti`) with its diffusivity fixed.
+
+    Parameters
+    ----------
+    model : Model
+        The model (its ``design``, ``free_water`` and ``constraints`` decide the fit).
+    arr : SchemeArrays
+        The scheme's arrays.
+    Y : numpy.ndarray
+        (N, M) normalised signals.
+    method : {"ols", "wls", "iwls"}
+        The least-squares weighting.
+    fixed, linked : dict
+        Parameter name -> value (SI) held fixed, and linked parameters (see :func:`validation.fit`).
+    mkt_nonnegative : bool
+        Constrain DKI's mean kurtosis tensor to be >= 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, n_params) estimates (SI).
+
+    Raises
+    ------
+    ValueError
+        If the fixed or linked parameters do not suit the fit, or the scheme does not determine it.
+    """
+    if model.free_water is not None:
+        f_name, d_name = model.free_water
+        if set(fixed) != {d_name} or linked:
+            raise ValueError(f"the log-linear free-water fit ({method!r}) grids {f_name} and needs {d_name} fixed and "
+                             f"nothing else fixed or linked: pass fixed={{{d_name!r}: 3e-9}} (free water at 37 C), "
+                             "or use method='lm'")
+        return fit_free_water_dti(arr, Y, float(fixed[d_name]), method, design=model.design(arr))
+    if fixed or linked:
+        raise ValueError(f"the log-linear method {method!r} fits every coefficient; with fixed or linked "
+                         "parameters use method='lm'")
+    params, _ = fit_linear(linear_design(model, arr), Y, method, mkt_nonnegative=mkt_nonnegative)
+    return params
 
 
 def _weighted_solve(X: np.ndarray, L: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -194,7 +194,7 @@ _GOLDEN = (np.sqrt(5) - 1) / 2
 
 
 def fit_free_water_dti(arr: SchemeArrays, signals: np.ndarray, d_w: float, method: str = "wls", *,
-                       n_golden: int = 40) -> np.ndarray:
+                       n_golden: int = 40, design: LinearDesign | None = None) -> np.ndarray:
     """Free-water DTI by log-linear tissue fits over the free-water fraction (Hoy et al. 2014), all signals at once.
 
     S = S0 [(1 - f) exp(-B:D) + f exp(-b d_w)]: for a given f the tissue signal
@@ -214,6 +214,8 @@ def fit_free_water_dti(arr: SchemeArrays, signals: np.ndarray, d_w: float, metho
         Tissue fit.
     n_golden : int
         Golden-section steps.
+    design : LinearDesign, optional
+        The tissue's log-linear design on this scheme (default: DTI's).
 
     Returns
     -------
@@ -222,7 +224,7 @@ def fit_free_water_dti(arr: SchemeArrays, signals: np.ndarray, d_w: float, metho
     """
     Y = np.atleast_2d(np.asarray(signals, float))
     N = len(Y)
-    design = _dti_design(arr)
+    design = dti_design(arr) if design is None else design
     b0 = arr.b < 1e6  # below 1 s/mm^2
     if np.any(b0):
         s0 = np.maximum(Y[:, b0].mean(axis=1), MIN_SIGNAL)

@@ -11,8 +11,9 @@ import numpy as np
 from scipy.special import eval_legendre
 
 from . import compartments as C
-from .base import (PHI, THETA, W_IDX, Model, Parameter, axis, ball, btensor6, diffusivity_param, distinct_rows,
-                   fraction_param, fractions, gpd_pgse_lnE, stick, tensor_from6, zeppelin)
+from .base import (PHI, THETA, W_IDX, DictionarySpec, Model, Parameter, atom_labels, axis, ball, btensor6,
+                   diffusivity_param, distinct_rows, fraction_param, fractions, gpd_pgse_lnE, grid_mean, stick,
+                   tensor_from6, uniform_fraction, z_axes, zeppelin)
 
 
 def _chunked(fn, arr, P, size):
@@ -65,6 +66,39 @@ def _activeax(arr, P):
     extra = zeppelin(arr, n, dpar, (1 - vic) * dpar)
     return ((1 - fiso)[:, None] * (vic[:, None] * intra + (1 - vic)[:, None] * extra)
             + fiso[:, None] * ball(arr, diso))
+
+
+# ActiveAx's dictionary: GPD cylinders per diameter, tortuous zeppelins per v_ic, free-water balls per D_iso
+_ACTIVEAX_GRIDS = {"a": np.geomspace(0.5e-6, 16e-6, 12), "v_ic": np.linspace(0.05, 0.95, 8),
+                   "D_iso": np.array([2.0e-9, 2.5e-9, 3.0e-9, 3.5e-9])}
+
+
+def _activeax_atoms(arr, values, grids):
+    dpar = values["D_par"]
+    a, vic, diso = grids["a"], grids["v_ic"], grids["D_iso"]
+    n = z_axes(len(a))
+    cos2 = np.einsum("ki,mi->km", n, arr.u) ** 2
+    G2perp = arr.G[None, :] ** 2 * np.clip(1 - cos2, 0, None)
+    ic = np.exp(gpd_pgse_lnE("cylinder", arr, a / 2, np.full(len(a), dpar), G2perp)) * stick(arr, n, np.full(len(a),
+                                                                                                             dpar))
+    ec = zeppelin(arr, z_axes(len(vic)), np.full(len(vic), dpar), (1 - vic) * dpar)
+    iso = ball(arr, diso)
+    labels = [("ic", v, np.nan) for v in a] + [("ec", v, np.nan) for v in vic] + [("iso", d, np.nan) for d in diso]
+    return np.vstack([ic, ec, iso]), labels
+
+
+def _activeax_estimate(x, labels, values):
+    kind, g, _ = atom_labels(labels)
+    ic, ec, iso = (kind == "ic"), (kind == "ec"), (kind == "iso")
+    s_ic, s_ec, s_iso = x[:, ic].sum(1), x[:, ec].sum(1), x[:, iso].sum(1)
+    tot = np.maximum(s_ic + s_ec + s_iso, 1e-300)
+    return {"v_ic": s_ic / np.maximum(s_ic + s_ec, 1e-300), "a": grid_mean(x, ic, g), "f_iso": s_iso / tot,
+            "D_par": np.full(len(x), values["D_par"]), "D_iso": grid_mean(x, iso, g)}
+
+
+#: ActiveAx's dictionary: D_par shapes every atom and is fixed, as AMICO does
+ACTIVEAX_DICTIONARY = DictionarySpec(grids=_ACTIVEAX_GRIDS, required=("D_par",), atoms=_activeax_atoms,
+                                     estimate=_activeax_estimate, oriented=True, fractions=uniform_fraction("f_iso"))
 
 
 # ------------------------------------------------------------- Bingham-NODDI
@@ -327,7 +361,8 @@ MODELS = {
         requires={"pgse"},
         advice="at least two (Delta, G) combinations across the fibres",
         reference="Alexander et al. 2010",
-        orientation=(5, 6)),
+        orientation=(5, 6),
+        dictionary=ACTIVEAX_DICTIONARY),
     "bingham_noddi": Model(
         name="bingham_noddi",
         parameters=(fraction_param("v_ic", "intra_fraction"), fraction_param("v_iso"), Parameter("kappa1", "1", (0.0, 64.0), 10.0, None),

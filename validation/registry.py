@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from .base import Model
 from .models import MODELS as BASIC_MODELS
-from .models_cells import MODELS as CELL_MODELS
+from .models_grey_matter import MODELS as GREY_MATTER_MODELS
 from .models_white_matter import MODELS as WHITE_MATTER_MODELS
 
 #: name -> Model, over the basic, white-matter and cell catalogues
-MODELS: dict[str, Model] = {**BASIC_MODELS, **WHITE_MATTER_MODELS, **CELL_MODELS}
+MODELS: dict[str, Model] = {**BASIC_MODELS, **WHITE_MATTER_MODELS, **GREY_MATTER_MODELS}
 
 
 def list_models() -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import compartments as C
-from .base import D_MAX, Model, Parameter, ball, diffusivity_param, fraction_param, fractions
+from .base import B_UNIT, D_MAX, LinearDesign, Model, Parameter, ball, diffusivity_param, fraction_param, fractions
 
 
 
@@ -126,26 +126,44 @@ _MANDEL = np.array([1, 1, 1, np.sqrt(2), np.sqrt(2), np.sqrt(2)])
 _IU = np.triu_indices(6)
 
 
-def _b6(arr):
-    B = arr.B
-    return np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], B[:, 0, 1], B[:, 0, 2], B[:, 1, 2]]) * _MANDEL
-
-
-def _qti_design(arr):
-    b6 = _b6(arr)
+def _qti_columns(B):
+    """(M, 27) rows of ln E = -<B, D> + (1/2) <B x B, C> over (D in Mandel notation, C's upper triangle)."""
+    b6 = np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], B[:, 0, 1], B[:, 0, 2], B[:, 1, 2]]) * _MANDEL
     outer = np.einsum("mi,mj->mij", b6, b6)
     mult = np.where(_IU[0] == _IU[1], 1.0, 2.0)  # C symmetric: off-diagonal entries appear twice
     return np.column_stack([-b6, 0.5 * mult * outer[:, _IU[0], _IU[1]]])
 
 
+def qti_design(arr) -> LinearDesign:
+    """The log-linear design of QTI on a scheme: ln S = -<B, D> + (1/2) <B x B, C> + ln S0.
+
+    Parameters
+    ----------
+    arr : SchemeArrays
+        The scheme's arrays (SI; b-tensors of at least two shapes).
+
+    Returns
+    -------
+    LinearDesign
+        (M, 28) design (b in ms/um^2, intercept last); its parameters are the mean tensor's six plain elements
+        (m^2/s) and the covariance's 21 upper-triangle Mandel elements (m^4/s^2).
+    """
+    X = np.column_stack([_qti_columns(arr.B / B_UNIT), np.ones(len(arr.B))])
+
+    def to_params(beta):
+        return np.column_stack([beta[:, :6] / _MANDEL / B_UNIT, beta[:, 6:] / B_UNIT**2])
+
+    return LinearDesign(X, to_params)
+
+
 def _qti(arr, P):
     Q = P.copy()
     Q[:, :6] *= _MANDEL  # parameters are the plain tensor elements; the design uses Mandel notation
-    return np.exp(C.rows_dot(Q, _qti_design(arr)))
+    return np.exp(C.rows_dot(Q, _qti_columns(arr.B)))
 
 
 def _qti_start(arr, Y):
-    A = _qti_design(arr)
+    A = _qti_columns(arr.B)
     rank = np.linalg.matrix_rank(A / np.abs(A).max(axis=0, keepdims=True).clip(1e-300))
     if rank < A.shape[1]:
         raise ValueError(f"QTI needs b-tensors of at least two shapes and enough directions to determine the 28 "
@@ -226,7 +244,7 @@ MODELS = {
             Parameter("V_A", "m^4/s^2", (0.0, 4e-18), 1e-19, None)),
         forward=_gamma,
         assumptions="spherical-mean signal of a gamma-distributed diffusivity: E = (1 + b V/MD)^(-MD^2/V), V = V_I + "
-            "b_delta^2 V_A (isotropic and anisotropic variance); microFA = validation.models_cells.micro_fa(MD, V_A); "
+            "b_delta^2 V_A (isotropic and anisotropic variance); microFA = validation.models_grey_matter.micro_fa(MD, V_A); "
             "Gaussian compartments, no exchange",
         requires={"btensor_shapes"},
         advice="linear and spherical (or planar) encoding, several b",
@@ -242,5 +260,6 @@ MODELS = {
         requires={"btensor_shapes"},
         advice=">= 28 measurements",
         reference="Westin et al. 2016",
-        initial=_qti_start),
+        initial=_qti_start,
+        design=qti_design),
 }
