@@ -397,12 +397,12 @@ def cells_kernel(kind: int, permeable: bool, parallel: bool = True):
     permeable : bool
         Whether any membrane lets walkers through (free space has none).
     parallel : bool
-        The ``prange`` build, or the serial build of the same function.
+        The ``prange`` build, or the serial build.
 
     Returns
     -------
     numba dispatcher
-        Called as ``kernel(geo, transit, walkers, stepping, recording, out)``.
+        See :func:`walker.scaffold.build_kernel`.
     """
     return build_kernel(ANALYTIC, _variant_of(kind, permeable), parallel)
 

@@ -323,12 +323,12 @@ def mesh_kernel(permeable: bool, parallel: bool = True):
     permeable : bool
         Whether any component lets walkers through.
     parallel : bool
-        The ``prange`` build, or the serial build of the same function.
+        The ``prange`` build, or the serial build.
 
     Returns
     -------
     numba dispatcher
-        Called as ``kernel(geo, transit, walkers, stepping, recording, out)``.
+        See :func:`walker.scaffold.build_kernel`.
     """
     return build_kernel(MESH, (bool(permeable),), parallel)
 

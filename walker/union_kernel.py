@@ -215,12 +215,12 @@ def union_kernel(parallel: bool = True):
     Parameters
     ----------
     parallel : bool
-        The ``prange`` build, or the serial build of the same function.
+        The ``prange`` build, or the serial build.
 
     Returns
     -------
     numba dispatcher
-        Called as ``kernel(geo, transit, walkers, stepping, recording, out)``.
+        See :func:`walker.scaffold.build_kernel`.
     """
     return build_kernel(UNION, (), parallel)
 
