@@ -10,6 +10,8 @@ those of every file written so far ("diffwalk-substrate-1"), so old files still 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -27,7 +29,7 @@ def save_substrate(sub: Substrate, path) -> None:
     sub : Substrate
         A substrate of a family that has a file format (analytic and mesh; lengths in m).
     path : str or Path
-        Output file (``.h5``); overwritten.
+        Output file (``.h5``); replaced whole once the new file is complete.
 
     Raises
     ------
@@ -38,15 +40,24 @@ def save_substrate(sub: Substrate, path) -> None:
     family = FAMILIES[sub.family]
     if family.write is None:
         raise ValueError(family.no_file or f"save_substrate does not store {family.name} substrates")
-    with h5py.File(path, "w") as h:
-        h.attrs["format"] = FORMAT
-        h.attrs["kind"] = int(sub.kind)
-        h.attrs["description"] = json_text(sub.description)
-        for name in ("box", "rotation", "permeability", "relaxivity"):
-            h.create_dataset(name, data=np.asarray(getattr(sub, name), dtype=float))
-        if sub.diffusion_tensor is not None:
-            h.create_dataset("diffusion_tensor", data=sub.diffusion_tensor)
-        family.write(sub, h)
+    path = Path(path)
+    # written under a temporary name and renamed: a reader never sees half a file, and a failed write
+    # leaves neither a broken file nor the previous one damaged
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as h:
+            h.attrs["format"] = FORMAT
+            h.attrs["kind"] = int(sub.kind)
+            h.attrs["description"] = json_text(sub.description)
+            for name in ("box", "rotation", "permeability", "relaxivity"):
+                h.create_dataset(name, data=np.asarray(getattr(sub, name), dtype=float))
+            if sub.diffusion_tensor is not None:
+                h.create_dataset("diffusion_tensor", data=sub.diffusion_tensor)
+            family.write(sub, h)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def load_substrate(path) -> Substrate:

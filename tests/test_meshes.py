@@ -330,6 +330,26 @@ def test_generators_are_reproducible_and_reload(tmp_path):
     assert np.array_equal(cyl2.radii, cyl.radii) and cyl2.volume_fractions() == cyl.volume_fractions()
 
 
+def test_a_failed_save_leaves_the_previous_file_whole_and_no_partial_file(tmp_path, monkeypatch):
+    from dataclasses import replace
+    p = tmp_path / "s.h5"
+    sub = su.cylinder_lattice(2e-6, 0.5)
+    su.save_substrate(sub, p)
+    before = p.read_bytes()
+    family = su.FAMILIES["analytic"]
+
+    def fails(s, h):
+        family.write(s, h)
+        raise OSError("disk full")
+
+    monkeypatch.setitem(su.FAMILIES, "analytic", replace(family, write=fails))
+    with pytest.raises(OSError, match="disk full"):
+        su.save_substrate(su.cylinder_lattice(3e-6, 0.4), p)
+    assert p.read_bytes() == before and [f.name for f in tmp_path.iterdir()] == ["s.h5"]
+    monkeypatch.undo()
+    assert np.array_equal(su.load_substrate(p).radii, sub.radii)
+
+
 def test_packed_axons_reach_high_icvf_and_refuse_impossible():
     sub = gen.packed_axons(100, icvf=0.8, seed=2)
     assert sub.volume_fractions()["intra"] == pytest.approx(0.8)
