@@ -4,7 +4,8 @@ All quantities are SI: gradients in T/m, times in s, b in s/m^2, q in rad/m.
 
 Constructors
 ------------
-pgse, ogse, dde, tensor_encoding, from_waveforms, from_now; fibonacci_directions
+pgse, ogse, dde, tensor_encoding, from_waveforms, from_now; fibonacci_directions, shells (every
+direction at every b)
 File I/O
 --------
 read_fsl / write_fsl, read_mrtrix / write_mrtrix, read_camino / write_camino,
@@ -12,7 +13,7 @@ read_mcdc / write_mcdc, read_now / write_now
 """
 
 from .constants import GAMMA, MS_PER_UM2, S_PER_MM2
-from .directions import fibonacci_directions
+from .directions import fibonacci_directions, shells
 from .factorise import Factorisation, factorise
 from .io import (from_now, read_camino, read_fsl, read_mcdc, read_mrtrix, read_now, write_camino,
                  write_fsl, write_mcdc, write_mrtrix, write_now)
@@ -26,6 +27,6 @@ __all__ = [
     "pgse", "ogse", "dde", "tensor_encoding", "from_waveforms", "from_now", "concatenate", "factorise",
     "read_fsl", "write_fsl", "read_mrtrix", "write_mrtrix", "read_camino", "write_camino",
     "read_mcdc", "write_mcdc", "read_now", "write_now",
-    "check_si_bvalues", "infer_bvalue_units", "to_si_bvalues", "fibonacci_directions", "check_count",
+    "check_si_bvalues", "infer_bvalue_units", "to_si_bvalues", "fibonacci_directions", "shells", "check_count",
     "check_fraction",
 ]

@@ -100,6 +100,15 @@ class SimulationResult:
         """(M,) b-values of the played scheme in s/m^2."""
         return self.scheme.bvalues
 
+    def __repr__(self) -> str:
+        p = self.provenance
+        sub = p.get("substrate")  # how the substrate was made (its description), in the provenance
+        made = sub.get("factory", "substrate") if isinstance(sub, dict) else "substrate"
+        run = f"{p['n_walkers']} walkers x {p['n_steps']} steps, " if "n_walkers" in p and "n_steps" in p else ""
+        sig = f", S {np.min(self.signal):.4g}-{np.max(self.signal):.4g}" if len(self.signal) else ""
+        return (f"SimulationResult({made}, {run}{len(self.signal)} measurements{sig}, escapes {self.escapes}; "
+                ".summary() for the signals)")
+
     def summary(self) -> str:
         """A few lines a person reads.
 
