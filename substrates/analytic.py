@@ -19,8 +19,8 @@ import numpy as np
 from sequences import check_count, check_fraction
 
 from .base import (CYLINDERS, FREE, PLANES, SPHERES, Family, Substrate, WalkerStart, cached_per_reach,
-                   check_length, check_permeability, check_relaxivity, check_start, permeability_truth,
-                   register_family, rotation_to, values_truth)
+                   check_centers, check_length, check_permeability, check_relaxivity, check_start,
+                   permeability_truth, register_family, rotation_to, values_truth)
 from .primitive_grids import CellList, WalkGrid, build_cells, walk_grid
 
 
@@ -736,10 +736,7 @@ def sphere_lattice(radius: float, volume_fraction: float, lattice: str = "cubic"
 def _primitives(radii, centers, box, dim: int, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Checked radii (P,), centres (P, dim) and periodic box (dim,) of a primitive list."""
     r = check_length(radii, "radii").ravel()
-    try:
-        c = np.asarray(centers, dtype=float).reshape(-1, dim)
-    except ValueError:
-        raise ValueError(f"centers must be {dim} coordinates per {what} in m, got shape {np.shape(centers)}") from None
+    c = check_centers(centers, dim, len(r), what)
     if not np.all(np.isfinite(c)):
         raise ValueError(f"centers contain NaN or infinite values (row {int(np.nonzero(~np.isfinite(c))[0][0])}); "
                          f"every {what} needs a finite centre in m")
@@ -749,8 +746,6 @@ def _primitives(radii, centers, box, dim: int, what: str) -> tuple[np.ndarray, n
     b = check_length(box, "box").ravel()
     if b.shape != (dim,):
         raise ValueError(f"box must hold {dim} periodic lengths" + (" (x, y) perpendicular to the axis" if dim == 2 else ""))
-    if len(c) != len(r):
-        raise ValueError(f"got {len(r)} radii but {len(c)} centres")
     if np.any(2 * r >= b.min()):
         raise ValueError(f"every {what} diameter must be smaller than the box")
     return r, c, b

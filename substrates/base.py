@@ -28,6 +28,12 @@ MESH = 4
 UNION = 5
 
 
+#: largest surface relaxivity accepted (m/s). Tissue is 1e-8 to 1e-5 m/s; values far above are a unit mistake
+#: (um/ms for m/s) and make the walker take tens of thousands of sub-steps per step. The bound sits above
+#: 4e-3 m/s, rho a / D = 10 at a = 5 um and D = 2e-9 m^2/s: the diffusion-limited regime the Robin-series
+#: checks (tests/test_relaxivity.py, the surface-relaxivity gallery example) run on purpose.
+MAX_RELAXIVITY = 5e-3
+
 # ------------------------------------------------------------------------------------------------ checks
 def check_length(value, name: str, allow_zero: bool = False) -> np.ndarray:
     """Lengths in metres as an array, refusing NaN, negatives and values that look like micrometres or mm.
@@ -60,6 +66,43 @@ def check_length(value, name: str, allow_zero: bool = False) -> np.ndarray:
     return v
 
 
+def check_centers(centers, dim: int, n: int, what: str) -> np.ndarray:
+    """Centres of ``n`` primitives as a (n, dim) float array, refusing any other shape (no silent reshape).
+
+    Parameters
+    ----------
+    centers : array_like
+        (n, dim) centres in m; one centre may be given flat, as (dim,), when ``n`` is 1.
+    dim : int
+        Coordinates per centre (2: cylinders in their cross-section, 3: spheres).
+    n : int
+        Number of primitives (radii).
+    what : str
+        The primitive, for the message ("sphere", "cylinder").
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, dim) centres in m.
+
+    Raises
+    ------
+    ValueError
+        If ``centers`` is not (n, dim) numbers.
+    """
+    try:
+        c = np.asarray(centers, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"centers must be numbers in m, shape (P, {dim}) (one row per {what}), "
+                         f"got {centers!r}") from None
+    if c.shape == (dim,) and n == 1:
+        c = c[None, :]
+    if c.ndim != 2 or c.shape != (n, dim):
+        raise ValueError(f"centers must have shape (P, {dim}) = ({n}, {dim}), one row of {dim} coordinates in m "
+                         f"per {what} ({n} radii), got shape {c.shape}")
+    return c
+
+
 def check_permeability(kappa, n: int) -> np.ndarray:
     """Membrane permeability per primitive as an (n, 2) array [outward, inward] in m/s.
 
@@ -84,6 +127,8 @@ def check_permeability(kappa, n: int) -> np.ndarray:
     ValueError
         For negative, NaN or implausibly large values (a likely unit mistake), a wrong number of values,
         or a dict with other keys than "outward" and "inward".
+    TypeError
+        For a string (the API takes numbers in m/s; configuration files take strings with units).
     """
     if isinstance(kappa, dict):
         if set(kappa) != {"outward", "inward"}:
@@ -91,7 +136,7 @@ def check_permeability(kappa, n: int) -> np.ndarray:
                              f"got {sorted(kappa)}")
         return np.column_stack([check_permeability(kappa["outward"], n)[:, 0],
                                 check_permeability(kappa["inward"], n)[:, 0]])
-    k = np.asarray(kappa, dtype=float)
+    k = as_rate(kappa, "permeability")
     if k.ndim == 0:
         k = np.full(n, float(k))
     if k.shape != (n,):
@@ -134,23 +179,58 @@ def check_relaxivity(rho, n: int) -> np.ndarray:
     ------
     ValueError
         For negative, NaN or infinite values, a wrong number of values, or an
-        implausibly large value (a likely unit mistake: um/ms or um/s).
+        implausibly large value (above :data:`MAX_RELAXIVITY`; a likely unit mistake: um/ms or um/s).
+    TypeError
+        For a string (the API takes numbers in m/s; configuration files take strings with units).
     """
     if isinstance(rho, dict):
         raise ValueError("relaxivity is one value in m/s or one per primitive; it acts on both faces of a wall, "
                          "so it has no outward/inward form")
-    r = np.asarray(rho, dtype=float)
+    r = as_rate(rho, "relaxivity")
     if r.ndim == 0:
         r = np.full(n, float(r))
     if r.shape != (n,):
         raise ValueError(f"relaxivity must be one value in m/s or one per primitive ({n}), got shape {r.shape}")
     if not np.all(np.isfinite(r)) or np.any(r < 0):
         raise ValueError(f"relaxivity must be a finite value >= 0 in m/s, got {rho!r}")
-    if r.size and r.max() > 1e-2:
+    if r.size and r.max() > MAX_RELAXIVITY:
         raise ValueError(
-            f"relaxivity = {r.max():g} m/s is implausibly large (tissue: 1e-8 to 1e-5 m/s; 1 um/ms = 1e-3 m/s, "
-            f"10 um/s = 1e-5 m/s). Did you pass um/ms or um/s?")
+            f"relaxivity = {r.max():g} m/s is implausibly large: tissue surface relaxivity is 1e-8 to 1e-5 m/s "
+            f"(10 um/s = 1e-5; 1 um/ms = 1e-3 m/s) and this code takes at most {MAX_RELAXIVITY:g} m/s. "
+            f"Did you pass um/ms or um/s?")
     return r
+
+
+def as_rate(value, name: str) -> np.ndarray:
+    """A rate in m/s (one value or an array) as a float array, refusing text with a TypeError naming ``name``.
+
+    Parameters
+    ----------
+    value : float or array_like
+        Permeability or relaxivity in m/s.
+    name : str
+        Argument name for the message.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``value`` as floats (m/s), unchecked otherwise.
+
+    Raises
+    ------
+    TypeError
+        For a string (or strings), or anything else that is not a number: the Python API takes numbers in
+        m/s; only configuration files take strings with units.
+    """
+    hint = (f"{name} takes a number in m/s (1e-5, not '1e-5 m/s'); strings with units are for configuration "
+            f"files")
+    if isinstance(value, (str, bytes)) or any(isinstance(v, (str, bytes)) for v in np.ravel(
+            np.asarray(value, dtype=object))):
+        raise TypeError(f"{hint}, got {value!r}")
+    try:
+        return np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{hint}, got {value!r}") from None
 
 
 def values_truth(values: np.ndarray):

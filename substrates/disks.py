@@ -102,6 +102,9 @@ def pack_disks(radii, fraction: float, seed: int = 0, *, min_gap: float | None =
     clustering = float(clustering)
     if not (math.isfinite(clustering) and clustering >= 0):
         raise ValueError(f"clustering is a square-well depth in kT (>= 0), got {clustering!r}")
+    if clustering > 0 and arrangement != "clustered":
+        raise ValueError(f"clustering={clustering!r} acts only with arrangement='clustered' (got arrangement="
+                         f"{arrangement!r}): pass arrangement='clustered', or leave clustering at 0")
     if not 0 < f < HEXAGONAL_MAX:
         raise ValueError(f"an area fraction of {f} is impossible: no packing of disks exceeds "
                          f"pi/(2 sqrt 3) = {HEXAGONAL_MAX:.4f}")
@@ -115,7 +118,7 @@ def pack_disks(radii, fraction: float, seed: int = 0, *, min_gap: float | None =
     L = math.sqrt(np.sum(np.pi * r**2) / f)
     R = r + 0.5 * gap
     rng = np.random.default_rng(seed)
-    x = _overlap_free(R, L, rng)
+    x = _overlap_free(R, L, rng, f, gap)
     info = _relax(x, R, L, rng, arrangement, clustering, sweeps)
     return (x, L, _with_version(info, gap)) if return_info else (x, L)
 
@@ -124,8 +127,12 @@ def _with_version(info: dict, gap: float) -> dict:
     return {**info, "min_gap": gap, "algorithm_version": PACKING_VERSION}
 
 
-def _overlap_free(R: np.ndarray, L: float, rng: np.random.Generator, max_rounds: int = 60) -> np.ndarray:
-    """An overlap-free start: L-BFGS on the summed squared overlaps, the disks grown to full size in stages."""
+def _overlap_free(R: np.ndarray, L: float, rng: np.random.Generator, target: float, gap: float,
+                  max_rounds: int = 60) -> np.ndarray:
+    """An overlap-free start: L-BFGS on the summed squared overlaps, the disks grown to full size in stages.
+
+    ``target`` is the area fraction asked for (of the true disks) and ``gap`` the min_gap in m, for the
+    message; ``R`` holds the radii widened by half the gap."""
     x = rng.uniform(0, L, (len(R), 2))
     rmax = float(R.max())
     for scale in (0.7, 0.8, 0.9, 0.95, 1.0):
@@ -151,8 +158,9 @@ def _overlap_free(R: np.ndarray, L: float, rng: np.random.Generator, max_rounds:
             x += rng.normal(scale=1e-3 * rmax, size=x.shape)  # shake out of a jammed corner
         else:
             f = float(np.sum(np.pi * R**2) / L**2)
-            raise ValueError(f"could not pack the disks at area fraction {f:.3f} (with their gaps) without overlaps "
-                             f"(stuck at {f * scale**2:.3f}); lower the target, the min_gap, or use more, less "
+            raise ValueError(f"could not pack the disks at area fraction {target:g} without overlaps: with "
+                             f"min_gap = {gap:g} m between surfaces they must cover {f:.3f} of the plane, and got "
+                             f"stuck at {f * scale**2:.3f}; lower the fraction, the min_gap, or use more, less "
                              "polydisperse disks")
     # the overlap energy stops at zero, i.e. at contact: back off by a hair so every pair is strictly apart
     _separate(x, R * (1 + 1e-9), L)

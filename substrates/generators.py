@@ -14,6 +14,7 @@ axons are tubes that continue into their own image across the z faces.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from numba import njit
@@ -138,6 +139,8 @@ def packed_axons(n_axons: int = 100, mean_radius: float = 1e-6, icvf: float = 0.
     r = gamma_radii(check_count(n_axons, "n_axons"), mean_radius, shape, seed) if radii is None \
         else check_length(radii, "radii").ravel()
     icvf = check_fraction(icvf, "icvf")
+    if length is not None:
+        length = float(check_length(length, "length"))
     walls = {"permeability": permeability, "relaxivity": relaxivity}
     if dispersion is not None:
         return _dispersed_capsules(r, float(icvf), float(dispersion), seed, length, resolution, walls, shape,
@@ -497,8 +500,10 @@ def myelinated_axons(n_axons: int = 50, mean_radius: float = 1e-6, g_ratio: floa
     mean_radius : float
         Mean inner (axon) radius in m.
     g_ratio, g_ratio_sd : float
-        Mean and standard deviation of the g-ratio r_inner / r_outer (dimensionless; drawn from a normal
-        distribution clipped to [0.3, 0.95]; 0.6-0.8 in healthy white matter).
+        Mean and standard deviation of the g-ratio r_inner / r_outer (dimensionless; 0.6-0.8 in healthy
+        white matter). Drawn from a normal distribution truncated to [0.3, 0.95]: the rare draws outside
+        are redrawn, with a warning; a mean and spread that put more than 5 % of the distribution outside
+        are refused.
     fvf : float
         Fibre volume fraction (axons and myelin) of the box, 0-1.
     gamma_shape : float
@@ -541,13 +546,15 @@ def myelinated_axons(n_axons: int = 50, mean_radius: float = 1e-6, g_ratio: floa
         else check_length(radii, "radii").ravel()
     n = len(r_in)
     if g_ratios is None:
-        g = np.clip(rng.normal(float(g_ratio), float(g_ratio_sd), n), 0.3, 0.95)
+        g = _draw_g_ratios(g_ratio, g_ratio_sd, n, rng)
     else:
         g = np.asarray(g_ratios, dtype=float).ravel()
         if g.shape != (n,) or np.any(~(g > 0)) or np.any(g >= 1):
             raise ValueError(f"g_ratios must be {n} values in (0, 1) (inner / outer radius), got {g_ratios!r}")
     r_out = r_in / g
     fvf = check_fraction(fvf, "fvf")
+    if length is not None:
+        length = float(check_length(length, "length"))
     nsides = polygon_sides(resolution)
     rv = area_preserving_radius(1.0, nsides)
     # the sheath's polygon must clear the axon's: the thinnest myelin holds both polygons' excess
@@ -576,6 +583,51 @@ def myelinated_axons(n_axons: int = 50, mean_radius: float = 1e-6, g_ratio: floa
     return _tubes(np.vstack([x, x]), np.concatenate([r_out, r_in]), L, Lz,
                   lambda k, zz: (np.zeros_like(zz), np.zeros_like(zz)), None, resolution, truth, walls,
                   "myelinated_axons", region_labels=("myelin", "intra"))
+
+
+#: the window drawn g-ratios are kept in (dimensionless): healthy and diseased white matter lie well inside it,
+#: and a thinner sheath than 0.95 of the fibre is below what the mesh resolves at the usual resolutions
+G_RATIO_WINDOW = (0.3, 0.95)
+#: largest share of the normal g-ratio distribution allowed outside G_RATIO_WINDOW (redrawn, with a warning)
+G_RATIO_TAIL = 0.05
+
+
+def _draw_g_ratios(g_ratio, g_ratio_sd, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n g-ratios from a normal distribution truncated to G_RATIO_WINDOW (draws outside are redrawn).
+
+    Users of g-ratio distributions expect a (truncated) normal, not one with spikes at the bounds, which
+    clipping makes and which biases the mean; so draws outside the window are redrawn, with a warning
+    saying how many. A mean or spread that puts more than G_RATIO_TAIL of the distribution outside the
+    window is refused: the fibres would no longer follow the distribution asked for.
+    """
+    lo, hi = G_RATIO_WINDOW
+    try:
+        mu, sd = float(g_ratio), float(g_ratio_sd)
+    except (TypeError, ValueError):
+        raise ValueError(f"g_ratio and g_ratio_sd must be numbers, got {g_ratio!r} and {g_ratio_sd!r}") from None
+    if not (math.isfinite(mu) and 0 < mu < 1):
+        raise ValueError(f"g_ratio (inner / outer radius) must be a number in (0, 1), got {g_ratio!r}; "
+                         f"0.6-0.8 in healthy white matter")
+    if not (math.isfinite(sd) and sd >= 0):
+        raise ValueError(f"g_ratio_sd must be a finite standard deviation >= 0 (dimensionless), got {g_ratio_sd!r}")
+    if sd == 0:
+        outside = 0.0 if lo <= mu <= hi else 1.0
+    else:
+        outside = 0.5 * (math.erfc((mu - lo) / (sd * math.sqrt(2))) + math.erfc((hi - mu) / (sd * math.sqrt(2))))
+    if outside > G_RATIO_TAIL:
+        raise ValueError(f"g_ratio = {mu:g} with g_ratio_sd = {sd:g} puts {outside:.1%} of the g-ratios outside "
+                         f"[{lo}, {hi}], the range drawn g-ratios are kept in: choose g_ratio in that range and a "
+                         f"smaller g_ratio_sd, or give the g-ratios explicitly (g_ratios=)")
+    g = rng.normal(mu, sd, n)
+    out = (g < lo) | (g > hi)
+    redrawn = int(out.sum())
+    while out.any():
+        g[out] = rng.normal(mu, sd, int(out.sum()))
+        out = (g < lo) | (g > hi)
+    if redrawn:
+        warnings.warn(f"myelinated_axons: redrew {redrawn} of {n} g-ratios that fell outside [{lo}, {hi}] "
+                      f"(a normal distribution truncated to that range)", stacklevel=3)
+    return g
 
 
 def _per_surface(value, n: int, what: str):
@@ -650,9 +702,10 @@ def undulating_axons(n_axons: int = 100, mean_radius: float = 1e-6, amplitude: f
     icvf = check_fraction(icvf, "icvf")
     periods = check_count(periods, "periods")
     lam = float(check_length(wavelength, "wavelength"))
-    A = np.broadcast_to(np.asarray(amplitude, float), (n,)).copy()
-    if np.any(A < 0):
-        raise ValueError("amplitude must be >= 0 (m)")
+    A = check_length(amplitude, "amplitude", allow_zero=True)
+    if A.ndim > 1 or A.size not in (1, n):
+        raise ValueError(f"amplitude must be one value in m or one per axon ({n}), got shape {A.shape}")
+    A = np.broadcast_to(A, (n,)).copy()
     if shape not in ("sinusoid", "helix"):
         raise ValueError(f"shape must be 'sinusoid' or 'helix', got {shape!r}")
     k = 2 * np.pi / lam
@@ -764,7 +817,7 @@ def beaded_axons(n_axons: int = 20, mean_radius: float = 1e-6, bead_amplitude: f
     if not 0 <= a <= 3:
         raise ValueError(f"bead_amplitude is relative (0.5: beads 1.5x the shaft radius); got {a}")
     Lz = n_beads * s
-    w = float(bead_width) if bead_width is not None else s / 6
+    w = float(check_length(bead_width, "bead_width")) if bead_width is not None else s / 6
     if spacing == "periodic":
         centres = [np.arange(n_beads) * s + rng.uniform(0, s) for _ in range(n)]
 
@@ -870,8 +923,9 @@ def somas_with_neurites(n_cells: int = 12, soma_radius: float = 4e-6, soma_radiu
     Rs = np.clip(rng.normal(soma_radius, soma_radius_sd, n_cells), 0.5 * soma_radius, 1.5 * soma_radius)
     rn = float(check_length(neurite_radius, "neurite_radius"))
     ln = float(check_length(neurite_length, "neurite_length"))
-    h = float(resolution) if resolution is not None else rn / 3
-    k = rn / 2 if fillet is None else float(fillet)
+    h = float(check_length(resolution, "resolution")) if resolution is not None else rn / 3
+    k = rn / 2 if fillet is None else float(check_length(fillet, "fillet", allow_zero=True))
+    max_tries = check_count(max_tries, "max_tries")
     dirs = rng.normal(size=(n_cells, neurites, 3))
     dirs /= np.linalg.norm(dirs, axis=2, keepdims=True)
     # exact volumes (sphere + the part of each neurite outside the soma; fillets ignored)
@@ -1015,9 +1069,9 @@ def meshed_cylinder(radius: float, length: float | None = None, resolution: floa
     MeshSubstrate
     """
     R = float(check_length(radius, "radius"))
-    Lz = float(length) if length is not None else 4 * R
+    Lz = float(check_length(length, "length")) if length is not None else 4 * R
     n = polygon_sides(resolution)
-    n_z = max(int(n_z), int(math.ceil(Lz / (2 * math.pi * R / n))))
+    n_z = max(check_count(n_z, "n_z"), int(math.ceil(Lz / (2 * math.pi * R / n))))
     zz = np.arange(n_z) * (Lz / n_z)
     c = np.column_stack([np.zeros(n_z), np.zeros(n_z), zz])
     t = np.tile([0.0, 0.0, 1.0], (n_z, 1))

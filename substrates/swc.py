@@ -97,6 +97,10 @@ class Morphology:
                 "extent": (self.points.max(axis=0) - self.points.min(axis=0)).tolist()}
 
 
+#: the seven columns of an SWC line, in order (for the messages)
+SWC_FIELDS = ("id", "type", "x", "y", "z", "radius", "parent")
+
+
 def read_swc(path, units: str = "um") -> Morphology:
     """Read and check an SWC file (or its text).
 
@@ -115,8 +119,9 @@ def read_swc(path, units: str = "um") -> Morphology:
     Raises
     ------
     ValueError
-        Naming the file and line: a line that is not seven numbers, a duplicate id, a parent that does
-        not exist, a cycle, a radius <= 0, no root, or a size that suggests wrong units.
+        Naming the file and line: a line that is not seven numbers, a NaN or infinite value, a duplicate
+        id, a parent that does not exist, a cycle, a radius <= 0, no root, or a size that suggests wrong
+        units.
 
     Examples
     --------
@@ -147,6 +152,10 @@ def read_swc(path, units: str = "um") -> Morphology:
         except ValueError:
             raise ValueError(f"{source}, line {k}: expected 'id type x y z radius parent', got {line.strip()!r}") \
                 from None
+        bad = [f for f, v in zip(SWC_FIELDS, vals) if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"{source}, line {k}: {', '.join(bad)} must be finite numbers, got {line.strip()!r}; "
+                             "fix the file or drop the node")
         if vals[0] != int(vals[0]) or vals[6] != int(vals[6]):
             raise ValueError(f"{source}, line {k}: id and parent must be whole numbers, got {line.strip()!r}")
         rows.append(vals)
@@ -450,12 +459,14 @@ def from_swc(path, units: str = "um", *, radius_scale: float = 1.0, min_radius: 
     m = path if isinstance(path, Morphology) else read_swc(path, units)
     src = m.source
     scale = float(radius_scale)
-    if not scale > 0:
-        raise ValueError(f"radius_scale must be > 0, got {radius_scale!r}")
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"radius_scale must be a finite factor > 0 (dimensionless), got {radius_scale!r}")
+    n = check_count(n_cells, "n_cells")
+    gap = float(check_length(gap, "gap", allow_zero=True))
     if prune is not None:
-        m = prune_morphology(m, prune)
+        m = prune_morphology(m, float(check_length(prune, "prune")))
     if resample is not None:
-        m = resample_morphology(m, resample)
+        m = resample_morphology(m, float(check_length(resample, "resample")))
     rad = m.radii * scale
     if min_radius is not None:
         rad = np.maximum(rad, float(check_length(min_radius, "min_radius")))
@@ -470,7 +481,6 @@ def from_swc(path, units: str = "um", *, radius_scale: float = 1.0, min_radius: 
     centre = 0.5 * (lo + hi)
     v0, f0 = marching_tetrahedra(morphology_sdf(m, lo, shape, h), lo, h)
     v0 = v0 - centre
-    n = check_count(n_cells, "n_cells")
     if box is None:
         if n > 1:
             raise ValueError("n_cells > 1 needs a periodic box (box=...) to place the cells in")
@@ -479,7 +489,7 @@ def from_swc(path, units: str = "um", *, radius_scale: float = 1.0, min_radius: 
     else:
         L = np.broadcast_to(check_length(box, "box"), (3,)).astype(float)
         pts, prad = _dense_nodes(m, float(rad.min()))
-        placed = _place_cells(pts - centre, prad, v0, n, L, float(gap), seed, src)
+        placed = _place_cells(pts - centre, prad, v0, n, L, gap, seed, src)
         verts = [v0 @ R.T + c for R, c in zip(*placed)]
         faces = [f0 + k * len(v0) for k in range(n)]
     summary = m.summary()

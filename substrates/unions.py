@@ -22,7 +22,8 @@ import numpy as np
 
 from sequences import check_count, check_fraction
 
-from .base import UNION, Family, Substrate, WalkerStart, cached_per_reach, check_length, check_start, register_family
+from .base import (UNION, Family, Substrate, WalkerStart, cached_per_reach, check_centers, check_length, check_start,
+                   register_family)
 from .disks import pack_disks
 
 
@@ -301,9 +302,9 @@ def sphere_union(centers, radii, box, fibre=None, description: dict | None = Non
     ('sphere_union', ['intra'])
     """
     r = check_length(radii, "radii").ravel()
-    c = np.asarray(centers, dtype=float).reshape(-1, 3)
-    if len(c) != len(r):
-        raise ValueError(f"got {len(r)} radii but {len(c)} centres")
+    c = check_centers(centers, 3, len(r), "sphere")
+    if not np.all(np.isfinite(c)):
+        raise ValueError("centers contain NaN or infinite values; every sphere needs a finite centre in m")
     L = check_length(box, "box").ravel()
     if L.shape != (3,):
         raise ValueError("box must hold 3 periodic lengths in m")
@@ -347,11 +348,11 @@ def sphere_chain_axons(n_axons: int = 20, mean_radius: float = 1e-6, gamma_shape
     bead_amplitude : float
         Relative radius swing of the beads (0: none).
     bead_wavelength : float
-        Distance between beads in m.
+        Distance between beads in m (> 0 where ``bead_amplitude`` > 0; unused, and may be 0, without beads).
     undulation : float
         Amplitude of the centre line's undulation in m (0: straight).
     undulation_wavelength : float
-        Its wavelength in m.
+        Its wavelength in m (> 0 where ``undulation`` is not 0; unused, and may be 0, for straight axons).
     radii : array_like, optional
         Axon radii in m instead of drawn ones.
     seed : int
@@ -380,11 +381,22 @@ def sphere_chain_axons(n_axons: int = 20, mean_radius: float = 1e-6, gamma_shape
     a = float(bead_amplitude)
     if not 0 <= a < 0.9:
         raise ValueError(f"bead_amplitude must be in [0, 0.9), got {bead_amplitude!r}")
-    outer = r * (1 + a) + abs(float(undulation))
+    u = float(check_length(abs(float(undulation)), "undulation", allow_zero=True))
+    if length is not None:
+        length = float(check_length(length, "length"))
+    # a wavelength is needed only where its amplitude is non-zero: 0 then means "none" (the defaults are
+    # positive, so they keep working with or without beads and undulation)
+    wavelengths = {}
+    for name, wl, used in (("bead_wavelength", bead_wavelength, a > 0),
+                           ("undulation_wavelength", undulation_wavelength, u > 0)):
+        if used and not wl:
+            raise ValueError(f"{name} must be > 0 (m) where its amplitude is non-zero, got {wl!r}")
+        wavelengths[name] = float(check_length(wl, name, allow_zero=not used))
+    outer = r * (1 + a) + u
     x, L, info = pack_disks(outer, icvf, seed=seed, min_gap=0.02 * float(np.mean(r)), return_info=True)
     Lxy = np.broadcast_to(np.asarray(L, dtype=float), (2,))
-    Lz = float(length) if length is not None else 10 * float(np.mean(r))
-    for wl, used in ((bead_wavelength, a > 0), (undulation_wavelength, undulation != 0)):
+    Lz = length if length is not None else 10 * float(np.mean(r))
+    for wl, used in ((wavelengths["bead_wavelength"], a > 0), (wavelengths["undulation_wavelength"], u > 0)):
         if used:
             Lz = max(1, round(Lz / wl)) * wl
     centres, radii_s, fibre = [], [], []
@@ -394,7 +406,7 @@ def sphere_chain_axons(n_axons: int = 20, mean_radius: float = 1e-6, gamma_shape
         rk = r[k] * (1 + a * np.sin(2 * np.pi * z / bead_wavelength + rng.uniform(0, 2 * np.pi))) if a else \
             np.full(m, r[k])
         phi, psi = rng.uniform(0, 2 * np.pi, 2)
-        off = undulation * np.sin(2 * np.pi * z / undulation_wavelength + psi)
+        off = undulation * np.sin(2 * np.pi * z / undulation_wavelength + psi) if u > 0 else np.zeros(m)
         centres.append(np.column_stack([x[k, 0] + off * np.cos(phi), x[k, 1] + off * np.sin(phi), z]))
         radii_s.append(rk)
         fibre.append(np.full(m, k))

@@ -94,6 +94,7 @@ def test_misspelled_sweep_field_fails_before_any_row_runs(tmp_path):
 
 
 # ------------------------------------------------------------------ database
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_database_round_trip(tmp_path):
     import tomllib
     db_path = run_sweep(BASE, tmp_path / "one.h5", is_sweep=False)
@@ -244,6 +245,7 @@ PER_COMPARTMENT = BASE.replace('diffusivity = "2 um^2/ms"',
                                't2 = {intra = "70 ms", extra = "100 ms"}')
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_per_compartment_diffusivity_and_t2_in_configs_and_sweeps(tmp_path):
     import tomllib
     job = cfgmod.parse_job(tomllib.loads(PER_COMPARTMENT))

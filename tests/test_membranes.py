@@ -55,6 +55,7 @@ def test_transit_probability_limits_and_detailed_balance():
 
 
 # ------------------------------------------------------------ residence times P1, P2
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_P1_sphere_mean_residence_time():
     R, kappa = 5e-6, 5e-5
     sub = su.sphere(R, permeability=kappa)
@@ -69,6 +70,7 @@ def test_P1_sphere_mean_residence_time():
     assert abs(est - tau) <= Z * tau / math.sqrt(N) + 0.01 * tau, (est, tau)
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_P2_cylinder_mean_residence_time():
     R, kappa = 2e-6, 2e-5
     sub = su.cylinder(R, permeability=kappa)
@@ -81,6 +83,7 @@ def test_P2_cylinder_mean_residence_time():
     assert abs(est - tau) <= Z * tau / math.sqrt(N) + 0.01 * tau, (est, tau)
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_exchange_time_error_shrinks_with_the_step():
     # permeable planes (exact reflection: only the membrane discretisation is left). The textbook first-order
     # probability makes kappa too large by ~0.55 p, an error that shrinks only with the step; the corrected one
@@ -120,6 +123,7 @@ def test_kappa_to_zero_is_the_impermeable_sphere():
 
 
 @pytest.mark.parametrize("geometry", ["cylinders", "spheres"])
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_kappa_infinite_with_equal_D_is_free_diffusion(geometry):
     sub = (su.cylinder_lattice(3e-6, 0.6, permeability=np.inf) if geometry == "cylinders"
            else su.sphere_lattice(3e-6, 0.4, permeability=np.inf))
@@ -131,6 +135,7 @@ def test_kappa_infinite_with_equal_D_is_free_diffusion(geometry):
 
 
 # ------------------------------------------------------------ per-compartment diffusivity, equilibrium
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_per_compartment_diffusivity_along_impermeable_cylinders():
     sub = su.cylinder_lattice(2e-6, 0.6)
     s = sq.pgse(5e-3, 20e-3, bvalues=[0.5e9, 1.5e9], directions=[0, 0, 1])
@@ -146,6 +151,7 @@ def test_per_compartment_diffusivity_along_impermeable_cylinders():
 
 # (a uniform start with a membrane: test_direction_dependent_permeability_sets_the_equilibrium_occupancy)
 @pytest.mark.parametrize("start, kappa", [("intra", 1e-4), ("uniform", np.inf)])
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_equilibrium_is_uniform_across_membranes_with_unequal_D(start, kappa):
     # detailed balance: walkers end up uniformly spread (fraction inside = volume fraction, and uniform inside)
     sub = su.sphere_lattice(3e-6, 0.4, permeability=kappa)
@@ -166,6 +172,7 @@ def test_equilibrium_is_uniform_across_membranes_with_unequal_D(start, kappa):
     assert abs(frac - 1 / 8) <= Z * math.sqrt(1 / 8 * 7 / 8 / inside.sum()), frac
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_permeable_walks_reproduce_and_do_not_depend_on_threads():
     sub = su.sphere_lattice(3e-6, 0.4, permeability=5e-5)
     s = sq.pgse(5e-3, 15e-3, bvalues=[1e9], directions=[1, 0, 0])
@@ -182,6 +189,7 @@ def test_permeable_walks_reproduce_and_do_not_depend_on_threads():
 
 
 # ------------------------------------------------------------ T2
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_t2_weighting_is_exact_for_impermeable_compartments():
     sub = su.cylinder_lattice(3e-6, 0.6)
     s = sq.pgse(10e-3, 25e-3, bvalues=[0, 1e9], directions=[1, 0, 0], echo_time=60e-3)
@@ -219,6 +227,7 @@ def exchanging_cylinders():
     return sub, res, times, (Di, De)
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_ground_truth_reports_exchange_times(exchanging_cylinders):
     sub, res, _, (Di, _) = exchanging_cylinders
     gt = res.ground_truth
@@ -282,6 +291,7 @@ def test_relaxation_and_exchange_interact_as_two_site_exchange(exchanging_cylind
     (lambda: walker.simulate(su.sphere(3e-6), _idle(10e-3, 10), 10, D0, 10, t2=0.07,
                              max_transit_probability=0.0), None),
 ])
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_bad_membrane_input_gets_a_clear_error(make, match):
     if match is None:  # impermeable: the sub-step target is not used, nothing to complain about
         make()
@@ -290,6 +300,7 @@ def test_bad_membrane_input_gets_a_clear_error(make, match):
         make()
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_echo_time_after_the_walk_is_refused():
     s = sq.pgse(5e-3, 10e-3, bvalues=[1e9], directions=[1, 0, 0])
     late = sq.Scheme(s.gradients, s.dt, s.gamma, info={**s.info, "echo_time": np.array([1.0])})
@@ -345,6 +356,7 @@ def test_walkers_leave_through_the_outward_permeability():
     assert abs(est - tau) <= Z * tau / math.sqrt(N) + 0.01 * tau, (est, tau)
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_equal_directions_are_the_scalar_permeability_and_bad_directions_are_refused():
     s = sq.pgse(5e-3, 15e-3, bvalues=[1e9], directions=[1, 0, 0])
     kw = dict(n_walkers=2000, diffusivity=D0, n_steps=300, seed=33, start="uniform")

@@ -54,6 +54,7 @@ def test_meshed_sphere_matches_matrix_formalism(r1_scheme, subdivisions):
     assert r.escapes == 0 and r.truncated_steps == 0 and r.reflections > 0
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_meshed_cylinder_matches_matrix_formalism(r1_scheme):
     sub = gen.meshed_cylinder(R, resolution=0.005)
     r = walker.simulate(sub, r1_scheme, n_walkers=20_000, diffusivity=D0, n_steps=2000, seed=12)
@@ -66,6 +67,8 @@ def test_meshed_cylinder_matches_matrix_formalism(r1_scheme):
     assert r.escapes == 0 and rp.escapes == 0
 
 
+@pytest.mark.filterwarnings("ignore:n_steps=:UserWarning")
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_mesh_and_analytic_cylinders_agree_in_a_packed_box():
     # the same packing as exact cylinders and as a fine mesh: intra and extra signals agree within the errors
     exact = gen.packed_axons(12, mean_radius=2e-6, icvf=0.6, seed=3)
@@ -104,6 +107,8 @@ def _spiky():
 @pytest.mark.parametrize("make,name", [(lambda: _slab(0.2e-6), "slab 0.2 um"), (_spiky, "needle"),
                                        (lambda: gen.meshed_cylinder(0.1e-6, length=1e-6, resolution=0.05),
                                         "tube r 0.1 um")])
+@pytest.mark.filterwarnings("ignore:n_steps=:UserWarning")
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_zero_escapes_on_thin_and_sharp_meshes(make, name):
     sub = make()
     s = sq.pgse(5e-3, 10e-3, bvalues=[1e9])
@@ -118,6 +123,8 @@ def test_zero_escapes_on_thin_and_sharp_meshes(make, name):
     assert r2.escapes == 0, name
 
 
+@pytest.mark.filterwarnings("ignore:n_steps=:UserWarning")
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_zero_escapes_in_periodic_undulating_bundle():
     sub = gen.undulating_axons(6, mean_radius=0.5e-6, amplitude=1e-6, wavelength=8e-6, icvf=0.5,
                                phase="coherent", seed=2)
@@ -127,6 +134,7 @@ def test_zero_escapes_in_periodic_undulating_bundle():
         assert r.escapes == 0 and r.reflections > 0
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_threads_and_seed_reproduce_bit_for_bit():
     sub = gen.meshed_sphere(R, subdivisions=3)
     s = sq.pgse(5e-3, 20e-3, bvalues=[1e9, 2e9])
@@ -166,6 +174,8 @@ def _winding(v, f, p):
     return np.arctan2(det, den).sum(axis=1) / (2 * np.pi)
 
 
+@pytest.mark.filterwarnings("ignore:n_steps=:UserWarning")
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_volume_fractions_walkers_mesh_and_generator_agree():
     sub = gen.beaded_axons(6, mean_radius=0.8e-6, bead_amplitude=0.6, bead_spacing=6e-6, icvf=0.4, n_beads=2,
                            seed=1)
@@ -179,6 +189,8 @@ def test_volume_fractions_walkers_mesh_and_generator_agree():
     assert abs(f - gt["icvf_mesh"]) <= Z * math.sqrt(f * (1 - f) / N)
 
 
+@pytest.mark.filterwarnings("ignore:n_steps=:UserWarning")
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_nested_components_nucleus_in_soma():
     outer_v, outer_f = su.meshing.icosphere(4e-6, center=(6e-6, 6e-6, 6e-6), subdivisions=3)
     inner_v, inner_f = su.meshing.icosphere(1.5e-6, center=(6.5e-6, 6e-6, 6e-6), subdivisions=2)
@@ -202,6 +214,7 @@ def test_nested_components_nucleus_in_soma():
 
 
 # ------------------------------------------------------------------ permeable meshes
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_permeable_mesh_spheres_keep_equilibrium_and_match_analytic():
     # spheres on a cubic lattice, meshed finely, vs the exact analytic lattice: same kappa, same signal
     a = 8e-6
@@ -362,6 +375,8 @@ def test_packed_axons_reach_high_icvf_and_refuse_impossible():
         gen.undulating_axons(20, amplitude=3e-6, icvf=0.7)
 
 
+@pytest.mark.filterwarnings("ignore:n_steps=:UserWarning")
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_dispersed_axons_follow_watson_and_stay_contained():
     odi = 0.2
     sub = gen.packed_axons(30, icvf=0.3, dispersion=odi, seed=3, resolution=0.04)
@@ -381,6 +396,8 @@ def test_dispersed_axons_follow_watson_and_stay_contained():
         assert r.escapes == 0
 
 
+@pytest.mark.filterwarnings("ignore:n_steps=:UserWarning")
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_somas_with_neurites_truth():
     sub = gen.somas_with_neurites(n_cells=3, soma_radius=3e-6, soma_radius_sd=0.0, neurites=2,
                                   neurite_radius=0.8e-6, neurite_length=2e-6, volume_fraction=0.1, seed=5)
@@ -398,6 +415,7 @@ def test_somas_with_neurites_truth():
     assert bare.volume_fractions()["intra"] == pytest.approx(0.2)
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_labelled_volume_to_meshes():
     # two touching boxes of labels and a ball: three closed, separate components
     vol = np.zeros((24, 24, 24), np.int32)

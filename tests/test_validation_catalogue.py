@@ -299,6 +299,7 @@ def test_rotational_invariants_of_the_standard_model_are_p_l_k_l():
             assert inv["S"][0, k, j] == pytest.approx(abs(pl * Kl), rel=1e-6, abs=1e-9), (bb, dd, l)
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_intra_fraction_truth_follows_where_walkers_started():
     import substrates
     from validation.bias import truth_of

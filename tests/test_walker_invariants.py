@@ -43,11 +43,13 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("name", list(SUBSTRATES))
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_parallel_kernel_matches_serial_build_bit_for_bit(name, scheme):
     _same(_run(name, scheme, parallel=True), _run(name, scheme, parallel=False))
 
 
 @pytest.mark.parametrize("name", ["free", "cylinder", "hex-extra", "fcc-extra"])
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_thread_count_does_not_change_results(name, scheme):
     n = numba.get_num_threads()
     try:
@@ -60,6 +62,7 @@ def test_thread_count_does_not_change_results(name, scheme):
     _same(one, many)
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_fixed_seed_reproduces_and_other_seed_differs(scheme):
     a, b = _run("hex-extra", scheme), _run("hex-extra", scheme)
     _same(a, b)
@@ -91,6 +94,7 @@ def test_containment_total_exceeds_1e7_walker_steps():
     assert r.escapes == 0 and r.truncated_steps == 0 and r.reflections > 1e6
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_uniform_start_splits_compartments(scheme):
     sub = su.cylinder_lattice(2e-6, 0.5, "hexagonal")
     r = walker.simulate(sub, scheme, n_walkers=20_000, n_steps=200, diffusivity=D0, seed=15, start="uniform")
@@ -104,6 +108,7 @@ def test_uniform_start_splits_compartments(scheme):
     assert r.ground_truth["volume_fractions"]["intra"] == pytest.approx(0.5)
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_trajectories_stay_inside_a_cylinder():
     r = walker.simulate(su.cylinder(2e-6, axis=[1, 0, 0]), sq.pgse(5e-3, 15e-3, bvalues=[1e9]), n_walkers=10,
                         n_steps=500, diffusivity=D0, seed=16, n_trajectories=5)
@@ -113,6 +118,7 @@ def test_trajectories_stay_inside_a_cylinder():
     assert np.ptp(tr[..., 0]) > 2e-6  # free along the axis
 
 
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_result_provenance_and_ground_truth(scheme):
     r = _run("hex-extra", scheme)
     p = r.provenance
@@ -145,6 +151,7 @@ def test_bad_input_gets_a_clear_error(call, match, scheme):
         call(scheme)
 
 
+@pytest.mark.filterwarnings("ignore:n_steps=:UserWarning")
 def test_warnings_for_coarse_steps_misaligned_edges_and_precision(scheme):
     with pytest.warns(UserWarning, match="n_steps >="):
         walker.simulate(su.cylinder(1e-6), scheme, n_walkers=100, n_steps=50, diffusivity=D0)
@@ -169,6 +176,8 @@ def test_restricted_example_runs(tmp_path):
     assert paths[0].exists() and paths[0].stat().st_size > 10_000
 
 
+@pytest.mark.filterwarnings("ignore:n_steps=:UserWarning")
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_extra_space_of_a_one_sphere_box_is_periodic_along_z():
     # regression: with one cell along z the kernel once skipped the z images, and walkers that left the box
     # along z diffused freely; in a cubic lattice the extra-cellular MSD is isotropic

@@ -177,6 +177,7 @@ def test_mitra_short_time_limit_against_exact():
 
 
 # -------------------------------------------------------- T1 tortuosity
+@pytest.mark.filterwarnings("ignore:step length:UserWarning")
 def test_T1_hexagonal_tortuosity():
     """D_inf/D0 from the MSD slope over [5, 25] a^2/D0 around a hexagonal array at f = 0.7 (Perrins 0.5736)."""
     a = 1e-6
