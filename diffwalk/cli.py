@@ -106,7 +106,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         validation.get_model(m)
     nrv = []
     for spec in args.nrv or []:
-        name, _, param = spec.partition(".")
+        name, dot, param = spec.partition(".")
+        if not dot or not name or not param:
+            raise ValueError(f"--nrv {spec}: expected MODEL.PARAM, e.g. stick_zeppelin.f")
         if param not in validation.get_model(name).names:
             raise ValueError(f"--nrv {spec}: {name} has no parameter {param!r}; it has "
                              f"{validation.get_model(name).names}")
@@ -223,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ConfigError, DatabaseError, FileNotFoundError, KeyError, ImportError, ValueError) as exc:
-        print(f"diffwalk {args.command}: {exc}", file=sys.stderr)
+        # a KeyError's str() is the repr of its message: print the message itself
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"diffwalk {args.command}: {message}", file=sys.stderr)
         return 2
 
 

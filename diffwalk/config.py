@@ -455,19 +455,35 @@ def set_dotted(cfg: dict, key: str, value) -> dict:
     out = copy.deepcopy(cfg)
     parts = key.split(".")
     node = out
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts[:-1]):
         if isinstance(node, list):
             node = node[int(part)]
         else:
             if part not in node:
                 raise ConfigError(f"sweep.grid: '{key}' does not name a config field ('{part}' not found)")
             node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(_not_a_table(key, parts[:depth + 1], node))
     last = parts[-1]
     if isinstance(node, list):
         node[int(last)] = value
     else:
         node[last] = value
     return out
+
+
+def _not_a_table(key: str, path: list[str], value) -> str:
+    """Why sweep.grid key ``key`` cannot go into ``path``, which holds one value, and how to make it a table."""
+    field, entry = ".".join(path), key.split(".")[len(path)]
+    kinds = [k for table in (*SUBSTRATE_FIELDS.values(), SIMULATION_FIELDS) for f, k in table.items() if f == path[-1]]
+    suffix = next((_split_table(k)[1] for k in kinds if _split_table(k)[1]), None)
+    if suffix is None:
+        return f"sweep.grid: '{key}' goes into {field} = {value!r}, which is one value, not a table"
+    keys = TABLES[suffix][0]
+    example = ", ".join(f"{k} = ..." for k in dict.fromkeys((entry, *keys[:2])))
+    return (f"sweep.grid: '{key}' sweeps one entry of {field}, but the config gives {field} = {value!r} (one value "
+            f"for all): make it a table, {path[-1]} = {{{example}}} (keys: {', '.join(keys)}), or sweep "
+            f"'{field}' itself")
 
 
 def sweep_rows(cfg: dict) -> tuple[list[str], list[dict]]:

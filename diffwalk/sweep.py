@@ -29,6 +29,11 @@ from .quantities import ConfigError
 log = logging.getLogger(__name__)
 
 
+class DeviceError(ConfigError, RuntimeError):
+    """A run asks for a CUDA device that this machine lacks (a :class:`ConfigError`, so the command line
+    reports it in one line; a RuntimeError, as the simulator's own refusal is)."""
+
+
 def _param_si(job: cfgmod.Job, name: str, raw):
     """SI value of a swept parameter (None when not a number)."""
     parts = name.split(".")
@@ -98,7 +103,7 @@ def gpu_devices(gpus: int) -> list[str]:
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
         raise ValueError(f"gpus must be a whole number >= 1, got {gpus!r}")
     if not cuda_backend.available():
-        raise RuntimeError("--gpus: no usable CUDA device here; " + cuda_backend.INSTALL_HINT)
+        raise DeviceError("--gpus: no usable CUDA device here; " + cuda_backend.INSTALL_HINT)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         devices = [d.strip() for d in visible.split(",") if d.strip()]
@@ -180,6 +185,22 @@ def _check_first_row(job: cfgmod.Job) -> None:
         raise ConfigError(f"[simulation]: {exc}") from exc
 
 
+def _check_backends(rows: list[dict]) -> None:
+    """Refuse a config whose ``backend`` cannot run here (``"cuda"`` without a usable device) before a database
+    exists, so that the refusal is one line and leaves no file behind."""
+    from walker import cuda_backend
+    wanted = {r["config"].get("simulation", {}).get("backend", "cpu") for r in rows}
+    for backend in sorted(wanted, key=str):
+        try:
+            cuda_backend.resolve_backend(backend)
+        except RuntimeError as exc:
+            raise DeviceError(f"[simulation] backend = {backend!r}: no usable CUDA device here; "
+                              f"{cuda_backend.INSTALL_HINT}; or set backend = \"cpu\" (or \"auto\": CUDA where "
+                              "there is a device)") from exc
+        except ValueError as exc:
+            raise ConfigError(f"[simulation] {exc}") from exc
+
+
 def _check_rows_match(db: database.Database, rows: list[dict], names: list[str]) -> None:
     """Refuse to continue a database whose finished rows were made from other values than its spec now says
     (a spec edited inside the file after the rows were made)."""
@@ -228,6 +249,9 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
     db_path = Path(db_path)
     if sum(x is not None for x in (local, scheduler, gpus)) > 1:
         raise ValueError("choose one of local=, scheduler= and gpus=")
+    if local is not None and (isinstance(local, bool) or not isinstance(local, int) or local < 1):
+        raise ValueError(f"local (--local) must be a whole number of Dask workers >= 1, got {local!r}; leave it "
+                         "out to run serially")
     devices = gpu_devices(gpus) if gpus is not None else None
     try:
         cfg = tomllib.loads(spec_text)
@@ -249,6 +273,8 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
     scheme = jobs0.scheme
     n_rows = len(rows)
     _check_first_row(jobs0)
+    if devices is None:  # --gpus runs every row on CUDA whatever the config says, and gpu_devices checked that
+        _check_backends(rows)
     if db_path.exists():
         db = database.open_database(db_path)
         empty = not db.done.any() and database.PartsFolder(db_path).count() == 0

@@ -20,6 +20,8 @@ import numba
 import numpy as np
 from scipy.special import dawsn, erf, erfi
 
+from sequences import Scheme
+
 from .compartments import bingham_directions, dispersed_stick, frame, quadratic_form, rows_dot, waveform_spectrum
 from .exact import gpd_modes
 
@@ -267,6 +269,8 @@ class Model:
         ValueError
             If the scheme does not meet one of the model's requirements
             (the message names it and how to meet it).
+        TypeError
+            If ``scheme`` is not a :class:`sequences.Scheme` (the message says how to build one).
         """
         return SchemeArrays.from_scheme(scheme, self)
 
@@ -410,8 +414,10 @@ class SchemeArrays:
         ------
         ValueError
             If a requirement of ``model`` is not met (the message names it).
+        TypeError
+            If ``scheme`` is not a :class:`sequences.Scheme` (the message says how to build one).
         """
-        b = scheme.bvalues
+        b = checked_scheme(scheme).bvalues
         for key in sorted(model.requires):
             problem = REQUIREMENTS[key][1](scheme, b)
             if problem:
@@ -420,6 +426,45 @@ class SchemeArrays:
                             delta=np.nan_to_num(scheme.delta), Delta=np.nan_to_num(scheme.Delta), gamma=scheme.gamma,
                             bd=scheme.b_delta, freq=np.nan_to_num(scheme.frequency), gradients=scheme.gradients,
                             dt=scheme.dt, te=scheme.echo_time)
+
+
+#: how to make a scheme, for the messages that refuse something else
+HOW_TO_BUILD_A_SCHEME = ("build one with sequences.pgse(delta, Delta, bvalues=..., directions=...) (SI units), "
+                         "or read one with sequences.read_fsl(bval_path, bvec_path, delta, Delta) (also read_mrtrix, "
+                         "read_camino, read_mcdc)")
+
+
+def checked_scheme(scheme, name: str = "scheme") -> Scheme:
+    """``scheme`` if it is a :class:`sequences.Scheme`; TypeError naming ``name`` and how to build one otherwise.
+
+    Parameters
+    ----------
+    scheme : object
+        The argument to check.
+    name : str
+        The argument's name, for the message.
+
+    Returns
+    -------
+    sequences.Scheme
+        ``scheme`` itself.
+
+    Raises
+    ------
+    TypeError
+        If ``scheme`` is not a Scheme (e.g. an array of b-values).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> checked_scheme(np.array([0.0, 1e9]))
+    Traceback (most recent call last):
+    ...
+    TypeError: scheme must be a sequences.Scheme, not ndarray: build one with sequences.pgse(...) ...
+    """
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"{name} must be a sequences.Scheme, not {type(scheme).__name__}: {HOW_TO_BUILD_A_SCHEME}")
+    return scheme
 
 
 # ------------------------------------------------------------ building blocks

@@ -15,8 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sequences import check_count
+
 from .fit import available_methods, fit
-from .base import Model, axis
+from .base import Model, axis, checked_scheme
+from .checks import checked_model, checked_n_jobs, checked_positive
 from .registry import get_model, list_models
 
 
@@ -136,7 +139,26 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
         error of the signals and the spread it alone would give the estimate
         (``mc_sd``), the added noise, and the fitting method.
     """
-    signals = np.atleast_2d(signals)
+    checked_scheme(scheme)
+    signals = np.atleast_2d(np.asarray(signals, dtype=float))
+    if signals.ndim != 2 or signals.shape[1] != len(scheme):
+        raise ValueError(f"signals have shape {np.shape(signals)}; expected (rows, {len(scheme)}): one row per "
+                         "simulated signal, one column per measurement of the scheme")
+    if len(ground_truths) != len(signals):
+        raise ValueError(f"ground_truths has {len(ground_truths)} entries but signals has {len(signals)} rows; "
+                         "give one ground-truth dict (or None) per row")
+    if stderr is not None and np.shape(stderr) != signals.shape:
+        raise ValueError(f"stderr has shape {np.shape(stderr)}; expected the shape of signals, {signals.shape}")
+    if snr is not None and snr != 0:
+        checked_positive(snr, "snr", "the SNR at b = 0 of the added noise, e.g. 50; None or 0 for no added noise")
+    repeats = check_count(repeats, "repeats")
+    if likelihood not in ("gaussian", "rician"):
+        raise ValueError(f"likelihood must be 'gaussian' or 'rician', got {likelihood!r}")
+    if isinstance(models, str):
+        raise TypeError(f"models must be a list of model names, e.g. [{models!r}], not a str")
+    for name in models or []:
+        checked_model(name)
+    checked_n_jobs(n_jobs)
     rng = np.random.default_rng(seed)
     rows = []
     for name in models or list_models():

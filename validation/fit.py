@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -26,7 +27,10 @@ import numpy as np
 from scipy.optimize import least_squares, minimize
 from scipy.special import i0e
 
+from sequences import check_count
+
 from .base import Model, dti_start, tensor_from6
+from .checks import checked_model, checked_n_jobs, checked_positive
 from .dictionary import dictionary_floor, fit_dictionary
 from .linear import LINEAR_METHODS, fit_log_linear
 from .lm import levenberg_marquardt
@@ -197,7 +201,7 @@ def available_methods(model: Model | str) -> list[str]:
     >>> va.available_methods("dti")[:2], va.available_methods("stick_zeppelin")[:1]
     (['wls', 'ols'], ['lm'])
     """
-    model = get_model(model) if isinstance(model, str) else model
+    model = checked_model(model)
     if model.via is not None:
         return available_methods(model.via[0])
     linear = ["wls", "ols", "iwls"] if model.design is not None else []
@@ -264,9 +268,10 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
     >>> r.method, round(float(r["f"][0]), 6)
     ('lm', 0.6)
     """
-    model = get_model(model) if isinstance(model, str) else model
-    if method not in METHODS:
+    model = checked_model(model)
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    _check_options(sigma, fixed, n_refine, n_jobs)
     if model.via is not None:
         return _fit_via(model, scheme, signals, method=method, sigma=sigma, likelihood=likelihood, fixed=fixed,
                         linked=linked, n_refine=n_refine, n_jobs=n_jobs, mkt_nonnegative=mkt_nonnegative)
@@ -274,6 +279,15 @@ def fit(model: Model | str, scheme, signals, *, method: str = "auto", sigma: flo
     method, likelihood = _choose_method(model, method, fixed, linked, likelihood, sigma)
     arr = model.check_scheme(scheme)
     Y = _checked_signals(signals, len(scheme))
+    usable = usable_rows(Y, arr.b)
+    res = _fit_arrays(model, arr, Y, method, sigma=sigma, likelihood=likelihood, fixed=fixed, linked=linked,
+                      n_refine=n_refine, n_jobs=n_jobs, mkt_nonnegative=mkt_nonnegative)
+    return res if usable.all() else replace(res, success=res.success & usable)
+
+
+def _fit_arrays(model: Model, arr, Y: np.ndarray, method: str, *, sigma: float | None, likelihood: str,
+                fixed: dict, linked: dict, n_refine: int, n_jobs: int | None, mkt_nonnegative: bool) -> FitResult:
+    """:func:`fit` once its arguments are checked and "auto" resolved."""
     if mkt_nonnegative and ("mkt_nonnegative" not in model.constraints or method not in LINEAR_METHODS):
         raise ValueError("mkt_nonnegative constrains DKI's linear fits: use model 'dki' with method 'wls', 'ols' "
                          "or 'iwls'")
@@ -316,9 +330,96 @@ def _choose_method(model: Model, method: str, fixed: dict, linked: dict, likelih
     return method, likelihood
 
 
+def _check_options(sigma, fixed, n_refine, n_jobs) -> None:
+    """Refuse :func:`fit` options of the wrong type or value (the message names the option and the fix)."""
+    if sigma is not None:
+        checked_positive(sigma, "sigma", "the noise standard deviation in units of the normalised signal, "
+                                "e.g. 0.02 for SNR 50")
+    if fixed is not None:
+        if not isinstance(fixed, dict):
+            raise TypeError(f"fixed must be a dict of parameter name -> value (SI), e.g. {{'f': 0.5}}, "
+                            f"not {type(fixed).__name__}")
+        for name, value in fixed.items():
+            try:
+                ok = np.ndim(value) == 0 and bool(np.isfinite(float(value)))
+            except (TypeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(f"fixed[{name!r}] = {value!r}: expected one finite number (SI units)")
+    try:
+        check_count(n_refine, "n_refine", least=1)
+    except ValueError:
+        raise ValueError(f"n_refine = {n_refine!r}: expected a whole number >= 1 of grid starts refined per "
+                         "signal (default 3)") from None
+    checked_n_jobs(n_jobs)
+
+
+#: the largest median lowest-b signal taken for normalised. Raw scanner intensities are in the hundreds or
+#: thousands; normalised signals may well exceed 1: Rician magnitude noise lifts a unit signal's mean to ~1.6
+#: at SNR 1, and models whose compartment fractions are free parameters (SANDI, the standard model, "s0")
+#: predict S(0) of several within their bounds (benchmarks/fit_hashes.py draws such signals up to S(0) ~ 7)
+NORMALISED_LIMIT = 100.0
+
+
+def usable_rows(Y: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(N,) mask of the signal rows a model can fit; refuses a batch that holds none, or unnormalised signals.
+
+    A row is unusable when its mean signal, or its mean at the lowest b-value of the scheme (b = 0 when the
+    scheme has it), is <= 0: a zero or negative S0 is not a measurement. A few negative values are legitimate
+    (Gaussian noise around a signal that has decayed to ~0 at high b) and leave a row usable. A batch of
+    which only some rows are unusable is still fitted (a database run must not stop for one bad voxel):
+    those rows are marked failed (``success`` False) with a warning. The models describe signals normalised
+    to S(b=0) = 1, so signals far above 1 at the lowest b (raw scanner intensities) are refused with the fix
+    (divide by S0) rather than rescaled silently: the right S0 (per voxel, mean or fitted) is the user's choice.
+
+    Parameters
+    ----------
+    Y : numpy.ndarray
+        (N, M) finite signals.
+    b : numpy.ndarray
+        (M,) b-values of the scheme (s/m^2).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) bool, True where the row can be fitted.
+
+    Raises
+    ------
+    ValueError
+        If no row is usable (all zero or negative signals), or if the signals look unnormalised.
+    """
+    lowest = b <= b.min() + 1e7  # within 10 s/mm^2 of the lowest b-value
+    s0 = Y[:, lowest].mean(axis=1)
+    usable = (s0 > 0) & (Y.mean(axis=1) > 0)
+    where = f"b = {b.min() * 1e-6:g} s/mm^2"
+    if not usable.any():
+        raise ValueError(f"signals: every row is zero or negative (mean signal or mean signal at {where} <= 0); "
+                         "the models fit normalised signals S / S0, 1 at b = 0: pass the measured signals divided "
+                         "by each voxel's mean b = 0 signal")
+    median = float(np.median(s0[usable]))
+    if median > NORMALISED_LIMIT:
+        raise ValueError(f"signals look unnormalised: their median signal at {where} is {median:.4g}, where the "
+                         "models expect about 1 (S / S0); divide each voxel's signals by its mean b = 0 signal "
+                         "(S0) before fitting")
+    bad = np.flatnonzero(~usable)
+    if bad.size:
+        warnings.warn(f"signals: {bad.size} of {len(Y)} rows are zero or negative (mean signal or mean signal at "
+                      f"{where} <= 0; rows {bad[:5].tolist()}{' ...' if bad.size > 5 else ''}); they are fitted "
+                      "but marked failed (success False)", RuntimeWarning, stacklevel=3)
+    return usable
+
+
 def _checked_signals(signals, n_measurements: int) -> np.ndarray:
     """(N, M) float signals; ValueError for a wrong M or rows with NaN or inf (named)."""
-    Y = np.atleast_2d(np.asarray(signals, dtype=float))
+    try:
+        Y = np.atleast_2d(np.asarray(signals, dtype=float))
+    except (TypeError, ValueError):
+        raise ValueError(f"signals must be an (N, {n_measurements}) or ({n_measurements},) array of numbers, "
+                         f"one column per measurement of the scheme; got {type(signals).__name__}") from None
+    if Y.ndim != 2:
+        raise ValueError(f"signals have shape {Y.shape}; expected (N, {n_measurements}) (one row per voxel) or "
+                         f"({n_measurements},): reshape them, e.g. signals.reshape(-1, {n_measurements})")
     if Y.shape[1] != n_measurements:
         raise ValueError(f"signals have {Y.shape[1]} measurements but the scheme has {n_measurements}")
     bad = np.flatnonzero(~np.all(np.isfinite(Y), axis=1))

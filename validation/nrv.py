@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sequences import check_count
+
 from .fit import fit
-from .base import Model
-from .registry import get_model
+from .base import Model, checked_scheme
+from .checks import checked_model, checked_positive
 
 
 @dataclass
@@ -145,16 +147,26 @@ def nrv_landscape(model: Model | str, scheme, signal, parameter: str, grid=None,
     -------
     NRVLandscape
     """
-    model = get_model(model) if isinstance(model, str) else model
+    model = checked_model(model)
     if parameter not in model.names:
         raise ValueError(f"{model.name} has no parameter {parameter!r}; it has {model.names}")
+    checked_scheme(scheme)
+    checked_positive(snr, "snr", "the SNR at b = 0 of the added noise, e.g. 50")
+    repeats = check_count(repeats, "repeats")
     fixed = dict(fixed or {})
     p = model.parameters[model.names.index(parameter)]
     if grid is None:
         lo, hi = p.bounds
         grid = np.linspace(lo + 0.02 * (hi - lo), hi - 0.02 * (hi - lo), 25)
     grid = np.asarray(grid, dtype=float)
+    if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
+        raise ValueError(f"grid must be a non-empty 1-D array of finite values of {parameter} (SI), got shape "
+                         f"{grid.shape}{'' if np.all(np.isfinite(grid)) else ' with NaN or inf'}; or leave it "
+                         "out for 25 values inside the parameter's bounds")
     y = np.asarray(signal, dtype=float)
+    if y.shape != (len(scheme),):
+        raise ValueError(f"signal has shape {y.shape}; expected ({len(scheme)},): one signal, one value per "
+                         "measurement of the scheme")
     sigma = 1.0 / snr
     sigma_tot = float(np.sqrt(sigma**2 + (np.mean(np.asarray(mc_stderr) ** 2) if mc_stderr is not None else 0.0)))
     rng = np.random.default_rng(seed)

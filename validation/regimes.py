@@ -14,9 +14,11 @@ from typing import Callable
 
 import numpy as np
 
+from sequences import check_count
+
 from .fit import fit
 from .base import Model
-from .registry import get_model
+from .checks import checked_model, checked_positive
 
 
 @dataclass
@@ -138,6 +140,23 @@ class RegimeMap:
         return ax
 
 
+def _point(signal_at: Callable, x: float, y: float, parameter: str) -> tuple:
+    """``signal_at(x, y)``, checked: a 4-tuple whose truth is a finite nonzero number (the bias is relative)."""
+    out = signal_at(x, y)
+    if not isinstance(out, tuple) or len(out) != 4:
+        raise ValueError(f"signal_at({x:g}, {y:g}) must return (scheme, signal, truth, mc_stderr), got "
+                         f"{type(out).__name__}{f' of {len(out)} items' if isinstance(out, tuple) else ''}")
+    truth = out[2]
+    try:
+        value = float(truth) if np.ndim(truth) == 0 and not isinstance(truth, bool) else np.nan
+    except (TypeError, ValueError):
+        value = np.nan
+    if not np.isfinite(value) or value == 0:
+        raise ValueError(f"signal_at({x:g}, {y:g}) returned truth = {truth!r} for {parameter}: the bias is "
+                         "relative to it, so it must be a finite nonzero number (SI)")
+    return out
+
+
 def regime_map(model: Model | str, parameter: str, signal_at: Callable, x, y, *, x_name: str = "x",
                y_name: str = "y", snr: float | None = None, repeats: int = 5, fixed: dict | None = None,
                linked: dict | None = None, seed: int = 0, n_jobs: int | None = 1) -> RegimeMap:
@@ -171,9 +190,15 @@ def regime_map(model: Model | str, parameter: str, signal_at: Callable, x, y, *,
     -------
     RegimeMap
     """
-    model = get_model(model) if isinstance(model, str) else model
+    model = checked_model(model)
     if parameter not in model.names:
         raise ValueError(f"{model.name} has no parameter {parameter!r}; it has {model.names}")
+    if not callable(signal_at):
+        raise TypeError(f"signal_at must be a function signal_at(x, y) -> (scheme, signal, truth, mc_stderr), "
+                        f"not {type(signal_at).__name__}")
+    if snr:
+        checked_positive(snr, "snr", "the SNR at b = 0 of the added noise, e.g. 50; None for noise-free fits")
+    repeats = check_count(repeats, "repeats")
     x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
     bias = np.full((y.size, x.size), np.nan)
     cv = np.zeros_like(bias)
@@ -184,7 +209,7 @@ def regime_map(model: Model | str, parameter: str, signal_at: Callable, x, y, *,
     j = model.names.index(parameter)
     for iy, yy in enumerate(y):
         for ix, xx in enumerate(x):
-            scheme, signal, truth, mc = signal_at(xx, yy)
+            scheme, signal, truth, mc = _point(signal_at, xx, yy, parameter)
             s = np.asarray(signal, dtype=float)
             if snr:
                 sigma = 1.0 / snr

@@ -174,9 +174,10 @@ def make_report(results, outdir: str | Path, *, models=None, snr: float | None =
         The Markdown report.
     """
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
     data = results if isinstance(results, SignalSet) else SignalSet.from_results(results)
     scheme, signals, stderr, gts, row_ids = data.scheme, data.signals, data.stderr, data.ground_truths, data.rows
+    if isinstance(models, str):
+        raise TypeError(f"models must be a list of model names, e.g. [{models!r}], not a str")
     names = list(models or list_models())
     applicable, refused = [], []
     for n in names:
@@ -186,6 +187,7 @@ def make_report(results, outdir: str | Path, *, models=None, snr: float | None =
                        likelihood=likelihood, n_jobs=n_jobs, progress=progress, method=method)
     for e in table:  # database row numbers, not positions among the finished rows
         e["row"] = int(row_ids[e["row"]])
+    out.mkdir(parents=True, exist_ok=True)  # after bias_table has checked the arguments: a refusal leaves no folder
     write_report(table, out, title=title)  # full table and the bias figure (bias.png, report.md replaced below)
     full_table = (out / "report.md").read_text().split("\n", 4)[-1]
     landscapes, nrv_lines = _nrv_section(nrv, scheme, signals, stderr, gts, snr, nrv_repeats, seed, n_jobs, out)
