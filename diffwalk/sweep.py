@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sequences import check_count
+
 from . import config as cfgmod
 from . import database
 from .quantities import ConfigError
@@ -249,9 +251,8 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
     db_path = Path(db_path)
     if sum(x is not None for x in (local, scheduler, gpus)) > 1:
         raise ValueError("choose one of local=, scheduler= and gpus=")
-    if local is not None and (isinstance(local, bool) or not isinstance(local, int) or local < 1):
-        raise ValueError(f"local (--local) must be a whole number of Dask workers >= 1, got {local!r}; leave it "
-                         "out to run serially")
+    if local is not None:
+        local = check_count(local, "local (--local)")  # Dask workers; left out, the sweep runs serially
     devices = gpu_devices(gpus) if gpus is not None else None
     try:
         cfg = tomllib.loads(spec_text)

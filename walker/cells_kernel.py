@@ -465,7 +465,7 @@ def _membranes(substrate, plan) -> Membranes:
 
 def _step_scales(substrate, plan) -> np.ndarray:
     """Inside a primitive (the reference region), outside: sqrt(D_out / D_in)."""
-    D = np.array([plan.diffusivities[r] for r in plan.regions])
+    D = plan.region_diffusivities
     return np.array([1.0, math.sqrt(D[-1] / D[0])])
 
 
@@ -481,4 +481,4 @@ ANALYTIC = register_kernel_family(KernelFamily(
     name="analytic", walker_function=walker_function, variant=lambda sub: _variant_of(sub.kind, sub.permeable),
     variant_name=_variant_name, describe=_describe, geometry=cell_geometry, membranes=_membranes,
     step_scales=_step_scales, source_file=__file__, box_positions=_box_positions,
-    supports=frozenset({"membranes", "relaxivity", "extra_space", "gaussian_steps", "records", "save"})))
+    supports=frozenset({"membranes", "relaxivity"})))

@@ -162,7 +162,7 @@ def transit_tables(substrate: Substrate, plan: RunPlan) -> Transit:
         magnetisation a hit from inside / outside keeps (<= 0; 0 without
         relaxivity). One entry for planes and free space.
     """
-    D = np.array([plan.diffusivities[r] for r in plan.regions])
+    D = plan.region_diffusivities
     n, kappa, rho, inner, outer = family_of(substrate).membranes(substrate, plan)
     corrected = plan.transit == "corrected"
 

@@ -27,8 +27,9 @@ import numpy as np
 #: the region index on each side of each membrane (its diffusivity sets the transit and survival probabilities).
 Membranes = namedtuple("Membranes", ["n", "kappa", "rho", "inner", "outer"])
 
-#: What a family may support (``KernelFamily.supports``)
-FEATURES = ("membranes", "relaxivity", "extra_space", "gaussian_steps", "region_t2", "records", "save")
+#: What a family may support (``KernelFamily.supports``), each read by the plan: permeable membranes, relaxing
+#: walls, and a T2 per nested region. (Files are the substrate side's business: ``substrates.FAMILIES``.)
+FEATURES = ("membranes", "relaxivity", "region_t2")
 
 
 def same_positions(geo, positions: np.ndarray, homes: np.ndarray) -> np.ndarray:
@@ -132,7 +133,7 @@ class KernelFamily:
     cuda : bool
         Whether the per-walker function also compiles for CUDA.
     supports : frozenset of str
-        Of :data:`FEATURES`: what the family's kernel and files can do.
+        Of :data:`FEATURES`: what the family's kernel can do; a run that needs more is refused while planned.
     """
 
     name: str

@@ -372,7 +372,7 @@ def _membranes(substrate, plan) -> Membranes:
 
 def _step_scales(substrate, plan) -> np.ndarray:
     """sqrt(D_region / D_reference) per region (depth d -> d, extra last)."""
-    D = np.array([plan.diffusivities[r] for r in plan.regions])
+    D = plan.region_diffusivities
     return np.sqrt(D / plan.reference_diffusivity)
 
 
@@ -397,5 +397,4 @@ MESH = register_kernel_family(KernelFamily(
     geometry=mesh_geometry, membranes=_membranes, step_scales=_step_scales, source_file=__file__,
     inlines=(substrates.meshgrid.__file__,), misplaced=_misplaced, check=_check,
     untouched_warning="no walker touched the mesh: is it where the walkers are (units, box origin)?",
-    supports=frozenset({"membranes", "relaxivity", "extra_space", "gaussian_steps", "region_t2", "records",
-                        "save"})))
+    supports=frozenset({"membranes", "relaxivity", "region_t2"})))

@@ -112,6 +112,11 @@ class RunPlan:
         """Grid step in s."""
         return self.played.dt
 
+    @property
+    def region_diffusivities(self) -> np.ndarray:
+        """(R,) diffusivity of each region in ``regions`` order, m^2/s (what per-region kernel tables index)."""
+        return np.array([self.diffusivities[r] for r in self.regions])
+
 
 def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusivity, n_steps, *, t2, gaussian_steps,
              record_times, n_trajectories, target_stderr, max_transit_probability, transit) -> RunPlan:
@@ -180,6 +185,10 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
                       f"of the waveform); {fix}", stacklevel=_STACK - 1)
     if transit not in ("corrected", "first_order"):
         raise ValueError(f"transit must be 'corrected' or 'first_order', got {transit!r}")
+    for needs, feature in ((substrate.permeable, "membranes"), (substrate.relaxing, "relaxivity")):
+        if needs and feature not in family.supports:
+            raise ValueError(f"the {family.name} kernel does not walk {feature} yet: make the substrate's walls "
+                             f"impermeable and non-relaxing (permeability=0, relaxivity=0)")
     family.check(substrate, {"gaussian_steps": bool(gaussian_steps)})
     substeps, dt_sub, step = _steps(substrate, played, D_comp, gaussian_steps, max_transit_probability)
     if target_stderr is not None and 1.0 / math.sqrt(2 * N) > target_stderr:

@@ -259,4 +259,4 @@ UNION = register_kernel_family(KernelFamily(
     membranes=lambda sub, plan: Membranes(1, np.zeros((0, 2)), np.zeros(0), np.zeros(1, dtype=np.int64),
                                           np.zeros(1, dtype=np.int64)),
     step_scales=lambda sub, plan: np.ones(2), source_file=__file__, check=_check, cuda=False,
-    supports=frozenset({"records"})))
+    supports=frozenset()))
