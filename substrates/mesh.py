@@ -699,9 +699,10 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     region_labels : sequence of str, optional
         Names of the regions by nesting depth, outermost first (default "intra", "inner", ...).
     repair : bool
-        Fix what can be fixed safely: drop degenerate and duplicate faces, flip
-        inverted components, make winding consistent and fill holes (the last
-        two need networkx).
+        Fix what can be fixed safely, keeping the surface closed and its volume: collapse zero-area faces
+        into their neighbours (coincident vertices merged; a sliver's middle vertex given to the face across
+        its long edge), drop duplicate faces and both faces of double-sided fins (a face and its reverse),
+        flip inverted components, make winding consistent and fill holes (filling needs networkx).
     check_self_intersections : bool
         Refuse meshes whose faces cross each other (edge-through-face test on
         the grid; exact for non-coplanar faces).
@@ -737,22 +738,32 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     area = _faces_area(v, f)
     edge = float(np.median(np.linalg.norm(v[f[:, 1]] - v[f[:, 0]], axis=1)))
     degenerate = area <= 1e-12 * edge**2
-    if np.any(degenerate):
-        if not repair:
-            raise MeshError(f"{int(degenerate.sum())} degenerate (zero-area) faces; pass repair=True to drop them")
-        f = f[~degenerate]
-        notes.append(f"dropped {int(degenerate.sum())} degenerate faces")
+    if np.any(degenerate) and not repair:
+        raise MeshError(f"{int(degenerate.sum())} degenerate (zero-area) faces (collinear or coincident vertices); "
+                        "pass repair=True to collapse them into their neighbours (the surface stays closed)")
     tol = _weld_tol if _weld_tol is not None else 1e-6 * edge
     ids = _weld(v, box, tol)
     fid = ids[f]
-    key = np.sort(fid, axis=1)
-    _, first, counts = np.unique(key, axis=0, return_index=True, return_counts=True)
-    if np.any(counts > 1):
+    keep, n_fins, n_dups = _duplicate_faces(fid)
+    if n_fins or n_dups:
         if not repair:
-            raise MeshError(f"{int(np.sum(counts - 1))} duplicate faces; pass repair=True to drop them")
-        keep = np.sort(first)
-        notes.append(f"dropped {len(f) - len(keep)} duplicate faces")
-        f, fid = f[keep], fid[keep]
+            what = []
+            if n_fins:
+                what.append(f"{n_fins} double-sided fins (a face and the same face reversed: a flap of zero "
+                            "thickness)")
+            if n_dups:
+                what.append(f"{n_dups} duplicate faces")
+            raise MeshError(f"{' and '.join(what)}; pass repair=True to drop them (both faces of a fin)")
+        if n_fins:
+            notes.append(f"dropped {n_fins} double-sided fins (a face and its reverse: {2 * n_fins} faces)")
+        if n_dups:
+            notes.append(f"dropped {n_dups} duplicate faces")
+        f, fid, degenerate = f[keep], fid[keep], degenerate[keep]
+    if np.any(degenerate):
+        v, f, more = _absorb_degenerate(v, f, fid, degenerate, edge)
+        notes += more
+        ids = _weld(v, box, tol)
+        fid = ids[f]
     open_e, nonman, wind = _edge_report(fid)
     if nonman:
         raise MeshError(f"the mesh is not manifold: {nonman} edges are shared by more than two faces "
@@ -817,6 +828,165 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
                         component_volume=vol, component_area=area_c, truth=dict(truth or {}), region_labels=labels)
     sub.__dict__["_grid"] = g
     return sub
+
+
+def _duplicate_faces(fid: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Faces to keep among faces on the same three (welded) vertices, and how many fins and copies go.
+
+    A face and its reverse bound nothing (a double-sided fin, zero thickness): both go. Copies with the
+    same winding are one face: one stays. In a group of both kinds the pairs cancel and one face of the
+    winding left over stays.
+
+    Parameters
+    ----------
+    fid : numpy.ndarray
+        (F, 3) faces over welded vertex ids.
+
+    Returns
+    -------
+    keep : numpy.ndarray
+        (F,) bool.
+    n_fins : int
+        Face-and-reverse pairs dropped.
+    n_dups : int
+        Same-winding copies dropped.
+    """
+    F = len(fid)
+    key = np.sort(fid, axis=1)
+    _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    inv = inv.ravel()
+    keep = np.ones(F, bool)
+    if not np.any(counts > 1):
+        return keep, 0, 0
+    # winding: rotate each face to start at its smallest id; then (a, b, c) and (a, c, b) are reverses
+    r = np.argmin(fid, axis=1)
+    second = fid[np.arange(F), (r + 1) % 3]
+    third = fid[np.arange(F), (r + 2) % 3]
+    up = second < third
+    n_fins = n_dups = 0
+    order = np.argsort(inv, kind="stable")  # faces grouped by vertex set, each group in face order
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for g in np.flatnonzero(counts > 1):
+        members = order[starts[g]:starts[g + 1]]
+        pos, neg = members[up[members]], members[~up[members]]
+        pairs = min(len(pos), len(neg))
+        n_fins += pairs
+        rest = pos if len(pos) > len(neg) else neg
+        keep[members] = False
+        if len(rest) > pairs:
+            keep[rest[0]] = True  # the first face of the winding left over
+            n_dups += len(rest) - pairs - 1
+    return keep, n_fins, n_dups
+
+
+def _absorb_degenerate(v: np.ndarray, f: np.ndarray, fid: np.ndarray, bad: np.ndarray,
+                       edge: float) -> tuple[np.ndarray, np.ndarray, list]:
+    """Remove zero-area faces without opening the surface.
+
+    A face whose vertices weld into fewer than three is the trace of an edge already collapsed by the
+    weld: dropping it glues its neighbours to each other. A face of three distinct, collinear vertices
+    (p, q and m between them: a sliver, as marching-cubes tools leave where a vertex splits an edge on one
+    side only) is removed by splitting the face on the other side of its long edge p-q at m, so that this
+    neighbour takes the vertex: both halves tile the neighbour exactly, the volume does not change and every edge
+    keeps two faces. Where the faces around do not allow it (an open or non-manifold edge), the face is
+    dropped and the checks that follow name what is left.
+
+    Parameters
+    ----------
+    v : numpy.ndarray
+        (V, 3) vertices in m.
+    f, fid : numpy.ndarray
+        (F, 3) faces over vertex indices and over welded ids.
+    bad : numpy.ndarray
+        (F,) bool, the zero-area faces.
+    edge : float
+        Typical edge length in m (scale of the zero-area test).
+
+    Returns
+    -------
+    v, f, notes
+        Vertices (a vertex is added where a split crosses the periodic box), faces and what was done.
+    """
+    faces = [list(x) for x in f.tolist()]
+    wids = [list(x) for x in fid.tolist()]
+    alive = [True] * len(faces)
+    extra: list[np.ndarray] = []  # vertices added where a split crosses the periodic box
+    on_edge: dict[tuple[int, int], list[int]] = {}
+
+    def coord(i: int) -> np.ndarray:
+        return v[i] if i < len(v) else extra[i - len(v)]
+
+    def add(face: list, w: list) -> int:
+        faces.append(face)
+        wids.append(w)
+        alive.append(True)
+        for j in range(3):
+            on_edge.setdefault((min(w[j], w[j - 1]), max(w[j], w[j - 1])), []).append(len(faces) - 1)
+        return len(faces) - 1
+
+    def around(a: int, b: int) -> list:
+        return [k for k in on_edge.get((min(a, b), max(a, b)), []) if alive[k]]
+
+    def zero_area(face: list) -> bool:
+        A = [coord(i) for i in face]
+        return float(np.linalg.norm(np.cross(A[1] - A[0], A[2] - A[0]))) / 2 <= 1e-12 * edge**2
+
+    for k, w in enumerate(wids):
+        for j in range(3):
+            on_edge.setdefault((min(w[j], w[j - 1]), max(w[j], w[j - 1])), []).append(k)
+    collapsed = split = dropped = 0
+    queue = [int(k) for k in np.flatnonzero(bad)]
+    budget = 4 * len(queue) + 16  # a split whose halves are zero-area again is retried, never forever
+    while queue and budget > 0:
+        budget -= 1
+        k = queue.pop(0)
+        if not alive[k]:
+            continue
+        alive[k] = False
+        w = wids[k]
+        if len(set(w)) < 3:
+            collapsed += 1
+            continue
+        lengths = [float(np.linalg.norm(coord(faces[k][(j + 1) % 3]) - coord(faces[k][j]))) for j in range(3)]
+        j = int(np.argmax(lengths))  # the long edge runs from corner j to j + 1; m is corner j + 2
+        p, q, m = w[j], w[(j + 1) % 3], w[(j + 2) % 3]
+        nb = around(p, q)
+        if len(nb) != 1 or len(around(q, m)) != 1 or len(around(m, p)) != 1:
+            dropped += 1
+            continue
+        g = nb[0]
+        r = wids[g].index(p)
+        # the neighbour's corners as (x, y, d), {x, y} = {p, q}, in its own winding
+        rot = [r, (r + 1) % 3, (r + 2) % 3] if wids[g][(r + 1) % 3] == q else [(r + 2) % 3, r, (r + 1) % 3]
+        X, Y, D = (faces[g][t] for t in rot)
+        wx, wy, wd = (wids[g][t] for t in rot)
+        # the neighbour's copy of x may be a periodic image of the sliver's: m moves by the same shift
+        shift = coord(X) - coord(faces[k][j] if wx == p else faces[k][(j + 1) % 3])
+        M = faces[k][(j + 2) % 3]
+        if np.any(np.abs(shift) > 1e-3 * edge):
+            extra.append(coord(M) + shift)
+            M = len(v) + len(extra) - 1
+        alive[g] = False
+        for face, wf in (([X, M, D], [wx, m, wd]), ([M, Y, D], [m, wy, wd])):
+            kk = add(face, wf)
+            if zero_area(face):
+                queue.append(kk)  # the neighbour was a sliver too: absorb this half in turn
+        split += 1
+    for k in queue:  # what the budget left
+        if alive[k]:
+            alive[k] = False
+            dropped += 1
+    f_out = np.array([fc for fc, a in zip(faces, alive) if a], dtype=np.int64).reshape(-1, 3)
+    v_out = np.concatenate([v, np.array(extra).reshape(-1, 3)]) if extra else v
+    notes = []
+    if collapsed:
+        notes.append(f"collapsed {collapsed} zero-area faces whose vertices coincide")
+    if split:
+        notes.append(f"absorbed {split} zero-area slivers (collinear vertices) by splitting the neighbour across "
+                     "their long edge")
+    if dropped:
+        notes.append(f"dropped {dropped} zero-area faces that could not be absorbed")
+    return v_out, f_out, notes
 
 
 def _check_region_labels(labels, n_depths: int) -> tuple:
@@ -1010,8 +1180,9 @@ def from_mesh(path, units: str = "um", box=None, permeability=0.0, repair: bool 
         none; tissue about 1e-8 to 1e-5 m/s), acting on both faces of each
         wall (see :func:`walker.survival_probability`).
     repair : bool
-        Fix degenerate/duplicate faces, inverted components, winding and holes
-        instead of refusing the mesh (see :func:`mesh_substrate`).
+        Fix zero-area and duplicate faces, double-sided fins, inverted components, winding and holes
+        (marching-cubes output often has the first three) instead of refusing the mesh (see
+        :func:`mesh_substrate`).
     check_self_intersections : bool
         Refuse meshes whose faces cross.
 
