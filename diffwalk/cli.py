@@ -26,7 +26,8 @@ def _cmd_example(args: argparse.Namespace) -> int:
             print(f"  {name:24s} {lesson_summary(path)}")
         return 0
     try:
-        run_example(args.name, args.output)
+        # the main job keeps its database between runs and reuses it (saying so); --rerun simulates again
+        run_example(args.name, args.output, rerun=args.rerun)
     except KeyError as exc:
         print(f"diffwalk example: {exc.args[0]}", file=sys.stderr)
         return 2
@@ -95,6 +96,72 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fixed_parameters(specs: list[str], models: list[str] | None, scheme, method: str) -> dict[str, dict[str, float]]:
+    """``--fix MODEL.PARAM=VALUE`` arguments as {model: {parameter: value (SI)}}, each checked.
+
+    Parameters
+    ----------
+    specs : list of str
+        The ``--fix`` arguments, e.g. ``["noddi_watson.d_par=1.7e-9"]``.
+    models : list of str or None
+        The ``--models`` list (None: every applicable model).
+    scheme : sequences.Scheme
+        The database's scheme: which models apply to it.
+    method : str
+        The ``--method``; ``"dictionary"`` needs the values its dictionaries are built for.
+
+    Returns
+    -------
+    dict
+        Model name -> parameter name -> value.
+
+    Raises
+    ------
+    ValueError
+        On bad syntax, an unknown model or parameter, a value that is not a finite number inside the
+        parameter's bounds, a model left out by ``--models``, or a dictionary fit missing a value it needs;
+        the message is one line naming the argument.
+    """
+    import math
+
+    import validation
+    from validation.bias import applicable_scheme
+
+    fixed: dict[str, dict[str, float]] = {}
+    for spec in specs:
+        target, eq, text = spec.partition("=")
+        name, dot, param = target.strip().partition(".")
+        if not eq or not dot or not name or not param or not text.strip():
+            raise ValueError(f"--fix {spec}: expected MODEL.PARAM=VALUE in SI units, e.g. noddi_watson.d_par=1.7e-9")
+        model = validation.get_model(name)  # KeyError naming the known models
+        if param not in model.names:
+            raise ValueError(f"--fix {spec}: {name} has no parameter {param!r}; it has {model.names}")
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        par = model.parameters[model.names.index(param)]
+        lo, hi = par.bounds
+        if not math.isfinite(value) or not lo <= value <= hi:
+            # a value in the wrong unit (1.7 for 1.7 um^2/ms) lands outside the bounds: say the SI unit
+            raise ValueError(f"--fix {spec}: {param} must be a number in {par.unit} (SI) within [{lo:g}, {hi:g}]")
+        if models is not None and name not in models:
+            raise ValueError(f"--fix {spec}: {name} is not among --models {','.join(models)}")
+        fixed.setdefault(name, {})[param] = value
+    if method == "dictionary":
+        # a NODDI or ActiveAx dictionary is built for one d_par: say which --fix it needs before any fit runs
+        for name in models or validation.list_models():
+            model = validation.get_model(name)
+            if model.dictionary is None or applicable_scheme(model, scheme)[0] is None:
+                continue
+            missing = [k for k in model.dictionary.required if k not in fixed.get(name, {})]
+            if missing:
+                raise ValueError(f"--method dictionary: the {name} dictionary is built for one value of {missing[0]}; "
+                                 f"add --fix {name}.{missing[0]}=1.7e-9 (SI; the in-vivo value AMICO uses)"
+                                 + ("" if models else f" or leave {name} out with --models"))
+    return fixed
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     import validation
 
@@ -113,10 +180,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             raise ValueError(f"--nrv {spec}: {name} has no parameter {param!r}; it has "
                              f"{validation.get_model(name).names}")
         nrv.append((name, param))
+    fixed = _fixed_parameters(args.fix or [], models, db.scheme, args.method)
     md = report_database(db, args.report, models=models, snr=args.snr or None, repeats=args.repeats,
-                                likelihood=args.likelihood, nrv=nrv, seed=args.seed, n_jobs=args.jobs,
-                                method=args.method,
-                                title=f"validation of {Path(args.database).name}", progress=True)
+                         likelihood=args.likelihood, nrv=nrv, seed=args.seed, n_jobs=args.jobs,
+                         method=args.method, fixed=fixed or None,
+                         title=f"validation of {Path(args.database).name}", progress=True)
     print(f"fitted models to {int(db.done.sum())} row(s); wrote {md} and its figures")
     return 0
 
@@ -131,6 +199,43 @@ def _cmd_show_substrate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``diffwalk sweep --help``: what a sweep spec holds and what it runs
+SWEEP_DESCRIPTION = """\
+Run a parameter sweep: one simulation config plus a [sweep] table, expanded into rows
+(every combination of the [sweep.grid] values, once per seed) and written to one HDF5
+database, row by row. An interrupted sweep is finished by `diffwalk resume DATABASE`."""
+
+#: the example printed under ``diffwalk sweep --help`` (examples/sweep_cylinders.toml, comments cut)
+SWEEP_EXAMPLE = """\
+example spec (examples/sweep_cylinders.toml): 2 radii x 2 ICVFs x 2 seeds = 8 rows
+
+  [substrate]
+  type = "cylinder_lattice"
+  radius = "3 um"            # the grid replaces it
+  icvf = 0.6
+  lattice = "hexagonal"
+
+  [[scheme]]
+  type = "pgse"
+  delta = "10 ms"
+  Delta = "30 ms"
+  bvalues = "0 1000 3000 s/mm^2"
+  directions = 6
+
+  [simulation]
+  n_walkers = 2000
+  n_steps = 10000
+  diffusivity = "2 um^2/ms"
+  seed = 0                   # sweep.seeds replaces it
+
+  [sweep]
+  seeds = [0, 1]             # or a count: seeds = 2 runs seeds 0 and 1
+
+  [sweep.grid]               # "table.key" = [values]; units as in the config
+  "substrate.radius" = ["2 um", "4 um"]
+  "substrate.icvf" = [0.5, 0.6]"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     p = argparse.ArgumentParser(prog="diffwalk", description="Monte Carlo diffusion-MRI simulator and validation suite.")
@@ -141,20 +246,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="example name, or 'all' (default: every example but the long ones, see --list)")
     ex.add_argument("-o", "--output", default="figures", help="output folder (default: ./figures)")
     ex.add_argument("--list", action="store_true", help="list the examples and exit")
+    ex.add_argument("--rerun", action="store_true",
+                    help="simulate again instead of reusing the database an earlier run left (main_job.h5)")
     ex.set_defaults(func=_cmd_example)
     sim = sub.add_parser("simulate", help="run one simulation from a TOML config into an HDF5 database")
-    sim.add_argument("config")
+    sim.add_argument("config", help="TOML config: [substrate], [[scheme]] and [simulation] (see the config "
+                                    "reference, or `diffwalk sweep --help` for an example)")
     sim.add_argument("-o", "--output", required=True, help="output database (.h5)")
     sim.set_defaults(func=_cmd_simulate)
     for name, helptext in (("sweep", "run a parameter sweep from a TOML spec (resumable)"),
                            ("resume", "finish an interrupted sweep from its database")):
-        sp = sub.add_parser(name, help=helptext)
         if name == "sweep":
-            sp.add_argument("spec", help="TOML spec: [substrate], [[scheme]], [simulation] and a [sweep] table "
-                                         "(seeds, [sweep.grid] of 'field' = [values]); see diffwalk/config.py")
+            sp = sub.add_parser(name, help=helptext, description=SWEEP_DESCRIPTION, epilog=SWEEP_EXAMPLE,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+            sp.add_argument("spec", help="TOML spec: a simulation config ([substrate], [[scheme]], [simulation], "
+                                         "as for `diffwalk simulate`) plus a [sweep] table: seeds = [0, 1] (or a "
+                                         "count) and [sweep.grid] of \"table.key\" = [values, ...]; every "
+                                         "combination of grid values runs once per seed, one database row each")
             sp.add_argument("-o", "--output", required=True, help="output database (.h5)")
         else:
-            sp.add_argument("database")
+            sp = sub.add_parser(name, help=helptext)
+            sp.add_argument("database", help="the sweep's database (.h5); its unfinished rows are run")
         grp = sp.add_mutually_exclusive_group()
         grp.add_argument("--local", type=int, metavar="N", help="run on a Dask LocalCluster with N workers")
         grp.add_argument("--scheduler", metavar="ADDR", help="run on the Dask scheduler at ADDR")
@@ -164,31 +276,39 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--jobs", type=int, default=4, help="batch jobs for --jobqueue (default 4)")
         sp.set_defaults(func=_cmd_sweep if name == "sweep" else _cmd_resume)
     info = sub.add_parser("info", help="summarise a database")
-    info.add_argument("database")
+    info.add_argument("database", help="database (.h5) written by simulate or sweep")
     info.set_defaults(func=_cmd_info)
     exp = sub.add_parser("export", help="export a database to npz, NIfTI (+bval/bvec/json) or a Camino scheme")
-    exp.add_argument("database")
+    exp.add_argument("database", help="database (.h5) written by simulate or sweep")
     exp.add_argument("-o", "--output", required=True, help="output path stem")
-    exp.add_argument("--format", choices=("npz", "nifti", "camino"), default="npz")
+    exp.add_argument("--format", choices=("npz", "nifti", "camino"), default="npz",
+                     help="npz: every array in one file; nifti: signals as a 4-D image with .bval, .bvec and "
+                          ".json beside it; camino: the scheme alone")
     exp.set_defaults(func=_cmd_export)
     val = sub.add_parser("validate", help="fit analytic models to a database and report bias against ground truth")
-    val.add_argument("database")
+    val.add_argument("database", help="database (.h5) whose finished rows are fitted")
     val.add_argument("--models", help="comma-separated model names (default: every applicable model)")
     val.add_argument("--snr", type=float, default=50.0, help="SNR of added noise at b=0 (0: no added noise)")
     val.add_argument("--repeats", type=int, default=3, help="noise realisations per row")
-    val.add_argument("--likelihood", choices=("gaussian", "rician"), default="gaussian")
+    val.add_argument("--likelihood", choices=("gaussian", "rician"), default="gaussian",
+                     help="noise added and fitted: Gaussian (least squares) or Rician (maximum likelihood)")
     val.add_argument("--method", default="auto",
-                     choices=("auto", "wls", "ols", "iwls", "lm", "nlls", "ml"),
+                     choices=("auto", "wls", "ols", "iwls", "lm", "nlls", "ml", "dictionary"),
                      help="fitting method where it applies (auto: log-linear WLS for DTI/DKI/QTI, batched "
-                          "Levenberg-Marquardt for the others); the report says which fitted each model")
-    val.add_argument("--seed", type=int, default=0)
+                          "Levenberg-Marquardt for the others; dictionary: NODDI-Watson, ActiveAx and SANDI "
+                          "over precomputed atoms, NODDI and ActiveAx with their d_par given by --fix); the "
+                          "report says which fitted each model")
+    val.add_argument("--fix", action="append", metavar="MODEL.PARAM=VALUE",
+                     help="hold a model parameter at VALUE (SI units) in every fit of that model, e.g. "
+                          "noddi_watson.d_par=1.7e-9; repeatable")
+    val.add_argument("--seed", type=int, default=0, help="seed of the added noise")
     val.add_argument("--jobs", type=int, default=None, help="fitting processes (default: all cores)")
     val.add_argument("--nrv", action="append", metavar="MODEL.PARAM",
                      help="add the NRV landscape of a parameter (first row), e.g. stick_zeppelin.f; repeatable")
     val.add_argument("--report", required=True, help="output folder for report.md and the figures")
     val.set_defaults(func=_cmd_validate)
     show = sub.add_parser("show-substrate", help="draw the substrate of a config")
-    show.add_argument("config")
+    show.add_argument("config", help="TOML config whose [substrate] is drawn")
     show.add_argument("-o", "--output", required=True, help="picture (.png)")
     show.set_defaults(func=_cmd_show_substrate)
     return p

@@ -39,7 +39,7 @@ def quick_mode() -> bool:
 
 
 def check_agreement(what: str, measured, stderr, reference, *, allowance=0.0, reference_error=0.0,
-                    k: float = K_SE) -> float:
+                    k: float = K_SE, unit: str = "") -> float:
     """Assert ``|measured - reference| <= k * stderr + reference_error + allowance`` everywhere.
 
     Parameters
@@ -56,6 +56,9 @@ def check_agreement(what: str, measured, stderr, reference, *, allowance=0.0, re
         The error of the reference itself (truncated series, quadrature), same unit.
     k : float, optional
         Standard errors allowed (default 4.5).
+    unit : str, optional
+        Unit of the compared numbers (SI, e.g. ``"m^2"``), printed after each of them; leave empty for
+        normalised quantities (S / S0, D / D0).
 
     Returns
     -------
@@ -69,9 +72,12 @@ def check_agreement(what: str, measured, stderr, reference, *, allowance=0.0, re
 
     Examples
     --------
-    >>> check_agreement("toy", [1.0, 0.5], [0.01, 0.01], [1.0, 0.51])
+    >>> round(check_agreement("toy", [1.0, 0.5], [0.01, 0.01], [1.0, 0.51]), 4)
     toy: agrees (worst point at 0.22 of the tolerance; max |difference| = 0.01)
-    0.2222222222222222
+    0.2222
+    >>> round(check_agreement("MSD", [6.1e-11], [1e-12], [6e-11], unit="m^2"), 4)
+    MSD: agrees (worst point at 0.22 of the tolerance; max |difference| = 1e-12 m^2)
+    0.2222
     """
     measured, stderr, reference = np.broadcast_arrays(*(np.asarray(a, dtype=float)
                                                         for a in (measured, stderr, reference)))
@@ -79,16 +85,17 @@ def check_agreement(what: str, measured, stderr, reference, *, allowance=0.0, re
     diff = np.abs(measured - reference)
     ratio = diff / np.maximum(tol, 1e-300)
     bad = ~(diff <= tol)
+    u = f" {unit}" if unit else ""  # a bare number of an SI quantity reads as if it were normalised
     worst = int(np.nanargmax(np.where(np.isfinite(ratio), ratio, np.inf))) if ratio.size else 0
     if bad.any():
         raise AssertionError(
             f"{what}: {int(bad.sum())} of {diff.size} points disagree; worst at index {worst}: "
-            f"measured {measured.flat[worst]:.6g} +- {stderr.flat[worst]:.3g} (SE), reference "
-            f"{reference.flat[worst]:.6g}, |difference| {diff.flat[worst]:.3g} > tolerance "
-            f"{np.broadcast_to(tol, diff.shape).flat[worst]:.3g} ({k} SE + reference error + allowance)")
+            f"measured {measured.flat[worst]:.6g}{u} +- {stderr.flat[worst]:.3g}{u} (SE), reference "
+            f"{reference.flat[worst]:.6g}{u}, |difference| {diff.flat[worst]:.3g}{u} > tolerance "
+            f"{np.broadcast_to(tol, diff.shape).flat[worst]:.3g}{u} ({k} SE + reference error + allowance)")
     ratio_max = float(ratio.flat[worst]) if ratio.size else 0.0
     print(f"{what}: agrees (worst point at {ratio_max:.2f} of the tolerance; "
-          f"max |difference| = {diff.max():.3g})")
+          f"max |difference| = {diff.max():.3g}{u})")
     return ratio_max
 
 

@@ -45,7 +45,8 @@ def bias_of_database(db: Database, models=None, **kwargs) -> list[dict]:
     Returns
     -------
     list of dict
-        One entry per (row, model, parameter, noise realisation); ``row`` is the database row.
+        One entry per (row, model, parameter), every noise realisation in its ``estimates``; ``row`` is the
+        database row.
     """
     data = database_signals(db)
     table = validation.bias_table(data.scheme, data.signals, data.ground_truths, data.stderr, models=models,
@@ -55,8 +56,29 @@ def bias_of_database(db: Database, models=None, **kwargs) -> list[dict]:
     return table
 
 
+def database_description(db: Database) -> str:
+    """One sentence on where a report's signals come from: the database, its finished rows, when it was written
+    and how long its rows took to simulate.
+
+    Parameters
+    ----------
+    db : Database
+
+    Returns
+    -------
+    str
+    """
+    w = db.columns["wall_time"][db.done]
+    created = str(db.attrs.get("created", "an unknown date")).replace("T", " ")
+    return (f"Signals from `{Path(db.path).name}`: {int(db.done.sum())} of {db.n_rows} rows finished, written "
+            f"{created}, simulated in {float(w.sum()):.1f} s (sum over rows).")
+
+
 def report_database(db: Database | str | Path, outdir: str | Path, **kwargs) -> Path:
     """Write the validation report (Markdown + PNG) of a database's finished rows.
+
+    The report opens with the verdict (:data:`validation.report.VERDICT_RULES`: median bias, spread and fits on
+    a parameter bound all count) and says which database, written when, it rests on.
 
     Parameters
     ----------
@@ -71,4 +93,6 @@ def report_database(db: Database | str | Path, outdir: str | Path, **kwargs) -> 
     Path
         The Markdown report.
     """
+    db = open_database(db) if isinstance(db, (str, Path)) else db
+    kwargs.setdefault("description", database_description(db))
     return validation.make_report(database_signals(db), outdir, **kwargs)

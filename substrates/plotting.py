@@ -78,7 +78,7 @@ def plot_section(sub: Substrate, z: float | None = None, ax=None, path: str | Pa
         ax.add_collection(LineCollection(segs[:, :, :2] * UM, colors="k", linewidths=0.8))
         ax.set_xlim(lo[0] * UM, hi[0] * UM)
         ax.set_ylim(lo[1] * UM, hi[1] * UM)
-        title = f"section z = {zc * UM:.3g} um ({sub.n_components} components, {len(sub.faces)} faces)"
+        title = f"section z = {zc * UM:.3g} µm ({sub.n_components} components, {len(sub.faces)} faces)"
     elif sub.kind in (CYLINDERS, SPHERES):
         c, r = sub.cells.centers, sub.cells.radii
         if sub.kind == SPHERES:
@@ -102,13 +102,13 @@ def plot_section(sub: Substrate, z: float | None = None, ax=None, path: str | Pa
             ax.axvline(k * L, color="navy")
         ax.set_xlim(-1.2 * L, 2.2 * L)
         ax.set_ylim(-1.2 * L, 2.2 * L)
-        title = f"planes {L:.3g} um apart (local frame: normal along x here)"
+        title = f"planes {L:.3g} µm apart (local frame: normal along x here)"
     elif sub.kind == FREE:
         ax.text(0.5, 0.5, "free space", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title)
     ax.set_aspect("equal")
-    ax.set_xlabel("x (um, substrate frame)")
-    ax.set_ylabel("y (um)")
+    ax.set_xlabel("x (µm, substrate frame)")
+    ax.set_ylabel("y (µm)")
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig, ax
@@ -180,16 +180,16 @@ def plot_substrate(sub: Substrate, z: float | None = None, fig=None, max_faces: 
         for a, setter in enumerate((ax2.set_xlim, ax2.set_ylim, ax2.set_zlim)):
             setter(sub.vertices[:, a].min() * UM, sub.vertices[:, a].max() * UM)
         ax2.set_box_aspect(np.ptp(sub.vertices, axis=0))
-        ax2.set_xlabel("x (um)")
-        ax2.set_ylabel("y (um)")
-        ax2.set_zlabel("z (um)")
+        ax2.set_xlabel("x (µm)")
+        ax2.set_ylabel("y (µm)")
+        ax2.set_zlabel("z (µm)")
         shown = len(np.unique(sub.face_component[idx]))
         ax2.set_title("surface" + (f" ({shown} of {sub.n_components} components shown)"
                                    if shown < sub.n_components else ""))
     else:
         ax2 = fig.add_subplot(1, 2, 2)
         ax2.hist(sub.radii * UM, bins=20, color="#3182bd")
-        ax2.set_xlabel("radius (um)")
+        ax2.set_xlabel("radius (µm)")
         ax2.set_ylabel("count")
         ax2.set_title("radius distribution")
         packing = sub.description.get("packing")

@@ -18,6 +18,7 @@ import pytest
 import sequences as sq
 import substrates as su
 import walker
+from validation import mf_signal
 from walker import cuda_backend
 
 D0 = 2e-9
@@ -169,13 +170,12 @@ def test_cylinder_containment_and_matrix_formalism_on_cuda():
     """Walkers inside a cylinder stay inside (checked every step), and the perpendicular signal follows the
     matrix-formalism reference within 4.5 standard errors plus the step allowance: at 200 steps (RMS step per
     axis 0.21 R) the bias measured on the CPU with 4e5 walkers is 0.0014; the allowance is twice that."""
-    from validation import exact
     R = 3e-6
     scheme = sq.pgse(5e-3, 15e-3, bvalues=[2e9], directions=[[1.0, 0, 0]])
     res = _run(lambda: su.cylinder(R), scheme, "cuda", n_walkers=300, n_steps=200, seed=4, diffusivity=D0,
                check_every_step=True)
     assert res.escapes == 0 and res.reflections > 0
-    ref = exact.mf_signal(scheme, "cylinder", R, D0)
+    ref = mf_signal(scheme, "cylinder", R, D0)
     assert abs(res.signal[0] - ref[0]) <= 4.5 * res.stderr[0] + 0.003
 
 

@@ -70,7 +70,11 @@ def truth_of(model: Model, name: str, gt: dict):
 
 
 def axis_error_deg(model: Model, params: np.ndarray, gt: dict) -> np.ndarray | None:
-    """Angle (degrees) between the fitted fibre direction and the substrate axis."""
+    """Angle (degrees, 0 to 90) between the fitted fibre direction and the substrate axis, one per fit.
+
+    A fibre direction has no sign (n and -n are one axis), so the angle is min(angle, 180 - angle); None when
+    the model has no direction or the ground truth no axis.
+    """
     if not model.orientation or "axis" not in gt:
         return None
     n = axis(params[:, model.orientation[0]], params[:, model.orientation[1]])
@@ -99,7 +103,7 @@ def applicable_scheme(model: Model, scheme):
 
 def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: float | None = 50.0,
                repeats: int = 3, likelihood: str = "gaussian", seed: int = 0, n_jobs: int | None = 1,
-               progress: bool = False, method: str = "auto") -> list[dict]:
+               progress: bool = False, method: str = "auto", fixed: dict | None = None) -> list[dict]:
     """Fit models to signals with added noise and tabulate bias against ground truth.
 
     Parameters
@@ -128,6 +132,9 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
     method : str
         Fitting method (see :func:`validation.fit`) for the models it applies to; the others use "auto".
         Each entry's ``method`` says which one fitted it.
+    fixed : dict, optional
+        Model name -> {parameter name: value (SI)} held fixed in that model's fits, e.g.
+        ``{"noddi_watson": {"d_par": 1.7e-9}}`` (a NODDI or ActiveAx dictionary needs its d_par).
 
     Returns
     -------
@@ -137,7 +144,13 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
         fraction of fits that ended on a parameter bound (``at_bound``: such an
         estimate is the bound, not a measurement), the Monte Carlo standard
         error of the signals and the spread it alone would give the estimate
-        (``mc_sd``), the added noise, and the fitting method.
+        (``mc_sd``), the added noise, and the fitting method. ``estimates`` and
+        ``bound_hits`` list every fit (one per noise realisation) and whether it
+        ended on a bound, for robust summaries (:func:`validation.report.summarise_bias`).
+        ``orientation`` marks the fibre-direction angles (theta, phi): they are
+        never counted at a bound (theta = 0 is the z axis, phi wraps at +-pi);
+        the ``axis_error`` entry (degrees, antipodally symmetric, where the ground
+        truth has an axis) judges the direction instead.
     """
     checked_scheme(scheme)
     signals = np.atleast_2d(np.asarray(signals, dtype=float))
@@ -159,6 +172,11 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
     for name in models or []:
         checked_model(name)
     checked_n_jobs(n_jobs)
+    if fixed is not None and not (isinstance(fixed, dict) and all(isinstance(v, dict) for v in fixed.values())):
+        raise TypeError("fixed must be a dict of model name -> {parameter: value (SI)}, e.g. "
+                        "{'noddi_watson': {'d_par': 1.7e-9}}")
+    for name in fixed or {}:
+        checked_model(name)
     rng = np.random.default_rng(seed)
     rows = []
     for name in models or list_models():
@@ -181,7 +199,7 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
                     Y = Y + noise
             how = method if method in available_methods(model) else "auto"
             res = fit(model, sch, Y, method=how, sigma=sigma, likelihood=likelihood if snr else "gaussian",
-                      n_jobs=n_jobs)
+                      n_jobs=n_jobs, fixed=(fixed or {}).get(name))
             mc = float(np.mean(stderr[r][idx])) if stderr is not None else np.nan
             for j, pname in enumerate(model.names):
                 est = res.params[:, j]
@@ -189,14 +207,20 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
                 lo, hi = model.parameters[j].bounds
                 tol = 1e-6 * (hi - lo) if np.isfinite(hi - lo) else 1e-6 * model.parameters[j].scale
                 sd = float(est.std())
+                # a direction angle on its bound is a valid direction (theta = 0 is the z axis, phi wraps at
+                # +-pi), not an estimate stuck on a constraint: the angular error row judges the direction
+                is_angle = j in (model.orientation or ())
+                hits = np.zeros(est.shape, bool) if is_angle else (est <= lo + tol) | (est >= hi - tol)
                 entry = {"row": r, "model": name, "parameter": pname, "unit": model.parameters[j].unit,
                          "truth": truth, "estimate": float(est.mean()), "sd": sd,
                          # the estimate's spread that the Monte Carlo noise alone would cause, propagated
                          # linearly through the same fits: sd * (MC standard error / added noise)
                          "mc_sd": float(sd * mc / sigma) if snr and np.isfinite(mc) else np.nan,
-                         "at_bound": float(np.mean((est <= lo + tol) | (est >= hi - tol))),
+                         "at_bound": float(np.mean(hits)),
                          "mc_stderr": mc, "snr": snr, "repeats": n_rep, "measurements": len(sch),
-                         "method": res.method}
+                         "method": res.method, "orientation": is_angle,
+                         # every fit, for robust summaries (median, share within a tolerance, bound hits)
+                         "estimates": est.tolist(), "bound_hits": hits.tolist()}
                 if truth is not None:
                     entry["bias"] = float(est.mean() - truth)
                     entry["relative_bias"] = float((est.mean() - truth) / truth) if truth else np.nan
@@ -206,7 +230,8 @@ def bias_table(scheme, signals, ground_truths, stderr=None, models=None, snr: fl
                 rows.append({"row": r, "model": name, "parameter": "axis_error", "unit": "deg", "truth": 0.0,
                              "estimate": float(ang.mean()), "sd": float(ang.std()), "bias": float(ang.mean()),
                              "relative_bias": np.nan, "mc_stderr": mc, "mc_sd": np.nan, "at_bound": 0.0,
-                             "snr": snr, "repeats": n_rep, "measurements": len(sch), "method": res.method})
+                             "snr": snr, "repeats": n_rep, "measurements": len(sch), "method": res.method,
+                             "orientation": False, "estimates": ang.tolist(), "bound_hits": [False] * len(ang)})
         if progress:
             print(f"  fitted {name} to {len(signals)} x {repeats if snr else 1} signals in "
                   f"{time.perf_counter() - t0:.1f} s", flush=True)

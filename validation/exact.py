@@ -4,8 +4,8 @@
 - :func:`gpd_signal`: Gaussian phase approximation for planes, cylinders and
   spheres, for any piecewise-constant waveform (exact double integral per
   eigenmode); :func:`gpd_pgse` is the closed form for rectangular PGSE.
-- :func:`mf_signal`: the matrix formalism (Laplacian eigenfunctions), the
-  near-exact reference for any waveform along a fixed direction.
+- :func:`validation.mf_signal` (module ``matrix_formalism``): the matrix formalism,
+  the near-exact reference for any waveform along a fixed direction, at every pore size.
 - :func:`callaghan_signal`: the narrow-pulse (SGP) eigenfunction series.
 - :func:`restricted_msd`, :func:`mitra_dt`: exact and short-time D(t).
 - :func:`perrins_tortuosity`: long-time diffusivity around periodic cylinder arrays.
@@ -25,9 +25,7 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import special
-from scipy.linalg import expm
 from scipy.optimize import brentq
-from threadpoolctl import threadpool_limits
 
 GEOMETRIES = ("planes", "cylinder", "sphere")
 
@@ -588,145 +586,3 @@ def callaghan_signal(geometry: str, radius: float, diffusivity: float, Delta: fl
                 val += np.sum(w * decay(b**2) * (x * jp) ** 2 / (x**2 - b**2) ** 2)
         out[i] = val
     return out
-
-
-# ------------------------------------------------------ matrix formalism
-@lru_cache(maxsize=16)
-def _mf_matrices(geometry: str, cutoff: float) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (alpha R)^2 and the position matrix <u_a | x/R | u_b> (pore averages)."""
-    nq = int(4 * cutoff) + 200
-    rho, w = np.polynomial.legendre.leggauss(nq)
-    if geometry == "planes":
-        # x/R in [-1, 1]; u_0 = 1, u_n = sqrt(2) cos(n pi (x + 1) / 2)
-        nmax = int(cutoff * 2 / np.pi)
-        n = np.arange(nmax + 1)
-        lam = (n * np.pi / 2) ** 2
-        U = np.cos(np.outer(n, (rho + 1) * np.pi / 2))
-        U[1:] *= np.sqrt(2)
-        B = 0.5 * (U * (w * rho)) @ U.T
-        return lam, B
-    rho = 0.5 * (rho + 1)
-    w = 0.5 * w
-    modes = []  # (order, root)
-    for m in range(int(cutoff) + 2):
-        if geometry == "cylinder":
-            roots = special.jnp_zeros(m, max(1, int(cutoff / np.pi) + 2)) if m > 0 else \
-                np.concatenate([[0.0], special.jnp_zeros(0, int(cutoff / np.pi) + 2)])
-        else:
-            roots = spherical_jn_prime_zeros(m, max(1, int(cutoff / np.pi) + 2))
-            if m == 0:
-                roots = np.concatenate([[0.0], roots])
-        roots = roots[roots <= cutoff]
-        if roots.size == 0 and m > 0:
-            break
-        modes += [(m, r) for r in roots]
-    order = np.array([m for m, _ in modes])
-    root = np.array([r for _, r in modes])
-    if geometry == "cylinder":
-        F = np.array([special.jv(m, r * rho) for m, r in modes])
-        ang = np.where(order == 0, 2 * np.pi, np.pi)
-        norm = np.sqrt(ang / np.pi * (F**2 * (w * rho)).sum(axis=1))
-        F /= norm[:, None]
-        radial = (F * (w * rho**2)) @ F.T
-        mo, mi = np.meshgrid(order, order, indexing="ij")
-        angular = np.where(np.abs(mo - mi) == 1, np.pi / 2 * (1 + (np.minimum(mo, mi) == 0)), 0.0)
-        B = radial * angular / np.pi
-    else:
-        F = np.array([special.spherical_jn(l, r * rho) for l, r in modes])
-        norm = np.sqrt(3 / (4 * np.pi) * 2 * np.pi * 2 / (2 * order + 1) * (F**2 * (w * rho**2)).sum(axis=1))
-        F /= norm[:, None]
-        radial = (F * (w * rho**3)) @ F.T
-        lo, li = np.meshgrid(order, order, indexing="ij")
-        lmin = np.minimum(lo, li)
-        angular = np.where(np.abs(lo - li) == 1, 2 * (lmin + 1) / ((2 * lmin + 1) * (2 * lmin + 3)), 0.0)
-        B = 3 / (4 * np.pi) * 2 * np.pi * radial * angular
-    return root**2, B
-
-
-def mf_signal(scheme, geometry: str, radius: float, diffusivity: float, axis=(0.0, 0.0, 1.0),
-              cutoff: float = 40.0) -> np.ndarray:
-    """Matrix-formalism signal: the near-exact reference for any waveform (fixed direction).
-
-    E = [prod_j exp(-(D Lambda / R^2 + i gamma g_j R B) tau_j)]_00 in the Neumann
-    eigenbasis (Callaghan 1997; Grebenkov 2008), with the gradient component
-    normal to the planes / perpendicular to the cylinder (times free diffusion
-    along it) / along the gradient for the sphere. Each measurement's waveform
-    must keep one direction (PGSE, OGSE, DDE blocks along one axis...).
-
-    Parameters
-    ----------
-    scheme : sequences.Scheme
-        The encoding (gradients in T/m, times in s).
-    geometry : {"planes", "cylinder", "sphere"}
-    radius : float
-        Half-separation (planes) or radius, m.
-    diffusivity : float
-        Free diffusivity in m^2/s.
-    axis : array_like
-        Plane normal or cylinder axis.
-    cutoff : float
-        Keep modes with alpha R <= cutoff (40 gives ~1e-6 for the R1 table).
-
-    Returns
-    -------
-    numpy.ndarray
-        (M,) signals (real part).
-    """
-    _geom(geometry)
-    lam, B = _mf_matrices(geometry, float(cutoff))
-    n = np.asarray(axis, dtype=float)
-    n = n / np.linalg.norm(n)
-    out = np.empty(len(scheme))
-    L = diffusivity * lam / radius**2
-    # one BLAS thread: the matrices are small (tens to hundreds of modes), and a multi-threaded OpenBLAS
-    # spends more time synchronising its threads than computing (121 PGSE signals of a sphere at cutoff 20:
-    # 2.6 s with two threads on two cores, 0.17 s with one)
-    with threadpool_limits(limits=1, user_api="blas"):
-        for m in range(len(scheme)):
-            out[m] = _mf_one(scheme, m, geometry, radius, diffusivity, n, L, B)
-    return out
-
-
-def _mf_one(scheme, m: int, geometry: str, radius: float, diffusivity: float, n: np.ndarray, L: np.ndarray,
-            B: np.ndarray) -> float:
-    """Matrix-formalism signal of measurement ``m`` (see :func:`mf_signal`)."""
-    g = scheme.gradients[m]
-    if geometry == "planes":
-        gs = g @ n
-    else:
-        gv = g - np.outer(g @ n, n) if geometry == "cylinder" else g
-        mag = np.linalg.norm(gv, axis=1)
-        if not np.any(mag > 0):
-            return float(np.exp(-diffusivity * n @ scheme.btensors[m] @ n)) if geometry == "cylinder" else 1.0
-        u = gv[np.argmax(mag)] / mag.max()
-        if np.abs(gv - np.outer(gv @ u, u)).max() > 1e-9 * mag.max():
-            raise ValueError(f"measurement {m}: the restricted gradient changes direction; "
-                             "mf_signal needs a fixed direction (use gpd_signal)")
-        gs = gv @ u
-    # merge runs of equal gradient values into segments; step-averaged samples of a constant lobe
-    # differ in the last bits, so "equal" means within 1e-10 of the peak
-    gmax = np.abs(gs).max()
-    change = np.nonzero(np.abs(np.diff(gs)) > 1e-10 * gmax)[0] + 1
-    bounds = np.concatenate([[0], change, [len(gs)]])
-    v = np.zeros(len(L), dtype=complex)
-    v[0] = 1.0
-    cache: dict[tuple[float, int], np.ndarray] = {}
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        tau = (b - a) * scheme.dt
-        ga = float(np.mean(gs[a:b]))
-        if abs(ga) <= 1e-10 * gmax:  # free evolution: the propagator is diagonal
-            v = np.exp(-L * tau) * v
-            continue
-        key = (round(abs(ga) / gmax, 10), int(b - a))
-        P = cache.get(key)
-        if P is None:
-            A = np.diag(L).astype(complex) + 1j * scheme.gamma * abs(ga) * radius * B
-            P = expm(-A * tau)
-            cache[key] = P
-        # L and B are real: the propagator of -g is the complex conjugate of that of +g
-        v = (P.T if ga > 0 else P.T.conj()) @ v
-    val = v[0].real
-    if geometry == "cylinder":
-        val *= np.exp(-diffusivity * n @ scheme.btensors[m] @ n)
-    return float(val)
-

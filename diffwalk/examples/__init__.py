@@ -1,6 +1,8 @@
 """Built-in examples, runnable with ``diffwalk example NAME`` (each has ``run(outdir)``)."""
 
+import inspect
 from importlib import import_module
+from pathlib import Path
 
 #: name -> (module, one-line description)
 EXAMPLES = {
@@ -23,14 +25,37 @@ EXAMPLES = {
 LONG = {"validation", "exchange", "meshes"}
 
 
-def run_example(name: str, outdir: str):
-    """Run the example or gallery lesson ``name`` ("all" runs every quick example), writing under
-    ``outdir``; returns the written paths."""
+def run_example(name: str, outdir: str | Path, rerun: bool = False) -> list[Path]:
+    """Run a built-in example or a gallery lesson, writing under ``outdir``.
+
+    Parameters
+    ----------
+    name : str
+        An example of :data:`EXAMPLES`, a lesson of the teaching gallery, or "all" (every example but the
+        long ones of :data:`LONG`).
+    outdir : str or Path
+        Output folder.
+    rerun : bool
+        Simulate again instead of reusing the database an earlier run left: passed to the examples that keep
+        one (those whose ``run`` takes ``rerun``, e.g. ``main``); the others simulate every time anyway.
+
+    Returns
+    -------
+    list of Path
+        The written files.
+
+    Raises
+    ------
+    KeyError
+        For an unknown name, listing the examples and lessons.
+    """
     from ..lessons import lesson_paths, run_lesson
     if name == "all":
-        return [p for key in EXAMPLES if key not in LONG for p in run_example(key, outdir)]
+        return [p for key in EXAMPLES if key not in LONG for p in run_example(key, outdir, rerun=rerun)]
     if name in EXAMPLES:
-        return import_module(EXAMPLES[name][0]).run(outdir)
+        run = import_module(EXAMPLES[name][0]).run
+        # only an example with a database has anything to discard
+        return run(outdir, rerun=rerun) if "rerun" in inspect.signature(run).parameters else run(outdir)
     if name in lesson_paths():
         return run_lesson(name, outdir)
     raise KeyError(f"unknown example {name!r}; examples: {', '.join(EXAMPLES)}; "

@@ -80,7 +80,7 @@ def run(outdir: str | Path = "figures", n_walkers: int = 10_000) -> list[Path]:
     D_in = -np.log(base.compartment_signals["intra"]) / B
     D_ex = -np.log(base.compartment_signals["extra"]) / B
     t = DELTAS - DELTA_SMALL / 3
-    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(7, 6.2), layout="constrained")
     colors = ("tab:gray", "tab:blue", "tab:orange", "tab:red")
     for kappa, color in zip(KAPPAS, colors):
         res = results[kappa]
@@ -99,7 +99,9 @@ def run(outdir: str | Path = "figures", n_walkers: int = 10_000) -> list[Path]:
     ax.set(xlabel="diffusion time Δ (ms)", ylabel="signal S/S₀",
            title=f"Permeable spheres R = {R * 1e6:.0f} µm (fcc, 50 %), D = 2 µm²/ms\n"
                  f"PGSE δ = {DELTA_SMALL * 1e3:.0f} ms, b = {B / 1e9:.0f} ms/µm²")
-    ax.legend(fontsize="small")
+    # below the axes: inside, it covered the fast-exchange points at short Delta
+    fig.legend(*ax.get_legend_handles_labels(), fontsize="small", loc="outside lower center", ncol=2,
+               title="Monte Carlo error bars: ± 4.5 SE", title_fontsize="small")
     path = out / "exchange.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

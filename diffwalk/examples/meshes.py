@@ -41,7 +41,7 @@ def run(outdir: str | Path = "figures", n_walkers: int = 4000, n_steps: int = 40
         "packed axons (ICVF 0.75)": substrates.packed_axons(60, mean_radius=1e-6, icvf=0.75, seed=1),
         "straight axons": substrates.undulating_axons(20, mean_radius=1e-6, amplitude=0.0, wavelength=20e-6,
                                                       icvf=0.5, seed=2),
-        "undulating axons (A 2 um)": substrates.undulating_axons(20, mean_radius=1e-6, amplitude=2e-6,
+        "undulating axons (A 2 µm)": substrates.undulating_axons(20, mean_radius=1e-6, amplitude=2e-6,
                                                                  wavelength=20e-6, icvf=0.5, phase="coherent",
                                                                  seed=2),
         "beaded axons": substrates.beaded_axons(12, mean_radius=0.8e-6, bead_amplitude=0.8, bead_spacing=8e-6,
@@ -76,16 +76,18 @@ def run(outdir: str | Path = "figures", n_walkers: int = 4000, n_steps: int = 40
               f"par S(b=1.5) {rz.signal[-1]:.3f} +- {rz.stderr[-1]:.3f}   escapes {rp.escapes + rz.escapes}")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
     for name, (rp, rz) in res.items():
-        line = axes[0].errorbar(b / 1e9, rp.signal, rp.stderr, marker="o", ms=3, label=name)
-        axes[1].errorbar(b_par / 1e9, rz.signal, rz.stderr, marker="o", ms=3, color=line[0].get_color(), label=name)
+        line = axes[0].errorbar(b / 1e9, rp.signal, yerr=rp.stderr, marker="o", ms=3, label=name)
+        axes[1].errorbar(b_par / 1e9, rz.signal, yerr=rz.stderr, marker="o", ms=3, color=line[0].get_color(),
+                         label=name)
     axes[0].set_title("gradient across the axons (x): intra-cellular signal")
     axes[1].set_title("gradient along the axons (z)")
     for ax in axes:
-        ax.set_xlabel("b (ms/um^2)")
-        ax.set_ylabel("signal")
+        ax.set_xlabel("b (ms/µm²)")
+        ax.set_ylabel("signal S/S₀")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    # one key for both panels (same colours); it says what the bars span
+    axes[0].legend(fontsize=8, title="error bars: ± 1 SE (Monte Carlo)", title_fontsize=8)
     fig.suptitle("Undulation lowers the perpendicular signal; beads slow diffusion along the axon")
     p = out / "meshes_signals.png"
     fig.savefig(p, dpi=110)

@@ -59,7 +59,8 @@ def run(outdir: str | Path = "figures", n_walkers: int = 20_000) -> list[Path]:
     ax.set(xlabel="b (s/mm²)", ylabel="signal S/S₀", ylim=(-0.03, 1.03),
            title="PGSE δ = 10 ms, Δ = 30 ms, D = 2 µm²/ms\nR = 5 µm; gradient across the cylinder")
     # below the axes: inside, the legend would cover the Monte Carlo points of one curve or another
-    fig.legend(*ax.get_legend_handles_labels(), fontsize="small", loc="outside lower center", ncol=3)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize="small", loc="outside lower center", ncol=3,
+               title="Monte Carlo error bars: ± 4.5 SE", title_fontsize="small")
     path = out / "restricted.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -57,7 +57,7 @@ width = np.diff(edges)
 p_mc = np.histogram(x, edges)[0] / n_walkers
 p_ref = 0.5 * np.diff(erf(edges / (np.sqrt(2) * sigma)))
 p_se = np.sqrt(p_ref * (1 - p_ref) / n_walkers)
-check_agreement("propagator P(x, t) vs Gaussian", p_mc / width, p_se / width, p_ref / width)
+check_agreement("propagator P(x, t) vs Gaussian", p_mc / width, p_se / width, p_ref / width, unit="1/m")
 
 # %%
 # The mean squared displacement
@@ -68,7 +68,7 @@ msd, msd_se = r2.mean(axis=0), r2.std(axis=0) / np.sqrt(n_walkers)
 # (after one fixed-length step every walker is exactly at distance l, so the spread is zero and only
 # floating-point rounding, allowed for by a relative 1e-9, remains)
 msd_ref = 6 * D * res.record_times
-check_agreement("MSD vs 6 D t", msd, msd_se, msd_ref, allowance=1e-9 * msd_ref)
+check_agreement("MSD vs 6 D t", msd, msd_se, msd_ref, allowance=1e-9 * msd_ref, unit="m^2")
 
 # %%
 # The signal
@@ -87,17 +87,17 @@ xs = np.linspace(edges[0], edges[-1], 200)
 axes[0].plot(xs * 1e6, np.exp(-xs ** 2 / (2 * sigma ** 2)) / np.sqrt(2 * np.pi) / sigma * 1e-6, "k-",
              label="Gaussian, variance 2Dt")
 axes[0].errorbar(centres * 1e6, p_mc / width * 1e-6, yerr=4.5 * p_se / width * 1e-6, fmt="o", ms=3,
-                 color="tab:blue", label=f"Monte Carlo ({n_walkers} walkers)")
+                 color="tab:blue", label=f"Monte Carlo ({n_walkers} walkers), ± 4.5 SE")
 axes[0].set(xlabel="x displacement (µm)", ylabel="P(x, t) (1/µm)", title=f"propagator at t = {t_last * 1e3:.0f} ms")
 ts = np.linspace(0, duration, 50)
 axes[1].plot(ts * 1e3, 6 * D * ts * 1e12, "k-", label="6 D t")
 axes[1].errorbar(res.record_times * 1e3, msd * 1e12, yerr=4.5 * msd_se * 1e12, fmt="o", color="tab:blue",
-                 label="Monte Carlo")
+                 label="Monte Carlo, ± 4.5 SE")
 axes[1].set(xlabel="t (ms)", ylabel="⟨r²⟩ (µm²)", title="mean squared displacement")
 bs = np.linspace(0, b[-1], 100)
 axes[2].semilogy(bs / 1e6, np.exp(-bs * D), "k-", label="exp(-bD)")
 axes[2].errorbar(res.discrete_bvalues / 1e6, res.signal, yerr=4.5 * res.stderr, fmt="o", color="tab:blue",
-                 label="Monte Carlo")
+                 label="Monte Carlo, ± 4.5 SE")
 axes[2].set(xlabel="b (s/mm²)", ylabel="S / S₀ (log scale)", title="PGSE δ = 10 ms, Δ = 30 ms")
 axes[0].set_ylim(top=1.3 * axes[0].get_ylim()[1])      # room for the legend above the peak
 axes[0].legend(fontsize="small", loc="upper left")

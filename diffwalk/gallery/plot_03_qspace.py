@@ -131,7 +131,7 @@ for name, (_, axis, cutoff, _) in cases.items():
     for j in grid_min:
         found.append(minimize_scalar(mf_at, bounds=(q_fine[j - 1], q_fine[j + 1]), args=(name, axis, cutoff),
                                      method="bounded", options={"xatol": 1e2}).x)
-    print(f"{name}: narrow-pulse zeros at q = {np.round(zeros[name] * 1e-6, 4)} 1/um; finite-pulse minima "
+    print(f"{name}: narrow-pulse zeros at q = {np.round(zeros[name] * 1e-6, 4)} 1/µm; finite-pulse minima "
           f"at q = {np.round(np.array(found) * 1e-6, 4)} 1/um (those below 0.35 1/um)")
 
 # %%

@@ -100,7 +100,7 @@ for name, (sub, R, d, sv, _) in pores.items():
     check_agreement(f"{name}: D(t)/D0 vs Mitra (sqrt(D0 t) <= R/5, {short.sum()} times)", Dt[short],
                     Dt_se[short], mitra[short], reference_error=(D0 * t[short] / R ** 2) ** 1.5,
                     allowance=allowance[short])
-    print(f"{name}: S/V = {sv * 1e-6:.3f} 1/um; at t = {t[0] * 1e3:.3f} ms D/D0 = {Dt[0]:.4f} +- {Dt_se[0]:.4f}, "
+    print(f"{name}: S/V = {sv * 1e-6:.3f} 1/µm; at t = {t[0] * 1e3:.3f} ms D/D0 = {Dt[0]:.4f} +- {Dt_se[0]:.4f}, "
           f"exact {exact[0]:.4f}, Mitra {mitra[0]:.4f}; free would be 1")
 
 # %%
@@ -142,10 +142,10 @@ geometry = [Line2D([], [], color=c, lw=6, alpha=0.7) for *_, c in pores.values()
 styles = [Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", ls="--"),
           Line2D([], [], color="k", marker="o", ls="none")]
 axd["D"].legend(geometry + styles, [f"{name}, R = {R * 1e6:g} µm" for name, (_, R, *_) in pores.items()]
-                + ["exact eigenmode series", "Mitra short-time limit", "Monte Carlo"],
+                + ["exact eigenmode series", "Mitra short-time limit", "Monte Carlo, ± 4.5 SE"],
                 fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 0.16))
 axd["res"].axhline(0, color="k", lw=0.8)
-axd["res"].set(xscale="log", xlim=axd["D"].get_xlim(), xlabel="t (ms)", ylabel="MC − exact",
+axd["res"].set(xscale="log", xlim=axd["D"].get_xlim(), xlabel="t (ms)", ylabel="MC − exact (bars ± 4.5 SE)",
                title="shaded: discretisation allowance 0.08 ℓ (S/V)/d (× R²/D₀t beyond R²/D₀)")
 axd["sv"].set(xlabel="√(D₀ t) (µm)", ylabel="1 − D(t) / D₀", xlim=(0, None), ylim=(0, None),
               title="short times: 1 − D/D₀ ≈ 4 (S/V) √(D₀t) / (3d√π)")
@@ -153,7 +153,7 @@ axd["sv"].legend(geometry + [Line2D([], [], color="k", ls=":"), Line2D([], [], c
                              Line2D([], [], color="k", ls="-"), Line2D([], [], color="k", marker="o", ls="none")],
                  [f"{name}: slope ∝ (S/V)/d = {sv / d * 1e-6:.2f} µm⁻¹"
                   for name, (_, R, d, sv, _) in pores.items()]
-                 + ["S/V term only", "with curvature (Mitra)", "exact series", "Monte Carlo"],
+                 + ["S/V term only", "with curvature (Mitra)", "exact series", "Monte Carlo, ± 4.5 SE"],
                  fontsize="small", loc="lower right")
 fig.suptitle("Restricted diffusion at short times: the surface-to-volume ratio sets how fast D(t) falls "
              "(error bars: 4.5 standard errors)")

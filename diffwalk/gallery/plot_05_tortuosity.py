@@ -191,7 +191,7 @@ for lattice, color, marker, fmax in (("hexagonal", "tab:blue", "o", 0.85), ("squ
             label=f"Perrins et al. 1979, {lattice}")
     pts = np.array([(f, *cyl[lat, f][:2]) for (lat, f) in cyl if lat == lattice])
     ax.errorbar(pts[:, 0], pts[:, 1], yerr=4.5 * pts[:, 2], fmt=marker, color=color, ms=6, capsize=3,
-                label=f"Monte Carlo, {lattice}")
+                label=f"Monte Carlo, {lattice}, ± 4.5 SE")
 ax.plot(fs, 1 / (1 + fs), "k--", lw=1, label="Maxwell-Garnett 1/(1+f)\n(Hashin-Shtrikman upper bound)")
 ax.plot(fs, 1 - fs, "k:", lw=1.2, label="1 - f (differential EMT,\nNODDI's tortuosity model)")
 ax.set(xlabel="intra-cellular volume fraction f", ylabel="D∞ / D₀", ylim=(0.2, 1.02), xlim=(0, 0.8),
@@ -204,9 +204,9 @@ ax.plot(fs3, maxwell(fs3), color="tab:green", label="Maxwell 1873: 2/(2+f)")
 ax.plot(fs3, rayleigh_sc(fs3), color="tab:green", ls=":", label="+ Rayleigh 1892 octupole term\n(simple cubic)")
 ax.plot(fs3, np.sqrt(1 - fs3), "k:", lw=1.2, label="(1-f)^½ (differential EMT)")
 ax.errorbar(f_sph[ok], est_s[ok], yerr=4.5 * se_s[ok], fmt="^", color="tab:green", ms=7, capsize=3,
-            label="Monte Carlo, checked vs Maxwell")
+            label="Monte Carlo, checked vs Maxwell, ± 4.5 SE")
 ax.errorbar(f_sph[~ok], est_s[~ok], yerr=4.5 * se_s[~ok], fmt="^", mfc="white", color="tab:green", ms=7,
-            capsize=3, label="Monte Carlo, f > 0.2: not checked")
+            capsize=3, label="Monte Carlo, f > 0.2: not checked, ± 4.5 SE")
 ax.axvspan(0.2, 0.5, color="0.92", zorder=0)
 ax.text(0.35, 0.985, "Maxwell only\napproximate here", ha="center", va="top", fontsize="small")
 ax.set(xlabel="sphere volume fraction f", ylabel="D∞ / D₀", ylim=(0.68, 1.0), xlim=(0, 0.5),
@@ -216,9 +216,9 @@ ax.legend(fontsize="small", loc="lower left")
 ax = axes[2]
 tt = t_lag * D0 / a_sq**2
 ax.errorbar(tt, cum_m, yerr=4.5 * cum_se, fmt="o", ms=3.5, color="tab:gray", capsize=2,
-            label="MSD / 4t (cumulative)")
+            label="MSD / 4t (cumulative), ± 4.5 SE")
 ax.errorbar(tt, slope_m, yerr=4.5 * slope_se, fmt="s", ms=3.5, color="tab:orange", capsize=2,
-            label="[MSD(2t) - MSD(t)] / 4t (slope)")
+            label="[MSD(2t) - MSD(t)] / 4t (slope), ± 4.5 SE")
 ax.axhline(ref_sq, color="tab:orange", label="Perrins, square f = 0.6")
 ax.axhline(1 / 1.6, color="k", ls="--", lw=1, label="Maxwell-Garnett")
 ax.axvspan(TAU, tt[-1] + 0.02, color="0.92", zorder=0)

@@ -206,11 +206,11 @@ ax = axes[0]
 tt = np.geomspace(0.25, t[-1], 200)
 ax.axvspan(0.25 * ms, 1.0 * ms, color="0.9", zorder=0)
 ax.errorbar(t * ms, D_hex, yerr=4.5 * D_hex_se, fmt="s", ms=4, color="tab:blue", capsize=2,
-            label="Monte Carlo, hexagonal array")
+            label="Monte Carlo, hexagonal array, ± 4.5 SE")
 ax.plot(tt * ms, perrins + c_hex_offset / tt, color="tab:blue", lw=1, label="D∞ + c/4t (D∞: Perrins, c fitted)")
 ax.axhline(perrins, color="tab:blue", ls=":", lw=1.2, label=f"Perrins D∞ = {perrins:.3f} D₀")
 ax.errorbar(t * ms, D_rand, yerr=4.5 * D_rand_se, fmt="o", ms=4, color="tab:red", capsize=2,
-            label="Monte Carlo, random packing")
+            label="Monte Carlo, random packing, ± 4.5 SE")
 ax.plot(tt[tt <= 1.0] * ms, law(c_rand, tt[tt <= 1.0]), color="tab:red", lw=1.5,
         label="D∞ + A ln(t/t_c)/t, fitted (shaded range)")
 ax.plot(tt[tt >= 1.0] * ms, law(c_rand, tt[tt >= 1.0]), color="tab:red", lw=1.5, ls="--",
@@ -232,10 +232,10 @@ tail_rand_se = jackknife_se([t * (y / t - c[0]) for y, c in zip(y_rand_jk, c_ran
 late = t >= 0.25 - 1e-9
 ax.axvspan(0.25 * ms, 1.0 * ms, color="0.9", zorder=0)
 ax.errorbar(t[late] * ms, tail_hex[late], yerr=4.5 * tail_hex_se[late], fmt="s", ms=4, color="tab:blue",
-            capsize=2, label="hexagonal array: flat (c/4, no logarithm)")
+            capsize=2, label="hexagonal array: flat (c/4, no logarithm), ± 4.5 SE")
 ax.axhline(c_hex_offset * um2, color="tab:blue", lw=1)
 ax.errorbar(t[late] * ms, tail_rand[late], yerr=4.5 * tail_rand_se[late], fmt="o", ms=4, color="tab:red",
-            capsize=2, label="random packing")
+            capsize=2, label="random packing, ± 4.5 SE")
 ax.plot(tt[tt <= 1.0] * ms, (c_rand[1] * np.log(tt[tt <= 1.0]) + c_rand[2]) * um2, color="tab:red", lw=1.5,
         label=f"A ln(t/t_c): A = {c_rand[1] * um2:.3f} µm²,  t_c = {t_c * ms:.2f} ms")
 ax.plot(tt[tt >= 1.0] * ms, (c_rand[1] * np.log(tt[tt >= 1.0]) + c_rand[2]) * um2, color="tab:red", lw=1.5,

@@ -161,12 +161,12 @@ ax.plot(fs, spectrum_D(fs), "k", lw=1, alpha=0.5, label="D(ω)/D₀ (a pure tone
 ax.plot(dense_periods / SIGMA, dense_adc, ".-", color="tab:blue", lw=1.5, ms=4,
         label="GPA for these cos-OGSE (20-ms lobes)")
 ax.errorbar(freqs, adc, yerr=4.5 * adc_se, fmt="o", color="tab:blue", ms=6, capsize=3,
-            label=f"Monte Carlo, sphere R = {R * 1e6:.0f} µm")
+            label=f"Monte Carlo, sphere R = {R * 1e6:.0f} µm, ± 4.5 SE")
 fm = fs[fs >= 40]
 ax.plot(fm, mitra(fm), "--", color="tab:red", label="1 − √(D₀/ω)/(√2 R)  (Mitra; Novikov & Kiselev)")
 ax.axhline(1.0, color="0.3", lw=1)
 ax.errorbar(freqs, adc_free, yerr=4.5 * adc_free_se, fmt="s", color="0.3", ms=5, capsize=3,
-            label="Monte Carlo, free water (D₀ at every f)")
+            label="Monte Carlo, free water (D₀ at every f), ± 4.5 SE")
 ax.set(xscale="log", xlim=(20, 2000), ylim=(0, 1.17), xlabel="OGSE frequency f (Hz)",
        ylabel="ADC / D₀ = −ln S / (b D₀)", title=f"ADC of cosine OGSE at b = {B / 1e6:.0f} s/mm²")
 ax.legend(fontsize="small", loc="lower right")

@@ -195,7 +195,7 @@ mfa_true = np.sqrt(1.5) * np.linalg.norm(lam - lam.mean()) / np.linalg.norm(lam)
 # the estimator's own bias (truncating the cumulant series at b^3 over this b range) is what it gives
 # on the exact signals; that is the allowance
 bias = abs(mfa_est_exact - mfa_true)
-print(f"max |ln E_perp| (STE) = {np.abs(ln_perp_ste).max():.1e}; D_perp = {D_perp * 1e9:.2e} um^2/ms; true micro-FA {mfa_true:.5f}; estimator on exact signals "
+print(f"max |ln E_perp| (STE) = {np.abs(ln_perp_ste).max():.1e}; D_perp = {D_perp * 1e9:.2e} µm^2/ms; true micro-FA {mfa_true:.5f}; estimator on exact signals "
       f"{mfa_est_exact:.5f}; Monte Carlo {mfa_mc:.4f} +- {mfa_se:.4f} (SE)")
 check_agreement("micro-FA from LTE - STE vs the cylinder's FA", mfa_mc, mfa_se, mfa_true, allowance=bias)
 
@@ -222,7 +222,7 @@ ax.set(xlabel="b (s/mm²)", ylabel="powder-averaged S / S₀ (log scale)",
 ax.set_yticks([0.15, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0])
 ax.yaxis.set_major_formatter(plt.ScalarFormatter())
 ax.yaxis.set_minor_formatter(plt.NullFormatter())
-ax.legend(fontsize="small", loc="lower left")
+ax.legend(fontsize="small", loc="lower left", title="MC: Monte Carlo, bars ± 4.5 SE", title_fontsize="small")
 
 ax = axes[1]
 exact_d = np.log(np.sqrt(np.pi / (4 * bs * D)) * erf(np.sqrt(bs * D))) + bs * MD
@@ -242,7 +242,7 @@ ax.text(0.03, 0.58, f"sticks: μFA = {mfa_mc:.3f} ± {4.5 * mfa_se:.3f} (MC, 4.5
         f"fit on exact signals: {mfa_est_exact:.4f}",
         transform=ax.transAxes, va="top", fontsize="small",
         bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
-ax.legend(fontsize="small", loc="upper left")
+ax.legend(fontsize="small", loc="upper left", title="MC: Monte Carlo, bars ± 4.5 SE", title_fontsize="small")
 fig.suptitle(f"Thin cylinders (R = {R * 1e6:g} µm, D = {D * 1e9:g} µm²/ms) in all directions vs an isotropic "
              f"medium: powder averages, error bars 4.5 SE")
 plt.show()

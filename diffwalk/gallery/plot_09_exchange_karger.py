@@ -109,7 +109,7 @@ for kappa in KAPPAS:
     assert res.escapes == 0
 tau_mc, tau_se, tau_ref = map(np.array, (tau_mc, tau_se, tau_ref))
 check_agreement("mean residence time vs R/(2 kappa) + R^2/(8 D_i)", tau_mc, tau_se, tau_ref,
-                allowance=0.01 * tau_ref)
+                allowance=0.01 * tau_ref, unit="s")
 
 # %%
 # Equilibrium: a uniform start stays uniform
@@ -167,7 +167,7 @@ for kappa, color, shift in zip(KAPPAS, ("tab:blue", "tab:orange", "tab:red"), (-
             "-", color=color, label=f"Kärger, κ = {kappa * 1e6:g} µm/s (τ_ex = {tau_ex * 1e3:.0f} ms)")
     # (points shifted by <= 0.8 ms so that the error bars do not hide each other)
     ax.errorbar(times * 1e3 + shift, sig[kappa], yerr=4.5 * sig_se[kappa], fmt="o", ms=4, capsize=2, color=color)
-ax.errorbar([], [], yerr=[], fmt="o", color="k", ms=4, label=f"Monte Carlo ({n_walkers} + {n_walkers} walkers)")
+ax.errorbar([], [], yerr=[], fmt="o", color="k", ms=4, label=f"Monte Carlo ({n_walkers} + {n_walkers} walkers), ± 4.5 SE")
 ax.set(xlabel="diffusion time t (ms)", ylabel="narrow-pulse signal S / S₀",
        title=f"gradient along permeable cylinders, b = {B / 1e6:.0f} s/mm²", xlim=(0, T_END * 1e3 * 1.02))
 ax.text(0.02, 0.04, f"Kärger regime: κR/D_i ≤ {KAPPAS.max() * R / D_I:.2f} (barrier-limited), τ_i ≥ "
@@ -183,7 +183,7 @@ ks = np.geomspace(KAPPAS.min() / 1.5, KAPPAS.max() * 1.5, 100)
 ax.loglog(ks * 1e6, (R / (2 * ks) + R**2 / (8 * D_I)) * 1e3, "k-", label="exact: R/(2κ) + R²/(8 D_i)")
 ax.loglog(ks * 1e6, R / (2 * ks) * 1e3, "k--", lw=0.8, label="barrier term V/(κS) = R/(2κ)")
 ax.errorbar(KAPPAS * 1e6, tau_mc * 1e3, yerr=4.5 * tau_se * 1e3, fmt="o", color="tab:blue",
-            label="Monte Carlo (first crossings)")
+            label="Monte Carlo (first crossings), ± 4.5 SE")
 ax.set_xticks(KAPPAS * 1e6, [f"{k * 1e6:g}" for k in KAPPAS])
 ax.set_yticks(tau_ref * 1e3, [f"{t * 1e3:.0f}" for t in tau_ref])
 ax.minorticks_off()

@@ -165,11 +165,11 @@ for j, (inf, name) in enumerate(((msd_in_inf, "in the undulation plane"), (msd_o
     mesh = 2 * (2 * A * eps + eps**2) if j == 0 else 0.0 * A
     allow = mesh[:, None] + ref * np.exp(-t / tau[:, None]) + 0.005 * ref
     check_agreement(f"long-time MSD across the fibres, {name}, vs 2 Var(position)", msd_mc[j][valid],
-                    msd_se[j][valid], ref[valid], allowance=allow[valid])
+                    msd_se[j][valid], ref[valid], allowance=allow[valid], unit="m^2")
 # the straight fibre (A = 0) is an exact cylinder at every time
 msd_cyl = validation.restricted_msd("cylinder", r, D, t)
 check_agreement("straight fibre: MSD vs exact cylinder at all times", msd_mc[:, 0], msd_se[:, 0],
-                np.broadcast_to(msd_cyl, (2, len(t))), allowance=0.005 * msd_cyl)
+                np.broadcast_to(msd_cyl, (2, len(t))), allowance=0.005 * msd_cyl, unit="m^2")
 
 # %%
 # The narrow-pulse signal across the fibres, and the apparent radius of a straight cylinder
@@ -216,11 +216,11 @@ for f in range(len(A)):
     J = (cylinder_E(q, R_th[f] + dR) - cylinder_E(q, R_th[f] - dR)) / (2 * dR)   # dE/dR
     R_allow[f] = np.sum(np.abs(J / (J @ J)) * E_allow[f])                        # |dR/dE_i| a_i
 check_agreement("apparent radius (straight-cylinder fit) vs the long-time theory", R_mc, R_se, R_th,
-                allowance=R_allow)
+                allowance=R_allow, unit="m")
 callaghan_T = validation.callaghan_signal("cylinder", R_th.max(), D, T, q, n_roots=10, n_orders=10)
 print("straight-cylinder model at the largest radius: |Callaghan(Delta = 20 ms) - long-time limit| =",
       f"{np.abs(callaghan_T - cylinder_E(q, R_th.max())).max():.1e}")
-print("apparent radius (um): MC", np.round(R_mc * 1e6, 3), "SE", np.round(R_se * 1e6, 3), "allowance", np.round(R_allow * 1e6, 3), "theory", np.round(R_th * 1e6, 3),
+print("apparent radius (µm): MC", np.round(R_mc * 1e6, 3), "SE", np.round(R_se * 1e6, 3), "allowance", np.round(R_allow * 1e6, 3), "theory", np.round(R_th * 1e6, 3),
       "thin-fibre sqrt(2A^2 + r^2)", np.round(np.sqrt(2 * A**2 + r**2) * 1e6, 3))
 
 # %%
@@ -243,7 +243,7 @@ ax.errorbar(t * 1e3, msd_mc[1, -1] * 1e12, yerr=4.5 * msd_se[1, -1] * 1e12, fmt=
 ax.plot([], [], "k--", lw=1.5, marker="|", ms=10, mew=2, label="long-time limit 2 Var(x), asserted from t = 5 τ")
 ax.set_xscale("log")
 ax.set(xlabel="t (ms)", ylabel="⟨Δx²⟩ across the fibres (µm²)", title="MSD across the fibres")
-ax.legend(fontsize="x-small", loc="upper left")
+ax.legend(fontsize="x-small", loc="upper left", title="points: Monte Carlo ± 4.5 SE", title_fontsize="x-small")
 
 ax = axes[1]
 qs = np.linspace(0.01, 1.25, 100) * 1e6
@@ -256,7 +256,7 @@ ax.plot([], [], "-", color="0.3", label="undulating tube, t → ∞ (theory)")
 ax.plot([], [], ":", color="0.3", lw=1.5, label="fitted straight cylinder")
 ax.set(xlabel="q = γGδ (rad/µm)", ylabel="E(q), gradient in the undulation plane", ylim=(0, 1.02),
        title=f"Narrow-pulse signal at t = {T * 1e3:g} ms")
-ax.legend(fontsize="x-small", loc="lower left")
+ax.legend(fontsize="x-small", loc="lower left", title="points: Monte Carlo ± 4.5 SE", title_fontsize="x-small")
 
 ax = axes[2]
 As = np.linspace(0, 1.6, 17) * 1e-6
@@ -264,7 +264,7 @@ R_line = np.array([fit_radius(tube_moments(a, q)[2]) for a in As])
 ax.plot(As * 1e6, R_line * 1e6, "-", color="tab:purple", label="long-time theory (same fit)")
 ax.plot(As * 1e6, np.sqrt(2 * As**2 + r**2) * 1e6, "--", color="0.4", label="thin fibre: √(2A² + r²)")
 ax.axhline(r * 1e6, color="k", lw=0.8, ls=":", label=f"true radius r = {r * 1e6:g} µm")
-ax.errorbar(A * 1e6, R_mc * 1e6, yerr=4.5 * R_se * 1e6, fmt="o", color="tab:purple", label="Monte Carlo fit")
+ax.errorbar(A * 1e6, R_mc * 1e6, yerr=4.5 * R_se * 1e6, fmt="o", color="tab:purple", label="Monte Carlo fit, ± 4.5 SE")
 ax.set(xlabel="undulation amplitude A (µm)", ylabel="apparent radius R_app (µm)", ylim=(0, 2.8),
        title="A straight-cylinder fit sees a thicker fibre")
 ax.legend(fontsize="x-small", loc="upper left")

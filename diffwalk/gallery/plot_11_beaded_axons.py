@@ -191,7 +191,7 @@ ax.axhline(D_inf / D0, color="k", ls=":", label=f"D∞ = D0/(⟨A⟩⟨1/A⟩) =
 ax.semilogx(ts * 1e3, fj_curve / D0, "k-", label="Fick-Jacobs (1-D, mesh A(z))")
 ax.semilogx(ts * 1e3, rr_curve / D0, "k--", lw=0.8, label="with Reguera-Rubí D(z) (allowance)")
 ax.errorbar(times * 1e3, D_mc / D0, yerr=4.5 * D_se / D0, fmt="o", color="tab:blue", ms=4, capsize=2,
-            label=f"Monte Carlo ({n_walkers} walkers)")
+            label=f"Monte Carlo ({n_walkers} walkers), ± 4.5 SE")
 ax.set(xlabel="diffusion time t (ms)", ylabel="axial D(t) / D0 = ⟨Δz²⟩ / (2 D0 t)",
        title="axial diffusivity inside beaded axons", xlim=(times[0] * 0.8e3, times[-1] * 1.25e3), ylim=(0.7, 1.08))
 ax.legend(fontsize="small", loc="upper right")
@@ -202,7 +202,7 @@ ax.plot(x, fj_curve / D0, "k-", label="Fick-Jacobs")
 ax.plot(x, rr_curve / D0, "k--", lw=0.8, label="with Reguera-Rubí D(z)")
 ax.plot(x, D_inf / D0 + (fj_curve[-1] - D_inf) / D0 * ts[-1] / ts, "k:", label="D∞ + C / (2t)")
 ax.errorbar(1e-3 / times[late], D_mc[late] / D0, yerr=4.5 * D_se[late] / D0, fmt="o", color="tab:blue", ms=4,
-            capsize=2, label="Monte Carlo")
+            capsize=2, label="Monte Carlo, ± 4.5 SE")
 ax.set(xlabel="1 / t (1/ms)", ylabel="D(t) / D0", xlim=(0, 1.05e-3 / t_valid), ylim=(0.74, 0.9),
        title="periodic beads: a straight line in 1/t")
 ax.text(0.03, 0.04, "random beads: straight in 1/√t instead\n(Lee et al. 2020)", transform=ax.transAxes,
@@ -219,5 +219,5 @@ plt.show()
 # tail would be :math:`\propto t^{-1/2}` (Fieremans et al. 2016, NeuroImage 129:414 give its finite-pulse
 # PGSE form, which ``validation`` does not implement yet).
 print("walk:", res.summary().splitlines()[0])
-print("ground truth bead amplitude / spacing:", sub.ground_truth()["bead_amplitude"],
+print("ground truth bead amplitude / spacing (m):", sub.ground_truth()["bead_amplitude"],
       sub.ground_truth()["bead_spacing"])

@@ -109,7 +109,7 @@ mix_mc = f_n * neur_mc + f_s * soma_mc
 mix_se = np.hypot(f_n * neur_se, f_s * soma_se)          # independent walkers in the two runs
 mix_ref = f_n * neur_ref + f_s * soma_ref
 check_agreement("neurites + soma mixture vs exact", mix_mc, mix_se, mix_ref, reference_error=1e-6 + 3e-5)
-print("radius attenuation of the 1 um cylinder (exact / stick) at the highest b:",
+print("radius attenuation of the 1 µm cylinder (exact / stick) at the highest b:",
       np.round(neur_ref[-1] / stick[-1], 4))
 print("sphere, GPA - MF:", np.round(soma_gpa - soma_ref, 4))
 
@@ -150,7 +150,8 @@ for name, (m, e) in mc.items():
                 label=f"MC {name}" if name != "mix" else "MC mixture")
 ax.set(xlabel="b (s/mm²)", ylabel="powder-averaged S / S₀", ylim=(3e-3, 1.3),
        title="Neurites decay as 1/√b, somas much faster")
-ax.legend(fontsize="x-small", loc="lower left", ncol=2)
+ax.legend(fontsize="x-small", loc="lower left", ncol=2, title="MC: Monte Carlo, bars ± 4.5 SE",
+          title_fontsize="x-small")
 
 ax = axes[1]
 scale, scale_s = np.sqrt(4 * b * D / np.pi), np.sqrt(4 * bs * D / np.pi)
@@ -166,7 +167,8 @@ for name, ref, label in (("neurite", neur_s, "neurite (cylinder), exact"), ("som
 ax.plot(bms, gpa_s * scale_s, ":", color=colours["soma"], lw=2, label="soma, GPA")
 ax.set(xlabel="b (s/mm²)", ylabel="S̄ · √(4bD/π)", xlim=(0, 10.5e3), ylim=(0, 1.1),
        title="Divided by the stick asymptote √(π/4bD)")
-ax.legend(fontsize="x-small", loc="upper right", bbox_to_anchor=(1.0, 0.85))
+ax.legend(fontsize="x-small", loc="upper right", bbox_to_anchor=(1.0, 0.85),
+          title="points: Monte Carlo ± 4.5 SE", title_fontsize="x-small")
 fig.suptitle(f"Powder-averaged PGSE signals (δ = {delta * 1e3:g} ms, Δ = {Delta * 1e3:g} ms, "
              f"D = {D * 1e9:g} µm²/ms): lines exact, points Monte Carlo with 4.5-SE error bars")
 plt.show()

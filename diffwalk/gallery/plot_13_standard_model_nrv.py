@@ -76,7 +76,7 @@ signals = {name: model.signal(s, [truth])[0] for name, s in protocols.items()}
 for name, s in protocols.items():
     fit = validation.fit(model, s, signals[name][None], fixed=fixed)
     assert fit.residual[0] < 1e-9, (name, fit.residual)
-    print(f"{name}: noise-free fit residual {fit.residual[0]:.1e}, D_a = {fit['D_a'][0] * 1e9:.4f} um^2/ms")
+    print(f"{name}: noise-free fit residual {fit.residual[0]:.1e}, D_a = {fit['D_a'][0] * 1e9:.4f} µm^2/ms")
 
 # %%
 # The other branch: D_a below D_e_par
@@ -95,7 +95,7 @@ for name, s in protocols.items():
     N = len(s)
     excess[name] = N * fit.residual[0] ** 2 / ((N - n_free) * SIGMA**2)
     one_sd = np.sqrt(2 / (N - n_free))
-    print(f"{name}: best tissue with D_a = {DA_ALT * 1e9} um^2/ms has f = {alt[name][0]:.2f}, "
+    print(f"{name}: best tissue with D_a = {DA_ALT * 1e9} µm^2/ms has f = {alt[name][0]:.2f}, "
           f"D_e_par = {alt[name][2] * 1e9:.2f} um^2/ms; NRV excess {excess[name]:.4f} "
           f"(one acquisition's NRV SD {one_sd:.3f})")
 assert alt["LTE only"][2] > DA_ALT                        # the other branch: D_a < D_e_par
@@ -159,7 +159,7 @@ ax.legend(fontsize="small", loc="upper left")
 ax = axes[1]
 for L, name, color in ((lte_l, "LTE only", "tab:blue"), (ste_l, "LTE + STE", "tab:red")):
     ax.errorbar(L.grid * 1e9, L.nrv, yerr=4.5 * L.expected_sd, fmt="o-", ms=4, capsize=2, color=color,
-                label=f"{name}: mean NRV of {repeats} noisy copies")
+                label=f"{name}: mean NRV of {repeats} noisy copies, ± 4.5 SD of the mean")
     ax.axhspan(L.minimum, L.minimum + 2 * L.expected_sd, color=color, alpha=0.12,
                label=f"{name}: valley, NRV ≤ minimum + 2 SD")
 ax.axhline(1.0, color="0.5", lw=0.8)

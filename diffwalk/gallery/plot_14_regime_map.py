@@ -57,7 +57,7 @@ def d_min(G):
     return (768 / 7 * sigma_bar * D0 / (GAMMA**2 * DELTA_SMALL * np.asarray(G) ** 2)) ** 0.25
 
 
-print("resolution limit d_min (um) at G =", G_MAP * 1e3, "mT/m:", np.round(d_min(G_MAP) * 1e6, 2))
+print("resolution limit d_min (µm) at G =", G_MAP * 1e3, "mT/m:", np.round(d_min(G_MAP) * 1e6, 2))
 perp = sequences.pgse(DELTA_SMALL, DELTA_BIG, gradient_strength=G_MAP, directions=[1, 0, 0])
 model = validation.get_model("cylinder_gpd")                          # parameters R, D, theta, phi
 FIXED = {"D": D0, "theta": 0.0, "phi": 0.0}                           # axis along z
@@ -127,7 +127,7 @@ for d in D_MC:
     r_exact, _ = invert(mf_mc[d], np.arange(G_MAP.size))
     check_agreement(f"cylinder d = {d * 1e6:g} um: radius fitted to MC vs truth", r_fit * 1e6,
                     mc_se[d] / np.abs(slope) * 1e6, d / 2 * 1e6, reference_error=np.abs(r_exact - d / 2) * 1e6,
-                    allowance=0.01 * (1 - mf_mc[d]) / np.abs(slope) * 1e6)
+                    allowance=0.01 * (1 - mf_mc[d]) / np.abs(slope) * 1e6, unit="µm")
 
 # %%
 # The regime map: fitted radius with noise, over diameter x gradient strength
@@ -188,7 +188,7 @@ ax.loglog(dd * 1e6, 7 / 48 * GAMMA**2 * Gmax**2 * DELTA_SMALL * (dd / 2) ** 4 / 
           label="Neuman limit (7/48) γ²G²δR⁴/D0")
 ax.loglog(D_MAP * 1e6, [1 - mf[d][-1] for d in D_MAP], "s", mfc="none", color="k", label="matrix formalism (exact)")
 ax.errorbar(D_MC * 1e6, [1 - mc[d][-1] for d in D_MC], yerr=[4.5 * mc_se[d][-1] for d in D_MC], fmt="o",
-            color="tab:blue", label=f"Monte Carlo ({n_walkers} walkers)")
+            color="tab:blue", label=f"Monte Carlo ({n_walkers} walkers), ± 4.5 SE")
 ax.axhline(sigma_bar, color="tab:red", lw=1, label=f"σ̄ = z/(SNR √n) = {sigma_bar:.4f}")
 ax.axvline(d_min(Gmax) * 1e6, color="tab:red", ls=":", label=f"d_min = {d_min(Gmax) * 1e6:.2f} µm")
 ax.set(xlabel="axon diameter d (µm)", ylabel="attenuation 1 - S", ylim=(1e-5, 1.5),

@@ -77,7 +77,7 @@ for i, h in enumerate(h_values):
     check_agreement(f"sphere, rho a / D = {h:g}: b = 0 decay vs the exact Robin series", res.signal, res.stderr,
                     exact, allowance=allowance)
     runs[h] = (rho, te, res.signal, res.stderr, res.ground_truth["surface_relaxation_rate"]["intra"])
-    print(f"rho a/D = {h:5g}: rho = {rho * 1e6:8.3g} um/s, rho S/V = {3 * rho / a:8.3g} 1/s, "
+    print(f"rho a/D = {h:5g}: rho = {rho * 1e6:8.3g} µm/s, rho S/V = {3 * rho / a:8.3g} 1/s, "
           f"slowest mode {1 / tau:8.3g} 1/s, {res.provenance['substeps']} sub-steps")
 
 # %%

@@ -130,9 +130,9 @@ bx.semilogy(tt * 1e3, [np.sum(f * np.exp(-t * np.diag(R2))) for t in tt], "k-",
 bx.semilogy(tt * 1e3, [np.sum(scipy.linalg.expm((K - R2) * t) @ f) for t in tt], "-", color="tab:red", lw=1,
             label=f"three-site exchange, κ = {kappa * 1e6:g} µm/s")
 bx.errorbar(te * 1e3, res.signal, yerr=4.5 * res.stderr, fmt="o", ms=4, capsize=2, color="k",
-            label="Monte Carlo, impermeable")
+            label="Monte Carlo, impermeable, ± 4.5 SE")
 bx.errorbar(te * 1e3, res_x.signal, yerr=4.5 * res_x.stderr, fmt="s", ms=4, capsize=2, color="tab:red",
-            label="Monte Carlo, permeable")
+            label="Monte Carlo, permeable, ± 4.5 SE")
 bx.set(xlabel="echo time TE (ms)", ylabel="b = 0 signal", title="relaxation with and without exchange")
 bx.legend(fontsize="small")
 cx.plot(te * 1e3, mwf_true, "k-", label="ground truth (no exchange)")

@@ -60,7 +60,7 @@ morph = substrates.read_swc(path)
 cell = substrates.from_swc(path, resolution=0.3e-6)          # grid spacing of the mesher, m
 sv = cell.component_area[0] / cell.component_volume[0]      # the mesh's own S/V, 1/m
 print(morph.summary())
-print(f"mesh: {len(cell.faces)} faces, volume {cell.component_volume[0] * 1e18:.0f} um^3, "
+print(f"mesh: {len(cell.faces)} faces, volume {cell.component_volume[0] * 1e18:.0f} µm^3, "
       f"S/V = {sv * 1e-6:.3f} 1/um")
 
 # %%
@@ -138,7 +138,7 @@ cx = fig.add_subplot(grid[2])
 bb = np.linspace(0, b.max(), 100)
 cx.semilogy(bb * 1e-9, np.exp(-bb * D0), "k:", label="free diffusion")
 cx.errorbar(b * 1e-9, S_mean, yerr=4.5 * S_se, fmt="o-", color="tab:purple", capsize=2,
-            label="neuron, direction average")
+            label="neuron, direction average, ± 4.5 SE")
 cx.set(xlabel="b (ms/µm²)", ylabel="signal", ylim=(1e-3, 1.1), title="PGSE δ = 5 ms, Δ = 20 ms")
 cx.legend(fontsize="small")
 fig.suptitle("A neuron from an SWC morphology: mesh, short-time S/V, and signal")

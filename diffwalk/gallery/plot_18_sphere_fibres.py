@@ -49,7 +49,7 @@ for i, s in enumerate(spacings):
     res = walker.simulate(chain(s), pg, n_walkers=n_walkers, diffusivity=D0, n_steps=n_steps, seed=80 + i)
     assert res.escapes == 0
     runs[s] = res
-    print(f"spacing {s:4} R: neck radius {R * math.sqrt(1 - (s / 2) ** 2) * 1e6:.3f} um, "
+    print(f"spacing {s:4} R: neck radius {R * math.sqrt(1 - (s / 2) ** 2) * 1e6:.3f} µm, "
           f"signal at b = 4 ms/um^2: {res.signal[-1]:.4f} +- {res.stderr[-1]:.4f} (cylinder {exact[-1]:.4f})")
 
 # %%
@@ -92,7 +92,7 @@ colors = plt.cm.viridis(np.linspace(0, 0.85, len(spacings)))
 bb = np.linspace(0, pg.bvalues.max(), 100)
 for (s, res), col in zip(runs.items(), colors):
     bx.errorbar(pg.bvalues * 1e-9, res.signal, yerr=4.5 * res.stderr, fmt="o", ms=4, capsize=2, color=col,
-                label=f"spheres {s:g} R apart")
+                label=f"spheres {s:g} R apart, ± 4.5 SE")
 bx.plot(pg.bvalues * 1e-9, exact, "k-", label="cylinder (matrix formalism)")
 bx.set(xlabel="b (ms/µm²)", ylabel="signal across the chain", title="PGSE δ = 10 ms, Δ = 20 ms, R = 4 µm")
 bx.legend(fontsize="small")

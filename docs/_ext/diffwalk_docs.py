@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import re
 from pathlib import Path
 
 from docutils.statemachine import StringList
@@ -100,31 +101,76 @@ def _escape(text: str) -> str:
     return text.replace("*", r"\*").replace("`", r"\`")
 
 
+#: a command-line option inside help text (``--fix``, ``-vv``); the lookbehind keeps ranges such as 0--1 out
+_OPTION = re.compile(r"(?<![\w`-])(--?[A-Za-z][\w-]*)")
+
+
+def _help_text(text: str) -> str:
+    """Help text as reST: escaped, with every option in literal markup.
+
+    Plain ``--fix`` in running text is turned into an en dash by Sphinx's smart quotes; a literal is not.
+    """
+    out = []
+    # `diffwalk sweep --help` in the help text is a command: one literal, not an escaped quote around one
+    for k, part in enumerate(re.split(r"`([^`]+)`", text)):
+        out.append(_literal(part) if k % 2 else _OPTION.sub(lambda m: f"``{m.group(1)}``", _escape(part)))
+    return "".join(out)
+
+
+def _argument_rows(sp: argparse.ArgumentParser) -> tuple[list[list[str]], list[list[str]]]:
+    """(positional, optional) rows of one subcommand's tables: [argument, meaning, default]."""
+    positional, optional = [], []
+    for act in sp._actions:
+        if isinstance(act, argparse._HelpAction):
+            continue
+        if not act.help:
+            # the page promises every argument: an undocumented one is a bug in build_parser
+            raise ValueError(f"{sp.prog}: argument {act.dest!r} has no help text")
+        choices = f" (one of {', '.join(map(str, act.choices))})" if act.choices else ""
+        if not act.option_strings:
+            optional_note = " (optional)" if act.nargs in ("?", "*") else ""
+            default = repr(act.default) if act.nargs in ("?", "*") and act.default is not None else ""
+            positional.append([_literal(act.metavar or act.dest), _help_text(act.help + choices) + optional_note,
+                               _literal(default)])
+            continue
+        flag = ", ".join(act.option_strings)
+        if act.metavar:
+            flag += f" {act.metavar}"
+        # "is", not "in": a default of 0 (--seed) equals False and was left out
+        default = "" if act.default is None or act.default is False or act.default == argparse.SUPPRESS \
+            else repr(act.default)
+        required = " (required)" if act.required else ""
+        optional.append([_literal(flag), _help_text(act.help + choices) + required, _literal(default)])
+    return positional, optional
+
+
 def cli_lines() -> list[str]:
     """reST for every subcommand of the ``diffwalk`` command line."""
     from diffwalk.cli import build_parser
 
     parser = build_parser()
     lines = ["Usage::", "", *("    " + ln for ln in parser.format_usage().strip().splitlines()), ""]
-    lines += _escape(parser.description or "").splitlines() + [""]
+    lines += _help_text(parser.description or "").splitlines() + [""]
     subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {a.dest: a.help for a in subs._choices_actions}
     for name, sp in subs.choices.items():
         title = f"diffwalk {name}"
-        lines += [title, "-" * len(title), "", _escape(helps.get(name) or ""), "", "::", ""]
+        lines += [title, "-" * len(title), "", _help_text(helps.get(name) or ""), "", "::", ""]
         lines += ["    " + ln for ln in sp.format_usage().strip().splitlines()] + [""]
-        rows = []
-        for act in sp._actions:
-            if isinstance(act, argparse._HelpAction):
-                continue
-            flag = ", ".join(act.option_strings) or act.dest
-            if act.metavar and act.option_strings:
-                flag += f" {act.metavar}"
-            default = "" if act.default in (None, False, argparse.SUPPRESS) or not act.option_strings \
-                else repr(act.default)
-            choices = f" (one of {', '.join(map(str, act.choices))})" if act.choices else ""
-            rows.append([_literal(flag), _escape((act.help or "") + choices), _literal(default)])
-        lines += _table(["argument", "meaning", "default"], rows, "25 60 15")
+        if sp.description:
+            lines += _help_text(" ".join(sp.description.split())).splitlines() + [""]
+        positional, optional = _argument_rows(sp)
+        if positional:
+            lines += ["Positional arguments:", ""]
+            lines += _table(["argument", "meaning", "default"], positional, "25 60 15")
+        if optional:  # `diffwalk info` has none; an empty list-table is a reST error
+            lines += ["Options:", ""]
+            lines += _table(["option", "meaning", "default"], optional, "25 60 15")
+        if sp.epilog:
+            # the epilog is preformatted (an example file): a literal block keeps its layout and its quotes
+            head, _, body = sp.epilog.partition("\n")
+            lines += [_help_text(head.rstrip(":")) + ":", "", "::", ""]
+            lines += ["    " + ln if ln.strip() else "" for ln in body.strip("\n").splitlines()] + [""]
     return lines
 
 
