@@ -4,7 +4,8 @@ The ``diffwalk`` command line (:mod:`diffwalk.cli`), TOML configurations with
 units (:mod:`diffwalk.config`), HDF5 ground-truth databases
 (:mod:`diffwalk.database`), resumable sweeps serially or on Dask
 (:mod:`diffwalk.sweep`), the glue from databases to validation reports
-(:mod:`diffwalk.validate`) and the built-in examples (:mod:`diffwalk.examples`).
+(:mod:`diffwalk.validate`), training sets for learned estimators
+(:mod:`diffwalk.training`) and the built-in examples (:mod:`diffwalk.examples`).
 
 The engine and the science live below it: :mod:`sequences` (schemes),
 :mod:`substrates` (geometry), :mod:`walker` (the Monte Carlo engine) and
@@ -22,7 +23,9 @@ from .config import Job, load, parse_job
 from .quantities import ConfigError
 from .database import Database, DatabaseError, PartsFolder, open_database
 from .sweep import resume, run_sweep
+from .training import TrainingSet, add_noise, training_set, write_training_set
 from .validate import bias_of_database, database_signals, report_database
 
 __all__ = ["open_database", "Database", "DatabaseError", "PartsFolder", "run_sweep", "resume", "load",
-           "parse_job", "Job", "ConfigError", "bias_of_database", "database_signals", "report_database"]
+           "parse_job", "Job", "ConfigError", "bias_of_database", "database_signals", "report_database",
+           "training_set", "TrainingSet", "add_noise", "write_training_set"]

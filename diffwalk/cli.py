@@ -36,7 +36,7 @@ def _cmd_example(args: argparse.Namespace) -> int:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from .sweep import run_sweep
-    db = run_sweep(Path(args.config).read_text(), args.output, is_sweep=False)
+    db = run_sweep(Path(args.config).read_text(), args.output, is_sweep=False, base_dir=Path(args.config).parent)
     return _cmd_info(argparse.Namespace(database=db))
 
 
@@ -53,7 +53,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     cluster, address = _scheduler(args)
     try:
         db = run_sweep(Path(args.spec).read_text(), args.output, local=args.local, scheduler=address,
-                       gpus=args.gpus)
+                       gpus=args.gpus, base_dir=Path(args.spec).parent)
     finally:
         if cluster is not None:
             cluster.close()
@@ -87,6 +87,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         paths = [export_npz(db, stem.with_suffix(".npz"))]
     elif args.format == "nifti":
         paths = export_nifti(db, stem)
+    elif args.format in ("training", "zarr"):
+        from .training import training_set, write_training_set
+        labels = args.labels.split(",") if args.labels else None
+        paths = [write_training_set(training_set(db, labels=labels),
+                                    stem.with_suffix(".npz" if args.format == "training" else ".zarr"))]
     else:
         out = stem.with_suffix(".scheme")
         with atomic_output(out) as tmp:
@@ -193,7 +198,7 @@ def _cmd_show_substrate(args: argparse.Namespace) -> int:
     import substrates
 
     from . import config as cfgmod
-    job = cfgmod.parse_job(cfgmod.load(args.config))
+    job = cfgmod.parse_job(cfgmod.load(args.config), Path(args.config).parent)
     substrates.plot_section(job.substrate, path=args.output)
     print(f"wrote {args.output}")
     return 0
@@ -281,9 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="export a database to npz, NIfTI (+bval/bvec/json) or a Camino scheme")
     exp.add_argument("database", help="database (.h5) written by simulate or sweep")
     exp.add_argument("-o", "--output", required=True, help="output path stem")
-    exp.add_argument("--format", choices=("npz", "nifti", "camino"), default="npz",
+    exp.add_argument("--format", choices=("npz", "nifti", "camino", "training", "zarr"), default="npz",
                      help="npz: every array in one file; nifti: signals as a 4-D image with .bval, .bvec and "
-                          ".json beside it; camino: the scheme alone")
+                          ".json beside it; camino: the scheme alone; training (.npz) or zarr (.zarr, needs "
+                          "zarr): finished rows as signals and named labels for learned estimators")
+    exp.add_argument("--labels", metavar="NAMES", default=None,
+                     help="training/zarr: comma-separated labels (ground-truth keys, nested ones dotted, or swept "
+                          "parameters; default: every numeric ground-truth value and swept parameter)")
     exp.set_defaults(func=_cmd_export)
     val = sub.add_parser("validate", help="fit analytic models to a database and report bias against ground truth")
     val.add_argument("database", help="database (.h5) whose finished rows are fitted")

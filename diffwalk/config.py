@@ -33,8 +33,13 @@ Every dimensional value carries its unit; unknown keys are errors.
 from __future__ import annotations
 
 import copy
+import difflib
+import hashlib
 import itertools
+import json
+import threading
 import tomllib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +48,12 @@ import numpy as np
 import sequences
 import substrates
 
-from .quantities import SI_UNIT, ConfigError, format_si, parse_quantity
+from .quantities import SI_UNIT, UNITS, ConfigError, format_si, parse_quantity
 
-# field kinds: a dimension name (unit-bearing), or "float", "int" (>= 0), "count" (>= 1), "str", "vector", "bool",
-# "floats", "directions"
+# field kinds: a dimension name (unit-bearing; "length*": one or several values, an array; "length+": one value, or
+# several where the generator takes one per item, e.g. per axon), or "float", "int" (>= 0), "count" (>= 1), "str",
+# "vector", "bool", "floats", "ints", "directions", "points" (a list of "x y z unit" texts), "path" (a file, relative
+# to the config file)
 SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
     "free": {},
     "planes": {"spacing": "length", "normal": "vector", "permeability": "permeability",
@@ -66,10 +73,47 @@ SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
                          "fvf": "float", "gamma_shape": "float", "seed": "int", "length": "length",
                          "resolution": "float", "permeability": "permeability|surfaces",
                          "relaxivity": "relaxivity|surfaces"},
+    # generated and imported substrates: the keys are the generator's own keyword arguments (its docstring is the
+    # reference), so that a config, a sweep and a Python call name a parameter alike
+    "packed_axons": {"n_axons": "count", "mean_radius": "length", "icvf": "float", "shape": "float",
+                     "radii": "length*", "seed": "int", "permeability": "permeability|sides", "as_mesh": "bool",
+                     "length": "length", "resolution": "float", "dispersion": "float", "min_gap": "length",
+                     "arrangement": "str", "clustering": "float", "relaxivity": "relaxivity"},
+    "undulating_axons": {"n_axons": "count", "mean_radius": "length", "amplitude": "length+",
+                         "wavelength": "length", "icvf": "float", "shape": "str", "gamma_shape": "float",
+                         "radii": "length*", "periods": "count", "phase": "str", "seed": "int",
+                         "resolution": "float", "permeability": "permeability|sides", "relaxivity": "relaxivity"},
+    "beaded_axons": {"n_axons": "count", "mean_radius": "length", "bead_amplitude": "float",
+                     "bead_spacing": "length", "spacing": "str", "bead_width": "length", "icvf": "float",
+                     "gamma_shape": "float", "radii": "length*", "n_beads": "count", "seed": "int",
+                     "resolution": "float", "permeability": "permeability|sides", "relaxivity": "relaxivity"},
+    "somas_with_neurites": {"n_cells": "count", "soma_radius": "length", "soma_radius_sd": "length",
+                            "neurites": "int", "neurite_radius": "length", "neurite_length": "length",
+                            "volume_fraction": "float", "fillet": "length", "seed": "int", "resolution": "length",
+                            "permeability": "permeability|sides", "max_tries": "count",
+                            "relaxivity": "relaxivity"},
+    "sphere_chain_axons": {"n_axons": "count", "mean_radius": "length", "gamma_shape": "float", "icvf": "float",
+                           "spacing": "float", "length": "length", "bead_amplitude": "float",
+                           "bead_wavelength": "length", "undulation": "length", "undulation_wavelength": "length",
+                           "radii": "length*", "seed": "int"},
+    "sphere_union": {"centers": "points", "radii": "length*", "box": "length*", "fibre": "ints", "file": "path",
+                     "units": "str"},
+    "from_swc": {"path": "path", "units": "str", "radius_scale": "float", "min_radius": "length",
+                 "prune": "length", "resample": "length", "resolution": "length", "n_cells": "count",
+                 "box": "length+", "seed": "int", "gap": "length", "permeability": "permeability|sides",
+                 "relaxivity": "relaxivity", "trees": "str"},
+    "from_mesh": {"path": "path", "units": "str", "box": "length*", "permeability": "permeability|sides",
+                  "repair": "bool", "check_self_intersections": "bool", "relaxivity": "relaxivity"},
 }
+#: [substrate] types built by calling a substrates generator with the parsed table as keyword arguments
+GENERATORS = {"packed_axons": substrates.packed_axons, "undulating_axons": substrates.undulating_axons,
+              "beaded_axons": substrates.beaded_axons, "somas_with_neurites": substrates.somas_with_neurites,
+              "sphere_chain_axons": substrates.sphere_chain_axons, "from_swc": substrates.from_swc,
+              "from_mesh": substrates.from_mesh}
 REQUIRED_SUBSTRATE = {"planes": {"spacing"}, "cylinder": {"radius"}, "cylinder_lattice": {"radius", "icvf"},
                       "packed_cylinders": {"n", "gamma_shape", "gamma_scale", "icvf"}, "sphere": {"radius"},
-                      "sphere_lattice": {"radius", "volume_fraction"}, "myelinated_axons": {"n", "mean_radius"}}
+                      "sphere_lattice": {"radius", "volume_fraction"}, "myelinated_axons": {"n", "mean_radius"},
+                      "sphere_union": {"box"}, "from_swc": {"path"}, "from_mesh": {"path"}}
 SCHEME_FIELDS: dict[str, dict[str, str]] = {
     "pgse": {"delta": "time", "Delta": "time", "bvalues": "bvalue*", "gradient_strength": "gradient*",
              "directions": "directions", "ramp_time": "time", "echo_time": "time"},
@@ -93,6 +137,8 @@ KAPPA_HELP = ("membrane permeability kappa; a table {outward = ..., inward = ...
               "direction", "0 m/s")
 RHO_HELP = ("surface relaxivity rho of the walls (both faces); the b = 0 signal then decays "
             "(Brownstein-Tarr)", "0 m/s")
+SEED_HELP = ("seed of the generator (radii, positions, phases): rows with the same [substrate] table share one "
+             "substrate", "0")
 #: What each config key means and its default ("required" where it has none), for the config reference in the
 #: documentation (docs/_ext/diffwalk_docs.py) and ``diffwalk`` users; units come from the field kinds above.
 FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
@@ -143,6 +189,112 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "permeability": ("permeability of both surfaces, or a table {inner = ..., outer = ...} (axon membrane, "
                          "sheath surface)", "0 m/s"),
         "relaxivity": ("surface relaxivity of both surfaces, or a table {inner = ..., outer = ...}", "0 m/s")},
+    "substrate.packed_axons": {
+        "n_axons": ("number of axons", "100"),
+        "mean_radius": ("mean of the Gamma distribution of radii", "1 um"),
+        "icvf": ("intra-axonal volume fraction to reach, 0-1", "0.75"),
+        "shape": ("Gamma shape of the radii (larger: narrower)", "4"),
+        "radii": ("radii to use instead of drawing them, one per axon", "drawn"),
+        "seed": SEED_HELP,
+        "permeability": KAPPA_HELP,
+        "as_mesh": ("build the cylinders as a watertight mesh instead of exact cylinders", "false"),
+        "length": ("box length along z (as_mesh), or the axon length (dispersion)", "10 mean radii"),
+        "resolution": ("relative radius error of the mesh (as_mesh or dispersion)", "0.01"),
+        "dispersion": ("orientation dispersion index ODI in (0, 1) of a Watson distribution about z: finite "
+                       "capsules packed in 3-D", "none (parallel)"),
+        "min_gap": ("smallest gap between two axon surfaces", "2 % of the mean radius"),
+        "arrangement": ('"random", "clustered" or "hexagonal"', '"random"'),
+        "clustering": ('square-well depth in kT for arrangement = "clustered"', "0"),
+        "relaxivity": RHO_HELP},
+    "substrate.undulating_axons": {
+        "n_axons": ("number of axons", "100"),
+        "mean_radius": ("mean inner radius (Gamma-distributed)", "1 um"),
+        "amplitude": ("undulation amplitude A, one value or one per axon", "1 um"),
+        "wavelength": ("undulation wavelength (the box is periods wavelengths long)", "20 um"),
+        "icvf": ("intra-axonal volume fraction to reach, 0-1", "0.6"),
+        "shape": ('centre-line shape, "sinusoid" or "helix"', '"sinusoid"'),
+        "gamma_shape": ("Gamma shape of the radii", "4"),
+        "radii": ("inner radii instead of drawing them, one per axon", "drawn"),
+        "periods": ("wavelengths along the box", "1"),
+        "phase": ('"random" (phase and plane per axon) or "coherent" (shared)', '"random"'),
+        "seed": SEED_HELP,
+        "resolution": ("relative radius error of the mesh", "0.02"),
+        "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
+    "substrate.beaded_axons": {
+        "n_axons": ("number of axons", "20"),
+        "mean_radius": ("mean shaft (minimum) radius r0 (Gamma-distributed)", "1 um"),
+        "bead_amplitude": ("relative swelling a: beads reach r0 (1 + a)", "0.5"),
+        "bead_spacing": ("mean distance between beads", "10 um"),
+        "spacing": ('bead placement, "periodic" or "random"', '"periodic"'),
+        "bead_width": ("Gaussian width of random beads", "bead_spacing / 6"),
+        "icvf": ("intra-axonal volume fraction to reach, 0-1", "0.5"),
+        "gamma_shape": ("Gamma shape of the shaft radii", "4"),
+        "radii": ("shaft radii instead of drawing them, one per axon", "drawn"),
+        "n_beads": ("beads per axon along the box (the box is n_beads bead_spacing long)", "4"),
+        "seed": SEED_HELP,
+        "resolution": ("relative radius error of the mesh", "0.02"),
+        "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
+    "substrate.somas_with_neurites": {
+        "n_cells": ("number of cells (soma + radial neurites)", "12"),
+        "soma_radius": ("mean soma radius", "4 um"),
+        "soma_radius_sd": ("standard deviation of the soma radius", "0.8 um"),
+        "neurites": ("neurites per cell (0: bare somas, exact spheres)", "3"),
+        "neurite_radius": ("neurite radius", "0.75 um"),
+        "neurite_length": ("length of each neurite beyond the soma surface", "4 um"),
+        "volume_fraction": ("intra-cellular volume fraction to reach, 0-1", "0.15"),
+        "fillet": ("radius of the smooth join between soma and neurite (0: a sharp crease)", "neurite_radius / 2"),
+        "seed": SEED_HELP,
+        "resolution": ("grid spacing of the mesher", "neurite_radius / 3"),
+        "permeability": KAPPA_HELP,
+        "max_tries": ("random placements tried per cell", "5000"),
+        "relaxivity": RHO_HELP},
+    "substrate.sphere_chain_axons": {
+        "n_axons": ("number of axons (chains of overlapping spheres, no mesh)", "20"),
+        "mean_radius": ("mean axon radius (Gamma-distributed)", "1 um"),
+        "gamma_shape": ("Gamma shape of the radii", "4"),
+        "icvf": ("fraction of the cross-section the axons' widest circles cover, 0-1", "0.5"),
+        "spacing": ("distance between sphere centres, in axon radii (0-1.5)", "0.5"),
+        "length": ("period along z", "10 mean radii"),
+        "bead_amplitude": ("relative radius swing of the beads (0: none)", "0"),
+        "bead_wavelength": ("distance between beads", "8 um"),
+        "undulation": ("amplitude of the centre line's undulation (0: straight)", "0 m"),
+        "undulation_wavelength": ("wavelength of the undulation", "20 um"),
+        "radii": ("axon radii instead of drawing them, one per axon", "drawn"),
+        "seed": SEED_HELP},
+    "substrate.sphere_union": {
+        "centers": ('sphere centres, a list of "x y z unit" texts (["5 5 0 um", "5 5 1 um"])', "required, or file"),
+        "radii": ("sphere radii, one per centre", "required, or file"),
+        "box": ("periodic box, three lengths", "required"),
+        "fibre": ("fibre each sphere belongs to, a list of whole numbers", "all one fibre"),
+        "file": ("text file of spheres instead of centers/radii, one a line: x y z radius [fibre] (spaces or "
+                 "commas; # comments); a path relative to the config file", "none"),
+        "units": ('length unit of the file: "um", "nm", "mm" or "m"', '"um"')},
+    "substrate.from_swc": {
+        "path": ("SWC morphology file, relative to the config file", "required"),
+        "units": ('length unit of the file: "um", "nm", "mm" or "m"', '"um"'),
+        "radius_scale": ("factor applied to every radius", "1"),
+        "min_radius": ("radii below this (after radius_scale) are raised to it", "none: a radius <= 0 is refused"),
+        "prune": ("drop terminal branches shorter than this", "none"),
+        "resample": ("re-sample unbranched sections at this node spacing", "none"),
+        "resolution": ("grid spacing of the mesher", "a quarter of the smallest radius"),
+        "n_cells": ("copies of the cell in box, each randomly rotated", "1"),
+        "box": ("periodic box, one length or three (needed for n_cells > 1 and extra-cellular space)",
+                "none: a lone cell"),
+        "seed": ("seed of the copies' rotations and positions", "0"),
+        "gap": ("least distance between two cells' surfaces", "0.5 um"),
+        "permeability": ("membrane permeability kappa (needs a box), or a table {outward = ..., inward = ...}",
+                         "0 m/s"),
+        "relaxivity": RHO_HELP,
+        "trees": ('a file with several trees: "largest", "all" or "error"', '"largest"')},
+    "substrate.from_mesh": {
+        "path": ("closed triangle mesh (PLY, STL, OBJ, OFF), relative to the config file", "required"),
+        "units": ('length unit of the file: "um", "nm", "mm" or "m"', '"um"'),
+        "box": ("periodic box, three lengths", "none: not periodic"),
+        "permeability": KAPPA_HELP,
+        "repair": ("fix zero-area and duplicate faces, fins, winding and holes instead of refusing the mesh",
+                   "false"),
+        "check_self_intersections": ("refuse meshes whose faces cross", "true"),
+        "relaxivity": RHO_HELP},
     "scheme.pgse": {
         "delta": ("gradient pulse duration", "required"),
         "Delta": ("time between the onsets of the two pulses", "required"),
@@ -197,7 +349,7 @@ def _split_table(kind: str) -> tuple[str, str | None]:
 
 def base_kind(kind: str) -> str:
     """The dimension or plain kind of a schema field kind ("bvalue*" -> "bvalue", "time|compartments" -> "time")."""
-    return _split_table(kind)[0].rstrip("*")
+    return _split_table(kind)[0].rstrip("*+")
 
 
 def _value(kind: str, value, field: str):
@@ -209,10 +361,30 @@ def _value(kind: str, value, field: str):
             raise ConfigError(f"{field} = {value!r}: give one value or a table {example} with keys among "
                               f"{list(keys)}; unknown {sorted(unknown)}, missing {sorted(missing)}")
         return {k: _value(kind, v, f"{field}.{k}") for k, v in value.items()}
-    many = kind.endswith("*")
-    kind = kind.rstrip("*")
+    many, one_or_many = kind.endswith("*"), kind.endswith("+")
+    kind = kind.rstrip("*+")
     if kind in ("time", "length", "diffusivity", "bvalue", "gradient", "frequency", "permeability", "relaxivity"):
+        if one_or_many:
+            # one value stays a number, so that a sweep over it stores its SI value in the database
+            out = parse_quantity(value, kind, field, many=True)
+            return float(out[0]) if out.size == 1 else out
         return parse_quantity(value, kind, field, many=many)
+    if kind == "points":
+        rows = [parse_quantity(v, "length", field, many=True) if isinstance(v, str) else None
+                for v in (value if isinstance(value, list) else [])]
+        if not rows or any(r is None or r.shape != (3,) for r in rows):
+            raise ConfigError(f"{field} = {value!r}: expected a list of points, each \"x y z unit\" "
+                              "(e.g. [\"5 5 0 um\", \"5 5 1.5 um\"])")
+        return np.array(rows)
+    if kind == "ints":
+        vals = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals):
+            raise ConfigError(f"{field} = {value!r}: expected a list of whole numbers >= 0")
+        return np.array(vals, dtype=np.int64)
+    if kind == "path":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{field} = {value!r}: expected a file path (text, relative to the config file)")
+        return value
     if kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{field} = {value!r}: expected a plain number (no unit)")
@@ -250,13 +422,19 @@ def _value(kind: str, value, field: str):
     raise AssertionError(kind)
 
 
-def _section(raw: dict, allowed: dict[str, str], name: str, required: set[str] = frozenset()) -> dict:
+def _section(raw: dict, allowed: dict[str, str], name: str, required: set[str] = frozenset(),
+             title: str | None = None) -> dict:
+    title = title or f"[{name}]"
     unknown = set(raw) - set(allowed)
     if unknown:
-        raise ConfigError(f"[{name}]: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+        # a misspelt key is the usual cause: name the nearest allowed one
+        near = {k: difflib.get_close_matches(k, list(allowed), n=1) for k in sorted(unknown)}
+        hint = "; ".join(f"did you mean '{m[0]}' for '{k}'?" for k, m in near.items() if m)
+        raise ConfigError(f"{title}: unknown key(s) {sorted(unknown)}{' (' + hint + ')' if hint else ''}; "
+                          f"allowed: {sorted(allowed)}")
     missing = set(required) - set(raw)
     if missing:
-        raise ConfigError(f"[{name}]: missing required key(s) {sorted(missing)}")
+        raise ConfigError(f"{title}: missing required key(s) {sorted(missing)}")
     return {k: _value(allowed[k], v, f"{name}.{k}") for k, v in raw.items()}
 
 
@@ -287,46 +465,258 @@ class Job:
     echo: dict
 
 
-def build_substrate(raw: dict) -> tuple[substrates.Substrate, dict]:
-    """Substrate and its parsed SI parameters from a [substrate] table."""
+def build_substrate(raw: dict, base_dir: str | Path | None = None) -> tuple[substrates.Substrate, dict]:
+    """Substrate and its parsed SI parameters from a [substrate] table.
+
+    A substrate made from the same table (same SI values, same seed, same file contents) is built once per
+    process and shared (see :func:`substrate_cache_info`): rows of a sweep that differ only in the scheme or the
+    simulation reuse it. Treat ``Job.substrate`` as read-only.
+
+    Parameters
+    ----------
+    raw : dict
+        The [substrate] table as read from TOML (values with units as text, e.g. ``"3 um"``).
+    base_dir : str or Path, optional
+        Folder that relative file paths (``path``, ``file``) are read from: the config file's folder. Default:
+        the working directory.
+
+    Returns
+    -------
+    substrate : substrates.Substrate
+        The substrate, lengths in m.
+    echo : dict
+        ``{"type": ..., key: SI value, ...}``; file paths made absolute, with their SHA-256 as ``KEY_sha256``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown type or key, a value of the wrong unit, a missing file (naming the key and the path) or
+        parameters the generator refuses.
+    """
     raw = dict(raw)
     kind = raw.pop("type", None)
     if kind not in SUBSTRATE_FIELDS:
         raise ConfigError(f"substrate.type = {kind!r}: choose one of {sorted(SUBSTRATE_FIELDS)}")
-    p = _section(raw, SUBSTRATE_FIELDS[kind], "substrate", REQUIRED_SUBSTRATE.get(kind, set()))
+    p = _section(raw, SUBSTRATE_FIELDS[kind], "substrate", REQUIRED_SUBSTRATE.get(kind, set()),
+                 title=f'[substrate] type = "{kind}"')
+    digests = _resolve_files(kind, p, base_dir)
+    echo = {"type": kind, **p, **digests}
+    key = substrate_key(echo)
+    sub = _cache_get(key)
+    if sub is None:
+        sub = _make_substrate(kind, p)
+        _cache_put(key, sub)
+    return sub, echo
+
+
+def _resolve_files(kind: str, p: dict, base_dir: str | Path | None) -> dict:
+    """Make the table's file paths absolute (in ``p``), refuse missing files, and return each file's SHA-256
+    (``{"path_sha256": ...}``): the substrate depends on the file's contents, not only on its name."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    digests = {}
+    for name, field_kind in SUBSTRATE_FIELDS[kind].items():
+        if field_kind != "path" or name not in p:
+            continue
+        given = p[name]
+        path = Path(given).expanduser()
+        path = path if path.is_absolute() else base / path
+        if not path.is_file():
+            where = "" if Path(given).is_absolute() else \
+                f" (relative paths are read from the config file's folder, {base})"
+            raise ConfigError(f"substrate.{name} = {given!r}: no such file {path}{where}")
+        p[name] = str(path.resolve())
+        digests[f"{name}_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def _make_substrate(kind: str, p: dict) -> substrates.Substrate:
+    """Call the substrate factory of ``kind`` with the parsed SI table ``p``."""
     walls = {"permeability": p.get("permeability", 0.0), "relaxivity": p.get("relaxivity", 0.0)}
     try:
+        if kind in GENERATORS:
+            # the keys are the generator's keyword arguments, already in SI
+            return GENERATORS[kind](**p)
+        if kind == "sphere_union":
+            return _sphere_union(p)
         if kind == "free":
-            sub = substrates.free()
-        elif kind == "planes":
-            sub = substrates.planes(p["spacing"], normal=p.get("normal", (0, 0, 1)), **walls)
-        elif kind == "cylinder":
-            sub = substrates.cylinder(p["radius"], axis=p.get("axis", (0, 0, 1)), **walls)
-        elif kind == "cylinder_lattice":
-            sub = substrates.cylinder_lattice(p["radius"], p["icvf"], p.get("lattice", "hexagonal"),
-                                              axis=p.get("axis", (0, 0, 1)), repeats=p.get("repeats", 1),
-                                              **walls)
-        elif kind == "packed_cylinders":
+            return substrates.free()
+        if kind == "planes":
+            return substrates.planes(p["spacing"], normal=p.get("normal", (0, 0, 1)), **walls)
+        if kind == "cylinder":
+            return substrates.cylinder(p["radius"], axis=p.get("axis", (0, 0, 1)), **walls)
+        if kind == "cylinder_lattice":
+            return substrates.cylinder_lattice(p["radius"], p["icvf"], p.get("lattice", "hexagonal"),
+                                               axis=p.get("axis", (0, 0, 1)), repeats=p.get("repeats", 1),
+                                               **walls)
+        if kind == "packed_cylinders":
             rng = np.random.default_rng(p.get("seed", 0))
             radii = rng.gamma(p["gamma_shape"], p["gamma_scale"], p["n"])
-            sub = substrates.pack_cylinders(radii, p["icvf"], seed=p.get("seed", 0), axis=p.get("axis", (0, 0, 1)),
-                                            **walls, min_gap=p.get("min_gap"),
-                                            arrangement=p.get("arrangement", "random"),
-                                            clustering=p.get("clustering", 0.0))
-        elif kind == "sphere":
-            sub = substrates.sphere(p["radius"], **walls)
-        elif kind == "myelinated_axons":
-            sub = substrates.myelinated_axons(p["n"], p["mean_radius"], g_ratio=p.get("g_ratio", 0.7),
-                                              g_ratio_sd=p.get("g_ratio_sd", 0.05), fvf=p.get("fvf", 0.6),
-                                              gamma_shape=p.get("gamma_shape", 4.0), seed=p.get("seed", 0),
-                                              length=p.get("length"), resolution=p.get("resolution", 0.01),
-                                              **walls)
-        else:
-            sub = substrates.sphere_lattice(p["radius"], p["volume_fraction"], p.get("lattice", "cubic"),
-                                            repeats=p.get("repeats", 1), **walls)
-    except (ValueError, NotImplementedError) as exc:
+            return substrates.pack_cylinders(radii, p["icvf"], seed=p.get("seed", 0), axis=p.get("axis", (0, 0, 1)),
+                                             **walls, min_gap=p.get("min_gap"),
+                                             arrangement=p.get("arrangement", "random"),
+                                             clustering=p.get("clustering", 0.0))
+        if kind == "sphere":
+            return substrates.sphere(p["radius"], **walls)
+        if kind == "myelinated_axons":
+            return substrates.myelinated_axons(p["n"], p["mean_radius"], g_ratio=p.get("g_ratio", 0.7),
+                                               g_ratio_sd=p.get("g_ratio_sd", 0.05), fvf=p.get("fvf", 0.6),
+                                               gamma_shape=p.get("gamma_shape", 4.0), seed=p.get("seed", 0),
+                                               length=p.get("length"), resolution=p.get("resolution", 0.01),
+                                               **walls)
+        return substrates.sphere_lattice(p["radius"], p["volume_fraction"], p.get("lattice", "cubic"),
+                                         repeats=p.get("repeats", 1), **walls)
+    except ConfigError:
+        raise
+    except (ValueError, NotImplementedError, OSError) as exc:
         raise ConfigError(f"[substrate] {kind}: {exc}") from exc
-    return sub, {"type": kind, **p}
+
+
+def _sphere_union(p: dict) -> substrates.Substrate:
+    """A sphere_union from inline ``centers``/``radii``/``fibre`` or from a ``file`` of spheres."""
+    inline = [k for k in ("centers", "radii", "fibre") if k in p]
+    if "file" in p:
+        if inline:
+            raise ConfigError(f"[substrate] sphere_union: give the spheres either in file or as centers and radii, "
+                              f"not both (file given with {', '.join(inline)})")
+        centers, radii, fibre = _read_spheres(p["file"], p.get("units", "um"))
+        description = {"factory": "sphere_union", "source": p["file"]}
+    else:
+        if "units" in p:
+            raise ConfigError("substrate.units is the length unit of a file of spheres (file = ...); inline "
+                              "centers and radii carry their own units")
+        missing = sorted({"centers", "radii"} - set(p))
+        if missing:
+            raise ConfigError(f"[substrate] sphere_union: missing key(s) {missing}; give centers and radii, or "
+                              "file = a text file of spheres")
+        centers, radii, fibre = p["centers"], p["radii"], p.get("fibre")
+        if len(centers) != len(radii):
+            raise ConfigError(f"[substrate] sphere_union: {len(centers)} centers but {len(radii)} radii; give one "
+                              "radius per centre")
+        description = None
+    return substrates.sphere_union(centers, radii, p["box"], fibre=fibre, description=description)
+
+
+def _read_spheres(path: str, units: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Centres (m), radii (m) and fibre labels of a text file of spheres, one a line: x y z radius [fibre]."""
+    factors = UNITS["length"]
+    if units not in factors:
+        raise ConfigError(f"substrate.units = {units!r}: not a length unit; accepted: {', '.join(factors)}")
+    lines = [ln.split("#", 1)[0].replace(",", " ").split() for ln in Path(path).read_text().splitlines()]
+    rows = [ln for ln in lines if ln]
+    widths = {len(r) for r in rows}
+    if not rows or not widths <= {4, 5} or len(widths) > 1:
+        raise ConfigError(f"substrate.file = {path!r}: expected one sphere a line, 'x y z radius' or "
+                          f"'x y z radius fibre' (spaces or commas; # starts a comment); found rows of "
+                          f"{sorted(widths) or 0} columns")
+    try:
+        data = np.array(rows, dtype=float)
+    except ValueError as exc:
+        raise ConfigError(f"substrate.file = {path!r}: not numbers ({exc})") from None
+    fibre = None
+    if data.shape[1] == 5:
+        if not np.all(data[:, 4] == np.round(data[:, 4])) or np.any(data[:, 4] < 0):
+            raise ConfigError(f"substrate.file = {path!r}: the fifth column (fibre) must hold whole numbers >= 0")
+        fibre = data[:, 4].astype(np.int64)
+    scale = factors[units]
+    return data[:, :3] * scale, data[:, 3] * scale, fibre
+
+
+# ------------------------------------------------------------------------------------ substrate reuse
+# Generated substrates (meshes above all) take seconds to minutes to build; sweep rows that differ only in the
+# scheme, the diffusivity or the walkers' seed ask for the same one. They are kept here, most recently used last,
+# keyed on a hash of the parsed table (SI values, so "3 um" and "3e-6 m" share one) and of the files it reads.
+# A substrate is deterministic in its table and read-only to the walker (its lazily built grids depend on
+# the substrate alone), so sharing it leaves every result bit-identical.
+_CACHE: OrderedDict[str, substrates.Substrate] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_STATE = {"maxsize": 4, "hits": 0, "misses": 0}
+
+
+def _jsonable(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot hash a {type(value).__name__} in a [substrate] table")
+
+
+def substrate_key(echo: dict) -> str:
+    """Canonical SHA-256 of a parsed [substrate] table (the ``echo`` of :func:`build_substrate`).
+
+    Parameters
+    ----------
+    echo : dict
+        The table in SI, with its ``type`` (and the SHA-256 of the files it reads).
+
+    Returns
+    -------
+    str
+        Hex digest; equal for tables that give the same substrate (key order and unit spelling aside).
+    """
+    return hashlib.sha256(json.dumps(echo, sort_keys=True, default=_jsonable).encode()).hexdigest()
+
+
+def _cache_get(key: str) -> substrates.Substrate | None:
+    with _CACHE_LOCK:
+        sub = _CACHE.get(key)
+        if sub is None:
+            _CACHE_STATE["misses"] += 1
+        else:
+            _CACHE_STATE["hits"] += 1
+            _CACHE.move_to_end(key)
+        return sub
+
+
+def _cache_put(key: str, sub: substrates.Substrate) -> None:
+    with _CACHE_LOCK:
+        if _CACHE_STATE["maxsize"] <= 0:
+            return
+        _CACHE[key] = sub
+        while len(_CACHE) > _CACHE_STATE["maxsize"]:
+            _CACHE.popitem(last=False)
+
+
+def substrate_cache_info() -> dict:
+    """How the substrate reuse of this process has done.
+
+    Returns
+    -------
+    dict
+        ``hits`` (substrates reused), ``misses`` (built), ``size`` (held now) and ``maxsize``.
+    """
+    with _CACHE_LOCK:
+        return {**_CACHE_STATE, "size": len(_CACHE)}
+
+
+def set_substrate_cache_size(maxsize: int) -> int:
+    """Set how many substrates this process keeps for reuse (0: none, every row builds its own).
+
+    Parameters
+    ----------
+    maxsize : int
+        Substrates held at most (the least recently used is dropped first); each holds its mesh and grids, so
+        a large mesh costs its memory while held.
+
+    Returns
+    -------
+    int
+        The previous size.
+    """
+    if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 0:
+        raise ValueError(f"maxsize must be a whole number >= 0, got {maxsize!r}")
+    with _CACHE_LOCK:
+        old = _CACHE_STATE["maxsize"]
+        _CACHE_STATE["maxsize"] = maxsize
+        while len(_CACHE) > maxsize:
+            _CACHE.popitem(last=False)
+        return old
+
+
+def clear_substrate_cache() -> None:
+    """Drop every substrate held for reuse and reset the counts of :func:`substrate_cache_info`."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _CACHE_STATE.update(hits=0, misses=0)
 
 
 def build_scheme(entries: list) -> tuple[sequences.Scheme, list]:
@@ -387,7 +777,7 @@ def _scheme_maker(raw: dict, name: str):
     return make, {"type": kind, **{k: v for k, v in p.items() if k != "directions"}}
 
 
-def parse_job(cfg: dict) -> Job:
+def parse_job(cfg: dict, base_dir: str | Path | None = None) -> Job:
     """Build a :class:`Job` from a parsed TOML document (the [sweep] table is ignored here).
 
     Parameters
@@ -395,6 +785,9 @@ def parse_job(cfg: dict) -> Job:
     cfg : dict
         The parsed TOML document (see :func:`load`); values with units are
         strings such as ``"3 um"`` or ``"2 um^2/ms"``.
+    base_dir : str or Path, optional
+        The config file's folder, which relative file paths in [substrate]
+        are read from (default: the working directory).
 
     Returns
     -------
@@ -412,7 +805,7 @@ def parse_job(cfg: dict) -> Job:
         raise ConfigError(f"unknown top-level table(s) {sorted(unknown)}; allowed: {sorted(TOP_LEVEL)}")
     if "substrate" not in cfg or "scheme" not in cfg:
         raise ConfigError("a config needs a [substrate] table and at least one [[scheme]] table")
-    sub, sub_echo = build_substrate(cfg["substrate"])
+    sub, sub_echo = build_substrate(cfg["substrate"], base_dir)
     scheme, scheme_echo = build_scheme(cfg["scheme"])
     sim = _section(cfg.get("simulation", {}), SIMULATION_FIELDS, "simulation", {"diffusivity"})
     start = sim.get("start")
@@ -528,13 +921,16 @@ def sweep_rows(cfg: dict) -> tuple[list[str], list[dict]]:
 
 def echo_text(job: Job) -> str:
     """The parsed configuration in SI units, for logs and provenance."""
-    # every unit-bearing field's dimension, from the schema tables themselves
-    dims = {k: base_kind(v) for table in (*SUBSTRATE_FIELDS.values(), *SCHEME_FIELDS.values(), SIMULATION_FIELDS)
-            for k, v in table.items() if base_kind(v) in SI_UNIT}
     lines = []
     for section, content in (("substrate", [job.echo["substrate"]]), ("scheme", job.echo["scheme"]),
                              ("simulation", [job.echo["simulation"]])):
         for entry in content:
+            # each unit-bearing field's dimension, from the entry's own schema table (one key name, e.g.
+            # "resolution", is a length for one generator and a plain number for another)
+            table = SIMULATION_FIELDS if section == "simulation" else \
+                (SUBSTRATE_FIELDS if section == "substrate" else SCHEME_FIELDS).get(entry.get("type"), {})
+            dims = {k: "length" if base_kind(v) == "points" else base_kind(v) for k, v in table.items()
+                    if base_kind(v) in SI_UNIT or base_kind(v) == "points"}
             items = []
             for k, v in entry.items():
                 if isinstance(v, dict) and k in dims:

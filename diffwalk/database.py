@@ -5,7 +5,8 @@ Layout (all physical values SI, each dataset with a ``units`` attribute)::
     /                  attrs: format, format_version, convention, diffwalk_version, random_streams (the walker's
                               random-stream version: rows agree bit for bit only within one), packing_version (the fibre packer's: generated
                               substrates per seed agree only within one), created, spec (TOML text),
-                              n_rows, param_names (JSON)
+                              n_rows, param_names (JSON), config_dir (the folder relative file paths of the
+                              spec are read from)
     /scheme/           gradients (M, T, 3) T/m, btensors (M, 3, 3) s/m^2, bvalues (M,) s/m^2 (dimension scale),
                        info arrays (delta, Delta, ...); attrs dt (s), gamma (rad/s/T)
     /rows/             done (R,) 1 where the row is finished; row (R,) index (dimension scale)
@@ -158,8 +159,11 @@ class PartsFolder:
 
 
 def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_names: list[str], spec_text: str,
-           rows: dict[int, dict] | None = None) -> None:
-    """Write a complete database file (atomically) holding ``rows`` of ``n_rows``."""
+           rows: dict[int, dict] | None = None, config_dir: str | None = None) -> None:
+    """Write a complete database file (atomically) holding ``rows`` of ``n_rows``.
+
+    ``config_dir`` (stored as the ``config_dir`` attribute) is the absolute folder the spec's relative file paths
+    are read from, so that ``resume`` finds the same files."""
     db_path = Path(db_path)
     tmp = db_path.with_name(db_path.name + ".tmp")
     rows = rows or {}
@@ -172,6 +176,8 @@ def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_nam
                        spec_sha256=spec_digest(spec_text),
                        created=time.strftime("%Y-%m-%dT%H:%M:%S"),
                        spec=spec_text, n_rows=n_rows, param_names=json.dumps(param_names))
+        if config_dir is not None:
+            f.attrs["config_dir"] = str(config_dir)
         sg = f.create_group("scheme")
         sg.attrs.update(dt=scheme.dt, gamma=scheme.gamma, dt_units="s", gamma_units="rad/s/T")
         sg.create_dataset("gradients", data=scheme.gradients, compression="gzip").attrs["units"] = "T/m"

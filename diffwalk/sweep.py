@@ -55,12 +55,13 @@ def _param_si(job: cfgmod.Job, name: str, raw):
 
 
 def run_row(index: int, row_config: dict, names: list[str], params: dict,
-            backend: str | None = None) -> tuple[int, dict]:
+            backend: str | None = None, base_dir: str | None = None) -> tuple[int, dict]:
     """Simulate one row (on ``backend`` when given, else the config's); runs on workers, so it takes and
-    returns plain data."""
+    returns plain data. ``base_dir`` is the folder relative file paths in [substrate] are read from. Rows with
+    the same [substrate] table share one substrate per process (:func:`diffwalk.config.substrate_cache_info`)."""
     from walker import simulate
 
-    job = cfgmod.parse_job(row_config)
+    job = cfgmod.parse_job(row_config, base_dir)
     sim = dict(job.simulation)
     if backend is not None:
         sim["backend"] = backend
@@ -138,14 +139,15 @@ def _pending(db_path: Path, n_rows: int) -> list[int]:
     return [i for i in range(n_rows) if i not in done]
 
 
-def consolidate(db_path: str | Path, scheme, n_rows: int, names: list[str], spec_text: str) -> int:
+def consolidate(db_path: str | Path, scheme, n_rows: int, names: list[str], spec_text: str,
+                config_dir: str | None = None) -> int:
     """Fold the parts folder into the database (atomic rewrite); returns the finished-row count."""
     db_path = Path(db_path)
     rows = database.rows_from_file(db_path) if db_path.exists() else {}
     folder = database.PartsFolder(db_path)
     parts = folder.read()
     rows.update(parts)
-    database.create(db_path, scheme, n_rows, names, spec_text, rows)
+    database.create(db_path, scheme, n_rows, names, spec_text, rows, config_dir=config_dir)
     folder.remove(parts)
     return len(rows)
 
@@ -219,7 +221,8 @@ def _check_rows_match(db: database.Database, rows: list[dict], names: list[str])
 
 
 def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, scheduler: str | None = None,
-              gpus: int | None = None, flush_seconds: float = 10.0, is_sweep: bool = True) -> Path:
+              gpus: int | None = None, flush_seconds: float = 10.0, is_sweep: bool = True,
+              base_dir: str | Path | None = None) -> Path:
     """Run (or continue) the sweep described by ``spec_text`` into ``db_path``.
 
     Parameters
@@ -242,6 +245,9 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
         How often (in s) finished rows are folded into the database.
     is_sweep : bool
         False for a single simulation (``diffwalk simulate``): no [sweep] table needed.
+    base_dir : str or Path, optional
+        Folder that relative file paths in [substrate] (``path``, ``file``) are read from: the spec file's folder
+        (default: the working directory). Stored in the database, absolute, for ``resume``.
 
     Returns
     -------
@@ -266,10 +272,12 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
         names, rows = [], [{"params": {}, "config": cfg}]
     if any(n.startswith("scheme") for n in names):
         raise ConfigError("sweep.grid varies the scheme; one database holds one scheme: run one sweep per scheme")
-    # parse every row before running any, so a bad value fails now and not after hours
-    jobs0 = cfgmod.parse_job(rows[0]["config"])
+    config_dir = str(Path(base_dir if base_dir is not None else Path.cwd()).resolve())
+    # parse every row before running any, so a bad value fails now and not after hours (rows that share a
+    # [substrate] table build its substrate once: the rows below reuse it)
+    jobs0 = cfgmod.parse_job(rows[0]["config"], config_dir)
     for r in rows[1:]:
-        cfgmod.parse_job(r["config"])
+        cfgmod.parse_job(r["config"], config_dir)
     log.info("parsed configuration (SI):\n%s", cfgmod.echo_text(jobs0))
     scheme = jobs0.scheme
     n_rows = len(rows)
@@ -284,11 +292,11 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
                 raise ConfigError(f"{db_path} exists and was made from another spec; choose another output file "
                                   "(nothing was overwritten)")
             log.warning("%s holds no finished row: replacing it (it was made from another spec)", db_path)
-            database.create(db_path, scheme, n_rows, names, spec_text)
+            database.create(db_path, scheme, n_rows, names, spec_text, config_dir=config_dir)
         else:
             _check_rows_match(db, rows, names)
     else:
-        database.create(db_path, scheme, n_rows, names, spec_text)
+        database.create(db_path, scheme, n_rows, names, spec_text, config_dir=config_dir)
     pending = _pending(db_path, n_rows)
     log.info("%d of %d rows to run", len(pending), n_rows)
     bar = _progress(n_rows, n_rows - len(pending))
@@ -308,17 +316,17 @@ def run_sweep(spec_text: str, db_path: str | Path, *, local: int | None = None, 
             eta = (n_rows - finished) / rate if rate > 0 else math.inf
             log.info("row %d done (%d/%d, ETA %.0f s)", i, finished, n_rows, eta)
         if time.monotonic() - last_flush > flush_seconds:
-            consolidate(db_path, scheme, n_rows, names, spec_text)
+            consolidate(db_path, scheme, n_rows, names, spec_text, config_dir)
             last_flush = time.monotonic()
 
     try:
         if local is None and scheduler is None and devices is None:
             for i in pending:
-                store(*run_row(i, rows[i]["config"], names, rows[i]["params"]))
+                store(*run_row(i, rows[i]["config"], names, rows[i]["params"], base_dir=config_dir))
         else:
-            _run_dask(pending, rows, names, store, local, scheduler, devices)
+            _run_dask(pending, rows, names, store, local, scheduler, devices, config_dir)
     finally:
-        consolidate(db_path, scheme, n_rows, names, spec_text)
+        consolidate(db_path, scheme, n_rows, names, spec_text, config_dir)
         if bar is not None:
             bar.close()
     return db_path
@@ -343,7 +351,7 @@ def _gpu_cluster(devices: list[str]):
     return cluster, client
 
 
-def _run_dask(pending, rows, names, store, local, scheduler, devices=None) -> None:
+def _run_dask(pending, rows, names, store, local, scheduler, devices=None, config_dir=None) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
@@ -364,7 +372,8 @@ def _run_dask(pending, rows, names, store, local, scheduler, devices=None) -> No
         client.run(_set_threads, max(1, cores // n_workers))
         client.run(_warmup, backend or "cpu")
         futures = client.map(run_row, pending, [rows[i]["config"] for i in pending], [names] * len(pending),
-                             [rows[i]["params"] for i in pending], [backend] * len(pending), pure=False)
+                             [rows[i]["params"] for i in pending], [backend] * len(pending),
+                             [config_dir] * len(pending), pure=False)
         for fut in as_completed(futures):
             store(*fut.result())
     finally:
@@ -398,4 +407,5 @@ def resume(db_path: str | Path, **kwargs) -> Path:
     if not spec:
         raise database.DatabaseError(f"{db_path}: no spec stored; cannot resume")
     is_sweep = "sweep" in tomllib.loads(spec)
-    return run_sweep(spec, db_path, is_sweep=is_sweep, **kwargs)
+    # relative file paths were read from the spec's folder when the sweep began (older files: the working directory)
+    return run_sweep(spec, db_path, is_sweep=is_sweep, base_dir=db.attrs.get("config_dir"), **kwargs)

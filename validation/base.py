@@ -392,7 +392,9 @@ class SchemeArrays:
         G2 : numpy.ndarray
             (M, 3, 3) integral of g_i g_j dt in (T/m)^2 s.
         """
-        return waveform_spectrum(self.gradients, self.dt)
+        # once per scheme: the module-level cache of waveform_spectrum is keyed on a SHA-1 of the (M, T, 3)
+        # waveforms (~10 ms for 91 PGSE measurements), which a fit would otherwise pay at every forward call
+        return self.derived("waveform_spectrum", lambda: waveform_spectrum(self.gradients, self.dt))
 
     @staticmethod
     def from_scheme(scheme, model: "Model") -> "SchemeArrays":

@@ -104,41 +104,79 @@ def gpd_restricted_lnE(arr, geometry: str, R: np.ndarray, D: np.ndarray, n: np.n
     numpy.ndarray
         (K, M) ln E.
     """
-    u, H, dH, lam1, G2 = arr.waveform_spectrum()
+    u, C, dC, lam1, G2 = arr.derived("gpd_spectrum_components", lambda: _spectrum_components(arr))
     a, Bn = gpd_modes(geometry, _N_MODES_ANY)
     tail = _mode_tail(geometry)
     trG = np.einsum("mii->m", G2)
-    K, M = len(R), H.shape[1]
-    out = np.empty((K, M))
-    chunk = max(1, int(2e6 // (a.size * M)))
-    for s in range(0, K, chunk):
-        sl = slice(s, s + chunk)
-        lam = D[sl, None] * (a[None, :] / R[sl, None]) ** 2  # (k, n)
-        x = np.clip(np.log(np.maximum(lam, 1e-300)), u[0], u[-1])
-        i = np.clip(np.searchsorted(u, x) - 1, 0, u.size - 2)
-        h = u[i + 1] - u[i]
-        t = ((x - u[i]) / h)[..., None, None, None]
-        hh = h[..., None, None, None]
-        # cubic Hermite in ln(lam) with finite-difference slopes: ~1e-7 relative on ln E
-        Hi = ((2 * t**3 - 3 * t**2 + 1) * H[i] + (t**3 - 2 * t**2 + t) * hh * dH[i]
-              + (-2 * t**3 + 3 * t**2) * H[i + 1] + (t**3 - t**2) * hh * dH[i + 1])  # (k, n, M, 3, 3)
-        F = Hi * (lam * lam1 / (lam1**2 + lam**2))[..., None, None, None]
-        tr = np.einsum("knmii->knm", F)
-        if geometry == "sphere":
-            proj = tr
-        else:
-            nFn = np.einsum("ki,knmij,kj->knm", n[sl], F, n[sl])
-            proj = nFn if geometry == "planes" else tr - nFn
-        # modes beyond the kept ones decay far faster than any waveform feature: F -> 2 G2 / lam
-        if geometry == "sphere":
-            gp = trG[None, :]
-        else:
-            nGn = np.einsum("ki,mij,kj->km", n[sl], G2, n[sl])
-            gp = nGn if geometry == "planes" else trG[None, :] - nGn
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tail_term = np.where(D[sl, None] > 0, tail * R[sl, None] ** 4 * gp / np.maximum(D[sl, None], 1e-300), 0)
-        out[sl] = -0.5 * arr.gamma**2 * (np.einsum("n,knm->km", Bn, proj) * R[sl, None] ** 2 + 2 * tail_term)
-    return out
+    R = np.ascontiguousarray(R, dtype=float)
+    D = np.ascontiguousarray(D, dtype=float)
+    kind = _GEOMETRY_KIND[geometry]
+    axes = np.zeros((len(R), 3)) if n is None else np.ascontiguousarray(n, dtype=float)
+    proj = np.empty((len(R), C.shape[2]))
+    # cubic Hermite in ln(lam) with finite-difference slopes (~1e-7 relative on ln E), projected on the
+    # restricted axes and summed over the modes value by value (numba: no (K, modes, M, 3, 3) temporaries)
+    _gpd_mode_sum(u, C, dC, float(lam1), np.asarray(a, dtype=float), np.asarray(Bn, dtype=float), R, D, axes,
+                  kind, proj)
+    # modes beyond the kept ones decay far faster than any waveform feature: F -> 2 G2 / lam
+    if geometry == "sphere":
+        gp = trG[None, :]
+    else:
+        nGn = np.einsum("ki,mij,kj->km", axes, G2, axes)
+        gp = nGn if geometry == "planes" else trG[None, :] - nGn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tail_term = np.where(D[:, None] > 0, tail * R[:, None] ** 4 * gp / np.maximum(D[:, None], 1e-300), 0)
+    return -0.5 * arr.gamma**2 * (proj * R[:, None] ** 2 + 2 * tail_term)
+
+
+#: geometry -> the projection :func:`_gpd_mode_sum` takes (trace, across the axis, along the normal)
+_GEOMETRY_KIND = {"sphere": 0, "cylinder": 1, "planes": 2}
+
+
+def _spectrum_components(arr) -> tuple:
+    """The waveform spectrum (:meth:`SchemeArrays.waveform_spectrum`) as (L, 7, M) tables of its trace and six
+    elements xx, yy, zz, xy, xz, yz, for :func:`_gpd_mode_sum` (once per scheme)."""
+    u, H, dH, lam1, G2 = arr.waveform_spectrum()
+
+    def comp(T):
+        return np.ascontiguousarray(np.stack([np.einsum("lmii->lm", T), T[:, :, 0, 0], T[:, :, 1, 1], T[:, :, 2, 2],
+                                              T[:, :, 0, 1], T[:, :, 0, 2], T[:, :, 1, 2]], axis=1))
+
+    return np.ascontiguousarray(u), comp(H), comp(dH), lam1, G2
+
+
+@numba.njit(cache=True)
+def _gpd_mode_sum(u, C, dC, lam1, a, Bn, R, D, axes, kind, out):
+    # out[k, m] = sum_j Bn_j P(F_m(lam_kj)), F the Hermite-interpolated spectrum times lam lam1 / (lam1^2 + lam^2),
+    # P its trace (kind 0), trace - n^T F n (1) or n^T F n (2)
+    L = u.size
+    M = C.shape[2]
+    for k in range(R.size):
+        for m in range(M):
+            out[k, m] = 0.0
+        nx, ny, nz = axes[k, 0], axes[k, 1], axes[k, 2]
+        q = (nx * nx, ny * ny, nz * nz, 2 * nx * ny, 2 * nx * nz, 2 * ny * nz)
+        for j in range(a.size):
+            lam = D[k] * (a[j] / R[k]) ** 2
+            x = np.log(max(lam, 1e-300))
+            x = min(max(x, u[0]), u[L - 1])
+            i = min(max(np.searchsorted(u, x) - 1, 0), L - 2)
+            h = u[i + 1] - u[i]
+            t = (x - u[i]) / h
+            w00 = 2 * t**3 - 3 * t**2 + 1
+            w10 = (t**3 - 2 * t**2 + t) * h
+            w01 = -2 * t**3 + 3 * t**2
+            w11 = (t**3 - t**2) * h
+            c = Bn[j] * lam * lam1 / (lam1**2 + lam**2)
+            for m in range(M):
+                tr = w00 * C[i, 0, m] + w10 * dC[i, 0, m] + w01 * C[i + 1, 0, m] + w11 * dC[i + 1, 0, m]
+                if kind == 0:
+                    out[k, m] += c * tr
+                    continue
+                nfn = 0.0
+                for e in range(6):
+                    nfn += q[e] * (w00 * C[i, e + 1, m] + w10 * dC[i, e + 1, m] + w01 * C[i + 1, e + 1, m]
+                                   + w11 * dC[i + 1, e + 1, m])
+                out[k, m] += c * (tr - nfn if kind == 1 else nfn)
 
 
 @lru_cache(maxsize=3)
@@ -198,6 +236,135 @@ def narrow_pulse(geometry: str, qR: np.ndarray, tau: np.ndarray, n_orders: int =
     return np.where(x < 1e-8, 1.0, out + acc.reshape(x.shape))
 
 
+#: the tabulated narrow-pulse kernel (:func:`narrow_pulse_tabulated`): step in q R, step in ln(tau + _NP_TAU0),
+#: the offset that keeps tau = 0 (D = 0) on the grid, and the largest q R and tau of the table. Beyond
+#: _NP_TAU_MAX every term of the series is below exp(-3.3 * 15) ~ 1e-22 (the smallest root^2 is 3.39 for the
+#: cylinder, 4.33 for the sphere): the long-time limit to rounding.
+_NP_HX = 0.02
+_NP_HS = 0.05
+_NP_TAU0 = 1e-6
+_NP_X_MAX = 25.0
+_NP_TAU_MAX = 15.0
+#: bound on the error of the tabulated kernel against :func:`narrow_pulse`, on the normalised signal
+#: (E(q = 0) = 1), for q R <= 25 and any tau >= 0 (tests/test_fit_speedups.py checks it)
+NARROW_PULSE_TABLE_ERROR = 1e-6
+
+
+@lru_cache(maxsize=2)
+def narrow_pulse_table(geometry: str, n_orders: int = 30, n_roots: int = 20) -> tuple[np.ndarray, float, float]:
+    """Callaghan's narrow-pulse signal tabulated on a grid of q R and ln(tau + 1e-6), once per process.
+
+    The series of :func:`narrow_pulse` is separable, E = E_inf(q R) + sum_j A_j(q R) exp(-beta_j tau), so the
+    whole table is one matrix product of the per-(q R) coefficients and the per-tau decays (a few tens of ms).
+    The grid reaches two steps below q R = 0 (E is even in q R) and below tau = 0, so that the 4 x 4 stencil of
+    the cubic interpolation (:func:`narrow_pulse_tabulated`) never leaves it.
+
+    Parameters
+    ----------
+    geometry : {"cylinder", "sphere"}
+    n_orders, n_roots : int
+        Bessel orders and roots of the series (as :func:`narrow_pulse`).
+
+    Returns
+    -------
+    table : numpy.ndarray
+        (Nx, Ns) signal E (dimensionless) at q R = x0 + i * 0.02 and ln(tau + 1e-6) = s0 + j * 0.05 (read-only).
+    x0 : float
+        First q R of the grid (dimensionless).
+    s0 : float
+        First ln(tau + 1e-6) of the grid.
+    """
+    x0, s0 = -2 * _NP_HX, np.log(_NP_TAU0) - 2 * _NP_HS
+    x = x0 + np.arange(int(np.ceil(_NP_X_MAX / _NP_HX)) + 5) * _NP_HX
+    s = s0 + np.arange(int(np.ceil((np.log(_NP_TAU_MAX + _NP_TAU0) - s0) / _NP_HS)) + 5) * _NP_HS
+    tau = np.exp(s) - _NP_TAU0
+    b, w = _narrow_roots(geometry, n_orders, n_roots)
+    xa = np.abs(x)[:, None]
+    coef = []
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for m in range(n_orders):
+            den = (xa**2 - b[m][None, :] ** 2) ** 2
+            shifted = den < 1e-20
+            xx = np.where(shifted, xa + 1e-7, xa)  # removable 0/0 at x = root, as narrow_pulse
+            den = (xx**2 - b[m][None, :] ** 2) ** 2
+            # the Bessel derivative once per q R (it does not depend on the root), again only where x moved
+            jp = np.repeat(_bessel_prime(geometry, m, xa[:, 0])[:, None], den.shape[1], axis=1)
+            if np.any(shifted):
+                jp[shifted] = _bessel_prime(geometry, m, xx[shifted])
+            coef.append(w[m][None, :] * (xx * jp) ** 2 / den)
+    A = np.hstack(coef)  # (Nx, n_orders * n_roots)
+    decay = np.exp(-np.outer(b.ravel() ** 2, tau))  # (n_orders * n_roots, Ns)
+    table = soderman(geometry, np.abs(x))[:, None] + A @ decay
+    table.flags.writeable = False
+    return table, float(x0), float(s0)
+
+
+def _bessel_prime(geometry: str, m: int, x: np.ndarray) -> np.ndarray:
+    """J_m'(x) (cylinder) or j_m'(x) (sphere)."""
+    return special.jvp(m, x) if geometry == "cylinder" else special.spherical_jn(m, x, derivative=True)
+
+
+@numba.njit(cache=True)
+def _cubic_lookup(table, x0, hx, s0, hs, x, s, out):
+    # 4 x 4 Lagrange (local cubic) interpolation: error ~ h^4 f'''' / 24 per axis, continuous across cells
+    nx, ns = table.shape
+    for i in range(x.size):
+        fx = (x[i] - x0) / hx
+        fs = (s[i] - s0) / hs
+        if not (np.isfinite(fx) and np.isfinite(fs)):
+            out[i] = np.nan  # an index from NaN would read outside the table
+            continue
+        ix = int(np.floor(min(max(fx, 1.0), nx - 3.0)))  # clamped before int(): no overflow
+        t = fx - ix
+        js = int(np.floor(min(max(fs, 1.0), ns - 3.0)))
+        u = fs - js
+        wx = (-t * (t - 1) * (t - 2) / 6, (t + 1) * (t - 1) * (t - 2) / 2, -(t + 1) * t * (t - 2) / 2,
+              (t + 1) * t * (t - 1) / 6)
+        ws = (-u * (u - 1) * (u - 2) / 6, (u + 1) * (u - 1) * (u - 2) / 2, -(u + 1) * u * (u - 2) / 2,
+              (u + 1) * u * (u - 1) / 6)
+        acc = 0.0
+        for a in range(4):
+            row = 0.0
+            for c in range(4):
+                row += ws[c] * table[ix - 1 + a, js - 1 + c]
+            acc += wx[a] * row
+        out[i] = acc
+
+
+def narrow_pulse_tabulated(geometry: str, qR: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """:func:`narrow_pulse` (30 orders, 20 roots) from its table (:func:`narrow_pulse_table`), for fitting.
+
+    Cubic interpolation in q R and ln(tau + 1e-6): within :data:`NARROW_PULSE_TABLE_ERROR` of the series on
+    the normalised signal for q R <= 25 and any tau >= 0, at tens of ns per value instead of tens of us.
+    q R beyond the table is evaluated by the series.
+
+    Parameters
+    ----------
+    geometry : {"cylinder", "sphere"}
+    qR : numpy.ndarray
+        q R (dimensionless, >= 0).
+    tau : numpy.ndarray
+        D Delta / R^2 (dimensionless, >= 0; inf for the long-time limit), broadcast to the shape of qR.
+
+    Returns
+    -------
+    numpy.ndarray
+        Signal (dimensionless), same shape as qR.
+    """
+    x = np.asarray(qR, dtype=float)
+    t = np.broadcast_to(np.asarray(tau, dtype=float), x.shape).ravel()
+    table, x0, s0 = narrow_pulse_table(geometry)
+    fx = np.ascontiguousarray(np.abs(x).ravel())
+    # past _NP_TAU_MAX the series is its long-time limit to rounding: clamp there
+    s = np.log(np.minimum(t, _NP_TAU_MAX) + _NP_TAU0)
+    out = np.empty(fx.size)
+    _cubic_lookup(table, x0, _NP_HX, s0, _NP_HS, fx, np.ascontiguousarray(s), out)
+    far = fx > _NP_X_MAX
+    if np.any(far):
+        out[far] = narrow_pulse(geometry, fx[far], t[far])
+    return np.where(x < 1e-8, 1.0, out.reshape(x.shape))
+
+
 def soderman(geometry: str, qR: np.ndarray) -> np.ndarray:
     """Long-time narrow-pulse ("Stejskal-Tanner") limit: |form factor|^2.
 
@@ -252,6 +419,191 @@ def bingham_directions(frames: np.ndarray, k1: np.ndarray, k2: np.ndarray, n_x: 
 def dispersed_stick(arr, n: np.ndarray, w: np.ndarray, d_par: np.ndarray) -> np.ndarray:
     """Orientation average of a stick, sum_q w_q exp(-d_par n_q^T B n_q): (K, M)."""
     return np.matmul(w[:, None, :], np.exp(-d_par[:, None, None] * quadratic_form(n, arr.B)))[:, 0]
+
+
+# ------------------------------------------------ Bingham average from its normaliser
+#: grid of the Bingham normaliser table (:func:`bingham_table`): step and largest eigenvalue gap tabulated,
+#: Gauss-Legendre nodes of its integral. kappa1 <= 64 and d B <= 35 (b = 10 ms/um^2 at 3.5 um^2/ms) keep the gaps
+#: below 100; larger ones are integrated directly
+_BT_H = 0.25
+_BT_MAX = 112.0
+_BT_NODES = 64  # the integral to ~1e-12 over the whole table
+#: bound on the relative error of the tabulated Bingham stick average against its direct integral (ln F is
+#: interpolated to ~4e-6 on the 0.25 grid; the average is a ratio of two normalisers), and on the absolute error
+#: of the orientation tensor (tests/test_fit_speedups.py checks both)
+BINGHAM_TABLE_ERROR = 2e-5
+
+
+def bingham_log_normaliser(a: np.ndarray, b: np.ndarray, n_nodes: int = _BT_NODES) -> tuple[np.ndarray, np.ndarray]:
+    """ln F(a, b) and d ln F / d a of F(a, b) = (1/4 pi) int exp(a (mu1.n)^2 + b (mu2.n)^2) dn, a, b >= 0.
+
+    F(a, b) = int_0^1 exp(a t^2) e^(y/2) I0(y/2) dt with y = b (1 - t^2) (the azimuth integrated in closed form),
+    by Gauss-Legendre in t; d ln F / d a = <(mu1.n)^2>.
+
+    Parameters
+    ----------
+    a, b : numpy.ndarray
+        Concentrations (dimensionless, >= 0), broadcast together.
+    n_nodes : int
+        Gauss-Legendre nodes on [0, 1].
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ln F and <(mu1.n)^2>, the broadcast shape of a and b.
+    """
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+    t, w = unit_nodes(n_nodes)
+    top = np.maximum(np.maximum(a, b), 0.0)[..., None]  # the integrand's largest exponent, out against overflow
+    y = b[..., None] * (1 - t**2)
+    # e^(y/2) I0(y/2) = e^((y + |y|)/2) i0e(y/2): the table's stencil reaches below 0, where y < 0
+    f = w * np.exp(a[..., None] * t**2 + 0.5 * (y + np.abs(y)) - top) * special.i0e(y / 2)
+    s = f.sum(axis=-1)
+    return top[..., 0] + np.log(s), (f * t**2).sum(axis=-1) / s
+
+
+@lru_cache(maxsize=1)
+def bingham_table() -> tuple[np.ndarray, np.ndarray]:
+    """ln F and <(mu1.n)^2> (:func:`bingham_log_normaliser`) on a square grid of (a, b), once per process.
+
+    The grid starts two steps below 0 (F is even in neither, but smooth: its cubic stencil needs the points) and
+    reaches :data:`_BT_MAX`, step :data:`_BT_H`.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        (N, N) tables at a = b = -2 * 0.25 + i * 0.25 (read-only).
+    """
+    g = -2 * _BT_H + np.arange(int(np.ceil(_BT_MAX / _BT_H)) + 5) * _BT_H
+    lnF, m1 = np.empty((g.size, g.size)), np.empty((g.size, g.size))
+    for i, a in enumerate(g):
+        lnF[i], m1[i] = bingham_log_normaliser(np.full(g.size, a), g)
+    lnF.flags.writeable = False
+    m1.flags.writeable = False
+    return lnF, m1
+
+
+@numba.njit(cache=True)
+def _lagrange4(table, x0, h, x, y):
+    # 4 x 4 Lagrange (local cubic) interpolation of table[i, j] at x0 + i h, x0 + j h
+    n = table.shape[0]
+    fx = (x - x0) / h
+    fy = (y - x0) / h
+    i = int(np.floor(min(max(fx, 1.0), n - 3.0)))
+    j = int(np.floor(min(max(fy, 1.0), n - 3.0)))
+    t = fx - i
+    u = fy - j
+    wx = (-t * (t - 1) * (t - 2) / 6, (t + 1) * (t - 1) * (t - 2) / 2, -(t + 1) * t * (t - 2) / 2,
+          (t + 1) * t * (t - 1) / 6)
+    wy = (-u * (u - 1) * (u - 2) / 6, (u + 1) * (u - 1) * (u - 2) / 2, -(u + 1) * u * (u - 2) / 2,
+          (u + 1) * u * (u - 1) / 6)
+    acc = 0.0
+    for p in range(4):
+        row = 0.0
+        for q in range(4):
+            row += wy[q] * table[i - 1 + p, j - 1 + q]
+        acc += wx[p] * row
+    return acc
+
+
+@numba.njit(cache=True)
+def _sym3_eigenvalues(m00, m11, m22, m01, m02, m12):
+    # eigenvalues (descending) of a symmetric 3 x 3 matrix, trigonometric solution of its characteristic cubic;
+    # where two nearly coincide their error is O(sqrt(eps)) each but opposite, and the normaliser is a symmetric
+    # function of them, so the error of c(M) is second order
+    q = (m00 + m11 + m22) / 3
+    p1 = m01 * m01 + m02 * m02 + m12 * m12
+    p2 = (m00 - q) ** 2 + (m11 - q) ** 2 + (m22 - q) ** 2 + 2 * p1
+    if p2 <= 0.0:
+        return q, q, q
+    p = np.sqrt(p2 / 6)
+    b00, b11, b22 = (m00 - q) / p, (m11 - q) / p, (m22 - q) / p
+    b01, b02, b12 = m01 / p, m02 / p, m12 / p
+    r = (b00 * (b11 * b22 - b12 * b12) - b01 * (b01 * b22 - b12 * b02) + b02 * (b01 * b12 - b11 * b02)) / 2
+    r = min(max(r, -1.0), 1.0)
+    phi = np.arccos(r) / 3
+    l1 = q + 2 * p * np.cos(phi)
+    l3 = q + 2 * p * np.cos(phi + 2 * np.pi / 3)
+    return l1, 3 * q - l1 - l3, l3
+
+
+@numba.njit(cache=True)
+def _bingham_stick_kernel(lnF, x0, h, gmax, Z6, d, B6, out, far):
+    # out[k, m] = c(Z_k - d_k B_m) / c(Z_k) with c(M) = exp(l3) F(l1 - l3, l2 - l3); far[k, m] marks the gaps
+    # beyond the table (the caller integrates those directly)
+    K, M = out.shape
+    for k in range(K):
+        zl1, zl2, zl3 = _sym3_eigenvalues(Z6[k, 0], Z6[k, 1], Z6[k, 2], Z6[k, 3], Z6[k, 4], Z6[k, 5])
+        lnc0 = zl3 + _lagrange4(lnF, x0, h, zl1 - zl3, zl2 - zl3)
+        for m in range(M):
+            l1, l2, l3 = _sym3_eigenvalues(Z6[k, 0] - d[k] * B6[m, 0], Z6[k, 1] - d[k] * B6[m, 1],
+                                           Z6[k, 2] - d[k] * B6[m, 2], Z6[k, 3] - d[k] * B6[m, 3],
+                                           Z6[k, 4] - d[k] * B6[m, 4], Z6[k, 5] - d[k] * B6[m, 5])
+            if l1 - l3 > gmax:
+                far[k, m] = True
+                out[k, m] = np.nan
+                continue
+            out[k, m] = np.exp(l3 + _lagrange4(lnF, x0, h, l1 - l3, l2 - l3) - lnc0)
+
+
+def bingham_stick(arr, frames: np.ndarray, k1: np.ndarray, k2: np.ndarray, d_par: np.ndarray) -> tuple:
+    """Bingham-dispersed sticks, exactly through the Bingham normaliser: (K, M) signals and (K, 3, 3) <n n^T>.
+
+    For the ODF ~ exp(n^T Z n), Z = k1 mu1 mu1^T + k2 mu2 mu2^T, the average of exp(-d n^T B n) is
+    c(Z - d B) / c(Z), c(M) = (1/4 pi) int exp(n^T M n) dn = exp(l3) F(l1 - l3, l2 - l3) from the eigenvalues
+    l1 >= l2 >= l3 of M, for any b-tensor B. ln F is tabulated (:func:`bingham_table`) and interpolated (4 x 4
+    cubic, within :data:`BINGHAM_TABLE_ERROR` (relative) of the direct integral); eigenvalue gaps beyond the table are
+    integrated directly. <n n^T> = sum_i <(mu_i.n)^2> mu_i mu_i^T, <(mu1.n)^2> = d ln F / d a from the same table.
+
+    Parameters
+    ----------
+    arr : SchemeArrays
+        b-tensors ``arr.B`` in s/m^2.
+    frames : numpy.ndarray
+        (K, 3, 3) orthonormal frames [mu1, mu2, mu3] (:func:`frame`).
+    k1, k2 : numpy.ndarray
+        (K,) concentrations, k1 >= k2 >= 0 (dimensionless).
+    d_par : numpy.ndarray
+        (K,) stick diffusivity in m^2/s.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        (K, M) signals (dimensionless) and (K, 3, 3) orientation tensors.
+    """
+    lnF, m1 = bingham_table()
+    x0 = -2 * _BT_H
+    mu1, mu2 = frames[:, 0], frames[:, 1]
+    Z = k1[:, None, None] * np.einsum("ki,kj->kij", mu1, mu1) + k2[:, None, None] * np.einsum("ki,kj->kij", mu2, mu2)
+    Z6 = np.ascontiguousarray(np.column_stack([Z[:, 0, 0], Z[:, 1, 1], Z[:, 2, 2], Z[:, 0, 1], Z[:, 0, 2],
+                                               Z[:, 1, 2]]))
+    B = arr.B
+    B6 = np.ascontiguousarray(np.column_stack([B[:, 0, 0], B[:, 1, 1], B[:, 2, 2], B[:, 0, 1], B[:, 0, 2],
+                                               B[:, 1, 2]]))
+    d = np.ascontiguousarray(d_par, dtype=float)
+    out = np.empty((len(Z6), len(B6)))
+    far = np.zeros(out.shape, dtype=bool)
+    _bingham_stick_kernel(lnF, x0, _BT_H, _BT_MAX, Z6, d, B6, out, far)
+    if np.any(far):
+        k, m = np.nonzero(far)
+        l = np.linalg.eigvalsh(Z[k] - d[k, None, None] * B[m])  # ascending
+        lnc = l[:, 0] + bingham_log_normaliser(l[:, 2] - l[:, 0], l[:, 1] - l[:, 0], 4 * _BT_NODES)[0]
+        out[k, m] = np.exp(lnc - bingham_log_normaliser(k1[k], k2[k])[0])
+    k1c, k2c = np.ascontiguousarray(k1, dtype=float), np.ascontiguousarray(k2, dtype=float)
+    # <(mu2.n)^2> is <(mu1.n)^2> with the concentrations swapped (F is symmetric in them)
+    g1, g2 = _lagrange_many(m1, x0, _BT_H, k1c, k2c), _lagrange_many(m1, x0, _BT_H, k2c, k1c)
+    g3 = 1 - g1 - g2
+    T = (g1[:, None, None] * np.einsum("ki,kj->kij", mu1, mu1) + g2[:, None, None] * np.einsum("ki,kj->kij", mu2, mu2)
+         + g3[:, None, None] * np.einsum("ki,kj->kij", frames[:, 2], frames[:, 2]))
+    return out, T
+
+
+@numba.njit(cache=True)
+def _lagrange_many(table, x0, h, x, y):
+    out = np.empty(x.size)
+    for i in range(x.size):
+        out[i] = _lagrange4(table, x0, h, x[i], y[i])
+    return out
 
 
 @numba.njit(cache=True)

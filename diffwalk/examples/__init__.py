@@ -16,13 +16,15 @@ EXAMPLES = {
                "generated substrates (packed, undulating, beaded axons; somas): rendered, walked, signals compared"),
     "main": ("diffwalk.examples.main_job",
              "packed axons under PGSE + STE -> resumable HDF5 ground-truth database -> report"),
+    "learned": ("diffwalk.examples.learned_estimator",
+                "a learned estimator trained on a database's rows, judged on held-out rows beside the analytic fit"),
     "validation": ("diffwalk.examples.validation_report",
                    "packed axons -> signals -> every applicable model fitted -> bias, NRV, regime-map report"),
 }
 
 
 #: examples that "all" leaves out because they take minutes (run them by name)
-LONG = {"validation", "exchange", "meshes"}
+LONG = {"validation", "exchange", "meshes", "learned"}
 
 
 def run_example(name: str, outdir: str | Path, rerun: bool = False) -> list[Path]:

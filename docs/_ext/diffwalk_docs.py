@@ -184,12 +184,14 @@ def config_lines() -> list[str]:
         if base in SI_UNIT:
             table = next((t for t in config.TABLES if kind.endswith(t)), None)
             many = " (one value or a list)" if kind.endswith("*") else \
+                " (one value, or one per item as a list)" if kind.endswith("+") else \
                 f" (one value or a table {config.TABLES[table][2]})" if table else ""
             others = ", ".join(_literal(u) for u in UNITS[base] if u != SI_UNIT[base])
             return f"{base}: ``{SI_UNIT[base]}``; also {others}{many}"
         return {"float": "plain number", "floats": "number or list of numbers", "int": "whole number >= 0",
                 "count": "whole number >= 1", "str": "text", "bool": "true / false", "vector": "[x, y, z]",
-                "directions": "count or list of [x, y, z]"}[base]
+                "directions": "count or list of [x, y, z]", "ints": "list of whole numbers >= 0",
+                "points": 'list of "x y z unit" texts', "path": "file path, relative to the config file"}[base]
 
     lines = []
     tables = [(f"[substrate] type = \"{k}\"", config.SUBSTRATE_FIELDS[k], f"substrate.{k}")
