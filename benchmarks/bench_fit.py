@@ -39,7 +39,7 @@ differ by the batch size each run chose and by timing noise)::
     pomace                 91    1276.59      3.11    410.5x
     qti                   130       0.05      0.05      1.0x
     sandi                  91      13.19     11.74      1.1x
-    sandix                 91    5281.25     86.39     61.1x
+    sandix                 91    5281.25    144.47     36.6x   (*)
     sm_t2                 125      14.42     14.16      1.0x
     smex                   91    1933.42     15.10    128.0x
     smt                    91       0.50      0.43      1.2x
@@ -53,6 +53,12 @@ differ by the batch size each run chose and by timing noise)::
     verdict                91       9.34      8.56      1.1x
     wmti                   91       1.61      1.61      1.0x
     wmti_watson            91       3.78      3.63      1.0x
+
+    (*) SANDIX after its exchange step was made exact where the extra-cellular pool is empty (the slow eigenvalue
+    from the determinant: 3.7e-4 off the stick limit before, 2e-12 now); 86 ms before that change, whose
+    fits were worse (residuals of 12 noisy voxels: sum 0.74 against 0.39 now). Its profile: 45 us per forward
+    row (1,200 exact 2 x 2 exchange steps), ~2,500 rows per voxel (7 parameters, finite-difference Jacobians,
+    LM creeping along SANDIX's degenerate valleys): the miss of the 50 ms target.
 
     With larger batches (``--only axcaliber,bingham_noddi,sandix --budget 12``, 38-151 voxels per call):
     axcaliber 40.2 ms, bingham_noddi 36.5 ms, sandix 87.3 ms. The tables are built once per process, outside

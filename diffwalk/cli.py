@@ -194,6 +194,38 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    import json
+
+    from . import atlas
+    if args.list:
+        for name in atlas.list_recipes():
+            rec = atlas.load_recipe(name)
+            rows = sum(rec.n_rows(s) for s in rec.substrates) * len(rec.protocols)
+            print(f"{name:8s} {rec.version:5s} {rows:5d} rows  {rec.description}")
+        return 0
+    if not args.recipe:
+        raise ValueError("give a recipe (a built-in name from `diffwalk atlas --list`, or a TOML file)")
+    rec = atlas.load_recipe(args.recipe)
+    if args.estimate_from:
+        measured = Path(args.estimate_from) / "atlas.json"
+        if not measured.exists():
+            raise FileNotFoundError(f"--estimate-from {args.estimate_from}: no atlas.json there; run an atlas "
+                                    "into that folder first (e.g. `diffwalk atlas small --out atlas_small`)")
+        est = atlas.estimate_cost(rec, json.loads(measured.read_text())["timing"])
+        print(f"atlas {rec.name} {rec.version}: {est['rows']} rows, {est['walker_steps']:.3g} walker-steps; on this "
+              f"machine, one process: walks {est['walk_hours']:.2f} h + fits {est['fit_hours']:.2f} h = "
+              f"{est['total_hours']:.2f} h (rates measured in {measured})")
+        return 0
+    if not args.out:
+        raise ValueError("--out DIR is required to build an atlas (databases, fits, report.md and figures go there)")
+    res = atlas.run_atlas(rec, args.out, local=args.local, scheduler=args.scheduler, n_jobs=args.jobs)
+    for q, rows in res.board.items():
+        print(f"  {q}: best {rows[0].model}.{rows[0].parameter} ({100 * rows[0].within:.0f} % of fits within "
+              f"{100 * rec.tolerance:.0f} %)")
+    return 0
+
+
 def _cmd_show_substrate(args: argparse.Namespace) -> int:
     import substrates
 
@@ -316,6 +348,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="add the NRV landscape of a parameter (first row), e.g. stick_zeppelin.f; repeatable")
     val.add_argument("--report", required=True, help="output folder for report.md and the figures")
     val.set_defaults(func=_cmd_validate)
+    atl = sub.add_parser("atlas", help="build a validity atlas from a recipe: databases, fits of every model, "
+                                       "leaderboard and report (resumable)")
+    atl.add_argument("recipe", nargs="?", help="built-in recipe name (see --list) or a recipe TOML file")
+    atl.add_argument("--out", help="output folder (databases/, fits/, report.md, figures/); run again to resume")
+    atl.add_argument("--list", action="store_true", help="list the built-in recipes and exit")
+    atl.add_argument("--estimate-from", metavar="DIR",
+                     help="print the recipe's cost on this machine from the timing of an atlas built in DIR, "
+                          "without running anything")
+    grp = atl.add_mutually_exclusive_group()
+    grp.add_argument("--local", type=int, metavar="N", help="simulate on a Dask LocalCluster with N workers")
+    grp.add_argument("--scheduler", metavar="ADDR", help="simulate on the Dask scheduler at ADDR")
+    atl.add_argument("--jobs", type=int, default=1, help="fitting processes (default 1; results do not depend on it)")
+    atl.set_defaults(func=_cmd_atlas)
     show = sub.add_parser("show-substrate", help="draw the substrate of a config")
     show.add_argument("config", help="TOML config whose [substrate] is drawn")
     show.add_argument("-o", "--output", required=True, help="picture (.png)")

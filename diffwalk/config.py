@@ -120,9 +120,13 @@ SCHEME_FIELDS: dict[str, dict[str, str]] = {
     "ogse": {"frequency": "frequency", "n_periods": "int", "bvalues": "bvalue*", "directions": "directions",
              "shape": "str", "gap": "time", "echo_time": "time"},
     "tensor": {"bvalues": "bvalue*", "b_delta": "floats", "directions": "directions", "duration": "time"},
+    "dde": {"delta": "time", "Delta": "time", "mixing_time": "time", "bvalues": "bvalue*", "directions": "directions",
+            "second": "str", "ramp_time": "time", "echo_time": "time"},
 }
 REQUIRED_SCHEME = {"pgse": {"delta", "Delta"}, "ogse": {"frequency", "n_periods", "bvalues"},
-                   "tensor": {"bvalues", "b_delta"}}
+                   "tensor": {"bvalues", "b_delta"}, "dde": {"delta", "Delta", "mixing_time", "bvalues"}}
+#: second-block directions of a DDE table: the first block's, one perpendicular to it, or both (two measurements)
+DDE_SECOND = ("parallel", "perpendicular", "both")
 SIMULATION_FIELDS = {"n_walkers": "count", "n_steps": "count", "diffusivity": "diffusivity|compartments",
                      "t2": "time|compartments", "seed": "int", "start": "str", "gaussian_steps": "bool",
                      "backend": "str"}
@@ -317,6 +321,18 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
                     "required"),
         "directions": ("symmetry axes of the b-tensors: a count or a list of [x, y, z]", "[[0, 0, 1]]"),
         "duration": ("duration of the encoding waveform", "60 ms")},
+    "scheme.dde": {
+        "delta": ("pulse duration of both PGSE blocks", "required"),
+        "Delta": ("time between the onsets of a block's two pulses", "required"),
+        "mixing_time": ("from the onset of the first block's second pulse to the onset of the second block's "
+                        "first pulse (at least delta + ramp_time)", "required"),
+        "bvalues": ("total b-values of the shells (both blocks; b = 0 is measured once)", "required"),
+        "directions": ("first-block directions: a count (Fibonacci hemisphere) or a list of [x, y, z]",
+                       "[[0, 0, 1]]"),
+        "second": ('second-block direction: "parallel" (the first block\'s), "perpendicular" (one '
+                   'perpendicular to it) or "both" (two measurements per direction)', '"both"'),
+        "ramp_time": ("gradient rise time of each trapezoid", "0 s"),
+        "echo_time": ECHO_HELP},
     "simulation": {
         "n_walkers": ("number of walkers; the standard error falls as 1/sqrt(n_walkers)", "100000"),
         "n_steps": ("time steps over the scheme's duration", "1000"),
@@ -768,6 +784,8 @@ def _scheme_maker(raw: dict, name: str):
                 return sequences.ogse(frequency=p["frequency"], n_periods=p["n_periods"], bvalues=amp_arr,
                                       directions=dirs, shape=p.get("shape", "cos"), gap=p.get("gap", 0.0),
                                       echo_time=p.get("echo_time"), dt=dt)
+            if kind == "dde":
+                return _dde_scheme(p, amp_arr, dirs, dt, name)
             bd = p["b_delta"]
             bd = np.repeat(bd, len(amp_arr)) if bd.size == 1 else bd
             return sequences.tensor_encoding(amp_arr, bd, dirs, duration=p.get("duration", 60e-3), dt=dt)
@@ -775,6 +793,28 @@ def _scheme_maker(raw: dict, name: str):
             raise ConfigError(f"{name} ({kind}): {exc}") from exc
 
     return make, {"type": kind, **{k: v for k, v in p.items() if k != "directions"}}
+
+
+def _perpendicular(u: np.ndarray) -> np.ndarray:
+    """(N, 3) unit vectors perpendicular to the rows of u: u x z, or u x x where u is near z."""
+    ref = np.where(np.abs(u[:, 2:3]) > 0.9, np.array([[1.0, 0, 0]]), np.array([[0.0, 0, 1]]))
+    v = np.cross(u, ref)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _dde_scheme(p: dict, amp: np.ndarray, dirs: np.ndarray, dt, name: str) -> sequences.Scheme:
+    """A DDE table's scheme: per shell and first-block direction, the parallel and/or perpendicular pair."""
+    second = p.get("second", "both")
+    if second not in DDE_SECOND:
+        raise ConfigError(f"{name}.second = {second!r}: choose one of {list(DDE_SECOND)}")
+    pairs = {"parallel": [dirs], "perpendicular": [_perpendicular(dirs)], "both": [dirs, _perpendicular(dirs)]}
+    # b = 0 once: the perpendicular copy of a b = 0 measurement is the same measurement
+    keep = [np.ones(len(amp), bool)] + [amp > 0] * (len(pairs[second]) - 1)
+    keep = np.concatenate(keep)
+    reps = len(pairs[second])
+    return sequences.dde(p["delta"], p["Delta"], p["mixing_time"], bvalues=np.tile(amp, reps)[keep],
+                         directions1=np.tile(dirs, (reps, 1))[keep], directions2=np.concatenate(pairs[second])[keep],
+                         ramp_time=p.get("ramp_time", 0.0), echo_time=p.get("echo_time"), dt=dt)
 
 
 def parse_job(cfg: dict, base_dir: str | Path | None = None) -> Job:

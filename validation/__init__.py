@@ -8,7 +8,7 @@ Models and fitting
 ------------------
 list_models, get_model (the registry), Model, Parameter, SchemeArrays, REQUIREMENTS (the building blocks,
 :mod:`validation.base`), fit (methods: log-linear OLS/WLS/IWLS, batched Levenberg-Marquardt, per-signal least
-squares, Rician ML, dictionary; fixed and linked parameters), available_methods, dictionary_resolution, dictionary_floor, bias_table, write_report, nrv_landscape,
+squares, Rician ML, dictionary; fixed and linked parameters), available_methods, dictionary_resolution, dictionary_floor, bias_table, applicable_scheme (the part of a scheme a model fits), write_report, nrv_landscape,
 regime_map, make_report (from results or a SignalSet)
 Verdicts
 --------
@@ -21,7 +21,7 @@ application (:mod:`diffwalk`): it works on any signals with a ground truth.
 """
 
 from .base import REQUIREMENTS, Model, Parameter, SchemeArrays
-from .bias import bias_table, write_report
+from .bias import applicable_scheme, bias_table, write_report
 from .exact import (annulus_modes, annulus_msd, callaghan_signal, free_signal, gpd_pgse, gpd_signal, mitra_dt, perrins_tortuosity,
                     restricted_msd, robin_modes, spherical_jn_prime_zeros, surface_relaxation_signal)
 from .dictionary import dictionary_floor, dictionary_resolution
@@ -35,7 +35,7 @@ from .report import (VERDICT_RULES, BiasSummary, DirectionSummary, SignalSet, di
                      summarise_bias, summarise_directions, verdict_sentences, verdict_table)
 
 __all__ = ["list_models", "get_model", "MODELS", "Model", "Parameter", "SchemeArrays", "REQUIREMENTS", "fit",
-           "FitResult", "METHODS", "available_methods", "dictionary_resolution", "dictionary_floor", "bias_table", "write_report", "nrv_landscape", "NRVLandscape", "regime_map", "RegimeMap",
+           "FitResult", "METHODS", "available_methods", "dictionary_resolution", "dictionary_floor", "bias_table", "applicable_scheme", "write_report", "nrv_landscape", "NRVLandscape", "regime_map", "RegimeMap",
            "make_report", "SignalSet", "summarise_bias", "summarise_directions", "BiasSummary", "DirectionSummary",
            "verdict_sentences", "verdict_table", "direction_table", "VERDICT_RULES", "rotational_invariants", "free_signal", "gpd_signal", "gpd_pgse", "mf_signal", "large_pore_signal",
            "callaghan_signal", "restricted_msd", "mitra_dt", "perrins_tortuosity", "spherical_jn_prime_zeros",
