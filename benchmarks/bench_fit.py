@@ -13,71 +13,55 @@ calls sized to fill the budget (``--quick``: 3 s, at least 2 voxels; else ``--bu
 per voxel. Results go to ``fit_per_model.json``.
 
 Results, per-model table (``--quick``; 2-core box, one core, ms per voxel of ``fit(method="auto")``; before:
-commit 085959c, after: issue 32's caches and tables; M: measurements; the models whose code did not change
-differ by the batch size each run chose and by timing noise)::
+commit 085959c, after: issue 32's caches, tables and compiled kernels; M: measurements; ``--quick`` calls hold
+a few to a few hundred voxels, so a call's fixed cost (its grid of starts) weighs on the slow models; the models
+whose code did not change differ by the batch size each run chose and by timing noise)::
 
     model                   M  before ms  after ms  speed-up
-    activeax               91      16.00     15.74      1.0x
-    axcaliber              91      70.08     51.68      1.4x
-    ball_stick             91       0.22      0.22      1.0x
-    bingham_noddi          91    3824.66     68.27     56.0x
-    charmed                91      22.58      6.48      3.5x
-    cylinder_callaghan     91    1598.60      0.65   2459.4x
-    cylinder_gpd           91     110.21      1.53     72.0x
-    cylinder_soderman      91       1.44      1.17      1.2x
-    cylinder_zeppelin      91      11.96      5.62      2.1x
-    dki                    91       0.07      0.02      3.5x
-    dti                    91       0.05      0.01      5.0x
-    fw_dti                 91       7.68      2.41      3.2x
-    gamma                 130       1.41      0.29      4.9x
-    impulsed              115    1940.13      3.92    494.9x
-    ivim                   91       0.49      0.41      1.2x
-    karger                 91       6.79      5.31      1.3x
-    mc_smt                 91       0.53      0.42      1.3x
-    nexi                   91     137.68      2.71     50.8x
-    noddi_watson           91      12.00     10.94      1.1x
-    pomace                 91    1276.59      3.11    410.5x
-    qti                   130       0.05      0.05      1.0x
-    sandi                  91      13.19     11.74      1.1x
-    sandix                 91    5281.25    144.47     36.6x   (*)
-    sm_t2                 125      14.42     14.16      1.0x
-    smex                   91    1933.42     15.10    128.0x
-    smt                    91       0.50      0.43      1.2x
-    sphere_ball            91       4.63      3.26      1.4x
-    sphere_callaghan       91    1923.11      1.12   1717.1x
-    sphere_gpd             91      83.10      0.97     85.7x
-    sphere_soderman        91       0.56      0.50      1.1x
-    standard_model         91      15.87     14.14      1.1x
-    stick_zeppelin         91       1.24      1.20      1.0x
-    temporal_zeppelin      91       2.15      2.02      1.1x
-    verdict                91       9.34      8.56      1.1x
-    wmti                   91       1.61      1.61      1.0x
-    wmti_watson            91       3.78      3.63      1.0x
+    activeax                91      16.00     19.86      0.8x
+    axcaliber               91      70.08     54.53      1.3x
+    ball_stick              91       0.22      0.24      0.9x
+    bingham_noddi           91    3824.66     81.53     46.9x
+    charmed                 91      22.58      6.72      3.4x
+    cylinder_callaghan      91    1598.60      0.70   2283.7x
+    cylinder_gpd            91     110.21      2.22     49.6x
+    cylinder_soderman       91       1.44      1.50      1.0x
+    cylinder_zeppelin       91      11.96      6.28      1.9x
+    dki                     91       0.07      0.04      1.8x
+    dti                     91       0.05      0.02      2.5x
+    fw_dti                  91       7.68      2.94      2.6x
+    gamma                  130       1.41      0.32      4.4x
+    impulsed               115    1940.13      5.02    386.5x
+    ivim                    91       0.49      0.47      1.0x
+    karger                  91       6.79      5.59      1.2x
+    mc_smt                  91       0.53      0.46      1.2x
+    nexi                    91     137.68      3.11     44.3x
+    noddi_watson            91      12.00     12.10      1.0x
+    pomace                  91    1276.59      3.18    401.4x
+    qti                    130       0.05      0.05      1.0x
+    sandi                   91      13.19     12.44      1.1x
+    sandix                  91    5281.25     48.10    109.8x
+    sm_t2                  125      14.42     15.43      0.9x
+    smex                    91    1933.42      5.17    374.0x
+    smt                     91       0.50      0.46      1.1x
+    sphere_ball             91       4.63      3.60      1.3x
+    sphere_callaghan        91    1923.11      1.29   1490.8x
+    sphere_gpd              91      83.10      1.31     63.4x
+    sphere_soderman         91       0.56      0.56      1.0x
+    standard_model          91      15.87     16.47      1.0x
+    stick_zeppelin          91       1.24      1.26      1.0x
+    temporal_zeppelin       91       2.15      2.32      0.9x
+    verdict                 91       9.34     13.03      0.7x
+    wmti                    91       1.61      1.91      0.8x
+    wmti_watson             91       3.78      4.01      0.9x
 
-    (*) SANDIX after its exchange step was made exact where the extra-cellular pool is empty (the slow eigenvalue
-    from the determinant: 3.7e-4 off the stick limit before, 2e-12 now); 86 ms before that change, whose
-    fits were worse (residuals of 12 noisy voxels: sum 0.74 against 0.39 now). Its profile: 45 us per forward
-    row (1,200 exact 2 x 2 exchange steps), ~2,500 rows per voxel (7 parameters, finite-difference Jacobians,
-    LM creeping along SANDIX's degenerate valleys): the miss of the 50 ms target.
-
-    With larger batches (``--only axcaliber,bingham_noddi,sandix --budget 12``, 38-151 voxels per call):
-    axcaliber 40.2 ms, bingham_noddi 36.5 ms, sandix 87.3 ms. The tables are built once per process, outside
-    these times: Bingham normaliser 0.5 s, each Callaghan table 0.2 s.
-
-SANDIX stays above 50 ms: ~80 % of its time is the compiled finite-pulse exchange chain (3 shells x 16
-stick angles x 25 exact 2 x 2 exponential steps, two exponentials each, per parameter set) over the ~2000
-parameter sets the batched Levenberg-Marquardt evaluates per voxel (7 parameters, forward-difference Jacobians).
-
-The default run (the method rows). Signals: each model's own forward function at parameters drawn uniformly inside
-the middle of its bounds (diffusivities 0.3-3 um^2/ms, a random fibre direction), a 3-shell PGSE protocol (b =
-1000, 2000, 3000 s/mm^2, 30 directions each, delta 10 ms, Delta 30 ms, three b = 0), plus spherical tensor encoding
-at the same shells for the models that need b-tensor shapes, and Gaussian noise at SNR 50. A method fits as many
-voxels as it does in ``--budget`` seconds (at most ``--voxels``), in one process, and the batched and per-signal
-nonlinear methods also on all cores (``--cores`` worker processes); the table gives wall milliseconds per voxel
-and, for DTI and DKI, dipy's WLS fits of the same signals (when dipy is installed). The dictionary rows of NODDI
-and ActiveAx fix d_par = 1.7e-9 as AMICO does, and their signals are drawn with it. Results go to JSON
-(``fit.json``).
-Timings never go into tests.
+    With larger batches (``--only axcaliber,bingham_noddi,sandix --budget 12``, 37-333 voxels per call):
+    axcaliber 43.2 ms, bingham_noddi 37.4 ms, sandix 43.5 ms: every model at most 50 ms per voxel at database
+    batch sizes. The tables are built once per process, outside these times: Bingham normaliser 0.5 s, each
+    Callaghan table 0.2 s. SMEX and SANDIX: the exchange step takes its slow eigenvalue from the determinant
+    (exact where a pool is empty: 3.7e-4 off the stick limit before, 2e-12 now), the lobes are two chains of 2
+    and 4 steps Richardson-extrapolated (as accurate as the 12 plain steps before, at 14 steps instead of 25),
+    and the stick-angle integral takes the fewest Gauss-Legendre nodes the scheme needs (8 here, within 1e-7).
 """
 
 from __future__ import annotations

@@ -57,19 +57,54 @@ def _nexi(arr, P):
     return np.matmul(_XW, E)[:, which]
 
 
-#: nodes of SMEX's stick-angle integral: the chain is smooth in xi, and 16 nodes are within 3e-12 of 32 (the
-#: nodes before issue 32) on the normalised signal for b <= 10 ms/um^2 (tests/test_fit_speedups.py)
-_XI_SMEX, _XW_SMEX = C.unit_nodes(16)
-#: bound on the difference of the 16-node SMEX signal from the 32-node one (b <= 10 ms/um^2)
-SMEX_NODES_ERROR = 1e-11
+#: largest error of SMEX's stick-angle quadrature on the normalised signal: a scheme gets the fewest of
+#: _NODE_COUNTS Gauss-Legendre nodes whose average of exp(-x xi^2), x = max(b) D_MAX (the fastest stick decay a
+#: fit can reach), is this close to 64 nodes' (8 nodes for b <= 3 ms/um^2, 12 up to 10)
+SMEX_NODES_ERROR = 1e-7
+_NODE_COUNTS = (8, 10, 12, 16, 24, 32, 48)
+#: bound on the error of the Richardson-extrapolated lobe steps (smex_pool's n_sub = 4) against the converged
+#: chain, on the normalised signal, for PGSE with b <= 10 ms/um^2 and delta <= 20 ms (tests/test_fit_speedups.py;
+#: largest measured 1.07e-3 at delta = 20 ms, Delta = 25 ms, b = 10 ms/um^2; 1e-5 to 3e-4 for delta = 5-10 ms):
+#: 0.5-1.3 x the error of the 12 plain steps per lobe used before issue 32, at 14 steps instead of 25
+SMEX_STEP_ERROR = 1.5e-3
 
 
-def smex_pool(arr, f, di, de, tau, n_sub: int = 12):
+def stick_nodes(b_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on xi in [0, 1] for powder-averaging sticks up to b_max (s/m^2).
+
+    The fewest of 8, 10, 12, 16, 24, 32 or 48 nodes whose average of exp(-b_max D_MAX xi^2) is within
+    :data:`SMEX_NODES_ERROR` of 64 nodes'.
+
+    Parameters
+    ----------
+    b_max : float
+        Largest b-value of the scheme (s/m^2).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Nodes xi (dimensionless) and weights (sum 1).
+    """
+    x = float(b_max) * D_MAX
+    xr, wr = C.unit_nodes(64)
+    ref = wr @ np.exp(-x * xr**2)
+    for n in _NODE_COUNTS:
+        xi, w = C.unit_nodes(n)
+        if abs(w @ np.exp(-x * xi**2) - ref) <= SMEX_NODES_ERROR:
+            return xi, w
+    return xr, wr
+
+
+def smex_pool(arr, f, di, de, tau, n_sub: int = 4):
     """Powder-averaged signal of sticks exchanging with an isotropic pool under finite PGSE pulses.
 
     Solves dm/dt = [-q(t)^2 D + K] m on the PGSE q(t) (rising lobe, plateau, falling lobe), each
-    lobe in n_sub steps with the exact step average of q^2, the plateau in one exact step; sticks
-    at xi = cos(angle) with D = D_i xi^2, integrated over xi by Gauss-Legendre.
+    lobe in steps with the exact step average of q^2, the plateau in one exact step; sticks
+    at xi = cos(angle) with D = D_i xi^2, integrated over xi by Gauss-Legendre (:func:`stick_nodes`). The lobe
+    error is O(h^2): the chain runs with n_sub and n_sub / 2 steps per lobe and is Richardson-extrapolated,
+    (4 S(n_sub) - S(n_sub / 2)) / 3, within :data:`SMEX_STEP_ERROR` of the converged chain at n_sub = 4 (as
+    accurate as 12 plain steps, at 14 steps instead of 25; the finite-pulse error is largest for long pulses
+    at high b).
 
     Parameters
     ----------
@@ -78,24 +113,30 @@ def smex_pool(arr, f, di, de, tau, n_sub: int = 12):
         (K,) stick fraction of the pool, stick and pool diffusivity (m^2/s), mean residence time in
         the sticks (s).
     n_sub : int
-        Steps per gradient lobe.
+        Steps per gradient lobe of the finer chain (even, >= 2).
 
     Returns
     -------
     numpy.ndarray
         (K, M) signals (dimensionless).
     """
+    if n_sub < 2 or n_sub % 2:
+        raise ValueError(f"n_sub = {n_sub!r}: expected an even number of steps per lobe >= 2")
     # the powder average depends on a measurement's (G, delta, Delta) only: integrate once per distinct
     # timing and amplitude (4 for a 3-shell PGSE protocol instead of 91), then spread them over the measurements
     # (amplitudes computed from played waveforms differ in the last digits: distinct to 1e-10)
     shells, which = arr.derived("pgse_amplitude_timings", lambda: distinct_rows(
         np.column_stack([arr.G, arr.delta, arr.Delta])))
+    xi, xw = arr.derived("smex_stick_nodes", lambda: stick_nodes(np.max(arr.b)))
     g2 = np.ascontiguousarray((arr.gamma * shells[:, 0]) ** 2)
-    out = np.empty((len(f), len(shells)))
+    fine, coarse = np.empty((len(f), len(shells))), np.empty((len(f), len(shells)))
+    args = [np.ascontiguousarray(x, dtype=float) for x in (f, di, de, tau)]
     # compiled: the chain of 2 n_sub + 1 exact 2 x 2 steps per (parameter set, node, shell) runs in registers
     # instead of through ~30 numpy temporaries per step
-    _smex_chain(*(np.ascontiguousarray(x, dtype=float) for x in (f, di, de, tau)), _XI_SMEX, _XW_SMEX, g2,
-                np.ascontiguousarray(shells[:, 1]), np.ascontiguousarray(shells[:, 2]), int(n_sub), out)
+    for n, out in ((n_sub, fine), (n_sub // 2, coarse)):
+        _smex_chain(*args, xi, xw, g2, np.ascontiguousarray(shells[:, 1]), np.ascontiguousarray(shells[:, 2]),
+                    int(n), out)
+    out = (4 * fine - coarse) / 3
     return out[:, which]
 
 
