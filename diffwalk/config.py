@@ -104,16 +104,28 @@ SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
                  "relaxivity": "relaxivity", "trees": "str"},
     "from_mesh": {"path": "path", "units": "str", "box": "length*", "permeability": "permeability|sides",
                   "repair": "bool", "check_self_intersections": "bool", "relaxivity": "relaxivity"},
+    "from_mcdc_cylinders": {"path": "path", "box": "length*", "conf": "path", "permeability": "permeability|sides",
+                            "relaxivity": "relaxivity"},
+    "from_mcdc_spheres": {"path": "path", "box": "length*", "conf": "path", "permeability": "permeability|sides",
+                          "relaxivity": "relaxivity"},
+    "from_caterpillar": {"path": "path", "box": "length*", "units": "str", "radius": "str"},
+    "from_cactus": {"path": "path", "units": "str", "spacing": "float"},
 }
 #: [substrate] types built by calling a substrates generator with the parsed table as keyword arguments
 GENERATORS = {"packed_axons": substrates.packed_axons, "undulating_axons": substrates.undulating_axons,
               "beaded_axons": substrates.beaded_axons, "somas_with_neurites": substrates.somas_with_neurites,
               "sphere_chain_axons": substrates.sphere_chain_axons, "from_swc": substrates.from_swc,
               "from_mesh": substrates.from_mesh}
+#: [substrate] types that read another generator's files (substrates.importers), called the same way; their
+#: keys are the reader's keyword arguments (CATERPillar's cell types are fixed to its default: axons and glia)
+IMPORTERS = {"from_mcdc_cylinders": substrates.read_mcdc_cylinders, "from_mcdc_spheres": substrates.read_mcdc_spheres,
+             "from_caterpillar": substrates.read_caterpillar, "from_cactus": substrates.read_cactus}
 REQUIRED_SUBSTRATE = {"planes": {"spacing"}, "cylinder": {"radius"}, "cylinder_lattice": {"radius", "icvf"},
                       "packed_cylinders": {"n", "gamma_shape", "gamma_scale", "icvf"}, "sphere": {"radius"},
                       "sphere_lattice": {"radius", "volume_fraction"}, "myelinated_axons": {"n", "mean_radius"},
-                      "sphere_union": {"box"}, "from_swc": {"path"}, "from_mesh": {"path"}}
+                      "sphere_union": {"box"}, "from_swc": {"path"}, "from_mesh": {"path"},
+                      "from_mcdc_cylinders": {"path"}, "from_mcdc_spheres": {"path"}, "from_caterpillar": {"path"},
+                      "from_cactus": {"path"}}
 SCHEME_FIELDS: dict[str, dict[str, str]] = {
     "pgse": {"delta": "time", "Delta": "time", "bvalues": "bvalue*", "gradient_strength": "gradient*",
              "directions": "directions", "ramp_time": "time", "echo_time": "time"},
@@ -299,6 +311,29 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
                    "false"),
         "check_self_intersections": ("refuse meshes whose faces cross", "true"),
         "relaxivity": RHO_HELP},
+    "substrate.from_mcdc_cylinders": {
+        "path": ("MC/DC cylinders_list file (scale line, then x y z r or x1 y1 z1 x2 y2 z2 r), relative to the "
+                 "config file; parallel to z", "required"),
+        "box": ("the voxel, three lengths (MC/DC keeps it in the .conf)", "none: give box or conf"),
+        "conf": ("MC/DC .conf whose <voxels> block gives the voxel (mm), relative to the config file",
+                 "none: give box or conf"),
+        "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
+    "substrate.from_mcdc_spheres": {
+        "path": ("MC/DC spheres_list file (scale line, then x y z r), relative to the config file", "required"),
+        "box": ("the voxel, three lengths", "none: give box or conf"),
+        "conf": ("MC/DC .conf whose <voxels> block gives the voxel (mm)", "none: give box or conf"),
+        "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
+    "substrate.from_caterpillar": {
+        "path": ("CATERPillar sphere list (.csv with its header, or an older .swc), relative to the config file; "
+                 "axons and glial cells become fibres of a sphere union", "required"),
+        "box": ("the voxel: one side or three", "Voxel Size from <name>_growth_info.txt beside the file"),
+        "units": ('length unit of the file: "um", "mm" or "m"', '"um"'),
+        "radius": ('"inner" (intra-axonal, inside the myelin) or "outer"', '"inner"')},
+    "substrate.from_cactus": {
+        "path": ("CACTUS strand list (.init, .partial or the final one), relative to the config file; strands "
+                 "become chains of spheres", "required"),
+        "units": ('length unit of the file: "um", "mm" or "m"', '"um"'),
+        "spacing": ("largest gap between neighbouring spheres of a strand, in local radii", "0.5")},
     "scheme.pgse": {
         "delta": ("gradient pulse duration", "required"),
         "Delta": ("time between the onsets of the two pulses", "required"),
@@ -549,9 +584,9 @@ def _make_substrate(kind: str, p: dict) -> substrates.Substrate:
     """Call the substrate factory of ``kind`` with the parsed SI table ``p``."""
     walls = {"permeability": p.get("permeability", 0.0), "relaxivity": p.get("relaxivity", 0.0)}
     try:
-        if kind in GENERATORS:
-            # the keys are the generator's keyword arguments, already in SI
-            return GENERATORS[kind](**p)
+        if kind in GENERATORS or kind in IMPORTERS:
+            # the keys are the generator's (reader's) keyword arguments, already in SI
+            return {**GENERATORS, **IMPORTERS}[kind](**p)
         if kind == "sphere_union":
             return _sphere_union(p)
         if kind == "free":

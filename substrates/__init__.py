@@ -12,6 +12,12 @@ meshed_cylinder; from_swc (neurons from SWC morphologies); sphere_union, sphere_
 (fibres as unions of overlapping spheres, no mesh); save_substrate / load_substrate;
 plot_substrate, plot_section
 
+Other generators' files
+-----------------------
+read_mcdc_cylinders, read_mcdc_spheres, read_mcdc_voxel (MC/DC obstacle lists and voxel), read_caterpillar
+(CATERPillar sphere lists), read_cactus (CACTUS strand lists); meshes from CACTUS and other tools load with
+from_mesh
+
 Substrate families
 ------------------
 Every substrate derives from :class:`Substrate` (``substrates.base``) and belongs to a family
@@ -39,6 +45,7 @@ from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder
                          pack_cylinders, packed_axons, somas_with_neurites, undulating_axons)
 from .plotting import plot_section, plot_substrate
 from .swc import Morphology, from_swc, prune_morphology, read_swc, resample_morphology
+from .importers import read_cactus, read_caterpillar, read_mcdc_cylinders, read_mcdc_spheres, read_mcdc_voxel
 
 __all__ = ["Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES", "register_family", "family_of_kind",
            "check_length", "check_permeability", "check_relaxivity", "CellList", "build_cells", "WalkGrid",
@@ -50,4 +57,5 @@ __all__ = ["Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES"
            "pack_disks", "packing_statistics", "nearest_gaps", "PACKING_VERSION", "packed_axons", "myelinated_axons",
            "somas_with_neurites", "undulating_axons", "plot_substrate",
            "plot_section", "from_swc", "read_swc", "prune_morphology", "resample_morphology", "Morphology",
-           "UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons"]
+           "UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons", "read_mcdc_cylinders",
+           "read_mcdc_spheres", "read_mcdc_voxel", "read_caterpillar", "read_cactus"]
