@@ -51,6 +51,7 @@ PosixPath('atlas_out/report.md')
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 import time
@@ -599,7 +600,8 @@ def run_atlas(recipe: str | Path | Recipe, outdir: str | Path, *, local: int | N
     recipe : str, Path or Recipe
         A built-in recipe name, a recipe file or a loaded recipe.
     outdir : str or Path
-        Output folder: ``databases/``, ``fits/``, ``report.md``, ``leaderboard.csv``, ``atlas_table.csv``,
+        Output folder: ``databases/``, ``fits/``, ``report.md`` (and ``report.html``), ``leaderboard.csv``,
+        ``atlas_table.csv``,
         ``atlas.json`` and the figures. Run again to resume: finished rows and fits are kept.
     local, scheduler : optional
         Run the sweeps on a local Dask cluster of this many workers, or on a running scheduler (as
@@ -775,7 +777,8 @@ def quantity_text(key: str) -> str:
 
 def write_atlas_report(recipe: Recipe, outdir: Path, entries: list[dict], board: dict, refused: dict,
                        timing: dict) -> Path:
-    """Write ``report.md``, ``leaderboard.csv``, ``atlas_table.csv`` and the figures of an atlas.
+    """Write ``report.md`` (and the same as ``report.html``), ``leaderboard.csv``, ``atlas_table.csv`` and the
+    figures of an atlas.
 
     Returns
     -------
@@ -837,7 +840,71 @@ def write_atlas_report(recipe: Recipe, outdir: Path, entries: list[dict], board:
     report = outdir / "report.md"
     with atomic_output(report) as tmp:
         tmp.write_text("\n".join(lines))
+    with atomic_output(outdir / "report.html") as tmp:
+        tmp.write_text(markdown_html(lines, title=f"Validity atlas: {recipe.name} {recipe.version}"))
     return report
+
+
+def _inline(text: str) -> str:
+    """Escape HTML, then the inline Markdown the report writes: **bold**, `code`, ![alt](src)."""
+    text = html.escape(text, quote=False)
+    text = re.sub(r"!\[([^\]]*)\]\(([^)]+)\)", r'<img alt="\1" src="\2" style="max-width:100%">', text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", text)
+
+
+def markdown_html(lines: list[str], title: str = "report") -> str:
+    """The Markdown the atlas report writes (headings, paragraphs, pipe tables, bullet lists, images, bold,
+    code) as one self-contained HTML page whose figures are the same PNG files, side by side with report.md.
+
+    Parameters
+    ----------
+    lines : list of str
+        Markdown lines.
+    title : str
+        The page title.
+
+    Returns
+    -------
+    str
+        HTML text.
+    """
+    out = [f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
+           "<style>body{font-family:sans-serif;max-width:75em;margin:auto}table{border-collapse:collapse}"
+           "td,th{border:1px solid #bbb;padding:2px 6px;text-align:right}td:nth-child(-n+3){text-align:left}"
+           "</style></head><body>"]
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if not line.strip():
+            i += 1
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{_inline(line[level:].strip())}</h{level}>")
+            i += 1
+        elif line.startswith("|"):
+            rows = []
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+                if not all(re.fullmatch(r":?-+:?", c) for c in cells):
+                    rows.append(cells)
+                i += 1
+            out.append("<table>" + "".join(
+                "<tr>" + "".join(f"<{'th' if k == 0 else 'td'}>{_inline(c)}</{'th' if k == 0 else 'td'}>"
+                                 for c in row) + "</tr>" for k, row in enumerate(rows)) + "</table>")
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{_inline(lines[i][2:])}</li>")
+                i += 1
+            out.append("<ul>" + "".join(items) + "</ul>")
+        else:
+            para = []
+            while i < len(lines) and lines[i].strip() and not lines[i].startswith(("#", "|", "- ")):
+                para.append(lines[i])
+                i += 1
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+    return "\n".join(out + ["</body></html>"]) + "\n"
 
 
 def _write_tables(outdir: Path, entries: list[dict], board: dict, tol: float) -> None:

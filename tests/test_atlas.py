@@ -151,9 +151,21 @@ def test_atlas_writes_report_tables_figures_and_databases(built):
     assert any(p.name.startswith("regime_") for p in (out / "figures").iterdir())
     assert sorted(p.name for p in (out / "databases").glob("*.h5")) == ["axons--pgse.h5", "cells--pgse.h5"]
     # every figure the report names exists
-    for line in text.splitlines():
-        if line.startswith("!["):
-            assert (out / line.split("](")[1].rstrip(")")).exists()
+    figures = [line.split("](")[1].rstrip(")") for line in text.splitlines() if line.startswith("![")]
+    assert figures and all((out / f).exists() for f in figures)
+    # the same report as one HTML page: a table per leaderboard quantity, every figure, text escaped
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<table>") >= len(res.board) + 2
+    assert all(f'src="{f}"' in page for f in figures)
+    assert "<h2>Leaderboard</h2>" in page and "<P2" not in page
+
+
+def test_markdown_html_escapes_and_renders_the_report_subset():
+    page = atlas.markdown_html(["# T <1>", "", "text **bold** `code` & more", "", "| a | b |", "|---|---|",
+                                "| 1 | x<y |", "", "- item", "![fig](f.png)"])
+    assert "<h1>T &lt;1&gt;</h1>" in page and "<strong>bold</strong>" in page and "<code>code</code>" in page
+    assert "&amp; more" in page and "<th>a</th>" in page and "<td>x&lt;y</td>" in page
+    assert "<li>item</li>" in page and 'src="f.png"' in page
 
 
 def test_refused_models_say_why(built):
