@@ -529,8 +529,8 @@ def quantity_of(entry: dict) -> str | None:
     truth = entry.get("truth")
     if truth is None or not np.isfinite(truth) or truth == 0:
         return None
-    key = validation.get_model(entry["model"]).parameters[
-        validation.get_model(entry["model"]).names.index(entry["parameter"])].truth
+    model = validation.get_model(entry["model"])
+    key = model.parameters[model.names.index(entry["parameter"])].truth
     return key
 
 

@@ -327,12 +327,12 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "path": ("CATERPillar sphere list (.csv with its header, or an older .swc), relative to the config file; "
                  "axons and glial cells become fibres of a sphere union", "required"),
         "box": ("the voxel: one side or three", "Voxel Size from <name>_growth_info.txt beside the file"),
-        "units": ('length unit of the file: "um", "mm" or "m"', '"um"'),
+        "units": ('length unit of the file: "um", "nm", "mm" or "m"', '"um"'),
         "radius": ('"inner" (intra-axonal, inside the myelin) or "outer"', '"inner"')},
     "substrate.from_cactus": {
         "path": ("CACTUS strand list (.init, .partial or the final one), relative to the config file; strands "
                  "become chains of spheres", "required"),
-        "units": ('length unit of the file: "um", "mm" or "m"', '"um"'),
+        "units": ('length unit of the file: "um", "nm", "mm" or "m"', '"um"'),
         "spacing": ("largest gap between neighbouring spheres of a strand, in local radii", "0.5")},
     "scheme.pgse": {
         "delta": ("gradient pulse duration", "required"),

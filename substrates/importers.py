@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .analytic import cylinders, spheres
+from .mesh import UNITS
 from .unions import sphere_union
 
 #: plausible radii of an imported cell, m: outside it the file's unit (or MC/DC's scale line) is wrong
@@ -46,6 +47,13 @@ def _numbers(path: Path, line_no: int, text: str, count: int | None = None) -> l
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{path}, line {line_no}: non-finite number in {text.strip()!r}")
     return values
+
+
+def _length_scale(units: str, tool: str) -> float:
+    """Metres per unit of a file's lengths (the units ``from_mesh`` knows)."""
+    if units not in UNITS:
+        raise ValueError(f"units = {units!r}: choose one of {sorted(UNITS)} ({tool} writes um)")
+    return UNITS[units]
 
 
 def _check_radii(path: Path, r: np.ndarray, unit_hint: str) -> None:
@@ -236,8 +244,8 @@ def read_caterpillar(path, box=None, units: str = "um", radius: str = "inner", c
     box : array_like or float, optional
         Voxel side(s) in m; default: ``Voxel Size`` from ``<name>_growth_info.txt`` beside the file (in the
         file's units).
-    units : {"um", "mm", "m"}
-        Unit of the file's numbers (CATERPillar writes um).
+    units : str
+        Unit of the file's numbers: "um" (CATERPillar's), "nm", "mm" or "m".
     radius : {"inner", "outer"}
         The axon's inner radius (the intra-axonal water, inside the myelin) or its outer one.
     cells : tuple of str
@@ -250,9 +258,7 @@ def read_caterpillar(path, box=None, units: str = "um", radius: str = "inner", c
         ``fibre`` numbers the cells in file order; the description counts spheres per cell type.
     """
     path = Path(path)
-    scale = {"um": 1e-6, "mm": 1e-3, "m": 1.0}.get(units)
-    if scale is None:
-        raise ValueError(f"units = {units!r}: choose 'um' (CATERPillar's), 'mm' or 'm'")
+    scale = _length_scale(units, "CATERPillar")
     if radius not in ("inner", "outer"):
         raise ValueError(f"radius = {radius!r}: choose 'inner' (intra-axonal, inside the myelin) or 'outer'")
     lines = [(i + 1, ln) for i, ln in enumerate(path.read_text().splitlines()) if ln.strip()]
@@ -316,8 +322,8 @@ def read_cactus(path, units: str = "um", spacing: float = 0.5):
     ----------
     path : str or Path
         The strand list.
-    units : {"um", "mm", "m"}
-        Unit of the file's numbers (CACTUS writes um).
+    units : str
+        Unit of the file's numbers: "um" (CACTUS's), "nm", "mm" or "m".
     spacing : float
         Largest distance between neighbouring spheres of a strand, in local radii (0.5: the union's surface
         ripples by under 4 % of the radius).
@@ -328,9 +334,7 @@ def read_cactus(path, units: str = "um", spacing: float = 0.5):
         ``fibre`` numbers the strands in file order.
     """
     path = Path(path)
-    scale = {"um": 1e-6, "mm": 1e-3, "m": 1.0}.get(units)
-    if scale is None:
-        raise ValueError(f"units = {units!r}: choose 'um' (CACTUS's), 'mm' or 'm'")
+    scale = _length_scale(units, "CACTUS")
     if not 0 < spacing <= 1:
         raise ValueError(f"spacing = {spacing!r}: expected a fraction of the radius in (0, 1], e.g. 0.5")
     lines = [(i + 1, ln) for i, ln in enumerate(path.read_text().splitlines()) if ln.strip()]

@@ -306,29 +306,9 @@ def _bessel_prime(geometry: str, m: int, x: np.ndarray) -> np.ndarray:
 
 @numba.njit(cache=True)
 def _cubic_lookup(table, x0, hx, s0, hs, x, s, out):
-    # 4 x 4 Lagrange (local cubic) interpolation: error ~ h^4 f'''' / 24 per axis, continuous across cells
-    nx, ns = table.shape
+    # the tabulated narrow-pulse kernel at every (x, s); NaN where either is not finite
     for i in range(x.size):
-        fx = (x[i] - x0) / hx
-        fs = (s[i] - s0) / hs
-        if not (np.isfinite(fx) and np.isfinite(fs)):
-            out[i] = np.nan  # an index from NaN would read outside the table
-            continue
-        ix = int(np.floor(min(max(fx, 1.0), nx - 3.0)))  # clamped before int(): no overflow
-        t = fx - ix
-        js = int(np.floor(min(max(fs, 1.0), ns - 3.0)))
-        u = fs - js
-        wx = (-t * (t - 1) * (t - 2) / 6, (t + 1) * (t - 1) * (t - 2) / 2, -(t + 1) * t * (t - 2) / 2,
-              (t + 1) * t * (t - 1) / 6)
-        ws = (-u * (u - 1) * (u - 2) / 6, (u + 1) * (u - 1) * (u - 2) / 2, -(u + 1) * u * (u - 2) / 2,
-              (u + 1) * u * (u - 1) / 6)
-        acc = 0.0
-        for a in range(4):
-            row = 0.0
-            for c in range(4):
-                row += ws[c] * table[ix - 1 + a, js - 1 + c]
-            acc += wx[a] * row
-        out[i] = acc
+        out[i] = _lagrange4(table, x0, hx, s0, hs, x[i], s[i])
 
 
 def narrow_pulse_tabulated(geometry: str, qR: np.ndarray, tau: np.ndarray) -> np.ndarray:
@@ -484,13 +464,16 @@ def bingham_table() -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True)
-def _lagrange4(table, x0, h, x, y):
-    # 4 x 4 Lagrange (local cubic) interpolation of table[i, j] at x0 + i h, x0 + j h
-    n = table.shape[0]
-    fx = (x - x0) / h
-    fy = (y - x0) / h
-    i = int(np.floor(min(max(fx, 1.0), n - 3.0)))
-    j = int(np.floor(min(max(fy, 1.0), n - 3.0)))
+def _lagrange4(table, x0, hx, y0, hy, x, y):
+    # 4 x 4 Lagrange (local cubic) interpolation of table[i, j] at (x0 + i hx, y0 + j hy): error ~ h^4 f^(4) / 24
+    # per axis, continuous across cells; NaN for a non-finite point (an index from NaN would read outside)
+    nx, ny = table.shape
+    fx = (x - x0) / hx
+    fy = (y - y0) / hy
+    if not (np.isfinite(fx) and np.isfinite(fy)):
+        return np.nan
+    i = int(np.floor(min(max(fx, 1.0), nx - 3.0)))  # clamped before int(): no overflow
+    j = int(np.floor(min(max(fy, 1.0), ny - 3.0)))
     t = fx - i
     u = fy - j
     wx = (-t * (t - 1) * (t - 2) / 6, (t + 1) * (t - 1) * (t - 2) / 2, -(t + 1) * t * (t - 2) / 2,
@@ -534,7 +517,7 @@ def _bingham_stick_kernel(lnF, x0, h, gmax, Z6, d, B6, out, far):
     K, M = out.shape
     for k in range(K):
         zl1, zl2, zl3 = _sym3_eigenvalues(Z6[k, 0], Z6[k, 1], Z6[k, 2], Z6[k, 3], Z6[k, 4], Z6[k, 5])
-        lnc0 = zl3 + _lagrange4(lnF, x0, h, zl1 - zl3, zl2 - zl3)
+        lnc0 = zl3 + _lagrange4(lnF, x0, h, x0, h, zl1 - zl3, zl2 - zl3)
         for m in range(M):
             l1, l2, l3 = _sym3_eigenvalues(Z6[k, 0] - d[k] * B6[m, 0], Z6[k, 1] - d[k] * B6[m, 1],
                                            Z6[k, 2] - d[k] * B6[m, 2], Z6[k, 3] - d[k] * B6[m, 3],
@@ -543,7 +526,7 @@ def _bingham_stick_kernel(lnF, x0, h, gmax, Z6, d, B6, out, far):
                 far[k, m] = True
                 out[k, m] = np.nan
                 continue
-            out[k, m] = np.exp(l3 + _lagrange4(lnF, x0, h, l1 - l3, l2 - l3) - lnc0)
+            out[k, m] = np.exp(l3 + _lagrange4(lnF, x0, h, x0, h, l1 - l3, l2 - l3) - lnc0)
 
 
 def bingham_stick(arr, frames: np.ndarray, k1: np.ndarray, k2: np.ndarray, d_par: np.ndarray) -> tuple:
@@ -602,7 +585,7 @@ def bingham_stick(arr, frames: np.ndarray, k1: np.ndarray, k2: np.ndarray, d_par
 def _lagrange_many(table, x0, h, x, y):
     out = np.empty(x.size)
     for i in range(x.size):
-        out[i] = _lagrange4(table, x0, h, x[i], y[i])
+        out[i] = _lagrange4(table, x0, h, x0, h, x[i], y[i])
     return out
 
 
