@@ -8,7 +8,8 @@ Meshes and generators
 ---------------------
 from_mesh (PLY/STL/OBJ/OFF via trimesh), mesh_substrate (arrays), packed_axons,
 undulating_axons, beaded_axons, myelinated_axons, somas_with_neurites, meshed_sphere,
-meshed_cylinder; from_swc (neurons from SWC morphologies); sphere_union, sphere_chain_axons
+meshed_cylinder; crossing_bundles (two or three bundles crossing at given angles, with their measured
+orientation distributions); from_swc (neurons from SWC morphologies); sphere_union, sphere_chain_axons
 (fibres as unions of overlapping spheres, no mesh); save_substrate / load_substrate;
 plot_substrate, plot_section
 
@@ -45,6 +46,7 @@ from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder
                          pack_cylinders, packed_axons, somas_with_neurites, undulating_axons)
 from .plotting import plot_section, plot_substrate
 from .swc import Morphology, from_swc, prune_morphology, read_swc, resample_morphology
+from .crossing import crossing_bundles, orientation_distribution, real_sh
 from .importers import read_cactus, read_caterpillar, read_mcdc_cylinders, read_mcdc_spheres, read_mcdc_voxel
 
 __all__ = ["Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES", "register_family", "family_of_kind",
@@ -58,4 +60,5 @@ __all__ = ["Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES"
            "somas_with_neurites", "undulating_axons", "plot_substrate",
            "plot_section", "from_swc", "read_swc", "prune_morphology", "resample_morphology", "Morphology",
            "UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons", "read_mcdc_cylinders",
-           "read_mcdc_spheres", "read_mcdc_voxel", "read_caterpillar", "read_cactus"]
+           "read_mcdc_spheres", "read_mcdc_voxel", "read_caterpillar", "read_cactus", "crossing_bundles",
+           "orientation_distribution", "real_sh"]

@@ -546,7 +546,7 @@ def myelinated_axons(n_axons: int = 50, mean_radius: float = 1e-6, g_ratio: floa
         else check_length(radii, "radii").ravel()
     n = len(r_in)
     if g_ratios is None:
-        g = _draw_g_ratios(g_ratio, g_ratio_sd, n, rng)
+        g = draw_g_ratios(g_ratio, g_ratio_sd, n, rng)
     else:
         g = np.asarray(g_ratios, dtype=float).ravel()
         if g.shape != (n,) or np.any(~(g > 0)) or np.any(g >= 1):
@@ -592,7 +592,7 @@ G_RATIO_WINDOW = (0.3, 0.95)
 G_RATIO_TAIL = 0.05
 
 
-def _draw_g_ratios(g_ratio, g_ratio_sd, n: int, rng: np.random.Generator) -> np.ndarray:
+def draw_g_ratios(g_ratio, g_ratio_sd, n: int, rng: np.random.Generator) -> np.ndarray:
     """n g-ratios from a normal distribution truncated to G_RATIO_WINDOW (draws outside are redrawn).
 
     Users of g-ratio distributions expect a (truncated) normal, not one with spikes at the bounds, which

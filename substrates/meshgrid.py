@@ -201,11 +201,15 @@ def locate_one(p0, p1, p2, tri, comp, depth, lo, h, n, box, cstart, citems):
     attempt = 0
     while r == -2 and attempt < 32:
         attempt += 1
-        a = 2.399963229728653 * attempt  # golden angle: well spread, deterministic
-        tz = 1e-7 * attempt
-        nrm = math.sqrt(1.0 + tz * tz)
-        r = _innermost(tri, comp, depth, citems, 0, tri.shape[0], False, p0, p1, p2, math.cos(a) / nrm,
-                       math.sin(a) / nrm, tz / nrm)
+        # a ray tilted off +x by ~1e-3 rad, turned by the golden angle per attempt (well spread, deterministic):
+        # like +x it leaves through closed walls only, for components may be open (continue into their image)
+        # across the y and z faces, never across x; a ray with a y or z heading could leave a tilted tube
+        # through its open end and break the parity
+        a = 2.399963229728653 * attempt
+        t = 1e-3 * (1.0 + 0.05 * attempt)
+        nrm = math.sqrt(1.0 + t * t)
+        r = _innermost(tri, comp, depth, citems, 0, tri.shape[0], False, p0, p1, p2, 1.0 / nrm,
+                       t * math.cos(a) / nrm, t * math.sin(a) / nrm)
     return r
 
 
@@ -214,8 +218,8 @@ def locate_points(points, tri, comp, depth, lo, h, n, box, cstart, citems):
     """Innermost component containing each point (-1: none; -2: location failed).
 
     Periodic axes (box > 0) wrap the point into the box first. The +x ray uses
-    the columns; a degenerate ray is recast in the xy-plane (slightly tilted
-    out of it) against every triangle image.
+    the columns; a degenerate ray is recast slightly tilted off +x against every
+    triangle image.
     """
     N = points.shape[0]
     out = np.empty(N, dtype=np.int64)

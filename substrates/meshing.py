@@ -34,9 +34,10 @@ def polygon_radius_error(n: int) -> float:
     return float(max(rv - 1.0, 1.0 - rv * math.cos(math.pi / n)))
 
 
-def periodic_tube(centers: np.ndarray, tangents: np.ndarray, radii: np.ndarray, period: float,
+def periodic_tube(centers: np.ndarray, tangents: np.ndarray, radii: np.ndarray, period,
                   n_around: int) -> tuple[np.ndarray, np.ndarray]:
-    """A tube along a centre line that repeats with ``period`` along z (open at z = 0 and z = period).
+    """A tube along a centre line that repeats with ``period`` along z, or along a period vector (open at both
+    ends, which meet the tube's periodic image).
 
     Parameters
     ----------
@@ -46,9 +47,10 @@ def periodic_tube(centers: np.ndarray, tangents: np.ndarray, radii: np.ndarray, 
         (K, 3) unit tangents there; rings lie in the planes normal to them.
     radii : numpy.ndarray
         (K,) vertex radius of each ring (m).
-    period : float
-        Period along z (m); the last ring is the first shifted by it, exactly, so
-        the tube meets its periodic image without a crack.
+    period : float or array_like
+        Period along z (m), or the (3,) period vector of a centre line that closes across several faces of the
+        box; the last ring is the first shifted by it, exactly, so the tube meets its periodic image without a
+        crack.
     n_around : int
         Vertices per ring.
 
@@ -65,7 +67,8 @@ def periodic_tube(centers: np.ndarray, tangents: np.ndarray, radii: np.ndarray, 
     th = 2 * np.pi * np.arange(n_around) / n_around
     ring = (centers[:, None, :] + radii[:, None, None] * (np.cos(th)[None, :, None] * U[:, None, :]
                                                           + np.sin(th)[None, :, None] * V[:, None, :]))
-    last = ring[0] + np.array([0.0, 0.0, period])
+    shift = np.array([0.0, 0.0, period]) if np.ndim(period) == 0 else np.asarray(period, dtype=float)
+    last = ring[0] + shift
     verts = np.concatenate([ring.reshape(-1, 3), last])
     return verts, _band_faces(K + 1, n_around)
 

@@ -81,6 +81,13 @@ SUBSTRATES = {
         bead_wavelength = "4 um"
         seed = 2
         """, {"n_fibres"}),
+    "crossing_bundles": ("""
+        angles = [0, 90]
+        n_fibres = 20
+        icvf = 0.6
+        resolution = 0.05
+        seed = 1
+        """, {"generator", "crossing_angles", "bundles", "icvf_mesh"}),
     "sphere_union": ("""
         file = "data/spheres.csv"
         units = "um"
@@ -283,3 +290,10 @@ def test_resume_reads_files_from_the_folder_the_sweep_began_in(tmp_path, monkeyp
     monkeypatch.chdir(elsewhere)
     again = database.open_database(resume(db_path))  # nothing left to run, yet every row is parsed again
     assert again.signal.tobytes() == first.signal.tobytes()
+
+
+def test_crossing_angle_is_swept_from_a_config(tmp_path):
+    sweep = spec("crossing_bundles", '[sweep]\nseeds = [0]\n[sweep.grid]\n"substrate.angles" = [[0, 90], [0, 45]]\n')
+    db = database.open_database(run_sweep(sweep, tmp_path / "sweep.h5"))
+    assert db.done.all()
+    assert [gt["crossing_angles"][0] for gt in db.ground_truth] == pytest.approx([90.0, 45.0])

@@ -1,0 +1,527 @@
+"""Crossing bundles: two or three bundles of continuous fibres at given angles, interleaved in sheets.
+
+On a periodic box a straight fibre closes on itself only along a lattice direction (p Ly, q Lz), and lines
+of different directions on a torus must meet. So the bundles are sheets stacked along x: a sheet holds
+fibres of one bundle, all along that bundle's direction in the yz-plane (the crossing plane), packed in the
+sheet's cross-section, which is periodic across the fibres and walled by the sheets of the other bundles.
+The box's aspect Lz / Ly is chosen so that every requested direction is a lattice direction: exactly for one
+or two bundles, within ``angle_tolerance`` for three. A voxel a few sheets thick sees the bundles cross at
+the intra-axonal fraction of the sheets (0.7-0.8), which random fibre growth in a closed voxel reaches
+only with much work (CACTUS, ConFiG); the price is that fibres of different bundles meet only at the sheet
+faces, not one by one.
+
+Fibres can undulate (a sinusoid of their own phase and plane, which disperses the bundle; the dispersion is
+measured on the geometry, not asked for) and carry myelin (a g-ratio per fibre: two nested tubes, regions
+"myelin" and "intra"). The ground truth reports per bundle the volume fractions, radii, direction, the
+orientation distribution measured on the centre lines (mean direction, scatter tensor, Watson ODI, real
+spherical-harmonic coefficients to l = 8) and the crossing angles.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+import numpy as np
+from scipy.optimize import brentq, minimize_scalar
+from scipy.special import dawsn
+
+from sequences import check_count, check_fraction
+
+from .base import check_length
+from .disks import pack_strip
+from .generators import draw_g_ratios, gamma_radii
+from .mesh import MeshSubstrate, mesh_substrate
+from .meshing import area_preserving_radius, periodic_tube, polygon_radius_error, polygon_sides
+from .unions import SphereUnion, sphere_union
+
+#: lattice directions (p, q) of the yz torus a bundle may run along: (p Ly, q Lz), |p|, |q| <= 2, one per axis
+LATTICE = ((0, 1), (1, 0), (1, 1), (1, -1), (1, 2), (1, -2), (2, 1), (2, -1))
+#: densest fraction of a sheet the fibres' footprints are asked to cover (walls cost a little of the ~0.85
+#: random close packing of disks)
+MAX_SHEET_FRACTION = 0.82
+#: thinnest sheet, and narrowest sheet period, in mean fibre footprint diameters (thinner sheets between
+#: walls do not pack at white-matter fractions)
+THINNEST_SHEET = 4.0
+NARROWEST_SHEET = 3.0
+#: highest spherical-harmonic order of the measured orientation distribution
+SH_ORDER = 8
+#: ring spacing along straight tubes in outer radii (measured: see benchmarks/bench_meshes.py)
+RING_SPACING = 2.0
+
+
+def crossing_bundles(angles=(0.0, 90.0), n_fibres: int = 200, mean_radius=1e-6, icvf=0.7, fractions=None,
+                     gamma_shape: float = 4.0, layers: int = 1, g_ratio=None, g_ratio_sd: float = 0.05,
+                     amplitude=0.0, wavelength: float | None = None, seed: int = 0, resolution: float = 0.01,
+                     min_gap: float | None = None, representation: str = "mesh", angle_tolerance: float = 0.5,
+                     permeability=0.0, relaxivity=0.0):
+    """Two or three bundles of continuous fibres crossing at given angles, in a periodic box.
+
+    Each bundle fills its own sheets (stacked along x, interleaved: A B A B ... for ``layers`` = 2); its fibres
+    run along its direction in the yz-plane through the periodic box without ends, with gamma-distributed
+    radii, packed without overlap at the bundle's intra-axonal fraction (see the module docstring for why
+    sheets).
+
+    Parameters
+    ----------
+    angles : sequence of float
+        Direction of each bundle in the crossing plane, in degrees (1 to 3 bundles); only their differences
+        matter: (0, 90) is a right-angle crossing, (0, 60, 120) three bundles 60 degrees apart. The realised
+        directions are in the ground truth (box frame).
+    n_fibres : int
+        Number of fibres over all bundles.
+    mean_radius : float or sequence of float
+        Mean inner (axon) radius in m, one or one per bundle.
+    icvf : float or sequence of float
+        Intra-axonal volume fraction of each bundle's sheets (0.7-0.8 is white matter).
+    fractions : sequence of float, optional
+        Share of the fibre volume in each bundle (default equal); the fibre counts follow from it (the
+        realised shares are in the ground truth, within one fibre of the request).
+    gamma_shape : float
+        Shape of the gamma distribution of radii.
+    layers : int
+        Sheets per bundle (thinner, interleaved sheets: the bundles cross on a finer scale, at a little
+        lower reachable fraction near the sheet faces).
+    g_ratio : float or sequence of float, optional
+        Mean g-ratio (inner / outer radius) of each bundle's myelin; ``None``: no myelin. With myelin the
+        regions are "myelin", "intra" and "extra".
+    g_ratio_sd : float
+        Standard deviation of the g-ratios (truncated normal, as :func:`myelinated_axons`).
+    amplitude : float or sequence of float
+        Undulation amplitude in m of each bundle's fibres (0: straight); each fibre undulates as a sinusoid
+        with its own phase and plane, which disperses the bundle (the measured ODI is in the ground truth).
+    wavelength : float, optional
+        Undulation wavelength in m (rounded so that a whole number of waves fits the fibre; default a
+        quarter of the fibre's period).
+    seed : int
+        Seed of radii, g-ratios, phases and packings.
+    resolution : float
+        Relative radius error of the mesh's polygonal cross-sections.
+    min_gap : float, optional
+        Thinnest extra-axonal sheet between two fibres in m (default 2 % of the mean radius).
+    representation : {"mesh", "union"}
+        Closed tubes (walkers inside and outside; every wall option) or overlapping spheres along the
+        centre lines (:func:`sphere_union`: walkers inside only, no myelin).
+    angle_tolerance : float
+        Largest difference in degrees allowed between a requested and a realised relative direction (three
+        bundles; one or two are exact).
+    permeability, relaxivity : float or dict
+        Walls' permeability and relaxivity in m/s (mesh), one value, or with myelin ``{"inner": ...,
+        "outer": ...}``.
+
+    Returns
+    -------
+    MeshSubstrate or SphereUnion
+        Ground truth (``ground_truth()`` / ``.truth``): per bundle its direction, fibres, radii, g-ratios,
+        volume fractions, measured orientation distribution and ODI; the crossing angles; generation time.
+
+    Examples
+    --------
+    >>> import substrates
+    >>> sub = substrates.crossing_bundles(angles=(0, 90), n_fibres=40, icvf=0.7, seed=0)
+    >>> round(sub.truth["crossing_angles"][0], 6)
+    90.0
+    >>> sub.truth["icvf_exact"] > 0.65
+    True
+    """
+    t0 = time.perf_counter()
+    ang = np.asarray(angles, dtype=float).ravel()
+    if not 1 <= ang.size <= 3 or not np.all(np.isfinite(ang)):
+        raise ValueError(f"angles must give 1 to 3 bundle directions in degrees, got {angles!r}")
+    nb = ang.size
+    if representation not in ("mesh", "union"):
+        raise ValueError(f"representation must be 'mesh' or 'union', got {representation!r}")
+    n_total = check_count(n_fibres, "n_fibres", least=nb)
+    layers = check_count(layers, "layers")
+    mr = _per_bundle(mean_radius, nb, "mean_radius", length=True)
+    fr = _per_bundle(icvf, nb, "icvf")
+    for f in fr:
+        check_fraction(f, "icvf")
+    amp = _per_bundle(amplitude, nb, "amplitude", length=True, allow_zero=True)
+    share = np.full(nb, 1.0 / nb) if fractions is None else _per_bundle(fractions, nb, "fractions")
+    share = share / share.sum()
+    if g_ratio is not None and representation == "union":
+        raise ValueError("representation='union' has no myelin (walkers live inside the spheres only): drop "
+                         "g_ratio or use representation='mesh'")
+    a, pq, realised, err = lattice_directions(ang, angle_tolerance)
+    rng = np.random.default_rng(seed)
+    # radii: a stream per bundle, cut where the bundle's share of the fibre volume (sum r^2) is nearest the
+    # share asked for, so that small bundles of gamma radii do not drift from their volume fractions
+    # (a fibre's volume is pi r^2 times its period, which differs between bundles: the targets divide by it)
+    p = np.array([v[0] for v in pq], dtype=float)
+    q = np.array([v[1] for v in pq], dtype=float)
+    lunit = np.sqrt(p**2 + (q * a)**2)  # fibre period / Ly
+    wunit = a / lunit  # sheet period / Ly
+    first = np.maximum(1, np.round(share * n_total).astype(int))
+    streams = [gamma_radii(4 * int(c) + 16, float(m), gamma_shape, seed + 7919 * i)
+               for i, (c, m) in enumerate(zip(first, mr))]
+    total = sum(float(np.sum(st[:c]**2)) * lu for st, c, lu in zip(streams, first, lunit))
+    counts = np.array([max(1, int(np.argmin(np.abs(np.cumsum(st**2) * lu - sh * total))) + 1)
+                       for st, sh, lu in zip(streams, share, lunit)])
+
+    nsides = polygon_sides(resolution)
+    rv = area_preserving_radius(1.0, nsides) if representation == "mesh" else 1.0 + 1.0 / 384  # see _union
+    # per fibre: bundle, inner and outer radius, undulation
+    bundle = np.repeat(np.arange(nb), counts)
+    r_in = np.concatenate([st[:c] for st, c in zip(streams, counts)])
+    if g_ratio is None:
+        g = np.ones(len(r_in))
+    else:
+        gr = _per_bundle(g_ratio, nb, "g_ratio")
+        g = np.concatenate([draw_g_ratios(float(gr[i]), g_ratio_sd, int(counts[i]), rng) for i in range(nb)])
+        if np.any(r_in / g - r_in <= 2.0 * (r_in / g) * (rv - 1.0)):
+            raise ValueError(f"a g-ratio of {g.max():.3f} leaves myelin thinner than the mesh error at resolution "
+                             f"{resolution}: lower g_ratio or refine the resolution")
+    r_out = r_in / g
+    gap = 0.02 * float(r_in.mean()) if min_gap is None else float(check_length(min_gap, "min_gap", allow_zero=True))
+
+    # box: Ly = S, Lz = a S; bundle i runs along (p Ly, q Lz), its sheets are w_i = Ly Lz / l_i across
+    # undulation per fibre: a whole number of waves per fibre period, tilt from amplitude and wavelength
+    tort = np.ones(len(r_in))
+    waves = np.ones(nb, dtype=int)
+    # the box scale depends on the tortuosity and the tortuosity on the wavelength in box units: two passes
+    S = None
+    for _ in range(2):
+        area = np.array([np.sum(np.pi * r_in[bundle == i]**2 * tort[bundle == i]) / fr[i] for i in range(nb)])
+        S = math.sqrt(float(np.sum(area / wunit)) / math.sqrt(a))  # a box about as deep (x) as it is wide
+        # but no sheet thinner than THINNEST_SHEET footprint diameters: narrower, thicker sheets then
+        foot_mean = float(np.mean(r_out * rv * np.sqrt(1 + (amp[bundle] * 2 * np.pi * waves[bundle] /
+                                                            (S * lunit[bundle]))**2) + amp[bundle]))
+        S = min(S, float(np.min(area / layers / (wunit * THINNEST_SHEET * 2 * foot_mean))))
+        ell = S * lunit
+        for i in range(nb):
+            lam = ell[i] / 4 if wavelength is None else float(check_length(wavelength, "wavelength"))
+            waves[i] = max(1, int(round(ell[i] / lam)))
+        k = 2 * np.pi * waves[bundle] / ell[bundle]
+        tan_a = amp[bundle] * k
+        zs = np.linspace(0, 2 * np.pi, 257)[:-1]
+        tort = np.mean(np.sqrt(1 + (tan_a[:, None] * np.cos(zs)[None, :])**2), axis=1)
+    Ly, Lz = S, a * S
+    ell = S * lunit
+    w = S * wunit
+    k = 2 * np.pi * waves[bundle] / ell[bundle]
+    tan_a = amp[bundle] * k
+    foot = r_out * rv * np.sqrt(1 + tan_a**2) + amp[bundle]
+    if np.any(w < NARROWEST_SHEET * 2 * foot.mean()):
+        raise ValueError(f"{n_total} fibres in {nb * layers} sheets make sheets only {w.min() / (2 * foot.mean()):.1f} "
+                         f"mean fibre diameters across and {THINNEST_SHEET} thick: use more fibres or fewer layers")
+    # sheets, interleaved along x: for each layer, one sheet per bundle; fibres split among a bundle's sheets
+    sheets = []
+    for i in range(nb):
+        idx = rng.permutation(np.nonzero(bundle == i)[0])
+        for lay, part in enumerate(np.array_split(idx, layers)):
+            sheets.append((lay, i, part))
+    sheets.sort(key=lambda s: (s[0], s[1]))
+    xs = np.zeros((len(r_in), 2))  # (x, s) of each fibre's centre line at t = 0
+    heights, x0 = [], 0.0
+    for lay, i, part in sheets:
+        if not len(part):
+            raise ValueError(f"bundle {i} has fewer fibres ({counts[i]}) than layers ({layers}): lower layers")
+        h = float(np.sum(np.pi * r_in[part]**2 * tort[part]) / fr[i]) / w[i]
+        cover = float(np.sum(np.pi * (foot[part] + gap / 2)**2) / (w[i] * h))
+        if cover > MAX_SHEET_FRACTION:
+            best = fr[i] * MAX_SHEET_FRACTION / cover
+            raise ValueError(f"bundle {i}: icvf {fr[i]:g} needs its fibres' footprints (outer radius with myelin, "
+                             f"mesh error, undulation, gap) to cover {cover:.3f} of the sheet; at most "
+                             f"{MAX_SHEET_FRACTION} can be packed, so ask for icvf <= {best:.3f}"
+                             + (" (or a larger g_ratio)" if g_ratio is not None else ""))
+        try:
+            c = pack_strip(foot[part], w[i], h, seed=seed + 101 * len(heights), min_gap=gap)
+        except ValueError as exc:
+            raise ValueError(f"bundle {i}, sheet {lay}: {exc}; fewer layers, more fibres or a lower icvf") from None
+        xs[part, 0] = x0 + c[:, 1]
+        xs[part, 1] = c[:, 0]
+        heights.append((lay, i, x0, h))
+        x0 += h
+    Lx = x0
+    box = np.array([Lx, Ly, Lz])
+
+    # centre lines: x e_x + s n_i + t u_i + undulation (phase, plane in the (e_x, n_i) cross-section)
+    u = np.column_stack([np.zeros(nb), p * Ly, q * Lz]) / ell[:, None]
+    n = np.column_stack([np.zeros(nb), -u[:, 2], u[:, 1]])
+    phase = rng.uniform(0, 2 * np.pi, len(r_in))
+    plane = rng.uniform(0, np.pi, len(r_in))
+    lines, tangents = [], []
+    for j in range(len(r_in)):
+        i = bundle[j]
+        spacing = RING_SPACING * r_out[j]  # straight tubes are exact with any ring spacing
+        K = max(8, int(math.ceil(ell[i] / spacing)))
+        if amp[i] > 0:
+            K = max(K, int(math.ceil(ell[i] / math.sqrt(8 * resolution * r_in[j] / (amp[i] * k[j]**2)))))
+        t = np.arange(K) * (ell[i] / K)
+        off = amp[i] * np.sin(k[j] * t + phase[j])
+        dir_off = math.cos(plane[j]) * np.array([1.0, 0, 0]) + math.sin(plane[j]) * n[i]
+        c = (xs[j, 0] * np.array([1.0, 0, 0]) + xs[j, 1] * n[i])[None, :] + t[:, None] * u[i] + off[:, None] * dir_off
+        c[:, 1:] = c[:, 1:] - np.floor(c[0, 1:] / box[1:]) * box[1:]  # start inside the box
+        dt = amp[i] * k[j] * np.cos(k[j] * t + phase[j])
+        tangents.append(u[i][None, :] + dt[:, None] * dir_off)
+        lines.append(c)
+    period = np.column_stack([np.zeros(nb), p * Ly, q * Lz])
+
+    bundles = _bundle_truth(lines, tangents, bundle, r_in, r_out, g, ell, period, box, nb, ang, realised, u,
+                            amp, waves, g_ratio is not None)
+    truth = {"generator": "crossing_bundles", "seed": int(seed), "representation": representation,
+             "angles_requested": ang.tolist(), "angles_realised": realised.tolist(), "angle_error": float(err),
+             "box_aspect": float(a), "lattice_directions": [list(v) for v in pq], "layers": int(layers),
+             "sheets": [{"layer": int(lay), "bundle": int(i), "x0": float(x), "thickness": float(h)}
+                        for lay, i, x, h in heights],
+             "bundle_of_fibre": bundle.tolist(), "fibre_starts": [c[0].tolist() for c in lines], "inner_radii": r_in.tolist(), "outer_radii": r_out.tolist(),
+             "g_ratios": g.tolist() if g_ratio is not None else None, "icvf_target": fr.tolist(),
+             "min_gap": gap, "bundles": bundles,
+             "crossing_angles": [float(np.degrees(np.arccos(min(1.0, abs(float(bundles[i]["direction"] @
+                                                                            np.asarray(bundles[j]["direction"]))))))
+                                 ) for i, j in itertools.combinations(range(nb), 2)],
+             "icvf_exact": float(sum(b["icvf"] for b in bundles) * 1.0)}
+    vin = sum(b["icvf"] for b in bundles)
+    for b in bundles:
+        b["direction"] = list(map(float, b["direction"]))
+        thick = sum(h for _, i, _, h in heights if i == b["bundle"])
+        b["icvf_of_sheets"] = b["icvf"] * Lx / thick
+        b["volume_share"] = b["icvf"] / vin
+        b["volume_share_requested"] = float(share[b["bundle"]])
+    walls = {"permeability": _walls(permeability, len(r_in), g_ratio is not None, "permeability"),
+             "relaxivity": _walls(relaxivity, len(r_in), g_ratio is not None, "relaxivity")}
+    if representation == "union":
+        sub = _union(lines, r_in, ell, period, box, truth)
+    else:
+        sub = _mesh(lines, tangents, r_in, r_out, g_ratio is not None, period, box, nsides, truth, walls)
+    sub.truth["generation_seconds"] = time.perf_counter() - t0
+    return sub
+
+
+def _walls(value, n: int, myelin: bool, what: str):
+    """One value per component (n sheaths, then n axons) from {"inner": ..., "outer": ...}; else as given."""
+    if not isinstance(value, dict):
+        return value
+    if not myelin or set(value) != {"inner", "outer"}:
+        raise ValueError(f"{what} as a table needs myelin (g_ratio=...) and the keys 'inner' (axon membrane) and "
+                         f"'outer' (sheath surface); got keys {sorted(value)}" + ("" if myelin else " without myelin"))
+    return np.concatenate([np.full(n, float(value["outer"])), np.full(n, float(value["inner"]))])
+
+
+def _per_bundle(value, nb: int, name: str, length: bool = False, allow_zero: bool = False) -> np.ndarray:
+    v = np.asarray(value, dtype=float).ravel()
+    if v.size not in (1, nb) or not np.all(np.isfinite(v)) or np.any(v < 0) or (not allow_zero and np.any(v == 0)):
+        raise ValueError(f"{name} must be one {'length in m' if length else 'positive number'} or one per bundle "
+                         f"({nb}), got {value!r}")
+    if length:
+        check_length(v[v > 0] if allow_zero else v, name, allow_zero=allow_zero)
+    return np.broadcast_to(v, (nb,)).astype(float)
+
+
+def _axial(d):
+    """Angles in degrees wrapped to (-90, 90] (directions without a sign)."""
+    return (np.asarray(d) + 90.0) % 180.0 - 90.0
+
+
+def lattice_directions(angles, tolerance: float = 0.5):
+    """Box aspect Lz / Ly and lattice directions (p, q) of the yz torus closest to the requested directions.
+
+    Parameters
+    ----------
+    angles : array_like
+        Requested directions in the crossing plane in degrees (only differences matter).
+    tolerance : float
+        Largest error in degrees allowed on a relative direction.
+
+    Returns
+    -------
+    a : float
+        Lz / Ly.
+    pq : list of (int, int)
+        Lattice direction of each bundle: it runs along (0, p Ly, q Lz).
+    realised : numpy.ndarray
+        Realised direction of each bundle in degrees from z towards y.
+    error : float
+        Largest error in degrees after the best common rotation.
+    """
+    ang = _axial(np.asarray(angles, dtype=float))
+    nb = len(ang)
+    if nb == 1:
+        return 1.0, [(0, 1)], np.zeros(1), 0.0
+    if nb == 2:
+        theta = abs(float(_axial(ang[1] - ang[0])))
+        if theta < 1.0:
+            raise ValueError(f"the two bundles are {theta:g} degrees apart: that is one bundle (angles=(0,)); "
+                             "crossing angles from 1 to 90 degrees are built")
+        a = 1.0 / math.tan(math.radians(theta / 2))
+        real = np.degrees(np.arctan2([1.0, 1.0], [a, -a]))
+        return a, [(1, 1), (1, -1)], _axial(real), 0.0
+
+    def err_of(a, combo):
+        th = np.degrees(np.arctan2([v[0] for v in combo], [v[1] * a for v in combo]))
+        d = np.radians(2 * (th - ang))
+        psi = math.degrees(math.atan2(np.sin(d).mean(), np.cos(d).mean())) / 2
+        return float(np.max(np.abs(_axial(th - ang - psi)))), _axial(th)
+
+    best = None
+    grid = np.geomspace(0.15, 7.0, 600)
+    for combo in itertools.permutations(LATTICE, nb):
+        pc = np.array([v[0] for v in combo], dtype=float)
+        qc = np.array([v[1] for v in combo], dtype=float)
+        th = np.degrees(np.arctan2(pc[None, :], qc[None, :] * grid[:, None]))  # (grid, nb)
+        d = np.radians(2 * (th - ang[None, :]))
+        psi = np.degrees(np.arctan2(np.sin(d).mean(axis=1), np.cos(d).mean(axis=1))) / 2
+        errs = np.max(np.abs(_axial(th - ang[None, :] - psi[:, None])), axis=1)
+        m = int(np.argmin(errs))
+        if errs[m] > tolerance + 5.0 and best is not None:
+            continue  # far from any solution: not worth refining
+        lo, hi = grid[max(m - 1, 0)], grid[min(m + 1, len(grid) - 1)]
+        res = minimize_scalar(lambda x: err_of(x, combo)[0], bounds=(lo, hi), method="bounded",
+                              options={"xatol": 1e-10})
+        e = float(res.fun)
+        cost = e + 1e-3 * sum(v[0]**2 + v[1]**2 for v in combo)  # among equals, the shortest fibres
+        if best is None or cost < best[0] - 1e-12:
+            best = (cost, e, float(res.x), combo)
+    _, e, a, combo = best
+    if e > tolerance:
+        raise ValueError(f"directions {list(np.asarray(angles).ravel())} degrees: the nearest that fibres closing in a "
+                         f"periodic box realise is {e:.2f} degrees off (angle_tolerance={tolerance}); allow a larger "
+                         "angle_tolerance or choose angles such as (0, 60, 120) or (0, 45, 90)")
+    return a, list(combo), err_of(a, combo)[1], e
+
+
+def _watson_odi(mean_cos2: float) -> float:
+    """ODI = 2/pi arctan(1/kappa) of the Watson distribution whose <(mu . n)^2> is ``mean_cos2``."""
+    if mean_cos2 >= 1 - 1e-12:
+        return 0.0
+    if mean_cos2 <= 1 / 3 + 1e-9:
+        return 1.0
+
+    def f(kappa):
+        return 1 / (2 * math.sqrt(kappa) * dawsn(math.sqrt(kappa))) - 1 / (2 * kappa) - mean_cos2
+
+    kappa = brentq(f, 1e-6, 1e8)
+    return float(2 / math.pi * math.atan(1 / kappa))
+
+
+def real_sh(order: int, directions: np.ndarray) -> np.ndarray:
+    """Real orthonormal spherical harmonics of even degree l = 0, 2, ..., ``order`` at unit ``directions``.
+
+    Columns in the order (l, m) for m = -l..l; m < 0: sqrt(2) (-1)^m Im Y_l^|m|, m = 0: Y_l^0, m > 0:
+    sqrt(2) (-1)^m Re Y_l^m (Y_l^m with the Condon-Shortley phase), so the coefficients of an
+    axially symmetric function about z are non-zero only at m = 0 (45 columns to l = 8).
+    """
+    from scipy.special import sph_harm_y
+    d = np.asarray(directions, dtype=float)
+    theta = np.arccos(np.clip(d[:, 2], -1, 1))
+    phi = np.arctan2(d[:, 1], d[:, 0])
+    cols = []
+    for l in range(0, order + 1, 2):
+        for m in range(-l, l + 1):
+            y = sph_harm_y(l, abs(m), theta, phi)
+            if m < 0:
+                cols.append(math.sqrt(2) * (-1)**m * y.imag)
+            elif m == 0:
+                cols.append(y.real)
+            else:
+                cols.append(math.sqrt(2) * (-1)**m * y.real)
+    return np.column_stack(cols)
+
+
+def orientation_distribution(tangents: np.ndarray, weights: np.ndarray) -> dict:
+    """The orientation distribution of weighted fibre tangents: direction, scatter, Watson ODI, SH to l = 8.
+
+    Parameters
+    ----------
+    tangents : numpy.ndarray
+        (K, 3) tangent vectors (any length, any sign).
+    weights : numpy.ndarray
+        (K,) weights (the volume each tangent stands for, m^3).
+
+    Returns
+    -------
+    dict
+        ``direction`` (unit 3-vector, the scatter tensor's main axis), ``scatter`` (the 3 x 3 mean of
+        n n^T), ``mean_cos2`` (its largest eigenvalue), ``odi`` (Watson ODI with that <cos^2>),
+        ``sh`` (the 45 real SH coefficients c_lm = E[Y_lm(n)] of the antipodally symmetric distribution, so
+        that ODF(n) = sum c_lm Y_lm(n) integrates to 1; basis of :func:`real_sh`).
+    """
+    t = np.asarray(tangents, dtype=float)
+    t = t / np.linalg.norm(t, axis=1, keepdims=True)
+    wgt = np.asarray(weights, dtype=float) / float(np.sum(weights))
+    T = (t * wgt[:, None]).T @ t
+    ev, evec = np.linalg.eigh(T)
+    mu = evec[:, -1] * (1 if evec[np.argmax(np.abs(evec[:, -1])), -1] > 0 else -1)
+    sh = wgt @ real_sh(SH_ORDER, t)
+    return {"direction": mu, "scatter": T.tolist(), "mean_cos2": float(ev[-1]),
+            "odi": _watson_odi(float(ev[-1])), "sh_order": SH_ORDER, "sh": sh.tolist()}
+
+
+def _bundle_truth(lines, tangents, bundle, r_in, r_out, g, ell, period, box, nb, ang, realised, u, amp, waves,
+                  myelin: bool) -> list[dict]:
+    V = float(np.prod(box))
+    out = []
+    for i in range(nb):
+        idx = np.nonzero(bundle == i)[0]
+        tan, wts, vol_in, vol_out = [], [], 0.0, 0.0
+        for j in idx:
+            c = lines[j]
+            seg = np.diff(np.vstack([c, c[:1] + period[i]]), axis=0)
+            length = np.linalg.norm(seg, axis=1)
+            tan.append(seg)
+            wts.append(np.pi * r_in[j]**2 * length)
+            vol_in += np.pi * r_in[j]**2 * float(length.sum())
+            vol_out += np.pi * r_out[j]**2 * float(length.sum())
+        odf = orientation_distribution(np.vstack(tan), np.concatenate(wts))
+        out.append({"bundle": i, "angle_requested": float(ang[i]), "angle_realised": float(realised[i]),
+                    "lattice_direction": u[i].tolist(), "direction": odf.pop("direction"),
+                    "n_fibres": int(len(idx)), "fibre_period": float(ell[i]),
+                    "mean_inner_radius": float(r_in[idx].mean()),
+                    "radius_mean_volume_weighted": float(np.sum(r_in[idx]**6) / np.sum(r_in[idx]**2)) ** 0.25,
+                    "icvf": vol_in / V, "myelin_fraction": (vol_out - vol_in) / V if myelin else 0.0,
+                    "g_ratio_mean": float(g[idx].mean()) if myelin else None,
+                    "amplitude": float(amp[i]), "waves_per_period": int(waves[i]), **odf})
+    return out
+
+
+def _mesh(lines, tangents, r_in, r_out, myelin, period, box, nsides, truth, walls) -> MeshSubstrate:
+    bundle = np.asarray(truth["bundle_of_fibre"])
+    verts, faces, nv = [], [], 0
+    radii = [r_out, r_in] if myelin else [r_in]
+    for rr in radii:  # components in face order: sheaths (depth 0), then axons (depth 1)
+        for j, c in enumerate(lines):
+            v, f = periodic_tube(c, tangents[j], np.full(len(c), area_preserving_radius(rr[j], nsides)),
+                                 period[bundle[j]], nsides)
+            verts.append(v)
+            faces.append(f + nv)
+            nv += len(v)
+    truth = dict(truth)
+    truth["polygon_sides"] = nsides
+    truth["mesh_radius_error"] = polygon_radius_error(nsides)
+    sub = mesh_substrate(np.concatenate(verts), np.concatenate(faces), box=box, **walls,
+                         description={"factory": "crossing_bundles", "seed": truth["seed"],
+                                      "angles": truth["angles_requested"]},
+                         truth=truth, region_labels=("myelin", "intra") if myelin else None)
+    n = len(lines)
+    vol = np.asarray(sub.component_volume)
+    V = float(np.prod(box))
+    sub.truth["icvf_mesh"] = float(np.sum(vol[n:] if myelin else vol) / V)
+    sub.truth["mesh_volume_error"] = sub.truth["icvf_mesh"] / truth["icvf_exact"] - 1
+    return sub
+
+
+def _union(lines, r_in, ell, period, box, truth) -> SphereUnion:
+    """Spheres along each centre line a quarter radius apart, of radius sqrt(r^2 + d^2 / 12) so that the mean
+    cross-section of the union equals the tube's (their surface stands out of the tube by r / 384 at most)."""
+    bundle = np.asarray(truth["bundle_of_fibre"])
+    cs, rs, fs = [], [], []
+    for j, c in enumerate(lines):
+        closed = np.vstack([c, c[:1] + period[bundle[j]]])
+        seg = np.diff(closed, axis=0)
+        length = np.linalg.norm(seg, axis=1)
+        s = np.concatenate([[0.0], np.cumsum(length)])
+        m = max(8, int(math.ceil(s[-1] / (0.25 * r_in[j]))))
+        d = s[-1] / m
+        si = np.arange(m) * d
+        pts = np.column_stack([np.interp(si, s, closed[:, a]) for a in range(3)])
+        cs.append(pts)
+        rs.append(np.full(m, math.sqrt(r_in[j]**2 + d**2 / 12)))
+        fs.append(np.full(m, j))
+    truth = dict(truth)
+    truth["sphere_spacing_over_radius"] = 0.25
+    return sphere_union(np.vstack(cs), np.concatenate(rs), box, fibre=np.concatenate(fs),
+                        description={"factory": "crossing_bundles", "seed": truth["seed"],
+                                     "angles": truth["angles_requested"], "representation": "union"},
+                        truth=truth)

@@ -1,0 +1,163 @@
+"""Crossing bundles (issue 29): directions realised exactly, tissue density, the measured orientation
+distribution against the requested one, zero escapes on dense crossings, one bundle against the exact
+cylinders at the same places, free diffusion along a straight bundle, configs."""
+
+import math
+
+import numpy as np
+import pytest
+
+import sequences as sq
+import substrates
+import walker
+from substrates.crossing import lattice_directions
+
+D0 = 2e-9
+
+
+@pytest.fixture(scope="module")
+def crossing():
+    return substrates.crossing_bundles(angles=(0, 90), n_fibres=80, icvf=0.7, seed=3)
+
+
+@pytest.mark.parametrize("angles", [(0, 90), (0, 30), (10, 55), (0, 60, 120), (0, 45, 90), (5, 35, 95)])
+def test_lattice_directions_realise_the_requested_relative_angles(angles):
+    a, pq, real, err = lattice_directions(angles, 0.5)
+    assert err <= 0.5
+    req = np.asarray(angles, float)
+    for i in range(len(angles)):
+        for j in range(i + 1, len(angles)):
+            d_req = abs((req[i] - req[j] + 90) % 180 - 90)
+            d_real = abs((real[i] - real[j] + 90) % 180 - 90)
+            assert abs(d_req - d_real) <= 2 * err + 1e-9
+    if len(angles) == 2:
+        assert err == 0.0
+
+
+def test_impossible_directions_and_densities_are_refused_with_the_argument():
+    with pytest.raises(ValueError, match="angle_tolerance"):
+        substrates.crossing_bundles(angles=(0, 17, 71), angle_tolerance=0.01, n_fibres=30)
+    with pytest.raises(ValueError, match="one bundle"):
+        substrates.crossing_bundles(angles=(0, 0.2), n_fibres=30)
+    with pytest.raises(ValueError, match="icvf <= "):
+        substrates.crossing_bundles(angles=(0, 90), n_fibres=60, icvf=0.6, g_ratio=0.7)
+    with pytest.raises(ValueError, match="angles"):
+        substrates.crossing_bundles(angles=(0, 30, 60, 90), n_fibres=60)
+
+
+def test_crossing_reaches_tissue_density_and_reports_its_geometry(crossing):
+    t = crossing.truth
+    assert t["crossing_angles"] == pytest.approx([90.0], abs=1e-9)
+    assert t["icvf_exact"] == pytest.approx(0.7, abs=1e-12)
+    # the polygons keep the area of their circles; what is left is the ring discretisation of straight tubes (0)
+    assert abs(t["mesh_volume_error"]) < 1e-9
+    assert crossing.volume_fractions()["intra"] == pytest.approx(0.7, abs=1e-9)
+    b0, b1 = t["bundles"]
+    assert abs(np.dot(b0["direction"], b1["direction"])) < 1e-12
+    assert b0["volume_share"] == pytest.approx(0.5, abs=0.03)  # within a fibre of the request
+    # a straight bundle is a delta on the sphere: ODI 0 and SH coefficients Y_lm of its direction
+    for b in (b0, b1):
+        assert b["odi"] == 0.0 and b["mean_cos2"] == pytest.approx(1.0, abs=1e-12)
+        y = substrates.real_sh(8, np.asarray([b["direction"]]))[0]
+        assert np.allclose(b["sh"], y, atol=1e-12)
+        assert b["sh"][0] == pytest.approx(1 / math.sqrt(4 * math.pi))
+    # fibres of different bundles never come closer than the gap: each sheet is its own slab along x
+    x0 = [s["x0"] for s in t["sheets"]]
+    assert x0 == sorted(x0) and sum(s["thickness"] for s in t["sheets"]) == pytest.approx(crossing.box[0])
+
+
+def test_real_sh_is_orthonormal():
+    rng = np.random.default_rng(0)
+    n = rng.normal(size=(200_000, 3))
+    n /= np.linalg.norm(n, axis=1, keepdims=True)
+    Y = substrates.real_sh(8, n)
+    gram = 4 * np.pi * (Y.T @ Y) / len(n)
+    assert Y.shape[1] == 45
+    # Monte Carlo quadrature: the Gram matrix is the identity within its sampling error (~sqrt(2/N) * few)
+    assert np.max(np.abs(gram - np.eye(45))) < 0.04
+
+
+def test_measured_dispersion_of_undulating_bundles_matches_the_sinusoid():
+    """The orientation distribution measured on the generated centre lines equals the one the undulation
+    asks for: tan(alpha) = A k cos(phase), weighted by arc length."""
+    A = 0.5e-6
+    sub = substrates.crossing_bundles(angles=(0, 90), n_fibres=60, icvf=0.3, amplitude=A, seed=1)
+    for b in sub.truth["bundles"]:
+        k = 2 * math.pi * b["waves_per_period"] / b["fibre_period"]
+        ph = np.linspace(0, 2 * math.pi, 20001)[:-1]
+        tan_a = A * k * np.cos(ph)
+        ds = np.sqrt(1 + tan_a**2)
+        want = float(np.sum(ds / (1 + tan_a**2)) / np.sum(ds))  # <cos^2> about the bundle axis
+        # centre lines are sampled at the mesh rings (chord error of a curve of curvature A k^2 below
+        # resolution x r): the allowance is the chord's tilt error, 1e-3 here
+        assert b["mean_cos2"] == pytest.approx(want, abs=1e-3)
+        assert abs(np.dot(b["direction"], b["lattice_direction"])) == pytest.approx(1.0, abs=1e-6)
+        assert 0 < b["odi"] < 0.1
+    assert sub.truth["crossing_angles"][0] == pytest.approx(90.0, abs=0.5)
+
+
+def test_zero_escapes_on_a_dense_crossing_inside_and_outside():
+    """10^7 walker-steps, containment checked after every step, walkers in both bundles and between them
+    (a coarse mesh: the check locates every walker after every step, and its cost grows with the faces)."""
+    sub = substrates.crossing_bundles(angles=(0, 90), n_fibres=40, icvf=0.7, seed=3, resolution=0.05)
+    s = sq.pgse(10e-3, 30e-3, bvalues=[0, 2e9], directions=[[1, 0, 0]])
+    n, steps = 10_000, 1000
+    with pytest.warns(UserWarning, match="step length"):  # steps longer than the gaps: the hardest case for walls
+        res = walker.simulate(sub, s, n_walkers=n, n_steps=steps, diffusivity=D0, seed=5, start="uniform",
+                              check_every_step=True)
+    assert res.escapes == 0 and n * steps >= 1e7
+    assert res.compartment_counts["intra"] > 0.6 * n and res.compartment_counts["extra"] > 0.2 * n
+
+
+def test_zero_escapes_in_the_union_representation():
+    sub = substrates.crossing_bundles(angles=(0, 60), n_fibres=30, icvf=0.6, seed=2, representation="union")
+    assert sub.family == "union" and sub.truth["crossing_angles"] == pytest.approx([60.0], abs=1e-9)
+    s = sq.pgse(10e-3, 30e-3, bvalues=[0, 2e9], directions=[[0, 1, 0]])
+    res = walker.simulate(sub, s, n_walkers=4000, n_steps=500, diffusivity=D0, seed=5, check_every_step=True)
+    assert res.escapes == 0
+
+
+def _one_bundle():
+    return substrates.crossing_bundles(angles=(0,), n_fibres=24, icvf=0.65, seed=4)
+
+
+def test_one_straight_bundle_gives_the_signal_of_the_same_exact_cylinders():
+    """One bundle at zero dispersion against analytic cylinders at the same centres (the bundle runs along z)."""
+    sub = _one_bundle()
+    t = sub.truth
+    starts = np.asarray(t["fibre_starts"])
+    r = np.asarray(t["inner_radii"])
+    cyl = substrates.cylinders(r, starts[:, :2], sub.box[:2])
+    s = sq.pgse(8e-3, 20e-3, bvalues=[0, 1e9, 3e9], directions=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
+    for start in ("intra", "extra"):
+        a = walker.simulate(sub, s, n_walkers=20_000, n_steps=400, diffusivity=D0, seed=7, start=start)
+        b = walker.simulate(cyl, s, n_walkers=20_000, n_steps=400, diffusivity=D0, seed=8, start=start)
+        assert a.escapes == 0 and b.escapes == 0
+        se = np.hypot(a.stderr, b.stderr)
+        # mesh allowance: polygons within polygon_radius_error of the circles; the signal of restricted
+        # diffusion moves with radius as at most r^4 (narrow pulses: 4 eps (1 - S))
+        allow = 4 * t["mesh_radius_error"] * np.abs(1 - b.signal)
+        assert np.all(np.abs(a.signal - b.signal) <= 4.5 * se + allow), (start, a.signal, b.signal)
+
+
+def test_extra_axonal_diffusion_along_a_straight_bundle_is_free():
+    sub = _one_bundle()
+    s = sq.pgse(10e-3, 60e-3, bvalues=[0, 0.5e9, 1e9], directions=[[0, 0, 1]])
+    res = walker.simulate(sub, s, n_walkers=20_000, n_steps=400, diffusivity=D0, seed=9, start="extra")
+    want = np.exp(-np.asarray([0, 0.5e9, 1e9]) * D0)
+    assert res.escapes == 0
+    assert np.all(np.abs(res.signal - want) <= 4.5 * res.stderr + 1e-12)
+
+
+def test_myelinated_crossing_has_three_regions_and_saves(tmp_path):
+    sub = substrates.crossing_bundles(angles=(0, 45), n_fibres=40, icvf=0.3, g_ratio=0.7, seed=1,
+                                      permeability={"inner": 1e-5, "outer": 0.0})
+    assert sub.region_names == ["myelin", "intra", "extra"]
+    f = sub.volume_fractions()
+    assert f["intra"] == pytest.approx(0.3, abs=1e-9)
+    assert f["myelin"] == pytest.approx(sum(b["myelin_fraction"] for b in sub.truth["bundles"]), rel=1e-6)
+    p = tmp_path / "x.h5"
+    substrates.save_substrate(sub, p)
+    back = substrates.load_substrate(p)
+    assert back.truth["crossing_angles"] == sub.truth["crossing_angles"]
+    assert np.array_equal(back.faces, sub.faces) and back.region_names == sub.region_names
