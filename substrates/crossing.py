@@ -402,6 +402,24 @@ def real_sh(order: int, directions: np.ndarray) -> np.ndarray:
     Columns in the order (l, m) for m = -l..l; m < 0: sqrt(2) (-1)^m Im Y_l^|m|, m = 0: Y_l^0, m > 0:
     sqrt(2) (-1)^m Re Y_l^m (Y_l^m with the Condon-Shortley phase), so the coefficients of an
     axially symmetric function about z are non-zero only at m = 0 (45 columns to l = 8).
+
+    Parameters
+    ----------
+    order : int
+        Highest even degree l_max.
+    directions : array_like
+        (K, 3) unit vectors.
+
+    Returns
+    -------
+    numpy.ndarray
+        (K, (l_max + 1)(l_max + 2) / 2) values of the basis functions.
+
+    Examples
+    --------
+    >>> import numpy as np, substrates
+    >>> substrates.real_sh(8, np.array([[0.0, 0.0, 1.0]])).shape
+    (1, 45)
     """
     from scipy.special import sph_harm_y
     d = np.asarray(directions, dtype=float)

@@ -37,7 +37,7 @@ from scipy.sparse.csgraph import connected_components
 from .base import (MESH, Family, Substrate, WalkerStart, check_permeability, check_relaxivity, check_start,
                    permeability_truth, register_family, values_truth)
 from .files import json_text
-from .meshgrid import build_columns, build_grid, locate_points, triangle_rows
+from .meshgrid import build_columns, build_grid, locate_points, recast_direction, triangle_rows
 
 UNITS = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "micron": 1e-6, "nm": 1e-9}
 
@@ -625,11 +625,7 @@ def _self_intersections(tri, img_v, vid, lo, h, n, start, items, limit):
 def _inside_component(tri, a, b, px, py, pz):
     """Parity of crossings of rays from p with triangle rows a:b (1 inside, 0 outside, -2 undecided)."""
     for attempt in range(32):
-        # +x, then tilted off it by ~1e-3 rad (as locate_one: components are open across y and z faces only)
-        ang = 2.399963229728653 * attempt
-        t = 1e-3 * (1.0 + 0.05 * attempt) if attempt else 0.0
-        nrm = math.sqrt(1.0 + t * t)
-        dx, dy, dz = 1.0 / nrm, t * math.cos(ang) / nrm, t * math.sin(ang) / nrm
+        dx, dy, dz = recast_direction(attempt) if attempt else (1.0, 0.0, 0.0)  # +x first, as locate_one
         par = 0
         ok = True
         for q in range(a, b):

@@ -179,6 +179,27 @@ def _innermost(tri, comp, depth, idx, a, b, use_idx, ox, oy, oz, dx, dy, dz):
     return best
 
 
+@njit(inline="always")
+def recast_direction(attempt):
+    """Direction of the ``attempt``-th ray (1..31) recast after a degenerate one (near an edge, or in a face).
+
+    Attempts 1-8 run along -x, +x, -x, ... tilted by ~1e-3 rad and turned by the golden angle (well spread,
+    deterministic): like +x they leave through closed walls only, for components may be open (continue into
+    their image) across the y and z faces, never across x, and a ray heading along y or z could leave a tilted
+    tube through its open end. A point where both grazes along x stay degenerate (beside an edge whose faces
+    are parallel to x) gets rays in the xy-plane, slightly tilted out of it, from attempt 9 on.
+    """
+    a = 2.399963229728653 * attempt
+    if attempt <= 8:
+        t = 1e-3 * (1.0 + 0.05 * attempt)
+        nrm = math.sqrt(1.0 + t * t)
+        sgn = -1.0 if attempt % 2 == 1 else 1.0
+        return sgn / nrm, t * math.cos(a) / nrm, t * math.sin(a) / nrm
+    tz = 1e-7 * attempt
+    nrm = math.sqrt(1.0 + tz * tz)
+    return math.cos(a) / nrm, math.sin(a) / nrm, tz / nrm
+
+
 @njit(cache=True)
 def locate_one(p0, p1, p2, tri, comp, depth, lo, h, n, box, cstart, citems):
     """Innermost component containing one point (-1: none; -2: location failed). See :func:`locate_points`."""
@@ -201,15 +222,8 @@ def locate_one(p0, p1, p2, tri, comp, depth, lo, h, n, box, cstart, citems):
     attempt = 0
     while r == -2 and attempt < 32:
         attempt += 1
-        # a ray tilted off +x by ~1e-3 rad, turned by the golden angle per attempt (well spread, deterministic):
-        # like +x it leaves through closed walls only, for components may be open (continue into their image)
-        # across the y and z faces, never across x; a ray with a y or z heading could leave a tilted tube
-        # through its open end and break the parity
-        a = 2.399963229728653 * attempt
-        t = 1e-3 * (1.0 + 0.05 * attempt)
-        nrm = math.sqrt(1.0 + t * t)
-        r = _innermost(tri, comp, depth, citems, 0, tri.shape[0], False, p0, p1, p2, 1.0 / nrm,
-                       t * math.cos(a) / nrm, t * math.sin(a) / nrm)
+        dx, dy, dz = recast_direction(attempt)
+        r = _innermost(tri, comp, depth, citems, 0, tri.shape[0], False, p0, p1, p2, dx, dy, dz)
     return r
 
 
@@ -218,8 +232,8 @@ def locate_points(points, tri, comp, depth, lo, h, n, box, cstart, citems):
     """Innermost component containing each point (-1: none; -2: location failed).
 
     Periodic axes (box > 0) wrap the point into the box first. The +x ray uses
-    the columns; a degenerate ray is recast slightly tilted off +x against every
-    triangle image.
+    the columns; a degenerate ray is recast against every triangle image
+    (:func:`recast_direction`).
     """
     N = points.shape[0]
     out = np.empty(N, dtype=np.int64)

@@ -130,8 +130,8 @@ def test_one_straight_bundle_gives_the_signal_of_the_same_exact_cylinders():
     cyl = substrates.cylinders(r, starts[:, :2], sub.box[:2])
     s = sq.pgse(8e-3, 20e-3, bvalues=[0, 1e9, 3e9], directions=[[1, 0, 0], [0, 1, 0], [0, 0, 1]])
     for start in ("intra", "extra"):
-        a = walker.simulate(sub, s, n_walkers=20_000, n_steps=400, diffusivity=D0, seed=7, start=start)
-        b = walker.simulate(cyl, s, n_walkers=20_000, n_steps=400, diffusivity=D0, seed=8, start=start)
+        a = walker.simulate(sub, s, n_walkers=10_000, n_steps=400, diffusivity=D0, seed=7, start=start)
+        b = walker.simulate(cyl, s, n_walkers=10_000, n_steps=400, diffusivity=D0, seed=8, start=start)
         assert a.escapes == 0 and b.escapes == 0
         se = np.hypot(a.stderr, b.stderr)
         # mesh allowance: polygons within polygon_radius_error of the circles; the signal of restricted
@@ -143,7 +143,7 @@ def test_one_straight_bundle_gives_the_signal_of_the_same_exact_cylinders():
 def test_extra_axonal_diffusion_along_a_straight_bundle_is_free():
     sub = _one_bundle()
     s = sq.pgse(10e-3, 60e-3, bvalues=[0, 0.5e9, 1e9], directions=[[0, 0, 1]])
-    res = walker.simulate(sub, s, n_walkers=20_000, n_steps=400, diffusivity=D0, seed=9, start="extra")
+    res = walker.simulate(sub, s, n_walkers=10_000, n_steps=200, diffusivity=D0, seed=9, start="extra")
     want = np.exp(-np.asarray([0, 0.5e9, 1e9]) * D0)
     assert res.escapes == 0
     assert np.all(np.abs(res.signal - want) <= 4.5 * res.stderr + 1e-12)
