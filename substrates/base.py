@@ -489,6 +489,21 @@ class Substrate:
         """
         return {}
 
+    def signal_groups(self, home: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+        """Finer groups than compartments that signals are also reported for (a bundle's fibres), or None.
+
+        Parameters
+        ----------
+        home : numpy.ndarray
+            (N,) element holding each walker at the start, -1 for none.
+
+        Returns
+        -------
+        (labels, names) or None
+            (N,) int64 index into ``names`` per walker; None where the substrate has no groups (the base).
+        """
+        return None
+
     def __repr__(self) -> str:
         vf = ", ".join(f"{k} {v:.3f}" for k, v in self.volume_fractions().items())
         return f"{type(self).__name__}({self.name}; volume fractions: {vf})"

@@ -266,7 +266,10 @@ def crossing_bundles(angles=(0.0, 90.0), n_fibres: int = 200, mean_radius=1e-6, 
              "box_aspect": float(a), "lattice_directions": [list(v) for v in pq], "layers": int(layers),
              "sheets": [{"layer": int(lay), "bundle": int(i), "x0": float(x), "thickness": float(h)}
                         for lay, i, x, h in heights],
-             "bundle_of_fibre": bundle.tolist(), "fibre_starts": [c[0].tolist() for c in lines], "inner_radii": r_in.tolist(), "outer_radii": r_out.tolist(),
+             "bundle_of_fibre": bundle.tolist(), "fibre_starts": [c[0].tolist() for c in lines],
+             # per component (sheaths first with myelin): walker.simulate reports a signal per bundle from it
+             "component_groups": [f"bundle_{b}" for b in bundle] * (2 if g_ratio is not None and
+                                                                   representation == "mesh" else 1), "inner_radii": r_in.tolist(), "outer_radii": r_out.tolist(),
              "g_ratios": g.tolist() if g_ratio is not None else None, "icvf_target": fr.tolist(),
              "min_gap": gap, "bundles": bundles,
              "crossing_angles": [float(np.degrees(np.arccos(min(1.0, abs(float(bundles[i]["direction"] @

@@ -390,6 +390,34 @@ class MeshSubstrate(Substrate):
         reg = self.region_of_component(home)
         return {nm: float(np.mean(reg == r)) for r, nm in enumerate(self.region_names)}
 
+    def signal_groups(self, home: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+        """Groups of components named by the generator (``truth["component_groups"]``: one name per component,
+        e.g. the bundle of each fibre), crossed with the regions: "intra:bundle_0", "myelin:bundle_1", ...,
+        and "extra" for walkers outside every component; None where the generator named none.
+
+        Parameters
+        ----------
+        home : numpy.ndarray
+            (N,) innermost component of each walker at the start, -1 outside every component.
+
+        Returns
+        -------
+        (labels, names) or None
+            (N,) int64 index into ``names`` per walker.
+        """
+        groups = self.truth.get("component_groups")
+        if not groups:
+            return None
+        regions = self.region_names
+        comp_region = self.region_of_component(np.arange(self.n_components))
+        tags = [f"{regions[r]}:{g}" for r, g in zip(comp_region, groups)]
+        names = list(dict.fromkeys(tags))
+        if "extra" in regions:
+            names.append("extra")
+        index = np.array([names.index(t) for t in tags] + [len(names) - 1], dtype=np.int64)
+        h = np.asarray(home, dtype=np.int64)
+        return index[np.where(h >= 0, h, len(tags))], names
+
     def to_trimesh(self):
         """The mesh as a ``trimesh.Trimesh`` (vertices in m).
 

@@ -70,6 +70,11 @@ class SimulationResult:
     final_positions : numpy.ndarray or None
         (N, 3) lab-frame positions at the end of the walk (m); outside
         walkers are wrapped into the periodic box.
+    group_signals, group_stderr, group_counts : dict
+        Signals, standard errors and walker counts per finer group than compartments where the substrate
+        defines them (:meth:`substrates.Substrate.signal_groups`: each bundle of
+        :func:`substrates.crossing_bundles`, "intra:bundle_0", ...), by where the walkers started; empty
+        otherwise.
     """
 
     signal: np.ndarray
@@ -94,6 +99,9 @@ class SimulationResult:
     first_transit_times: np.ndarray | None = None
     final_fractions: dict = field(default_factory=dict)
     final_positions: np.ndarray | None = None
+    group_signals: dict = field(default_factory=dict)
+    group_stderr: dict = field(default_factory=dict)
+    group_counts: dict = field(default_factory=dict)
 
     @property
     def bvalues(self) -> np.ndarray:

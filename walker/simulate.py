@@ -123,11 +123,14 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     seed = check_seed(seed)
     start = substrate.default_start if start is None else start
     walkers, seeds = start_walkers(substrate, start, plan.n_walkers, seed)
+    groups = substrate.signal_groups(walkers.home)  # before the walk: groups are where walkers start
     run = run_kernel(substrate, plan, walkers, seeds, check_every_step=check_every_step, parallel=parallel,
                      backend=backend)
     R = substrate.rotation
-    sig = phase_signals(run.out.phases, walkers.labels, walkers.names, plan, R,
-                        relaxation_weights(run.out.time_inside, plan, run.out.log_survival), parallel, backend)
+    relax = relaxation_weights(run.out.time_inside, plan, run.out.log_survival)
+    sig = phase_signals(run.out.phases, walkers.labels, walkers.names, plan, R, relax, parallel, backend)
+    grp = None if groups is None else phase_signals(run.out.phases, groups[0], groups[1], plan, R, relax,
+                                                    parallel, backend)
     disp, msd, kurt = displacement_moments(run.out.displacements, plan, R)
     counters = run.out.counters
     permeable = substrate.permeable
@@ -149,7 +152,9 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         transits=int(counters[:, 3].sum()),
         first_transit_times=np.where(first >= 0, first * plan.dt, np.nan) if permeable else None,
         final_fractions=substrate.region_fractions(run.walkers.home) if permeable else {},
-        final_positions=run.final_positions() @ R.T)
+        final_positions=run.final_positions() @ R.T,
+        group_signals=grp.compartment_signals if grp else {}, group_stderr=grp.compartment_stderr if grp else {},
+        group_counts=grp.compartment_counts if grp else {})
 
 
 def start_walkers(substrate: Substrate, start: str, n: int, seed: int) -> tuple[WalkerStart, np.ndarray]:

@@ -1,6 +1,6 @@
 """
 Crossing fibres: spherical deconvolution, and the angle where two peaks merge
-============================================================================
+=============================================================================
 
 Most white-matter voxels hold more than one fibre population. Spherical deconvolution (the idea behind
 CSD and every multi-fibre model) assumes that the signal of a crossing is the sum of the signals of its
