@@ -12,6 +12,7 @@ Layout (all physical values SI, each dataset with a ``units`` attribute)::
     /rows/             done (R,) 1 where the row is finished; row (R,) index (dimension scale)
                        signal, stderr (R, M) float32, chunked + gzip
                        compartments/<name>/signal, stderr (R, M), count (R,)
+                       groups/<name>/signal, stderr, count: the same per finer group (bundles), where present
                        params/<name> (R,) float64 SI (NaN where not numeric), params_text/<name> (R,) raw value
                        seed, n_walkers, n_steps (R,) int64; dt, step_length, wall_time (R,) float64; escapes (R,)
                        ground_truth, provenance (R,) JSON text
@@ -33,7 +34,7 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -77,11 +78,25 @@ def row_from_result(res: SimulationResult, params_text: dict, params_si: dict) -
            "wall_time": np.float64(p["wall_time_s"]), "escapes": np.int64(res.escapes),
            "ground_truth": _json(res.ground_truth), "provenance": _json({**p, "host": socket.gethostname()}),
            "params_text": _json(params_text), "params_si": _json(params_si)}
-    for name, sig in res.compartment_signals.items():
-        row[f"compartment:{name}:signal"] = sig.astype(np.float32)
-        row[f"compartment:{name}:stderr"] = res.compartment_stderr[name].astype(np.float32)
-        row[f"compartment:{name}:count"] = np.int64(res.compartment_counts[name])
+    for kind, sigs, ses, counts in (("compartment", res.compartment_signals, res.compartment_stderr,
+                                     res.compartment_counts),
+                                    ("group", res.group_signals, res.group_stderr, res.group_counts)):
+        for name, sig in sigs.items():
+            row[f"{kind}:{name}:signal"] = sig.astype(np.float32)
+            row[f"{kind}:{name}:stderr"] = ses[name].astype(np.float32)
+            row[f"{kind}:{name}:count"] = np.int64(counts[name])
     return row
+
+
+#: the signal sets a row may hold beside the total: row-key prefix -> HDF5 group under /rows (compartments by
+#: where walkers start; groups such as the bundles of a crossing, walker.SimulationResult.group_signals)
+SIGNAL_SETS = {"compartment": "compartments", "group": "groups"}
+
+
+def _set_names(rows: dict, kind: str) -> list[str]:
+    """Names of the ``kind`` signal sets any of ``rows`` holds (keys ``kind:NAME:signal``)."""
+    return sorted({k[len(kind) + 1:].rsplit(":", 1)[0] for r in rows.values() for k in r
+                   if k.startswith(kind + ":")})
 
 
 class PartsFolder:
@@ -168,7 +183,6 @@ def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_nam
     tmp = db_path.with_name(db_path.name + ".tmp")
     rows = rows or {}
     M = len(scheme)
-    comps = sorted({k.split(":")[1] for r in rows.values() for k in r if k.startswith("compartment:")})
     with h5py.File(tmp, "w") as f:
         f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, convention=CONVENTION,
                        diffwalk_version=package_version(), random_streams=STREAM_VERSION,
@@ -210,10 +224,11 @@ def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_nam
 
         matrix("signal", "signal", "1 (S/S0)")
         matrix("stderr", "stderr", "1 (S/S0)")
-        for c in comps:
-            matrix(f"compartments/{c}/signal", f"compartment:{c}:signal", "1 (S/S0)")
-            matrix(f"compartments/{c}/stderr", f"compartment:{c}:stderr", "1 (S/S0)")
-            rg.create_dataset(f"compartments/{c}/count", data=_column(rows, n_rows, f"compartment:{c}:count",
+        for kind, folder in SIGNAL_SETS.items():
+            for c in _set_names(rows, kind):
+                matrix(f"{folder}/{c}/signal", f"{kind}:{c}:signal", "1 (S/S0)")
+                matrix(f"{folder}/{c}/stderr", f"{kind}:{c}:stderr", "1 (S/S0)")
+                rg.create_dataset(f"{folder}/{c}/count", data=_column(rows, n_rows, f"{kind}:{c}:count",
                                                                        np.int64, 0))
         for key, dtype, fill, units in (("seed", np.int64, -1, None), ("n_walkers", np.int64, 0, None),
                                         ("n_steps", np.int64, 0, None), ("escapes", np.int64, -1, None),
@@ -240,22 +255,22 @@ def rows_from_file(db_path: str | Path) -> dict[int, dict]:
         rg = f["rows"]
         names = json.loads(f.attrs["param_names"])
         done = np.nonzero(rg["done"][()])[0]
-        comps = list(rg.get("compartments", {}))
         gt, prov = rg["ground_truth"].asstr()[()], rg["provenance"].asstr()[()]
         cols = {k: rg[k][()] for k in ("seed", "n_walkers", "n_steps", "dt", "step_length", "wall_time", "escapes")}
         sig, se = rg["signal"][()], rg["stderr"][()]
         psi = {n: rg[f"params/{n}"][()] for n in names}
         ptx = {n: rg[f"params_text/{n}"].asstr()[()] for n in names}
-        cdat = {c: {k: rg[f"compartments/{c}/{k}"][()] for k in ("signal", "stderr", "count")} for c in comps}
+        cdat = {(kind, c): {k: rg[f"{folder}/{c}/{k}"][()] for k in ("signal", "stderr", "count")}
+                for kind, folder in SIGNAL_SETS.items() for c in rg.get(folder, {})}
         for i in done:
             row = {"signal": sig[i], "stderr": se[i], "ground_truth": gt[i], "provenance": prov[i],
                    **{k: v[i] for k, v in cols.items()},
                    "params_si": _json({n: (None if np.isnan(psi[n][i]) else float(psi[n][i])) for n in names}),
                    "params_text": _json({n: ptx[n][i] for n in names})}
-            for c, d in cdat.items():
-                row[f"compartment:{c}:signal"] = d["signal"][i]
-                row[f"compartment:{c}:stderr"] = d["stderr"][i]
-                row[f"compartment:{c}:count"] = d["count"][i]
+            for (kind, c), d in cdat.items():
+                row[f"{kind}:{c}:signal"] = d["signal"][i]
+                row[f"{kind}:{c}:stderr"] = d["stderr"][i]
+                row[f"{kind}:{c}:count"] = d["count"][i]
             rows[int(i)] = row
     return rows
 
@@ -292,6 +307,9 @@ class Database:
         name -> (R,) values as written in the spec.
     compartments : dict
         name -> {"signal": (R, M), "stderr": (R, M), "count": (R,)}.
+    groups : dict
+        The same for finer groups where the substrate has them (each bundle of a crossing:
+        "intra.bundle_0", ...; ``walker.SimulationResult.group_signals``).
     columns : dict
         seed, n_walkers, n_steps, dt (s), step_length (m), wall_time (s),
         escapes -> (R,).
@@ -313,6 +331,7 @@ class Database:
     ground_truth: list
     provenance: list
     attrs: dict
+    groups: dict = field(default_factory=dict)
 
     @property
     def n_rows(self) -> int:
@@ -478,14 +497,14 @@ def open_database(path: str | Path) -> Database:
             info = {k: (v[()].astype(str) if v.dtype.kind == "S" else v[()]) for k, v in sg["info"].items()}
             scheme = sequences.Scheme(sg["gradients"][()], float(sg.attrs["dt"]), float(sg.attrs["gamma"]), info)
             names = json.loads(f.attrs["param_names"])
-            comps = {c: {k: rg[f"compartments/{c}/{k}"][()] for k in ("signal", "stderr", "count")}
-                     for c in rg.get("compartments", {})}
+            comps, groups = ({c: {k: rg[f"{folder}/{c}/{k}"][()] for k in ("signal", "stderr", "count")}
+                              for c in rg.get(folder, {})} for folder in SIGNAL_SETS.values())
             db = Database(
                 path=p, scheme=scheme, signal=rg["signal"][()], stderr=rg["stderr"][()],
                 done=rg["done"][()].astype(bool),
                 params={n: rg[f"params/{n}"][()] for n in names},
                 params_text={n: np.array(rg[f"params_text/{n}"].asstr()[()]) for n in names},
-                compartments=comps,
+                compartments=comps, groups=groups,
                 columns={k: rg[k][()] for k in ("seed", "n_walkers", "n_steps", "dt", "step_length", "wall_time",
                                                 "escapes")},
                 ground_truth=[json.loads(s) if s else None for s in rg["ground_truth"].asstr()[()]],

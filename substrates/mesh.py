@@ -392,7 +392,7 @@ class MeshSubstrate(Substrate):
 
     def signal_groups(self, home: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
         """Groups of components named by the generator (``truth["component_groups"]``: one name per component,
-        e.g. the bundle of each fibre), crossed with the regions: "intra:bundle_0", "myelin:bundle_1", ...,
+        e.g. the bundle of each fibre), crossed with the regions: "intra.bundle_0", "myelin.bundle_1", ...,
         and "extra" for walkers outside every component; None where the generator named none.
 
         Parameters
@@ -410,7 +410,7 @@ class MeshSubstrate(Substrate):
             return None
         regions = self.region_names
         comp_region = self.region_of_component(np.arange(self.n_components))
-        tags = [f"{regions[r]}:{g}" for r, g in zip(comp_region, groups)]
+        tags = [f"{regions[r]}.{g}" for r, g in zip(comp_region, groups)]
         names = list(dict.fromkeys(tags))
         if "extra" in regions:
             names.append("extra")

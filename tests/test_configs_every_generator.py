@@ -297,3 +297,9 @@ def test_crossing_angle_is_swept_from_a_config(tmp_path):
     db = database.open_database(run_sweep(sweep, tmp_path / "sweep.h5"))
     assert db.done.all()
     assert [gt["crossing_angles"][0] for gt in db.ground_truth] == pytest.approx([90.0, 45.0])
+    # a signal per bundle in every row, beside the compartments (walkers start inside the fibres here)
+    assert set(db.groups) == {"intra.bundle_0", "intra.bundle_1"}
+    counts = sum(g["count"] for g in db.groups.values())
+    np.testing.assert_array_equal(counts, db.compartments["intra"]["count"])
+    assert np.all(counts == db.columns["n_walkers"])
+    assert np.all(np.isfinite(db.groups["intra.bundle_0"]["signal"]))

@@ -171,11 +171,11 @@ def test_signals_per_bundle_along_and_across_the_fibres():
     b = np.array([0.5e9, 1e9])
     s = sq.pgse(5e-3, 20e-3, bvalues=b, directions=[u0, u0])
     res = walker.simulate(sub, s, n_walkers=6000, n_steps=200, diffusivity=D0, seed=2, start="uniform")
-    assert set(res.group_signals) == {"intra:bundle_0", "intra:bundle_1", "extra"}
+    assert set(res.group_signals) == {"intra.bundle_0", "intra.bundle_1", "extra"}
     assert sum(res.group_counts.values()) == 6000
     assert res.group_counts["extra"] == res.compartment_counts["extra"]
-    along, se = res.group_signals["intra:bundle_0"], res.group_stderr["intra:bundle_0"]
+    along, se = res.group_signals["intra.bundle_0"], res.group_stderr["intra.bundle_0"]
     assert np.all(np.abs(along - np.exp(-b * D0)) <= 4.5 * se)
     # the other bundle runs perpendicular to the gradient: its water is held within ~1 um radii
-    assert np.all(res.group_signals["intra:bundle_1"] > 0.9)
+    assert np.all(res.group_signals["intra.bundle_1"] > 0.9)
     assert res.escapes == 0

@@ -73,7 +73,7 @@ class SimulationResult:
     group_signals, group_stderr, group_counts : dict
         Signals, standard errors and walker counts per finer group than compartments where the substrate
         defines them (:meth:`substrates.Substrate.signal_groups`: each bundle of
-        :func:`substrates.crossing_bundles`, "intra:bundle_0", ...), by where the walkers started; empty
+        :func:`substrates.crossing_bundles`, "intra.bundle_0", ...), by where the walkers started; empty
         otherwise.
     """
 
