@@ -27,7 +27,7 @@ def save_substrate(sub: Substrate, path) -> None:
     Parameters
     ----------
     sub : Substrate
-        A substrate of a family that has a file format (analytic and mesh; lengths in m).
+        A substrate of a family that has a file format (analytic, mesh and sphere union; lengths in m).
     path : str or Path
         Output file (``.h5``); replaced whole once the new file is complete.
 
