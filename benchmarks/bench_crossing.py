@@ -56,7 +56,8 @@ def main(argv=None) -> dict:
         geoms, amps = [(0, 90), (0, 45)], [0.0, 0.5e-6]
     out = {"machine": platform.processor() or platform.machine(), "fibres": n_fib, "reach": [], "walk": []}
     print(f"ICVF reached ({n_fib} fibres, mean radius 1 um, gamma shape 4, one layer per bundle)")
-    print(f"{'angles':>14} {'A (um)':>7} {'icvf':>5} {'icvf mesh':>9} {'ODI':>6} {'angle':>7} {'faces':>9} {'gen s':>6}")
+    print(f"{'angles':>14} {'A (um)':>7} {'icvf':>5} {'icvf mesh':>9} {'ODI':>6} {'angle':>7} {'faces':>9} "
+          f"{'gen s':>6}")
     for g in geoms:
         for amp in amps:
             icvf, sub, secs = reach(g, amp, n_fib)

@@ -300,7 +300,8 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "seed": SEED_HELP,
         "resolution": ("relative radius error of the mesh", "0.01"),
         "min_gap": ("thinnest extra-axonal sheet between two fibres", "2 % of the mean radius"),
-        "representation": ('"mesh" (walkers inside and outside) or "union" (spheres, walkers inside)', '"mesh"'),
+        "representation": ('"mesh" (tubes: myelin, membranes, relaxivity) or "union" (overlapping spheres); '
+                           'walkers inside and outside either way', '"mesh"'),
         "angle_tolerance": ("largest error in degrees of a realised relative direction (three bundles)", "0.5"),
         "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
     "substrate.sphere_union": {

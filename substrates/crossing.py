@@ -102,7 +102,7 @@ def crossing_bundles(angles=(0.0, 90.0), n_fibres: int = 200, mean_radius=1e-6, 
         Thinnest extra-axonal sheet between two fibres in m (default 2 % of the mean radius).
     representation : {"mesh", "union"}
         Closed tubes (walkers inside and outside; every wall option) or overlapping spheres along the
-        centre lines (:func:`sphere_union`: walkers inside only, no myelin).
+        centre lines (:func:`sphere_union`: walkers inside and outside, no myelin, no membranes).
     angle_tolerance : float
         Largest difference in degrees allowed between a requested and a realised relative direction (three
         bundles; one or two are exact).
@@ -142,8 +142,8 @@ def crossing_bundles(angles=(0.0, 90.0), n_fibres: int = 200, mean_radius=1e-6, 
     share = np.full(nb, 1.0 / nb) if fractions is None else _per_bundle(fractions, nb, "fractions")
     share = share / share.sum()
     if g_ratio is not None and representation == "union":
-        raise ValueError("representation='union' has no myelin (walkers live inside the spheres only): drop "
-                         "g_ratio or use representation='mesh'")
+        raise ValueError("representation='union' has no myelin (one compartment inside the spheres, one "
+                         "outside): drop g_ratio or use representation='mesh'")
     a, pq, realised, err = lattice_directions(ang, angle_tolerance)
     rng = np.random.default_rng(seed)
     # radii: a stream per bundle, cut where the bundle's share of the fibre volume (sum r^2) is nearest the
@@ -269,7 +269,8 @@ def crossing_bundles(angles=(0.0, 90.0), n_fibres: int = 200, mean_radius=1e-6, 
              "bundle_of_fibre": bundle.tolist(), "fibre_starts": [c[0].tolist() for c in lines],
              # per component (sheaths first with myelin): walker.simulate reports a signal per bundle from it
              "component_groups": [f"bundle_{b}" for b in bundle] * (2 if g_ratio is not None and
-                                                                   representation == "mesh" else 1), "inner_radii": r_in.tolist(), "outer_radii": r_out.tolist(),
+                                                                   representation == "mesh" else 1),
+             "inner_radii": r_in.tolist(), "outer_radii": r_out.tolist(),
              "g_ratios": g.tolist() if g_ratio is not None else None, "icvf_target": fr.tolist(),
              "min_gap": gap, "bundles": bundles,
              "crossing_angles": [float(np.degrees(np.arccos(min(1.0, abs(float(bundles[i]["direction"] @

@@ -2,9 +2,10 @@
 
 MEDUSA and CATERPillar build axons as chains of overlapping spheres whose radii and centres vary along the
 chain: beading and undulation come for free, and collisions stay exact (a sphere is a quadric). Here a
-:class:`SphereUnion` holds spheres, each tagged with the fibre it belongs to; the walkers live inside the
-union (the intra-fibre space) and reflect off the first sphere surface that leads outside it (the kernel
-is :mod:`walker.union_kernel`). Fibres of one substrate must not touch each other.
+:class:`SphereUnion` holds spheres, each tagged with the fibre it belongs to; walkers live inside the
+union (the intra-fibre space, region "intra"), where they reflect off the first sphere surface that leads
+outside it, or between the spheres (region "extra"), where they reflect off the first sphere they enter
+(the kernel is :mod:`walker.union_kernel`). Fibres of one substrate must not touch each other.
 
 Walkers start uniformly in the union, exactly: a sphere is drawn with probability proportional to its
 volume, a point uniformly in it, and the point is kept with probability 1 / (number of spheres holding
@@ -61,6 +62,10 @@ class UnionGrid:
     reach: float
 
 
+#: the ``home`` of a walker that lives outside the union (between the spheres); -1 is one inside it
+OUTSIDE = -2
+
+
 @dataclass(frozen=True, eq=False)
 class SphereUnion(Substrate):
     """Fibres (or cells) as unions of overlapping spheres in a periodic box (see module docstring).
@@ -96,8 +101,22 @@ class SphereUnion(Substrate):
 
     @property
     def region_names(self) -> list[str]:
-        """Walkers live inside the union: ``["intra"]`` (also the :attr:`compartments`)."""
-        return ["intra"]
+        """``["intra", "extra"]``: inside the union, and the space between the spheres (also the
+        :attr:`compartments`); walkers stay in the one they start in (the spheres' surfaces are impermeable)."""
+        return ["intra", "extra"]
+
+    def volume_fractions(self) -> dict[str, float]:
+        """Volume fractions of the union and of the space outside it (Monte Carlo, see :meth:`union_volume`).
+
+        Returns
+        -------
+        dict of str to float
+            ``{"intra": ..., "extra": ...}``, summing to 1.
+        """
+        if "_volume" not in self.__dict__:
+            self.__dict__["_volume"] = self.union_volume()
+        f = self.__dict__["_volume"][0] / float(np.prod(self.box))
+        return {"intra": f, "extra": 1.0 - f}
 
     @property
     def smallest_feature(self) -> float:
@@ -165,12 +184,13 @@ class SphereUnion(Substrate):
         return count
 
     def sample_positions(self, start: str, n: int, rng: np.random.Generator) -> WalkerStart:
-        """Draw ``n`` positions uniformly in the union (exact rejection by the covering count).
+        """Draw ``n`` positions uniformly in the union, outside it, or in the whole box.
 
         Parameters
         ----------
         start : str
-            "intra" or "uniform" (the same here: walkers live in the union).
+            "intra" (in the union: exact rejection by the covering count), "extra" (in the box, outside every
+            sphere) or "uniform" (in the box, each walker labelled by where it lands).
         n : int
             Number of walkers.
         rng : numpy.random.Generator
@@ -179,9 +199,25 @@ class SphereUnion(Substrate):
         Returns
         -------
         WalkerStart
-            Positions in the box (m), ``home`` -1 (not used), labels 0 ("intra").
+            Positions in the box (m); ``home`` -1 inside the union, :data:`OUTSIDE` outside it (the kernel
+            walks those between the spheres); labels 0 ("intra") or 1 ("extra").
         """
-        check_start(start, ["intra", "uniform"])
+        check_start(start, ["intra", "extra", "uniform"])
+        if start != "intra":
+            pos = np.zeros((n, 3))
+            out = np.zeros(n, dtype=bool)
+            filled = 0
+            while filled < n:
+                m = max(1024, 2 * (n - filled))
+                p = rng.uniform(size=(m, 3)) * self.box
+                o = self.covering(p) == 0
+                keep = o if start == "extra" else np.ones(m, dtype=bool)
+                take = min(n - filled, int(keep.sum()))
+                pos[filled:filled + take] = p[keep][:take]
+                out[filled:filled + take] = o[keep][:take]
+                filled += take
+            return WalkerStart(pos, np.where(out, OUTSIDE, -1).astype(np.int64), out.astype(np.int64),
+                               ["intra", "extra"])
         pos = np.zeros((n, 3))
         filled = 0
         while filled < n:
@@ -191,7 +227,7 @@ class SphereUnion(Substrate):
             take = min(n - filled, int(keep.sum()))
             pos[filled:filled + take] = p[keep][:take]
             filled += take
-        return WalkerStart(pos, np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64), ["intra"])
+        return WalkerStart(pos, np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64), ["intra", "extra"])
 
     def union_volume(self, n: int = 200_000, seed: int = 0) -> tuple[float, float]:
         """Volume of the union and its standard error (m^3): sum of sphere volumes x mean of 1 / cover.

@@ -1,6 +1,8 @@
 """The random-walk kernel for unions of overlapping spheres (fibres built from spheres, no mesh).
 
-A walker lives inside the union. For each step segment p + t d, 0 <= t <= left, every sphere image the
+A walker lives inside the union, or between its spheres (home :data:`substrates.unions.OUTSIDE`): there
+it reflects off the first sphere surface its segment enters (each sphere is convex, so the first entry is
+the wall whatever the union around it). Inside, for each step segment p + t d, 0 <= t <= left, every sphere image the
 walker's grid cell lists (all that can come within a step of the cell, :class:`substrates.UnionGrid`)
 gives the interval of t inside it. Starting from the spheres that hold p, the intervals are chained
 (an interval that begins before the current end extends it) until none extends it: that end is where the
@@ -27,6 +29,8 @@ import math
 
 import numpy as np
 from numba import njit
+
+from substrates.unions import OUTSIDE
 
 from .families import KernelFamily, Membranes, register_kernel_family
 from .geometry import cell_index, exit_root
@@ -99,6 +103,36 @@ def _exit(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r):
     return e, q_exit, True
 
 
+@njit(inline="always")
+def _entry(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r):
+    """(distance along d to the first sphere surface the segment enters, that sphere image) for a walker
+    outside the union; (inf, -1) when it enters none. A walker on a surface (up to rounding) moving into its
+    sphere enters it at distance 0."""
+    best = np.inf
+    q_in = -1
+    for it in range(start[cell], start[cell + 1]):
+        q = items[it]
+        ox = px - img_c[q, 0]
+        oy = py - img_c[q, 1]
+        oz = pz - img_c[q, 2]
+        b = ox * dx + oy * dy + oz * dz
+        r = img_r[q]
+        c = ox * ox + oy * oy + oz * oz - r * r
+        if b >= 0.0:
+            continue  # moving away from its centre: the segment cannot enter it
+        if c <= ON_SURFACE * r * r:
+            t = 0.0  # on the surface (or a hair inside) moving in
+        else:
+            disc = b * b - c
+            if disc <= 0.0:
+                continue
+            t = c / (math.sqrt(disc) - b)  # the near root -b - sqrt(disc), without cancellation
+        if t < best:
+            best = t
+            q_in = q
+    return best, q_in
+
+
 def walker_function():
     """The walk of one walker inside a union of spheres, as a plain Python function (CPU builds only).
 
@@ -124,6 +158,7 @@ def walker_function():
         n_refl = 0
         n_cut = 0
         n_bad = 0
+        outside = homes[i] == OUTSIDE  # lives between the spheres (else inside the union)
         home = -1  # a sphere image known to hold the walker (-1: none known)
         acc = (0.0, 0.0, 0.0)
         j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
@@ -134,6 +169,31 @@ def walker_function():
             ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
             dx, dy, dz, left = step_segment(iso, ell_iso, 1.0, M, ux, uy, uz)
             bounces = 0
+            if outside:
+                # between the spheres: reflect off the first surface the segment enters (each sphere is convex,
+                # so the first entry along the segment is the wall, whatever the union around it)
+                cell = _cell(px, py, pz, lo, h, n)
+                while left > 0.0:
+                    e, q = _entry(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r)
+                    if e >= left:
+                        px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                        break
+                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
+                    left -= e
+                    nx = px - img_c[q, 0]
+                    ny = py - img_c[q, 1]
+                    nz = pz - img_c[q, 2]
+                    nn = math.sqrt(nx * nx + ny * ny + nz * nz)
+                    dn = 2.0 * (dx * nx + dy * ny + dz * nz) / nn
+                    dx -= dn * nx / nn
+                    dy -= dn * ny / nn
+                    dz -= dn * nz / nn
+                    n_refl += 1
+                    bounces += 1
+                    if bounces >= MAX_BOUNCES:
+                        n_cut += 1
+                        break
+                left = 0.0
             if home >= 0:
                 ex = px + left * dx - img_c[home, 0]
                 ey = py + left * dy - img_c[home, 1]
@@ -184,17 +244,27 @@ def walker_function():
                 pz = wz
             if check_every_step or (t == n_steps and sub == substeps - 1):
                 c2 = _cell(px, py, pz, lo, h, n)
-                inside = deep[c2]
-                for it in range(start[c2], start[c2 + 1]):
-                    q = items[it]
-                    ox = px - img_c[q, 0]
-                    oy = py - img_c[q, 1]
-                    oz = pz - img_c[q, 2]
-                    if ox * ox + oy * oy + oz * oz <= img_r[q] * img_r[q] * (1.0 + 1e-9):
-                        inside = True
-                        break
-                if not inside:
-                    n_bad += 1
+                if outside:
+                    for it in range(start[c2], start[c2 + 1]):  # in no sphere, beyond rounding
+                        q = items[it]
+                        ox = px - img_c[q, 0]
+                        oy = py - img_c[q, 1]
+                        oz = pz - img_c[q, 2]
+                        if ox * ox + oy * oy + oz * oz < img_r[q] * img_r[q] * (1.0 - 1e-9):
+                            n_bad += 1
+                            break
+                else:
+                    inside = deep[c2]
+                    for it in range(start[c2], start[c2 + 1]):
+                        q = items[it]
+                        ox = px - img_c[q, 0]
+                        oy = py - img_c[q, 1]
+                        oz = pz - img_c[q, 2]
+                        if ox * ox + oy * oy + oz * oz <= img_r[q] * img_r[q] * (1.0 + 1e-9):
+                            inside = True
+                            break
+                    if not inside:
+                        n_bad += 1
             sub += 1
             if sub == substeps:
                 sub = 0

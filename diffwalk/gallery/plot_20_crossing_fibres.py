@@ -140,7 +140,8 @@ ax.set(xlim=(0, box[1] * 1e6), ylim=(0, box[2] * 1e6), aspect="equal", xlabel="y
 shades = plt.cm.viridis(np.linspace(0, 0.9, 3))
 for r, col in zip([by[90], by[45], by[25]], shades):
     bx.plot(np.degrees(phis), Yc @ r["truth"], "--", color=col)
-    bx.plot(np.degrees(phis), Yc @ r["f"], "-", color=col, label=f"{r['angle']}°: deconvolved (—), fibres to l = 8 (--)")
+    bx.plot(np.degrees(phis), Yc @ r["f"], "-", color=col,
+            label=f"{r['angle']}°: deconvolved (—), fibres to l = 8 (--)")
     for d in r["true_dirs"]:
         bx.axvline(d, ymin=0, ymax=0.06, color=col, lw=2)
 bx.set(xlabel="direction in the crossing plane (degrees from z)", ylabel="fibre ODF", xlim=(-90, 90),
