@@ -133,6 +133,22 @@ def _entry(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r):
     return best, q_in
 
 
+@njit(inline="always")
+def _normal(px, py, pz, dx, dy, dz, cx, cy, cz):
+    """The sphere's outward radius vector at p (centre c), its length and 2 (d . n) / |n| (> 0: moving out)."""
+    nx = px - cx
+    ny = py - cy
+    nz = pz - cz
+    nn = math.sqrt(nx * nx + ny * ny + nz * nz)
+    return nx, ny, nz, nn, 2.0 * (dx * nx + dy * ny + dz * nz) / nn
+
+
+@njit(inline="always")
+def _mirror(dx, dy, dz, nx, ny, nz, nn, dn):
+    """d reflected specularly off the plane normal to n (``dn`` from :func:`_normal`)."""
+    return dx - dn * nx / nn, dy - dn * ny / nn, dz - dn * nz / nn
+
+
 def walker_function():
     """The walk of one walker inside a union of spheres, as a plain Python function (CPU builds only).
 
@@ -180,14 +196,8 @@ def walker_function():
                         break
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
                     left -= e
-                    nx = px - img_c[q, 0]
-                    ny = py - img_c[q, 1]
-                    nz = pz - img_c[q, 2]
-                    nn = math.sqrt(nx * nx + ny * ny + nz * nz)
-                    dn = 2.0 * (dx * nx + dy * ny + dz * nz) / nn
-                    dx -= dn * nx / nn
-                    dy -= dn * ny / nn
-                    dz -= dn * nz / nn
+                    nx, ny, nz, nn, dn = _normal(px, py, pz, dx, dy, dz, img_c[q, 0], img_c[q, 1], img_c[q, 2])
+                    dx, dy, dz = _mirror(dx, dy, dz, nx, ny, nz, nn, dn)
                     n_refl += 1
                     bounces += 1
                     if bounces >= MAX_BOUNCES:
@@ -216,15 +226,9 @@ def walker_function():
                     break
                 px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
                 left -= e
-                nx = px - img_c[q, 0]
-                ny = py - img_c[q, 1]
-                nz = pz - img_c[q, 2]
-                nn = math.sqrt(nx * nx + ny * ny + nz * nz)
-                dn = 2.0 * (dx * nx + dy * ny + dz * nz) / nn
+                nx, ny, nz, nn, dn = _normal(px, py, pz, dx, dy, dz, img_c[q, 0], img_c[q, 1], img_c[q, 2])
                 if dn > 0.0:  # moving out through this sphere: reflect
-                    dx -= dn * nx / nn
-                    dy -= dn * ny / nn
-                    dz -= dn * nz / nn
+                    dx, dy, dz = _mirror(dx, dy, dz, nx, ny, nz, nn, dn)
                 elif not inside:  # a hair outside every sphere, moving back in: carry on
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                     home = -1
