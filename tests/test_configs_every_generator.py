@@ -303,3 +303,11 @@ def test_crossing_angle_is_swept_from_a_config(tmp_path):
     np.testing.assert_array_equal(counts, db.compartments["intra"]["count"])
     assert np.all(counts == db.columns["n_walkers"])
     assert np.all(np.isfinite(db.groups["intra.bundle_0"]["signal"]))
+    # the rewrite that resume and merges do (rows read back, file written anew) keeps them
+    rows = database.rows_from_file(tmp_path / "sweep.h5")
+    database.create(tmp_path / "copy.h5", db.scheme, db.n_rows, list(db.params), db.attrs["spec"], rows)
+    copy = database.open_database(tmp_path / "copy.h5")
+    assert set(copy.groups) == set(db.groups)
+    for name, g in db.groups.items():
+        np.testing.assert_array_equal(copy.groups[name]["signal"], g["signal"])
+        np.testing.assert_array_equal(copy.groups[name]["count"], g["count"])
