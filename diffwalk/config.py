@@ -101,7 +101,7 @@ SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
                          "g_ratio_sd": "float", "amplitude": "length+", "wavelength": "length", "seed": "int",
                          "resolution": "float", "min_gap": "length", "representation": "str",
                          "angle_tolerance": "float", "permeability": "permeability|surfaces",
-                         "relaxivity": "relaxivity|surfaces"},
+                         "relaxivity": "relaxivity|surfaces", "crossing_angle": "float"},
     "sphere_union": {"centers": "points", "radii": "length*", "box": "length*", "fibre": "ints", "file": "path",
                      "units": "str"},
     "from_swc": {"path": "path", "units": "str", "radius_scale": "float", "min_radius": "length",
@@ -303,7 +303,9 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "representation": ('"mesh" (tubes: myelin, membranes, relaxivity) or "union" (overlapping spheres); '
                            'walkers inside and outside either way', '"mesh"'),
         "angle_tolerance": ("largest error in degrees of a realised relative direction (three bundles)", "0.5"),
-        "permeability": KAPPA_HELP, "relaxivity": RHO_HELP},
+        "permeability": KAPPA_HELP, "relaxivity": RHO_HELP,
+        "crossing_angle": ("two bundles this many degrees apart, instead of angles (one number to sweep)",
+                           "none: angles")},
     "substrate.sphere_union": {
         "centers": ('sphere centres, a list of "x y z unit" texts (["5 5 0 um", "5 5 1 um"])', "required, or file"),
         "radii": ("sphere radii, one per centre", "required, or file"),

@@ -51,11 +51,11 @@ SH_ORDER = 8
 RING_SPACING = 2.0
 
 
-def crossing_bundles(angles=(0.0, 90.0), n_fibres: int = 200, mean_radius=1e-6, icvf=0.7, fractions=None,
+def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.7, fractions=None,
                      gamma_shape: float = 4.0, layers: int = 1, g_ratio=None, g_ratio_sd: float = 0.05,
                      amplitude=0.0, wavelength: float | None = None, seed: int = 0, resolution: float = 0.01,
                      min_gap: float | None = None, representation: str = "mesh", angle_tolerance: float = 0.5,
-                     permeability=0.0, relaxivity=0.0):
+                     permeability=0.0, relaxivity=0.0, crossing_angle: float | None = None):
     """Two or three bundles of continuous fibres crossing at given angles, in a periodic box.
 
     Each bundle fills its own sheets (stacked along x, interleaved: A B A B ... for ``layers`` = 2); its fibres
@@ -65,10 +65,10 @@ def crossing_bundles(angles=(0.0, 90.0), n_fibres: int = 200, mean_radius=1e-6, 
 
     Parameters
     ----------
-    angles : sequence of float
+    angles : sequence of float, optional
         Direction of each bundle in the crossing plane, in degrees (1 to 3 bundles); only their differences
         matter: (0, 90) is a right-angle crossing, (0, 60, 120) three bundles 60 degrees apart. The realised
-        directions are in the ground truth (box frame).
+        directions are in the ground truth (box frame). Default (0, 90).
     n_fibres : int
         Number of fibres over all bundles.
     mean_radius : float or sequence of float
@@ -109,6 +109,8 @@ def crossing_bundles(angles=(0.0, 90.0), n_fibres: int = 200, mean_radius=1e-6, 
     permeability, relaxivity : float or dict
         Walls' permeability and relaxivity in m/s (mesh), one value, or with myelin ``{"inner": ...,
         "outer": ...}``.
+    crossing_angle : float, optional
+        Two bundles this many degrees apart, instead of ``angles`` (one number: a sweep or an atlas axis).
 
     Returns
     -------
@@ -126,7 +128,11 @@ def crossing_bundles(angles=(0.0, 90.0), n_fibres: int = 200, mean_radius=1e-6, 
     True
     """
     t0 = time.perf_counter()
-    ang = np.asarray(angles, dtype=float).ravel()
+    if crossing_angle is not None:
+        if angles is not None:
+            raise ValueError("give angles or crossing_angle, not both (crossing_angle=a is angles=(0, a))")
+        angles = (0.0, float(crossing_angle))
+    ang = np.asarray((0.0, 90.0) if angles is None else angles, dtype=float).ravel()
     if not 1 <= ang.size <= 3 or not np.all(np.isfinite(ang)):
         raise ValueError(f"angles must give 1 to 3 bundle directions in degrees, got {angles!r}")
     nb = ang.size
