@@ -31,7 +31,7 @@ from sequences import check_count, check_fraction
 
 from .base import check_length
 from .disks import pack_strip
-from .generators import draw_g_ratios, gamma_radii
+from .generators import draw_g_ratios, gamma_radii, per_surface
 from .mesh import MeshSubstrate, mesh_substrate
 from .meshing import area_preserving_radius, periodic_tube, polygon_radius_error, polygon_sides
 from .unions import SphereUnion, sphere_union
@@ -282,7 +282,7 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
              "crossing_angles": [float(np.degrees(np.arccos(min(1.0, abs(float(bundles[i]["direction"] @
                                                                             np.asarray(bundles[j]["direction"]))))))
                                  ) for i, j in itertools.combinations(range(nb), 2)],
-             "icvf_exact": float(sum(b["icvf"] for b in bundles) * 1.0)}
+             "icvf_exact": float(sum(b["icvf"] for b in bundles))}
     vin = sum(b["icvf"] for b in bundles)
     for b in bundles:
         b["direction"] = list(map(float, b["direction"]))
@@ -302,12 +302,10 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
 
 def _walls(value, n: int, myelin: bool, what: str):
     """One value per component (n sheaths, then n axons) from {"inner": ..., "outer": ...}; else as given."""
-    if not isinstance(value, dict):
-        return value
-    if not myelin or set(value) != {"inner", "outer"}:
-        raise ValueError(f"{what} as a table needs myelin (g_ratio=...) and the keys 'inner' (axon membrane) and "
-                         f"'outer' (sheath surface); got keys {sorted(value)}" + ("" if myelin else " without myelin"))
-    return np.concatenate([np.full(n, float(value["outer"])), np.full(n, float(value["inner"]))])
+    if isinstance(value, dict) and not myelin:
+        raise ValueError(f"{what} as a table {{'inner': ..., 'outer': ...}} needs myelin (g_ratio=...); without it "
+                         f"give one value in m/s")
+    return per_surface(value, n, what)
 
 
 def _per_bundle(value, nb: int, name: str, length: bool = False, allow_zero: bool = False) -> np.ndarray:

@@ -576,8 +576,8 @@ def myelinated_axons(n_axons: int = 50, mean_radius: float = 1e-6, g_ratio: floa
              "fractions_exact": {"intra": v_in, "myelin": v_my, "extra": 1.0 - v_in - v_my},
              "myelin_volume_fraction": v_my, "myelin_fraction_of_fibres": v_my / (v_in + v_my),
              "mean_radius_target": float(mean_radius), "packing": {**info, **packing_statistics(x, r_out, box)}}
-    walls = {"permeability": _per_surface(permeability, n, "permeability"),
-             "relaxivity": _per_surface(relaxivity, n, "relaxivity")}
+    walls = {"permeability": per_surface(permeability, n, "permeability"),
+             "relaxivity": per_surface(relaxivity, n, "relaxivity")}
     Lz = float(length) if length is not None else 10 * float(np.mean(r_out))
     # components in face order: the n sheaths (depth 0: myelin inside them), then the n axons (depth 1: intra)
     return _tubes(np.vstack([x, x]), np.concatenate([r_out, r_in]), L, Lz,
@@ -630,7 +630,7 @@ def draw_g_ratios(g_ratio, g_ratio_sd, n: int, rng: np.random.Generator) -> np.n
     return g
 
 
-def _per_surface(value, n: int, what: str):
+def per_surface(value, n: int, what: str):
     """One value per component (n sheaths, then n axons) from one value or {"inner": ..., "outer": ...}."""
     if isinstance(value, dict):
         if set(value) != {"inner", "outer"}:

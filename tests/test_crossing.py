@@ -43,6 +43,18 @@ def test_impossible_directions_and_densities_are_refused_with_the_argument():
         substrates.crossing_bundles(angles=(0, 90), n_fibres=60, icvf=0.6, g_ratio=0.7)
     with pytest.raises(ValueError, match="angles"):
         substrates.crossing_bundles(angles=(0, 30, 60, 90), n_fibres=60)
+    with pytest.raises(ValueError, match="angles or crossing_angle"):
+        substrates.crossing_bundles(angles=(0, 90), crossing_angle=45, n_fibres=60)
+    with pytest.raises(ValueError, match="representation"):
+        substrates.crossing_bundles(n_fibres=60, representation="tubes")
+    with pytest.raises(ValueError, match="no myelin"):
+        substrates.crossing_bundles(n_fibres=60, icvf=0.3, g_ratio=0.7, representation="union")
+    with pytest.raises(ValueError, match="permeability as a table"):
+        substrates.crossing_bundles(n_fibres=60, permeability={"inner": 1e-5, "outer": 0.0})
+    with pytest.raises(ValueError, match="icvf"):
+        substrates.crossing_bundles(n_fibres=60, icvf=[0.7, 0.6, 0.5])
+    with pytest.raises(ValueError, match="fewer layers"):
+        substrates.crossing_bundles(n_fibres=4, layers=3, icvf=0.3)
 
 
 def test_crossing_reaches_tissue_density_and_reports_its_geometry(crossing):

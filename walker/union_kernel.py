@@ -203,41 +203,41 @@ def walker_function():
                     if bounces >= MAX_BOUNCES:
                         n_cut += 1
                         break
-                left = 0.0
-            if home >= 0:
-                ex = px + left * dx - img_c[home, 0]
-                ey = py + left * dy - img_c[home, 1]
-                ez = pz + left * dz - img_c[home, 2]
-                if ex * ex + ey * ey + ez * ez <= img_r[home] * img_r[home]:
+            else:
+                if home >= 0:
+                    ex = px + left * dx - img_c[home, 0]
+                    ey = py + left * dy - img_c[home, 1]
+                    ez = pz + left * dz - img_c[home, 2]
+                    if ex * ex + ey * ey + ez * ez <= img_r[home] * img_r[home]:
+                        px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                        left = 0.0
+                cell = _cell(px, py, pz, lo, h, n)
+                if left > 0.0 and deep[cell]:
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                     left = 0.0
-            cell = _cell(px, py, pz, lo, h, n)
-            if left > 0.0 and deep[cell]:
-                px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                left = 0.0
-                home = -1
-            if left > 0.0:
-                home = -1  # set again by the step's last move (a step cut at MAX_BOUNCES leaves none known)
-            while left > 0.0:
-                e, q, inside = _exit(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r)
-                if e >= left or q < 0:
-                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                    home = q if inside else -1  # the last interval of the chain covers the end point
-                    break
-                px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
-                left -= e
-                nx, ny, nz, nn, dn = _normal(px, py, pz, dx, dy, dz, img_c[q, 0], img_c[q, 1], img_c[q, 2])
-                if dn > 0.0:  # moving out through this sphere: reflect
-                    dx, dy, dz = _mirror(dx, dy, dz, nx, ny, nz, nn, dn)
-                elif not inside:  # a hair outside every sphere, moving back in: carry on
-                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
                     home = -1
-                    break
-                n_refl += 1
-                bounces += 1
-                if bounces >= MAX_BOUNCES:
-                    n_cut += 1
-                    break
+                if left > 0.0:
+                    home = -1  # set again by the step's last move (a step cut at MAX_BOUNCES leaves none known)
+                while left > 0.0:
+                    e, q, inside = _exit(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r)
+                    if e >= left or q < 0:
+                        px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                        home = q if inside else -1  # the last interval of the chain covers the end point
+                        break
+                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
+                    left -= e
+                    nx, ny, nz, nn, dn = _normal(px, py, pz, dx, dy, dz, img_c[q, 0], img_c[q, 1], img_c[q, 2])
+                    if dn > 0.0:  # moving out through this sphere: reflect
+                        dx, dy, dz = _mirror(dx, dy, dz, nx, ny, nz, nn, dn)
+                    elif not inside:  # a hair outside every sphere, moving back in: carry on
+                        px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                        home = -1
+                        break
+                    n_refl += 1
+                    bounces += 1
+                    if bounces >= MAX_BOUNCES:
+                        n_cut += 1
+                        break
             wx = wrap(px, box[0])
             wy = wrap(py, box[1])
             wz = wrap(pz, box[2])
