@@ -1,11 +1,14 @@
 """Crossing bundles: the intra-axonal fraction reached against crossing angle and undulation, generation time,
 and the walk speed of the mesh and sphere-union representations of the same fibres.
 
-Run: ``python benchmarks/bench_crossing.py [--fibres 500] [--walkers 20000] [--steps 1000] [--quick]``
+Run: ``python benchmarks/bench_crossing.py [--fibres 500] [--walkers 20000] [--steps 1000] [--quick]
+[--parts reach,dispersion,walk]``
 
 * reach: for each crossing angle (90, 60, 45, 30 degrees; three bundles at 60) and undulation amplitude (0,
   0.25, 0.5 um at a quarter-period wavelength), the highest ICVF of the sheets that packs (tried from 0.80 down
   in steps of 0.02, --fibres fibres), the measured ODI of the bundles and the generation time;
+* dispersion: the same for requested dispersion, Watson (ODI 0.05, 0.1, 0.2: helices) and coherent bending
+  (15 and 30 degrees), at 90 and 45 degrees and for three bundles at 60, with the ODI measured on the geometry;
 * representation: 200 fibres crossing at 90 degrees (ICVF 0.6) as a mesh and as a sphere union, walkers inside
   the fibres, one thread (serial builds), whole ``simulate()`` call per CPU-second, and its ratio to the
   reference loop of ``bench_walker.py`` run in the same process.
@@ -28,13 +31,13 @@ import substrates as su
 from bench_walker import pgse_scheme, run_sol, time_call
 
 
-def reach(angles, amplitude, n_fibres, seed=0):
+def reach(angles, amplitude, n_fibres, seed=0, **shape):
     """Highest sheet ICVF (0.80, 0.78, ...) that packs; the substrate built there and its time."""
     for icvf in np.arange(0.80, 0.19, -0.02):
         t = time.perf_counter()
         try:
             sub = su.crossing_bundles(angles=angles, n_fibres=n_fibres, icvf=round(float(icvf), 2),
-                                      amplitude=amplitude, seed=seed)
+                                      amplitude=amplitude, seed=seed, **shape)
         except ValueError:
             continue
         return round(float(icvf), 2), sub, time.perf_counter() - t
@@ -48,16 +51,22 @@ def main(argv=None) -> dict:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--quick", action="store_true", help="fewer angles and amplitudes, 200 fibres")
     ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--parts", default="reach,dispersion,walk", help="comma-separated parts to run")
     a = ap.parse_args(argv)
+    parts = a.parts.split(",")
     n_fib = 200 if a.quick else a.fibres
     geoms = [(0, 90), (0, 60), (0, 45), (0, 30), (0, 60, 120)]
     amps = [0.0, 0.25e-6, 0.5e-6]
     if a.quick:
         geoms, amps = [(0, 90), (0, 45)], [0.0, 0.5e-6]
-    out = {"machine": platform.processor() or platform.machine(), "fibres": n_fib, "reach": [], "walk": []}
-    print(f"ICVF reached ({n_fib} fibres, mean radius 1 um, gamma shape 4, one layer per bundle)")
-    print(f"{'angles':>14} {'A (um)':>7} {'icvf':>5} {'icvf mesh':>9} {'ODI':>6} {'angle':>7} {'faces':>9} "
-          f"{'gen s':>6}")
+    out = {"machine": platform.processor() or platform.machine(), "fibres": n_fib, "reach": [], "dispersion": [],
+           "walk": []}
+    if "reach" not in parts:
+        geoms = []
+    else:
+        print(f"ICVF reached ({n_fib} fibres, mean radius 1 um, gamma shape 4, one layer per bundle)")
+        print(f"{'angles':>14} {'A (um)':>7} {'icvf':>5} {'icvf mesh':>9} {'ODI':>6} {'angle':>7} {'faces':>9} "
+              f"{'gen s':>6}")
     for g in geoms:
         for amp in amps:
             icvf, sub, secs = reach(g, amp, n_fib)
@@ -72,6 +81,30 @@ def main(argv=None) -> dict:
             print(f"{str(g):>14} {amp * 1e6:7.2f} {icvf:5.2f} {t['icvf_mesh']:9.4f} {np.mean(row['odi']):6.3f} "
                   f"{t['crossing_angles'][0]:7.2f} {len(sub.faces):9d} {secs:6.1f}")
 
+    if "dispersion" in parts:
+        dgeoms = [(0, 90)] if a.quick else [(0, 90), (0, 45), (0, 60, 120)]
+        shapes = [{"bend": 30.0}, {"odi": 0.1}] if a.quick else \
+            [{"bend": 15.0}, {"bend": 30.0}, {"odi": 0.05}, {"odi": 0.1}, {"odi": 0.2}]
+        print(f"\nICVF reached with dispersion ({n_fib} fibres; Watson: helices, max tilt 75 deg; bend: coherent)")
+        print(f"{'angles':>14} {'dispersion':>11} {'icvf':>5} {'icvf mesh':>9} {'ODI meas.':>9} {'faces':>9} "
+              f"{'gen s':>6}")
+        for g in dgeoms:
+            for shape in shapes:
+                (key, val), = shape.items()
+                icvf, sub, secs = reach(g, 0.0, n_fib, **shape)
+                label = f"{key} {val:g}"
+                if sub is None:
+                    print(f"{str(g):>14} {label:>11}   none")
+                    continue
+                t = sub.truth
+                row = {"angles": list(g), key: val, "icvf_sheets": icvf, "icvf_mesh": t["icvf_mesh"],
+                       "odi": [b["odi"] for b in t["bundles"]], "faces": int(len(sub.faces)), "generation_s": secs}
+                out["dispersion"].append(row)
+                print(f"{str(g):>14} {label:>11} {icvf:5.2f} {t['icvf_mesh']:9.4f} {np.mean(row['odi']):9.3f} "
+                      f"{len(sub.faces):9d} {secs:6.1f}")
+
+    if "walk" not in parts:
+        return _write(out, a.out)
     scheme = pgse_scheme(10)
     sol = run_sol(a.walkers, a.steps, parallel=False)
     print(f"\nwalk, one thread, {a.walkers} walkers x {a.steps} steps, inside the fibres; reference loop "
@@ -91,8 +124,12 @@ def main(argv=None) -> dict:
         out["walk"].append(row)
         print(f"{rep:>15} {n_el:9d} {build:8.1f} {r['call_steps_per_cpu_s'] / 1e6:14.2f} "
               f"{row['ratio_to_reference']:6.3f} {r['escapes']:8d}")
-    Path(a.out).mkdir(parents=True, exist_ok=True)
-    p = Path(a.out) / "crossing.json"
+    return _write(out, a.out)
+
+
+def _write(out: dict, folder: str) -> dict:
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    p = Path(folder) / "crossing.json"
     p.write_text(json.dumps(out, indent=1))
     print(f"\nwritten {p}")
     return out

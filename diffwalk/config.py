@@ -101,7 +101,9 @@ SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
                          "g_ratio_sd": "float", "amplitude": "length+", "wavelength": "length", "seed": "int",
                          "resolution": "float", "min_gap": "length", "representation": "str",
                          "angle_tolerance": "float", "permeability": "permeability|surfaces",
-                         "relaxivity": "relaxivity|surfaces", "crossing_angle": "float"},
+                         "relaxivity": "relaxivity|surfaces", "crossing_angle": "float", "odi": "floats",
+                         "max_tilt": "float", "bend": "floats", "bead_amplitude": "floats",
+                         "bead_spacing": "length"},
     "sphere_union": {"centers": "points", "radii": "length*", "box": "length*", "fibre": "ints", "file": "path",
                      "units": "str"},
     "from_swc": {"path": "path", "units": "str", "radius_scale": "float", "min_radius": "length",
@@ -305,7 +307,15 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "angle_tolerance": ("largest error in degrees of a realised relative direction (three bundles)", "0.5"),
         "permeability": KAPPA_HELP, "relaxivity": RHO_HELP,
         "crossing_angle": ("two bundles this many degrees apart, instead of angles (one number to sweep)",
-                           "none: angles")},
+                           "none: angles"),
+        "odi": ("Watson dispersion of each bundle as its ODI: fibres are helices whose pitch angles sample the "
+                "Watson law (measured ODI in the ground truth)", "0: none"),
+        "max_tilt": ("steepest pitch angle of a dispersed fibre in degrees (Watson's tail beyond it is cut, "
+                     "kappa lowered to keep the ODI)", "75"),
+        "bend": ("coherent bending of each bundle in degrees: a sheet's fibres share one sinusoid in the crossing "
+                 "plane (planar dispersion at full density)", "0: none"),
+        "bead_amplitude": ("relative swelling of beads along each bundle's fibres (0.5: 1.5x the shaft)", "0: none"),
+        "bead_spacing": ("distance between beads along a fibre", "10 um")},
     "substrate.sphere_union": {
         "centers": ('sphere centres, a list of "x y z unit" texts (["5 5 0 um", "5 5 1 um"])', "required, or file"),
         "radii": ("sphere radii, one per centre", "required, or file"),

@@ -46,7 +46,7 @@ from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder
                          pack_cylinders, packed_axons, somas_with_neurites, undulating_axons)
 from .plotting import plot_section, plot_substrate
 from .swc import Morphology, from_swc, prune_morphology, read_swc, resample_morphology
-from .crossing import crossing_bundles, orientation_distribution, real_sh
+from .crossing import crossing_bundles, cut_watson_moment, orientation_distribution, real_sh, watson_tilts
 from .importers import read_cactus, read_caterpillar, read_mcdc_cylinders, read_mcdc_spheres, read_mcdc_voxel
 
 __all__ = ["Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES", "register_family", "family_of_kind",
@@ -61,4 +61,4 @@ __all__ = ["Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES"
            "plot_section", "from_swc", "read_swc", "prune_morphology", "resample_morphology", "Morphology",
            "UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons", "read_mcdc_cylinders",
            "read_mcdc_spheres", "read_mcdc_voxel", "read_caterpillar", "read_cactus", "crossing_bundles",
-           "orientation_distribution", "real_sh"]
+           "orientation_distribution", "real_sh", "watson_tilts", "cut_watson_moment"]

@@ -49,13 +49,16 @@ NARROWEST_SHEET = 3.0
 SH_ORDER = 8
 #: ring spacing along straight tubes in outer radii (measured: see benchmarks/bench_meshes.py)
 RING_SPACING = 2.0
+#: sharpest bend of a dispersed or bent fibre's centre line, in footprint radii (a tube folds on itself below 1)
+BEND_RADII = 1.5
 
 
 def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.7, fractions=None,
                      gamma_shape: float = 4.0, layers: int = 1, g_ratio=None, g_ratio_sd: float = 0.05,
                      amplitude=0.0, wavelength: float | None = None, seed: int = 0, resolution: float = 0.01,
                      min_gap: float | None = None, representation: str = "mesh", angle_tolerance: float = 0.5,
-                     permeability=0.0, relaxivity=0.0, crossing_angle: float | None = None):
+                     permeability=0.0, relaxivity=0.0, crossing_angle: float | None = None, odi=0.0,
+                     max_tilt: float = 75.0, bend=0.0, bead_amplitude=0.0, bead_spacing: float = 10e-6):
     """Two or three bundles of continuous fibres crossing at given angles, in a periodic box.
 
     Each bundle fills its own sheets (stacked along x, interleaved: A B A B ... for ``layers`` = 2); its fibres
@@ -111,6 +114,26 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         "outer": ...}``.
     crossing_angle : float, optional
         Two bundles this many degrees apart, instead of ``angles`` (one number: a sweep or an atlas axis).
+    odi : float or sequence of float
+        Watson dispersion of each bundle, as its orientation dispersion index (0: none). Each fibre is a
+        helix about the bundle's axis whose pitch angle is drawn so that the volume-weighted tangents of
+        the bundle sample a Watson distribution with this ODI (see :func:`watson_tilts`); the measured
+        orientation distribution is in the ground truth. Dispersed fibres cost density: footprints grow by
+        the helix radius.
+    max_tilt : float
+        Steepest pitch angle in degrees of a dispersed fibre: Watson's tail beyond it is cut and its
+        concentration lowered so that the ODI stays as requested.
+    bend : float or sequence of float
+        Coherent bending of each bundle in degrees: every fibre of a sheet follows the same sinusoid in the
+        crossing plane, tilting up to this angle from the bundle's axis, so the bundle fans to and fro
+        within the plane while its fibres stay as densely packed as straight ones (planar dispersion at
+        intra-axonal fractions of 0.7; wavelength as for ``amplitude``, lengthened where the bend would be
+        sharper than 1.5 fibre radii).
+    bead_amplitude : float or sequence of float
+        Relative swelling of beads along each bundle's fibres (0.5: beads 1.5 times the shaft radius), as
+        :func:`beaded_axons` with periodic beads; ``mean_radius`` is then the shafts'. Not with myelin.
+    bead_spacing : float
+        Distance between beads along a fibre in m (rounded so a whole number fits the fibre).
 
     Returns
     -------
@@ -145,6 +168,23 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
     for f in fr:
         check_fraction(f, "icvf")
     amp = _per_bundle(amplitude, nb, "amplitude", length=True, allow_zero=True)
+    odis = _per_bundle(odi, nb, "odi", allow_zero=True)
+    bends = _per_bundle(bend, nb, "bend", allow_zero=True)
+    beads = _per_bundle(bead_amplitude, nb, "bead_amplitude", allow_zero=True)
+    if np.any(odis >= 1):
+        raise ValueError(f"odi must be below 1 (0: no dispersion, 1: isotropic), got {odi!r}")
+    if np.any(bends >= 60):
+        raise ValueError(f"bend is the largest tilt in degrees from the bundle's axis, below 60, got {bend!r}")
+    if np.any(beads > 3):
+        raise ValueError(f"bead_amplitude is relative (0.5: beads 1.5x the shaft radius), got {bead_amplitude!r}")
+    if not 5 <= float(max_tilt) <= 80:
+        raise ValueError(f"max_tilt must be 5 to 80 degrees (steeper helices twist their rings), got {max_tilt!r}")
+    for i in range(nb):
+        if int(amp[i] > 0) + int(odis[i] > 0) + int(bends[i] > 0) > 1:
+            raise ValueError(f"bundle {i}: give one of amplitude (undulation), odi (Watson dispersion) and bend "
+                             "(coherent bending) per bundle")
+    if g_ratio is not None and np.any(beads > 0):
+        raise ValueError("beads swell unmyelinated axons: drop bead_amplitude or g_ratio")
     share = np.full(nb, 1.0 / nb) if fractions is None else _per_bundle(fractions, nb, "fractions")
     share = share / share.sum()
     if g_ratio is not None and representation == "union":
@@ -182,33 +222,45 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
     r_out = r_in / g
     gap = 0.02 * float(r_in.mean()) if min_gap is None else float(check_length(min_gap, "min_gap", allow_zero=True))
 
-    # box: Ly = S, Lz = a S; bundle i runs along (p Ly, q Lz), its sheets are w_i = Ly Lz / l_i across
-    # undulation per fibre: a whole number of waves per fibre period, tilt from amplitude and wavelength
-    tort = np.ones(len(r_in))
-    waves = np.ones(nb, dtype=int)
+    # box: Ly = S, Lz = a S; bundle i runs along (p Ly, q Lz), its sheets are w_i = Ly Lz / l_i across.
+    # Shape of each fibre's centre line: 0 a sinusoid in a plane of its own (amplitude), 1 a helix of a drawn
+    # pitch angle (odi), 2 the sinusoid its whole sheet shares, in the crossing plane (bend). Every tube lies
+    # within the cylinder of radius (amplitude + vertex radius) about its axis (a tube is a union of balls on
+    # its centre line), so that is its footprint; a bent sheet packs its straight tubes in coordinates
+    # squeezed across the fibres by cos(bend), which keeps parallel sinusoids apart (see _waves).
+    shape = np.select([odis[bundle] > 0, bends[bundle] > 0], [1, 2], 0)
+    tilt = np.zeros(len(r_in))  # pitch angle of helices, largest tilt of bends (rad)
+    watson = [None] * nb
+    for i in range(nb):
+        sel = bundle == i
+        if odis[i] > 0:
+            tilt[sel], watson[i] = watson_tilts(float(odis[i]), int(sel.sum()), rng, max_tilt)
+        elif bends[i] > 0:
+            tilt[sel] = math.radians(bends[i])
+    rbead = r_out * rv * (1 + beads[bundle])  # largest vertex radius
+    volf = (1 + beads[bundle] / 2)**2 + beads[bundle]**2 / 8  # mean of (r / r_shaft)^2 along periodic beads
+    tort = np.ones(len(r_in))  # arc length / period
+    amp_f = np.zeros(len(r_in))
+    waves = np.ones(len(r_in), dtype=int)
     # the box scale depends on the tortuosity and the tortuosity on the wavelength in box units: two passes
     S = None
     for _ in range(2):
-        area = np.array([np.sum(np.pi * r_in[bundle == i]**2 * tort[bundle == i]) / fr[i] for i in range(nb)])
+        area = np.array([np.sum(np.pi * r_in[bundle == i]**2 * tort[bundle == i] * volf[bundle == i]) / fr[i]
+                         for i in range(nb)])
         S = math.sqrt(float(np.sum(area / wunit)) / math.sqrt(a))  # a box about as deep (x) as it is wide
         # but no sheet thinner than THINNEST_SHEET footprint diameters: narrower, thicker sheets then
-        foot_mean = float(np.mean(r_out * rv * np.sqrt(1 + (amp[bundle] * 2 * np.pi * waves[bundle] /
-                                                            (S * lunit[bundle]))**2) + amp[bundle]))
+        foot_mean = float(np.mean(rbead + amp_f * (shape != 2)))
         S = min(S, float(np.min(area / layers / (wunit * THINNEST_SHEET * 2 * foot_mean))))
         ell = S * lunit
-        for i in range(nb):
-            lam = ell[i] / 4 if wavelength is None else float(check_length(wavelength, "wavelength"))
-            waves[i] = max(1, int(round(ell[i] / lam)))
-        k = 2 * np.pi * waves[bundle] / ell[bundle]
-        tan_a = amp[bundle] * k
+        waves, amp_f, k, gamma, squeeze = _waves(shape, tilt, amp, bundle, ell, rbead, wavelength, nb, pq, a)
+        tan_a = amp_f * k
         zs = np.linspace(0, 2 * np.pi, 257)[:-1]
-        tort = np.mean(np.sqrt(1 + (tan_a[:, None] * np.cos(zs)[None, :])**2), axis=1)
+        tort = np.where(shape == 1, np.sqrt(1 + tan_a**2),
+                        np.mean(np.sqrt(1 + (tan_a[:, None] * np.cos(zs)[None, :])**2), axis=1))
     Ly, Lz = S, a * S
     ell = S * lunit
     w = S * wunit
-    k = 2 * np.pi * waves[bundle] / ell[bundle]
-    tan_a = amp[bundle] * k
-    foot = r_out * rv * np.sqrt(1 + tan_a**2) + amp[bundle]
+    foot = rbead + amp_f * (shape != 2)
     if np.any(w < NARROWEST_SHEET * 2 * foot.mean()):
         raise ValueError(f"{n_total} fibres in {nb * layers} sheets make sheets only {w.min() / (2 * foot.mean()):.1f} "
                          f"mean fibre diameters across and {THINNEST_SHEET} thick: use more fibres or fewer layers")
@@ -220,53 +272,75 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
             sheets.append((lay, i, part))
     sheets.sort(key=lambda s: (s[0], s[1]))
     xs = np.zeros((len(r_in), 2))  # (x, s) of each fibre's centre line at t = 0
+    sheet_of = np.zeros(len(r_in), dtype=int)
     heights, x0 = [], 0.0
     for lay, i, part in sheets:
         if not len(part):
             raise ValueError(f"bundle {i} has fewer fibres ({counts[i]}) than layers ({layers}): lower layers")
-        h = float(np.sum(np.pi * r_in[part]**2 * tort[part]) / fr[i]) / w[i]
-        cover = float(np.sum(np.pi * (foot[part] + gap / 2)**2) / (w[i] * h))
+        h = float(np.sum(np.pi * r_in[part]**2 * tort[part] * volf[part]) / fr[i]) / w[i]
+        cover = float(np.sum(np.pi * (foot[part] + gap / 2)**2) / (w[i] * squeeze[i] * h))
         if cover > MAX_SHEET_FRACTION:
             best = fr[i] * MAX_SHEET_FRACTION / cover
             raise ValueError(f"bundle {i}: icvf {fr[i]:g} needs its fibres' footprints (outer radius with myelin, "
-                             f"mesh error, undulation, gap) to cover {cover:.3f} of the sheet; at most "
-                             f"{MAX_SHEET_FRACTION} can be packed, so ask for icvf <= {best:.3f}"
+                             f"mesh error, beads, undulation or dispersion, gap) to cover {cover:.3f} of the sheet; "
+                             f"at most {MAX_SHEET_FRACTION} can be packed, so ask for icvf <= {best:.3f}"
                              + (" (or a larger g_ratio)" if g_ratio is not None else ""))
         try:
-            c = pack_strip(foot[part], w[i], h, seed=seed + 101 * len(heights), min_gap=gap)
+            c = pack_strip(foot[part], w[i] * squeeze[i], h, seed=seed + 101 * len(heights), min_gap=gap)
         except ValueError as exc:
             raise ValueError(f"bundle {i}, sheet {lay}: {exc}; fewer layers, more fibres or a lower icvf") from None
         xs[part, 0] = x0 + c[:, 1]
-        xs[part, 1] = c[:, 0]
+        xs[part, 1] = c[:, 0] / squeeze[i]
+        sheet_of[part] = len(heights)
         heights.append((lay, i, x0, h))
         x0 += h
     Lx = x0
     box = np.array([Lx, Ly, Lz])
 
-    # centre lines: x e_x + s n_i + t u_i + undulation (phase, plane in the (e_x, n_i) cross-section)
+    # centre lines: x e_x + s n_i + t u_i + the fibre's shape
     u = np.column_stack([np.zeros(nb), p * Ly, q * Lz]) / ell[:, None]
     n = np.column_stack([np.zeros(nb), -u[:, 2], u[:, 1]])
     phase = rng.uniform(0, 2 * np.pi, len(r_in))
     plane = rng.uniform(0, np.pi, len(r_in))
-    lines, tangents = [], []
+    hand = rng.choice([-1.0, 1.0], len(r_in))
+    sheet_phase = rng.uniform(0, 2 * np.pi, len(heights))
+    bead_phase = rng.uniform(0, 2 * np.pi, len(r_in))
+    n_beads = np.maximum(1, np.round(ell[bundle] / float(check_length(bead_spacing, "bead_spacing")))).astype(int)
+    ex = np.array([1.0, 0, 0])
+    lines, tangents, profiles = [], [], []
     for j in range(len(r_in)):
         i = bundle[j]
-        spacing = RING_SPACING * r_out[j]  # straight tubes are exact with any ring spacing
-        K = max(8, int(math.ceil(ell[i] / spacing)))
-        if amp[i] > 0:
-            K = max(K, int(math.ceil(ell[i] / math.sqrt(8 * resolution * r_in[j] / (amp[i] * k[j]**2)))))
+        kj, Aj = k[j], amp_f[j]
+        curv = Aj * kj**2 / (1 + (Aj * kj)**2 if shape[j] == 1 else 1)  # largest curvature of the centre line
+        K = max(8, int(math.ceil(ell[i] / (RING_SPACING * r_out[j]))))  # straight tubes: exact at any spacing
+        if curv > 0:
+            K = max(K, int(math.ceil(ell[i] / math.sqrt(8 * resolution * r_in[j] / curv))))
+        if beads[i] > 0:
+            K = max(K, 24 * int(n_beads[j]))
         t = np.arange(K) * (ell[i] / K)
-        off = amp[i] * np.sin(k[j] * t + phase[j])
-        dir_off = math.cos(plane[j]) * np.array([1.0, 0, 0]) + math.sin(plane[j]) * n[i]
-        c = (xs[j, 0] * np.array([1.0, 0, 0]) + xs[j, 1] * n[i])[None, :] + t[:, None] * u[i] + off[:, None] * dir_off
+        base = (xs[j, 0] * ex + xs[j, 1] * n[i])[None, :] + t[:, None] * u[i]
+        ph = kj * t + (sheet_phase[sheet_of[j]] + gamma[j] * xs[j, 1] if shape[j] == 2 else phase[j])
+        if shape[j] == 1:  # helix about the axis: constant tilt atan(A k), every azimuth once per turn
+            off = Aj * (np.cos(ph)[:, None] * ex + hand[j] * np.sin(ph)[:, None] * n[i])
+            tng = u[i] + Aj * kj * (-np.sin(ph)[:, None] * ex + hand[j] * np.cos(ph)[:, None] * n[i])
+        else:
+            d = n[i] if shape[j] == 2 else math.cos(plane[j]) * ex + math.sin(plane[j]) * n[i]
+            off = Aj * np.sin(ph)[:, None] * d
+            tng = u[i] + Aj * kj * np.cos(ph)[:, None] * d
+        c = base + off
         c[:, 1:] = c[:, 1:] - np.floor(c[0, 1:] / box[1:]) * box[1:]  # start inside the box
-        dt = amp[i] * k[j] * np.cos(k[j] * t + phase[j])
-        tangents.append(u[i][None, :] + dt[:, None] * dir_off)
         lines.append(c)
+        tangents.append(tng)
+        profiles.append(1 + beads[i] * (1 + np.cos(2 * np.pi * n_beads[j] * t / ell[i] + bead_phase[j])) / 2)
     period = np.column_stack([np.zeros(nb), p * Ly, q * Lz])
 
-    bundles = _bundle_truth(lines, tangents, bundle, r_in, r_out, g, ell, period, box, nb, ang, realised, u,
-                            amp, waves, g_ratio is not None)
+    bundles = _bundle_truth(tangents, profiles, bundle, r_in, r_out, g, ell, box, nb, ang, realised, u,
+                            amp_f, waves, g_ratio is not None)
+    for i, b in enumerate(bundles):
+        b["bead_amplitude"] = float(beads[i])
+        b["bend_degrees"] = float(bends[i])
+        b["odi_requested"] = float(odis[i]) if odis[i] > 0 else None
+        b["watson"] = watson[i]
     truth = {"generator": "crossing_bundles", "seed": int(seed), "representation": representation,
              "angles_requested": ang.tolist(), "angles_realised": realised.tolist(), "angle_error": float(err),
              "box_aspect": float(a), "lattice_directions": [list(v) for v in pq], "layers": int(layers),
@@ -277,6 +351,8 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
              "component_groups": [f"bundle_{b}" for b in bundle] * (2 if g_ratio is not None and
                                                                    representation == "mesh" else 1),
              "inner_radii": r_in.tolist(), "outer_radii": r_out.tolist(),
+             "fibre_tilts": np.degrees(np.arctan(amp_f * k)).tolist(), "fibre_amplitudes": amp_f.tolist(),
+             "fibre_shapes": [("sinusoid", "helix", "bent sheet")[v] for v in shape],
              "g_ratios": g.tolist() if g_ratio is not None else None, "icvf_target": fr.tolist(),
              "min_gap": gap, "bundles": bundles,
              "crossing_angles": [float(np.degrees(np.arccos(min(1.0, abs(float(bundles[i]["direction"] @
@@ -293,11 +369,164 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
     walls = {"permeability": _walls(permeability, len(r_in), g_ratio is not None, "permeability"),
              "relaxivity": _walls(relaxivity, len(r_in), g_ratio is not None, "relaxivity")}
     if representation == "union":
-        sub = _union(lines, r_in, ell, period, box, truth)
+        sub = _union(lines, profiles, r_in, ell, period, box, truth)
     else:
-        sub = _mesh(lines, tangents, r_in, r_out, g_ratio is not None, period, box, nsides, truth, walls)
+        sub = _mesh(lines, tangents, profiles, r_in, r_out, g_ratio is not None, period, box, nsides, truth, walls)
     sub.truth["generation_seconds"] = time.perf_counter() - t0
     return sub
+
+
+def _waves(shape, tilt, amp, bundle, ell, rbead, wavelength, nb, pq, a):
+    """Whole waves (or helix turns) per fibre period, amplitude and wave number of each fibre's centre line.
+
+    A sinusoid takes ``wavelength`` (default a quarter of the period); a helix of pitch angle theta the shortest
+    turn whose curvature k sin(theta) cos(theta) keeps BEND_RADII footprint radii and whose consecutive turns
+    stay apart (its radius A = tan(theta) / k grows with the turn, and with it the footprint); a bent sheet a quarter of the period, or longer where its
+    curvature k tan(theta) would bend its thickest fibre tighter than BEND_RADII radii.
+    """
+    nf = len(shape)
+    lam_user = None if wavelength is None else float(check_length(wavelength, "wavelength"))
+    lam = np.where(shape == 0, ell[bundle] / 4 if lam_user is None else lam_user, 0.0)
+    sin_cos = np.sin(tilt) * np.cos(tilt)
+    # no shorter than 4 cos(theta) radii (nearly straight fibres would coil tightly on many rings), nor than
+    # 2.1 radii / cos(theta): consecutive turns, a turn apart along the axis, are that far apart across the tube
+    lam_helix = np.maximum.reduce([2 * np.pi * BEND_RADII * rbead * sin_cos, 4 * rbead * np.cos(tilt),
+                                   2.1 * rbead / np.cos(tilt)])
+    rmax = np.array([rbead[bundle == i].max() for i in range(nb)])
+    lam_bend = 2 * np.pi * BEND_RADII * rmax[bundle] * np.tan(tilt)
+    need = np.where(shape == 1, lam_helix, np.where(shape == 2, lam_bend, 0.0))
+    if lam_user is not None and np.any((shape > 0) & (lam_user < need)):
+        raise ValueError(f"wavelength {lam_user:g} m bends dispersed fibres tighter than {BEND_RADII} radii: use a "
+                         f"wavelength of at least {need[shape > 0].max():.3g} m, or leave it out")
+    if np.any(ell[bundle] < need):
+        raise ValueError(f"the fibres are {ell.min():.3g} m long across the box, too short for one wave of "
+                         f"{need.max():.3g} m at this dispersion or bend: use more fibres or less dispersion")
+    waves = np.ones(nf, dtype=int)
+    plain = shape == 0
+    waves[plain] = np.maximum(1, np.round(ell[bundle][plain] / lam[plain])).astype(int)
+    helix = shape == 1
+    waves[helix] = np.floor(ell[bundle][helix] / (lam_helix[helix] if lam_user is None else lam_user)).astype(int)
+    # a bent sheet: its fibres' periodic images beside them in the sheet (a lattice vector L, n . L = w) are
+    # shifted along the fibre by u . L, so their phase lags k u . L; a phase that grows across the sheet,
+    # gamma s, takes the lag up (gamma w = -k u . L mod 2 pi) at the cost of neighbours a little out of step:
+    # parallel sinusoids tilted up to theta and out of step by gamma ds keep ds cos(theta) (1 - tan(theta)
+    # |gamma| / k) apart. Among the wave counts allowed, the one that loses least (none where u . L / l is
+    # rational, as at 90 or 60 degrees).
+    gamma = np.zeros(nf)
+    squeeze = np.ones(nb)
+    p, q = np.array([v[0] for v in pq], float), np.array([v[1] for v in pq], float)
+    norm = p**2 + q**2 * a**2  # (l / Ly)^2
+    for i in range(nb):
+        sel = bundle == i
+        if not np.any(shape[sel] == 2):
+            continue
+        th = float(tilt[sel][0])
+        top = int(np.floor(ell[i] / (lam_bend[sel][0] if lam_user is None else lam_user)))
+        want = max(1, min(top, 4) if lam_user is None else top)
+        ii, jj = _sheet_step(pq[i])
+        rho = (p[i] * ii + q[i] * jj * a**2) / norm[i]  # u . L / l
+        cand = np.arange(1, top + 1)
+        e = cand * rho - np.round(cand * rho)
+        eff = math.cos(th) * (1 - math.tan(th) * np.abs(e) * norm[i] / (a * cand))
+        best = np.nonzero(eff >= eff.max() - 1e-9)[0]
+        m = best[np.argmin(np.abs(cand[best] - want))]
+        if eff[m] < 0.3:
+            raise ValueError(f"bundle {i}: a bend of {math.degrees(th):g} degrees does not fit this box's lattice "
+                             "(neighbouring fibres fall out of step): lower bend or give a wavelength")
+        waves[sel] = cand[m]
+        squeeze[i] = float(eff[m])
+        w_i = ell[i] * a / norm[i]
+        gamma[sel] = -2 * np.pi * float(e[m]) / w_i
+    k = 2 * np.pi * waves / ell[bundle]
+    amp_f = np.where(plain, amp[bundle], np.tan(tilt) / k)
+    return waves, amp_f, k, gamma, squeeze
+
+
+def _sheet_step(pq):
+    """Integers (i, j) with p j - q i = 1: the lattice vector (i Ly, j Lz) steps one sheet period across."""
+    p, q = pq
+    for i, j in itertools.product(range(-3, 4), repeat=2):
+        if p * j - q * i == 1:
+            return i, j
+    raise AssertionError(f"no sheet step for {pq}")
+
+
+def watson_tilts(odi: float, n: int, rng: np.random.Generator, max_tilt: float = 75.0):
+    """Pitch angles of ``n`` helices whose tangents, weighted by volume, sample a Watson distribution.
+
+    A helix about the axis mu with pitch angle theta has tangents at angle theta from mu, at every azimuth
+    equally, over a volume proportional to 1 / cos(theta) (its arc length). Mixing helices whose x = cos^2(theta)
+    is drawn from the density proportional to exp(kappa x) on [0, 1] therefore samples the Watson density
+    exp(kappa (mu . n)^2) exactly (its polar law is exp(kappa x) / sqrt(x) in x). Pitch angles above
+    ``max_tilt`` are cut, and kappa lowered so that the cut law keeps the requested ODI (the same <cos^2>).
+
+    Parameters
+    ----------
+    odi : float
+        Orientation dispersion index 2 / pi arctan(1 / kappa) asked for (0 < odi < 1).
+    n : int
+        Number of helices.
+    rng : numpy.random.Generator
+        Random stream.
+    max_tilt : float
+        Steepest pitch angle in degrees.
+
+    Returns
+    -------
+    tilts : numpy.ndarray
+        (n,) pitch angles in radians.
+    info : dict
+        ``kappa`` (of the ODI asked for), ``kappa_cut`` (of the cut law drawn from), ``max_tilt`` (degrees),
+        ``share_cut`` (the share of the uncut Watson density beyond max_tilt), ``mean_cos2`` (the target).
+
+    Examples
+    --------
+    >>> import numpy as np, substrates
+    >>> tilts, info = substrates.watson_tilts(0.2, 1000, np.random.default_rng(0))
+    >>> round(info["kappa"], 3), bool(np.degrees(tilts).max() <= 75)
+    (3.078, True)
+    """
+    if not 0 < odi < 1:
+        raise ValueError(f"odi must be between 0 and 1, got {odi!r}")
+    kappa = 1 / math.tan(math.pi * odi / 2)
+    target = watson_mean_cos2(kappa)
+    x0 = math.cos(math.radians(max_tilt))**2
+    kc = brentq(lambda kk: _cut_watson_moment(kk, x0, lambda x: x) - target, -60.0, kappa + 1e-9) \
+        if _cut_watson_moment(-60.0, x0, lambda x: x) < target else None
+    if kc is None:
+        raise ValueError(f"odi {odi:g} is too dispersed for pitch angles up to max_tilt={max_tilt:g} degrees: raise "
+                         "max_tilt or lower odi")
+    uu = rng.uniform(0, 1, n)
+    span = 1 - x0
+    x = x0 + (span * uu if abs(kc) < 1e-9 else np.log1p(uu * np.expm1(kc * span)) / kc)
+    share = _cut_watson_mass(kappa, 0.0, x0) / _cut_watson_mass(kappa, 0.0, 1.0)
+    return np.arccos(np.sqrt(np.clip(x, 0, 1))), {"kappa": float(kappa), "kappa_cut": float(kc),
+                                                   "max_tilt": float(max_tilt), "share_cut": float(share),
+                                                   "mean_cos2": float(target)}
+
+
+def watson_mean_cos2(kappa: float) -> float:
+    """<(mu . n)^2> of the Watson distribution of concentration ``kappa`` (> 0)."""
+    return 1 / (2 * math.sqrt(kappa) * dawsn(math.sqrt(kappa))) - 1 / (2 * kappa)
+
+
+def _cut_watson_mass(kappa, lo, hi):
+    """Integral of exp(kappa (x - 1)) / sqrt(x) over [lo, hi] (x = cos^2 of the polar angle)."""
+    from scipy.integrate import quad
+    # x = y^2 removes the 1 / sqrt(x) singularity
+    return 2 * quad(lambda y: math.exp(kappa * (y * y - 1)), math.sqrt(lo), math.sqrt(hi))[0]
+
+
+def cut_watson_moment(kappa: float, max_tilt: float, f) -> float:
+    """E[f(cos^2 theta)] under the Watson density of concentration ``kappa`` with polar angles cut at
+    ``max_tilt`` degrees (the law :func:`watson_tilts` samples; ``f`` maps x = cos^2 theta to a number)."""
+    return _cut_watson_moment(kappa, math.cos(math.radians(max_tilt))**2, f)
+
+
+def _cut_watson_moment(kappa, x0, f):
+    from scipy.integrate import quad
+    num = 2 * quad(lambda y: f(y * y) * math.exp(kappa * (y * y - 1)), math.sqrt(x0), 1.0)[0]
+    return num / _cut_watson_mass(kappa, x0, 1.0)
 
 
 def _walls(value, n: int, myelin: bool, what: str):
@@ -397,10 +626,7 @@ def _watson_odi(mean_cos2: float) -> float:
     if mean_cos2 <= 1 / 3 + 1e-9:
         return 1.0
 
-    def f(kappa):
-        return 1 / (2 * math.sqrt(kappa) * dawsn(math.sqrt(kappa))) - 1 / (2 * kappa) - mean_cos2
-
-    kappa = brentq(f, 1e-6, 1e8)
+    kappa = brentq(lambda kk: watson_mean_cos2(kk) - mean_cos2, 1e-6, 1e8)
     return float(2 / math.pi * math.atan(1 / kappa))
 
 
@@ -475,18 +701,21 @@ def orientation_distribution(tangents: np.ndarray, weights: np.ndarray) -> dict:
             "odi": _watson_odi(float(ev[-1])), "sh_order": SH_ORDER, "sh": sh.tolist()}
 
 
-def _bundle_truth(lines, tangents, bundle, r_in, r_out, g, ell, period, box, nb, ang, realised, u, amp, waves,
+def _bundle_truth(tangents, profiles, bundle, r_in, r_out, g, ell, box, nb, ang, realised, u, amp, waves,
                   myelin: bool) -> list[dict]:
+    """Per bundle: volumes and the orientation distribution of the smooth centre lines, from their exact
+    tangents dc/dt at the rings (K equal steps of t over a period: the trapezoidal rule of a smooth periodic
+    function, exact for helices and straight fibres, within ~1e-7 for sinusoids), weighted by the volume each
+    stands for."""
     V = float(np.prod(box))
     out = []
     for i in range(nb):
         idx = np.nonzero(bundle == i)[0]
         tan, wts, vol_in, vol_out = [], [], 0.0, 0.0
         for j in idx:
-            c = lines[j]
-            seg = np.diff(np.vstack([c, c[:1] + period[i]]), axis=0)
-            length = np.linalg.norm(seg, axis=1)
-            tan.append(seg)
+            tg = tangents[j]
+            length = np.linalg.norm(tg, axis=1) * (ell[i] / len(tg)) * profiles[j]**2  # beads: volume per step
+            tan.append(tg)
             wts.append(np.pi * r_in[j]**2 * length)
             vol_in += np.pi * r_in[j]**2 * float(length.sum())
             vol_out += np.pi * r_out[j]**2 * float(length.sum())
@@ -498,18 +727,20 @@ def _bundle_truth(lines, tangents, bundle, r_in, r_out, g, ell, period, box, nb,
                     "radius_mean_volume_weighted": float(np.sum(r_in[idx]**6) / np.sum(r_in[idx]**2)) ** 0.25,
                     "icvf": vol_in / V, "myelin_fraction": (vol_out - vol_in) / V if myelin else 0.0,
                     "g_ratio_mean": float(g[idx].mean()) if myelin else None,
-                    "amplitude": float(amp[i]), "waves_per_period": int(waves[i]), **odf})
+                    "amplitude": float(amp[idx].mean()), "waves_per_period": int(np.round(waves[idx].mean())),
+                    **odf})
     return out
 
 
-def _mesh(lines, tangents, r_in, r_out, myelin, period, box, nsides, truth, walls) -> MeshSubstrate:
+def _mesh(lines, tangents, profiles, r_in, r_out, myelin, period, box, nsides, truth, walls) -> MeshSubstrate:
     bundle = np.asarray(truth["bundle_of_fibre"])
+    shapes = truth["fibre_shapes"]
     verts, faces, nv = [], [], 0
     radii = [r_out, r_in] if myelin else [r_in]
     for rr in radii:  # components in face order: sheaths (depth 0), then axons (depth 1)
         for j, c in enumerate(lines):
-            v, f = periodic_tube(c, tangents[j], np.full(len(c), area_preserving_radius(rr[j], nsides)),
-                                 period[bundle[j]], nsides)
+            v, f = periodic_tube(c, tangents[j], area_preserving_radius(rr[j], nsides) * profiles[j],
+                                 period[bundle[j]], nsides, frame="transported" if shapes[j] == "helix" else "fixed")
             verts.append(v)
             faces.append(f + nv)
             nv += len(v)
@@ -528,7 +759,7 @@ def _mesh(lines, tangents, r_in, r_out, myelin, period, box, nsides, truth, wall
     return sub
 
 
-def _union(lines, r_in, ell, period, box, truth) -> SphereUnion:
+def _union(lines, profiles, r_in, ell, period, box, truth) -> SphereUnion:
     """Spheres along each centre line a quarter radius apart, of radius sqrt(r^2 + d^2 / 12) so that the mean
     cross-section of the union equals the tube's (their surface stands out of the tube by r / 384 at most)."""
     bundle = np.asarray(truth["bundle_of_fibre"])
@@ -538,12 +769,13 @@ def _union(lines, r_in, ell, period, box, truth) -> SphereUnion:
         seg = np.diff(closed, axis=0)
         length = np.linalg.norm(seg, axis=1)
         s = np.concatenate([[0.0], np.cumsum(length)])
-        m = max(8, int(math.ceil(s[-1] / (0.25 * r_in[j]))))
+        m = max(8, int(math.ceil(s[-1] / (0.25 * r_in[j] * profiles[j].min()))))
         d = s[-1] / m
         si = np.arange(m) * d
         pts = np.column_stack([np.interp(si, s, closed[:, a]) for a in range(3)])
         cs.append(pts)
-        rs.append(np.full(m, math.sqrt(r_in[j]**2 + d**2 / 12)))
+        r = r_in[j] * np.interp(si, s, np.append(profiles[j], profiles[j][0]))
+        rs.append(np.sqrt(r**2 + d**2 / 12))
         fs.append(np.full(m, j))
     truth = dict(truth)
     truth["sphere_spacing_over_radius"] = 0.25

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 
 def polygon_sides(tolerance: float) -> int:
@@ -35,7 +36,7 @@ def polygon_radius_error(n: int) -> float:
 
 
 def periodic_tube(centers: np.ndarray, tangents: np.ndarray, radii: np.ndarray, period,
-                  n_around: int) -> tuple[np.ndarray, np.ndarray]:
+                  n_around: int, frame: str = "fixed") -> tuple[np.ndarray, np.ndarray]:
     """A tube along a centre line that repeats with ``period`` along z, or along a period vector (open at both
     ends, which meet the tube's periodic image).
 
@@ -53,6 +54,11 @@ def periodic_tube(centers: np.ndarray, tangents: np.ndarray, radii: np.ndarray, 
         crack.
     n_around : int
         Vertices per ring.
+    frame : {"fixed", "transported"}
+        How each ring's first vertex is placed: towards x ("fixed", for centre lines that stay well away
+        from x), or carried from ring to ring without twist (a rotation-minimising frame, its twist over a
+        period spread evenly so the tube closes): for coiling centre lines, whose fixed frames would twist
+        the quads between rings and pinch the tube.
 
     Returns
     -------
@@ -63,6 +69,11 @@ def periodic_tube(centers: np.ndarray, tangents: np.ndarray, radii: np.ndarray, 
     ref = np.array([1.0, 0.0, 0.0])
     U = ref - (T @ ref)[:, None] * T
     U /= np.linalg.norm(U, axis=1, keepdims=True)
+    if frame == "transported":
+        shift = np.array([0.0, 0.0, period]) if np.ndim(period) == 0 else np.asarray(period, dtype=float)
+        U = _transported_frame(np.vstack([centers, centers[:1] + shift]), np.vstack([T, T[:1]]), U[0].copy())
+    elif frame != "fixed":
+        raise ValueError(f"frame must be 'fixed' or 'transported', got {frame!r}")
     V = np.cross(T, U)
     th = 2 * np.pi * np.arange(n_around) / n_around
     ring = (centers[:, None, :] + radii[:, None, None] * (np.cos(th)[None, :, None] * U[:, None, :]
@@ -71,6 +82,33 @@ def periodic_tube(centers: np.ndarray, tangents: np.ndarray, radii: np.ndarray, 
     last = ring[0] + shift
     verts = np.concatenate([ring.reshape(-1, 3), last])
     return verts, _band_faces(K + 1, n_around)
+
+
+@njit(cache=True)
+def _transported_frame(c, T, u0):
+    """Rotation-minimising normals along the closed polyline c[0..K] (c[K] is c[0]'s periodic image) by double
+    reflection (Wang, Juettler, Zheng and Liu 2008), then turned back by the closure twist spread evenly."""
+    K = c.shape[0] - 1
+    U = np.empty((K + 1, 3))
+    U[0] = u0
+    for k in range(K):
+        v1 = c[k + 1] - c[k]
+        c1 = v1 @ v1
+        rl = U[k] - (2.0 / c1) * (v1 @ U[k]) * v1
+        tl = T[k] - (2.0 / c1) * (v1 @ T[k]) * v1
+        v2 = T[k + 1] - tl
+        c2 = v2 @ v2
+        U[k + 1] = rl - (2.0 / c2) * (v2 @ rl) * v2 if c2 > 1e-30 else rl
+    # angle from u0 to the transported U[K] about T[0]
+    w = np.cross(T[0], u0)
+    alpha = math.atan2(U[K] @ w, U[K] @ u0)
+    out = np.empty((K, 3))
+    for k in range(K):
+        a = -alpha * k / K
+        wk = np.cross(T[k], U[k])
+        out[k] = math.cos(a) * U[k] + math.sin(a) * wk
+        out[k] /= math.sqrt(out[k] @ out[k])
+    return out
 
 
 def _band_faces(n_rings: int, n_around: int) -> np.ndarray:
