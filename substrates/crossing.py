@@ -518,8 +518,31 @@ def _cut_watson_mass(kappa, lo, hi):
 
 
 def cut_watson_moment(kappa: float, max_tilt: float, f) -> float:
-    """E[f(cos^2 theta)] under the Watson density of concentration ``kappa`` with polar angles cut at
-    ``max_tilt`` degrees (the law :func:`watson_tilts` samples; ``f`` maps x = cos^2 theta to a number)."""
+    """E[f(cos^2 theta)] under the Watson density with polar angles cut at ``max_tilt``.
+
+    The law :func:`watson_tilts` samples: density proportional to exp(kappa cos^2 theta) on the sphere, for
+    polar angles theta (from the mean axis) up to ``max_tilt``.
+
+    Parameters
+    ----------
+    kappa : float
+        Concentration (negative: a girdle).
+    max_tilt : float
+        Largest polar angle in degrees.
+    f : callable
+        Maps x = cos^2 theta (a float) to a float.
+
+    Returns
+    -------
+    float
+        The expectation of f(x).
+
+    Examples
+    --------
+    >>> import substrates
+    >>> round(substrates.cut_watson_moment(0.0, 90.0, lambda x: x), 6)   # isotropic: <cos^2> = 1/3
+    0.333333
+    """
     return _cut_watson_moment(kappa, math.cos(math.radians(max_tilt))**2, f)
 
 
