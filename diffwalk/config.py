@@ -105,7 +105,7 @@ SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
                          "max_tilt": "float", "bend": "floats", "bead_amplitude": "floats",
                          "bead_spacing": "length"},
     "sphere_union": {"centers": "points", "radii": "length*", "box": "length*", "fibre": "ints", "file": "path",
-                     "units": "str"},
+                     "units": "str", "permeability": "permeability", "relaxivity": "relaxivity"},
     "from_swc": {"path": "path", "units": "str", "radius_scale": "float", "min_radius": "length",
                  "prune": "length", "resample": "length", "resolution": "length", "n_cells": "count",
                  "box": "length+", "seed": "int", "gap": "length", "permeability": "permeability|sides",
@@ -323,7 +323,9 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "fibre": ("fibre each sphere belongs to, a list of whole numbers", "all one fibre"),
         "file": ("text file of spheres instead of centers/radii, one a line: x y z radius [fibre] (spaces or "
                  "commas; # comments); a path relative to the config file", "none"),
-        "units": ('length unit of the file: "um", "nm", "mm" or "m"', '"um"')},
+        "units": ('length unit of the file: "um", "nm", "mm" or "m"', '"um"'),
+        "permeability": ("permeability of the union's surface (one value, or outward/inward)", "0: impermeable"),
+        "relaxivity": ("surface relaxivity of the union's surface (both faces)", "0: none")},
     "substrate.from_swc": {
         "path": ("SWC morphology file, relative to the config file", "required"),
         "units": ('length unit of the file: "um", "nm", "mm" or "m"', '"um"'),
@@ -683,7 +685,8 @@ def _sphere_union(p: dict) -> substrates.Substrate:
             raise ConfigError(f"[substrate] sphere_union: {len(centers)} centers but {len(radii)} radii; give one "
                               "radius per centre")
         description = None
-    return substrates.sphere_union(centers, radii, p["box"], fibre=fibre, description=description)
+    return substrates.sphere_union(centers, radii, p["box"], fibre=fibre, description=description,
+                                   permeability=p.get("permeability", 0.0), relaxivity=p.get("relaxivity", 0.0))
 
 
 def _read_spheres(path: str, units: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -110,7 +110,7 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         Largest difference in degrees allowed between a requested and a realised relative direction (three
         bundles; one or two are exact).
     permeability, relaxivity : float or dict
-        Walls' permeability and relaxivity in m/s (mesh), one value, or with myelin ``{"inner": ...,
+        Walls' permeability and relaxivity in m/s, one value, or with myelin (mesh) ``{"inner": ...,
         "outer": ...}``.
     crossing_angle : float, optional
         Two bundles this many degrees apart, instead of ``angles`` (one number: a sweep or an atlas axis).
@@ -369,7 +369,7 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
     walls = {"permeability": _walls(permeability, len(r_in), g_ratio is not None, "permeability"),
              "relaxivity": _walls(relaxivity, len(r_in), g_ratio is not None, "relaxivity")}
     if representation == "union":
-        sub = _union(lines, profiles, r_in, ell, period, box, truth)
+        sub = _union(lines, profiles, r_in, ell, period, box, truth, permeability, relaxivity)
     else:
         sub = _mesh(lines, tangents, profiles, r_in, r_out, g_ratio is not None, period, box, nsides, truth, walls)
     sub.truth["generation_seconds"] = time.perf_counter() - t0
@@ -782,7 +782,7 @@ def _mesh(lines, tangents, profiles, r_in, r_out, myelin, period, box, nsides, t
     return sub
 
 
-def _union(lines, profiles, r_in, ell, period, box, truth) -> SphereUnion:
+def _union(lines, profiles, r_in, ell, period, box, truth, permeability, relaxivity) -> SphereUnion:
     """Spheres along each centre line a quarter radius apart, of radius sqrt(r^2 + d^2 / 12) so that the mean
     cross-section of the union equals the tube's (their surface stands out of the tube by r / 384 at most)."""
     bundle = np.asarray(truth["bundle_of_fibre"])
@@ -805,4 +805,4 @@ def _union(lines, profiles, r_in, ell, period, box, truth) -> SphereUnion:
     return sphere_union(np.vstack(cs), np.concatenate(rs), box, fibre=np.concatenate(fs),
                         description={"factory": "crossing_bundles", "seed": truth["seed"],
                                      "angles": truth["angles_requested"], "representation": "union"},
-                        truth=truth)
+                        truth=truth, permeability=permeability, relaxivity=relaxivity)

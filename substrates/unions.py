@@ -24,8 +24,8 @@ import numpy as np
 
 from sequences import check_count, check_fraction
 
-from .base import (UNION, Family, Substrate, WalkerStart, cached_per_reach, check_centers, check_length, check_start,
-                   register_family)
+from .base import (UNION, Family, Substrate, WalkerStart, cached_per_reach, check_centers, check_length,
+                   check_permeability, check_relaxivity, check_start, register_family)
 from .disks import pack_disks
 from .files import json_text
 
@@ -78,9 +78,10 @@ class SphereUnion(Substrate):
         ``UNION``.
     box : numpy.ndarray
         (3,) periodic box in m.
-    rotation, diffusion_tensor, permeability, relaxivity : object
-        As in :class:`Substrate`, left at their defaults (identity rotation; the walls are impermeable and do
-        not relax).
+    rotation, diffusion_tensor : object
+        As in :class:`Substrate`, left at their defaults (identity rotation).
+    permeability, relaxivity : numpy.ndarray
+        The union surface's permeability (1, 2) [outward, inward] and relaxivity (1,) in m/s; empty: none.
     description : dict
         How it was made.
     centers, radii : numpy.ndarray
@@ -102,8 +103,24 @@ class SphereUnion(Substrate):
     @property
     def region_names(self) -> list[str]:
         """``["intra", "extra"]``: inside the union, and the space between the spheres (also the
-        :attr:`compartments`); walkers stay in the one they start in (the spheres' surfaces are impermeable)."""
+        :attr:`compartments`); walkers cross between them only where the surface is permeable."""
         return ["intra", "extra"]
+
+    def region_fractions(self, home: np.ndarray) -> dict[str, float]:
+        """Fraction of walkers inside the union and between its spheres, from where they are.
+
+        Parameters
+        ----------
+        home : numpy.ndarray
+            (N,) :data:`OUTSIDE` for a walker between the spheres, else inside the union.
+
+        Returns
+        -------
+        dict of str to float
+            ``{"intra": ..., "extra": ...}`` (dimensionless).
+        """
+        out = float(np.mean(np.asarray(home) == OUTSIDE))
+        return {"intra": 1.0 - out, "extra": out}
 
     def volume_fractions(self) -> dict[str, float]:
         """Volume fractions of the union and of the space outside it (Monte Carlo, see :meth:`union_volume`).
@@ -310,8 +327,8 @@ def _build_union_grid(sub: SphereUnion, reach: float) -> UnionGrid:
 
 
 def sphere_union(centers, radii, box, fibre=None, description: dict | None = None,
-                 truth: dict | None = None) -> SphereUnion:
-    """A union of overlapping spheres in a periodic box, walkers inside it.
+                 truth: dict | None = None, permeability=0.0, relaxivity: float = 0.0) -> SphereUnion:
+    """A union of overlapping spheres in a periodic box, walkers inside it and between its spheres.
 
     Parameters
     ----------
@@ -325,6 +342,11 @@ def sphere_union(centers, radii, box, fibre=None, description: dict | None = Non
         (P,) fibre each sphere belongs to (default: all one fibre).
     description, truth : dict, optional
         Provenance and generator ground truth (SI).
+    permeability : float or dict
+        Permeability of the union's surface in m/s (0: impermeable; ``{"outward": ..., "inward": ...}`` for
+        different rates out of and into the union), one value for the whole surface.
+    relaxivity : float
+        Surface relaxivity of the union's surface in m/s (0: none), on both faces.
 
     Returns
     -------
@@ -351,8 +373,22 @@ def sphere_union(centers, radii, box, fibre=None, description: dict | None = Non
     f = np.zeros(len(r), dtype=np.int64) if fibre is None else np.asarray(fibre, dtype=np.int64).ravel()
     if f.shape != r.shape:
         raise ValueError(f"fibre must give one fibre index per sphere ({len(r)}), got shape {f.shape}")
+    if isinstance(permeability, dict):
+        if any(np.size(v) != 1 for v in permeability.values()):
+            raise ValueError("permeability of a sphere union is one value (or one outward and one inward) in m/s "
+                             "for its whole surface")
+    elif np.size(permeability) != 1:
+        raise ValueError(f"permeability of a sphere union is one value in m/s for its whole surface, got "
+                         f"{permeability!r}")
+    if np.size(relaxivity) != 1:
+        raise ValueError(f"relaxivity of a sphere union is one value in m/s for its whole surface, got {relaxivity!r}")
+    kappa = check_permeability(permeability, 1)
+    if np.any(np.isinf(kappa)):
+        raise ValueError("permeability=inf (no membrane) makes the union's surface vanish: use a finite value in m/s")
     return SphereUnion(kind=UNION, box=L, centers=np.mod(c, L), radii=r,
-                       description=dict(description or {"factory": "sphere_union"}), fibre=f, truth=dict(truth or {}))
+                       description=dict(description or {"factory": "sphere_union"}), fibre=f, truth=dict(truth or {}),
+                       permeability=kappa if np.any(kappa > 0) else np.zeros((0, 2)),
+                       relaxivity=check_relaxivity(relaxivity, 1) if float(np.ravel(relaxivity)[0]) > 0 else np.zeros(0))
 
 
 def sphere_chain_axons(n_axons: int = 20, mean_radius: float = 1e-6, gamma_shape: float = 4.0, icvf: float = 0.5,
@@ -471,8 +507,11 @@ def _write_file(sub: SphereUnion, group) -> None:
 
 def _read_file(group, shared: dict) -> SphereUnion:
     """Rebuild a union from a group written by :func:`_write_file` and the shared fields."""
+    kappa, rho = np.asarray(shared["permeability"]), np.asarray(shared["relaxivity"])
     return sphere_union(group["centers"][()], group["radii"][()], shared["box"], fibre=group["fibre"][()],
-                        description=shared["description"], truth=json.loads(group.attrs["truth"]))
+                        description=shared["description"], truth=json.loads(group.attrs["truth"]),
+                        permeability={"outward": float(kappa[0, 0]), "inward": float(kappa[0, 1])} if kappa.size
+                        else 0.0, relaxivity=float(rho[0]) if rho.size else 0.0)
 
 
 register_family(Family("union", {UNION: "sphere_union"}, SphereUnion, write=_write_file, read=_read_file))

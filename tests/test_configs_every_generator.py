@@ -92,6 +92,7 @@ SUBSTRATES = {
         file = "data/spheres.csv"
         units = "um"
         box = "10 10 4 um"
+        permeability = "2e-5 m/s"
         """, {"volume_fractions"}),
     "from_swc": ("""
         path = "data/neuron.swc"

@@ -37,7 +37,7 @@ from .geometry import cell_index, exit_root
 from .kernel_parts import (MAX_BOUNCES, begin_walker, finish_walker, isotropic_step, move, phase_step,
                            record_events, step_segment, wrap)
 from .records import UnionGeometry
-from .rng import draw_step
+from .rng import draw_step, next_uniform
 from .scaffold import build_kernel
 
 #: a walker within this fraction of a radius outside a sphere's surface counts as on it (rounding)
@@ -162,9 +162,11 @@ def walker_function():
     def walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec, out_time_inside,
                     out_log_weight, out_first, traj, counters):
         img_c, img_r, lo, h, n, box, start, items, deep = geo
+        p_out, p_in, keep_out, keep_in = transit
         n_steps, substeps, M, gaussian, scale = stepping
         W, rec_steps, te_steps, check_every_step, _ = recording
         K = W.shape[0]
+        inv_sub = 1.0 / substeps
         n_sub = n_steps * substeps
         iso, ell_iso = isotropic_step(M, gaussian)
         px, py, pz, s0, s1 = begin_walker(i, pos, seeds)
@@ -174,7 +176,13 @@ def walker_function():
         n_refl = 0
         n_cut = 0
         n_bad = 0
+        n_tr = 0
+        first = -1.0
         outside = homes[i] == OUTSIDE  # lives between the spheres (else inside the union)
+        sc = scale[1] if outside else scale[0]  # sqrt(D_region / D_intra): regions "intra", "extra"
+        permeable = p_out[0] > 0.0 or p_in[0] > 0.0
+        time_inside = 0.0  # in grid steps, tracked with a membrane (else inside the whole time or never)
+        log_weight = 0.0  # log of the surface-relaxation weight
         home = -1  # a sphere image known to hold the walker (-1: none known)
         acc = (0.0, 0.0, 0.0)
         j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
@@ -183,61 +191,96 @@ def walker_function():
         sub = 0
         for _ in range(n_sub):
             ux, uy, uz, s0, s1 = draw_step(gaussian, s0, s1)
-            dx, dy, dz, left = step_segment(iso, ell_iso, 1.0, M, ux, uy, uz)
+            dx, dy, dz, left = step_segment(iso, sc * ell_iso, sc, M, ux, uy, uz)
+            full = left
             bounces = 0
-            if outside:
-                # between the spheres: reflect off the first surface the segment enters (each sphere is convex,
-                # so the first entry along the segment is the wall, whatever the union around it)
-                cell = _cell(px, py, pz, lo, h, n)
-                while left > 0.0:
-                    e, q = _entry(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r)
-                    if e >= left:
-                        px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                        break
-                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
-                    left -= e
-                    nx, ny, nz, nn, dn = _normal(px, py, pz, dx, dy, dz, img_c[q, 0], img_c[q, 1], img_c[q, 2])
-                    dx, dy, dz = _mirror(dx, dy, dz, nx, ny, nz, nn, dn)
-                    n_refl += 1
-                    bounces += 1
-                    if bounces >= MAX_BOUNCES:
-                        n_cut += 1
-                        break
-            else:
+            # the cell at the step's start lists every sphere within the longest step of it: the whole step,
+            # reflections and transits included, stays within that reach
+            cell = _cell(px, py, pz, lo, h, n)
+            if not outside:
                 if home >= 0:
                     ex = px + left * dx - img_c[home, 0]
                     ey = py + left * dy - img_c[home, 1]
                     ez = pz + left * dz - img_c[home, 2]
                     if ex * ex + ey * ey + ez * ez <= img_r[home] * img_r[home]:
                         px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                        if permeable:
+                            time_inside += inv_sub
                         left = 0.0
-                cell = _cell(px, py, pz, lo, h, n)
                 if left > 0.0 and deep[cell]:
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                    if permeable:
+                        time_inside += inv_sub
                     left = 0.0
                     home = -1
                 if left > 0.0:
                     home = -1  # set again by the step's last move (a step cut at MAX_BOUNCES leaves none known)
-                while left > 0.0:
-                    e, q, inside = _exit(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r)
-                    if e >= left or q < 0:
+            while left > 0.0:
+                if outside:
+                    # between the spheres: the first surface the segment enters is the wall (each sphere is
+                    # convex, so the first entry along the segment is a wall, whatever the union around it)
+                    e, q = _entry(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r)
+                    if e >= left:
                         px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
-                        home = q if inside else -1  # the last interval of the chain covers the end point
                         break
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
                     left -= e
+                    log_weight += keep_in[0]
+                    if permeable and p_in[0] > 0.0:
+                        uu, s0, s1 = next_uniform(s0, s1)
+                        if uu < p_in[0]:  # into the union: same direction, the rest rescaled to its D
+                            n_tr += 1
+                            if first < 0.0:
+                                first = (t - 1) + (sub + 1.0 - left / full) * inv_sub
+                            ratio = scale[0] / sc
+                            sc = scale[0]
+                            left *= ratio
+                            full *= ratio
+                            outside = False
+                            home = -1
+                            continue
                     nx, ny, nz, nn, dn = _normal(px, py, pz, dx, dy, dz, img_c[q, 0], img_c[q, 1], img_c[q, 2])
-                    if dn > 0.0:  # moving out through this sphere: reflect
+                    dx, dy, dz = _mirror(dx, dy, dz, nx, ny, nz, nn, dn)
+                else:
+                    e, q, inside = _exit(px, py, pz, dx, dy, dz, cell, start, items, img_c, img_r)
+                    if e >= left or q < 0:
+                        px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                        if permeable:
+                            time_inside += left / full * inv_sub
+                        home = q if inside else -1  # the last interval of the chain covers the end point
+                        break
+                    px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
+                    if permeable:
+                        time_inside += e / full * inv_sub
+                    left -= e
+                    nx, ny, nz, nn, dn = _normal(px, py, pz, dx, dy, dz, img_c[q, 0], img_c[q, 1], img_c[q, 2])
+                    if dn > 0.0:  # moving out through this sphere: a wall hit
+                        log_weight += keep_out[0]
+                        if permeable and p_out[0] > 0.0:
+                            uu, s0, s1 = next_uniform(s0, s1)
+                            if uu < p_out[0]:  # out of the union: same direction, the rest rescaled to its D
+                                n_tr += 1
+                                if first < 0.0:
+                                    first = (t - 1) + (sub + 1.0 - left / full) * inv_sub
+                                ratio = scale[1] / sc
+                                sc = scale[1]
+                                left *= ratio
+                                full *= ratio
+                                outside = True
+                                home = -1
+                                continue
                         dx, dy, dz = _mirror(dx, dy, dz, nx, ny, nz, nn, dn)
                     elif not inside:  # a hair outside every sphere, moving back in: carry on
                         px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, left)
+                        if permeable:
+                            time_inside += left / full * inv_sub
                         home = -1
                         break
-                    n_refl += 1
-                    bounces += 1
-                    if bounces >= MAX_BOUNCES:
-                        n_cut += 1
-                        break
+                n_refl += 1
+                bounces += 1
+                if bounces >= MAX_BOUNCES:
+                    n_cut += 1
+                    break
             wx = wrap(px, box[0])
             wy = wrap(py, box[1])
             wz = wrap(pz, box[2])
@@ -274,11 +317,14 @@ def walker_function():
                 sub = 0
                 acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_phases)
                 if t == next_t:
-                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, float(t), 0.0, traj, rec_steps, j_rec,
-                                                        out_rec, te_steps, j_te, out_time_inside, out_log_weight)
+                    if not permeable:  # nothing changes compartment: inside the whole time or never
+                        time_inside = 0.0 if outside else float(t)
+                    j_rec, j_te, next_t = record_events(i, t, rx, ry, rz, time_inside, log_weight, traj, rec_steps,
+                                                        j_rec, out_rec, te_steps, j_te, out_time_inside,
+                                                        out_log_weight)
                 t += 1
-        finish_walker(i, K, acc, px, py, pz, homes[i], s0, s1, -1.0, n_refl, n_cut, n_bad, 0, pos, homes, seeds,
-                      out_phases, out_first, counters)
+        finish_walker(i, K, acc, px, py, pz, OUTSIDE if outside else -1, s0, s1, first, n_refl, n_cut, n_bad, n_tr,
+                      pos, homes, seeds, out_phases, out_first, counters)
 
     return walk_walker
 
@@ -316,8 +362,20 @@ def union_geometry(substrate, plan) -> UnionGeometry:
     UnionGeometry
         Lengths in m.
     """
-    g = substrate.union_grid(plan.step_length)
+    # the longest step of any region (the step length is the intra-cellular one's; the others rescale it)
+    g = substrate.union_grid(plan.step_length * float(np.max(_step_scales(substrate, plan))))
     return UnionGeometry(g.centers, g.radii, g.lo, g.h, g.n, substrate.box, g.start, g.items, g.deep)
+
+
+def _step_scales(substrate, plan) -> np.ndarray:
+    """sqrt(D_region / D_intra) for the regions "intra" and "extra"."""
+    return np.sqrt(plan.region_diffusivities / plan.reference_diffusivity)
+
+
+def _membranes(substrate, plan) -> Membranes:
+    """One membrane, the union's surface: inside it "intra" (region 0), outside "extra" (region 1)."""
+    return Membranes(1, substrate.permeability, substrate.relaxivity, np.zeros(1, dtype=np.int64),
+                     np.ones(1, dtype=np.int64))
 
 
 def _check(substrate, options: dict) -> None:
@@ -329,8 +387,5 @@ def _check(substrate, options: dict) -> None:
 UNION = register_kernel_family(KernelFamily(
     name="union", walker_function=walker_function, variant=lambda sub: (), variant_name=lambda: "walk_union",
     describe=lambda sub: "sphere unions", geometry=union_geometry,
-    # impermeable walls that do not relax: one membrane entry of zeros; every step at the one diffusivity
-    membranes=lambda sub, plan: Membranes(1, np.zeros((0, 2)), np.zeros(0), np.zeros(1, dtype=np.int64),
-                                          np.zeros(1, dtype=np.int64)),
-    step_scales=lambda sub, plan: np.ones(2), source_file=__file__, check=_check, cuda=False,
-    supports=frozenset()))
+    membranes=_membranes, step_scales=_step_scales, source_file=__file__, check=_check, cuda=False,
+    supports=frozenset({"membranes", "relaxivity"})))
