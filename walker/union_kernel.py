@@ -149,6 +149,16 @@ def _mirror(dx, dy, dz, nx, ny, nz, nn, dn):
     return dx - dn * nx / nn, dy - dn * ny / nn, dz - dn * nz / nn
 
 
+@njit(inline="always")
+def _cross(t, sub, inv_sub, first, sc, sc_new, left, full):
+    """A transit: the time of the first one (in steps), and the rest of the step rescaled to the new region's
+    step scale: (first, sc_new, left, full)."""
+    if first < 0.0:
+        first = (t - 1) + (sub + 1.0 - left / full) * inv_sub
+    ratio = sc_new / sc
+    return first, sc_new, left * ratio, full * ratio
+
+
 def walker_function():
     """The walk of one walker inside a union of spheres, as a plain Python function (CPU builds only).
 
@@ -230,12 +240,7 @@ def walker_function():
                         uu, s0, s1 = next_uniform(s0, s1)
                         if uu < p_in[0]:  # into the union: same direction, the rest rescaled to its D
                             n_tr += 1
-                            if first < 0.0:
-                                first = (t - 1) + (sub + 1.0 - left / full) * inv_sub
-                            ratio = scale[0] / sc
-                            sc = scale[0]
-                            left *= ratio
-                            full *= ratio
+                            first, sc, left, full = _cross(t, sub, inv_sub, first, sc, scale[0], left, full)
                             outside = False
                             home = -1
                             continue
@@ -260,12 +265,7 @@ def walker_function():
                             uu, s0, s1 = next_uniform(s0, s1)
                             if uu < p_out[0]:  # out of the union: same direction, the rest rescaled to its D
                                 n_tr += 1
-                                if first < 0.0:
-                                    first = (t - 1) + (sub + 1.0 - left / full) * inv_sub
-                                ratio = scale[1] / sc
-                                sc = scale[1]
-                                left *= ratio
-                                full *= ratio
+                                first, sc, left, full = _cross(t, sub, inv_sub, first, sc, scale[1], left, full)
                                 outside = True
                                 home = -1
                                 continue
