@@ -55,6 +55,15 @@ def _nested():
     return su.mesh_substrate(v, f, box=np.full(3, 8e-6), permeability=[1e-5, 0.0], relaxivity=[2e-5, 1e-5])
 
 
+def _union():
+    """A fibre of overlapping spheres and a lone sphere, permeable and relaxing, in a small box."""
+    z = np.arange(6) * 1e-6
+    c = np.vstack([np.column_stack([np.full(6, 2e-6), np.full(6, 2e-6), z]), [[4.5e-6, 4.5e-6, 3e-6]]])
+    r = np.concatenate([np.full(6, 1.5e-6), [1.0e-6]])
+    return su.sphere_union(c, r, [6e-6, 6e-6, 6e-6], fibre=np.repeat([0, 1], [6, 1]), permeability=1e-5,
+                           relaxivity=5e-6)
+
+
 #: (name, substrate factory, scheme, keyword arguments): every substrate kind and kernel feature
 CASES = [
     ("free-records", su.free, PG, dict(diffusivity=D0, record_times=[0.0, 0.01, 0.02], n_trajectories=3)),
@@ -78,6 +87,9 @@ CASES = [
      dict(diffusivity=D0, record_times=[0.02], n_trajectories=2)),
     ("packed-mesh-extra", lambda: su.packed_axons(6, mean_radius=1.5e-6, icvf=0.5, seed=2, as_mesh=True,
                                                   length=10e-6), PG, dict(diffusivity=D0, start="extra")),
+    ("union-permeable-relaxing-unequal-D", _union, TE,
+     dict(diffusivity={"intra": 1e-9, "extra": 2e-9}, start="uniform", t2={"intra": 0.07, "extra": 0.09},
+          check_every_step=True)),
     ("nested-mesh-permeable", _nested, TE,
      dict(diffusivity={"intra": 1e-9, "inner": 1.5e-9, "extra": 2e-9}, start="uniform",
           t2={"intra": 0.07, "inner": 0.03, "extra": 0.09},
@@ -120,8 +132,11 @@ def test_cuda_equals_cpu(name, factory, scheme, kw):
     assert gpu.escapes == 0 and cpu.escapes == 0
     assert gpu.provenance["backend"] == "cuda" and gpu.provenance["device"]
     assert cpu.provenance["backend"] == "cpu"
-    if name.startswith(("planes", "cylinder", "hex", "gamma", "fcc", "sphere", "icosphere", "packed", "nested")):
+    if name.startswith(("planes", "cylinder", "hex", "gamma", "fcc", "sphere", "icosphere", "packed", "nested",
+                        "union")):
         assert gpu.reflections > 0  # the walls were met, so the comparison covers the collision code
+    if "permeable" in name:
+        assert gpu.transits > 0  # and the membranes were crossed
 
 
 def test_batches_do_not_change_the_walk():

@@ -79,8 +79,6 @@ def test_unions_refuse_what_they_do_not_support(tmp_path):
     sub = _chain(0.5)
     with pytest.raises(ValueError, match="gaussian_steps"):
         walker.simulate(sub, PG, n_walkers=10, diffusivity=D0, n_steps=100, gaussian_steps=True)
-    with pytest.raises(ValueError, match="backend='cuda'"):
-        walker.simulate(sub, PG, n_walkers=10, diffusivity=D0, n_steps=100, backend="cuda")
     with pytest.raises(ValueError, match="spacing"):
         su.sphere_chain_axons(n_axons=2, spacing=2.0)
 

@@ -160,7 +160,7 @@ def _cross(t, sub, inv_sub, first, sc, sc_new, left, full):
 
 
 def walker_function():
-    """The walk of one walker inside a union of spheres, as a plain Python function (CPU builds only).
+    """The walk of one walker inside a union of spheres, as a plain Python function (compiled for the CPU and, by walker.cuda_backend, for CUDA).
 
     Returns
     -------
@@ -387,5 +387,5 @@ def _check(substrate, options: dict) -> None:
 UNION = register_kernel_family(KernelFamily(
     name="union", walker_function=walker_function, variant=lambda sub: (), variant_name=lambda: "walk_union",
     describe=lambda sub: "sphere unions", geometry=union_geometry,
-    membranes=_membranes, step_scales=_step_scales, source_file=__file__, check=_check, cuda=False,
+    membranes=_membranes, step_scales=_step_scales, source_file=__file__, check=_check,
     supports=frozenset({"membranes", "relaxivity"})))
