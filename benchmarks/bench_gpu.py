@@ -14,7 +14,7 @@ For each case it reports, from ``walker.simulate`` (PGSE delta 10 ms, Delta 40 m
 
 Cases: free diffusion; hexagonal cylinders R = 5 um at ICVF 0.6; 500 Gamma-radius cylinders at ICVF 0.6;
 an fcc sphere lattice R = 4 um at 0.5; the 20 480-face icosphere (R = 8 um, walkers inside); the 100-axon
-undulating bundle (mesh). Nothing is downloaded: the machine needs this repository, numpy, numba,
+undulating bundle (mesh); 200 fibres crossing at 90 degrees as a sphere union (ICVF 0.6). Nothing is downloaded: the machine needs this repository, numpy, numba,
 numba-cuda, scipy, h5py and trimesh (bring its wheel).
 
 ``--compile-only`` needs no GPU (only numba-cuda and its NVVM, e.g. ``pip install 'numba-cuda[cu12]'``): it
@@ -52,6 +52,8 @@ def cases():
     yield "icosphere-20k", lambda: su.meshed_sphere(8e-6, subdivisions=5), "intra"
     yield "undulating-100", lambda: su.undulating_axons(100, mean_radius=1.5e-6, amplitude=1e-6,
                                                         wavelength=20e-6, icvf=0.5, seed=2), "uniform"
+    yield "union-crossing-200", lambda: su.crossing_bundles(angles=(0, 90), n_fibres=200, icvf=0.6, seed=0,
+                                                            representation="union"), "uniform"
 
 
 def _scheme():
@@ -114,7 +116,9 @@ def compile_only() -> list[dict]:
                 "cylinders": su.cylinder(4e-6), "cylinders-permeable": su.cylinder(4e-6, permeability=1e-5),
                 "spheres": su.sphere(4e-6), "spheres-permeable": su.sphere(4e-6, permeability=1e-5),
                 "mesh": nested, "mesh-permeable": su.mesh_substrate(nested.vertices + 4e-6, nested.faces,
-                                                                    permeability=[1e-5], box=np.full(3, 8e-6))}
+                                                                    permeability=[1e-5], box=np.full(3, 8e-6)),
+                "union": su.sphere_union([[4e-6, 4e-6, 4e-6], [4e-6, 4e-6, 5e-6]], [2e-6, 2e-6], [8e-6] * 3,
+                                         permeability=1e-5)}
     rows = []
     for name, sub in variants.items():
         with warnings.catch_warnings():
