@@ -38,7 +38,7 @@ from .analytic import (AnalyticSubstrate, cylinder, cylinder_lattice, cylinders,
 from .primitive_grids import CellList, WalkGrid, build_cells, walk_grid
 from .exchange import residence_times
 from .mesh import MeshError, MeshGrid, MeshSubstrate, from_mesh, mesh_substrate
-from .unions import SphereUnion, UnionGrid, sphere_chain_axons, sphere_union
+from .unions import SphereUnion, UnionGrid, add_sphere_clusters, sphere_chain_axons, sphere_union
 from .files import load_substrate, save_substrate
 from . import meshing
 from .disks import PACKING_VERSION, nearest_gaps, pack_disks, packing_statistics
@@ -59,6 +59,7 @@ __all__ = ["Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES"
            "pack_disks", "packing_statistics", "nearest_gaps", "PACKING_VERSION", "packed_axons", "myelinated_axons",
            "somas_with_neurites", "undulating_axons", "plot_substrate",
            "plot_section", "from_swc", "read_swc", "prune_morphology", "resample_morphology", "Morphology",
-           "UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons", "read_mcdc_cylinders",
+           "UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons", "add_sphere_clusters",
+           "read_mcdc_cylinders",
            "read_mcdc_spheres", "read_mcdc_voxel", "read_caterpillar", "read_cactus", "crossing_bundles",
            "orientation_distribution", "real_sh", "watson_tilts", "cut_watson_moment"]

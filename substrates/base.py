@@ -489,13 +489,16 @@ class Substrate:
         """
         return {}
 
-    def signal_groups(self, home: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+    def signal_groups(self, home: np.ndarray, positions: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, list[str]] | None:
         """Finer groups than compartments that signals are also reported for (a bundle's fibres), or None.
 
         Parameters
         ----------
         home : numpy.ndarray
             (N,) element holding each walker at the start, -1 for none.
+        positions : numpy.ndarray, optional
+            (N, 3) start positions in the box frame, m (for families whose ``home`` does not say which body).
 
         Returns
         -------

@@ -58,7 +58,8 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
                      amplitude=0.0, wavelength: float | None = None, seed: int = 0, resolution: float = 0.01,
                      min_gap: float | None = None, representation: str = "mesh", angle_tolerance: float = 0.5,
                      permeability=0.0, relaxivity=0.0, crossing_angle: float | None = None, odi=0.0,
-                     max_tilt: float = 75.0, bend=0.0, bead_amplitude=0.0, bead_spacing: float = 10e-6):
+                     max_tilt: float = 75.0, bend=0.0, bead_amplitude=0.0, bead_spacing: float = 10e-6,
+                     glia: int = 0, glia_radius: float = 2e-6):
     """Two or three bundles of continuous fibres crossing at given angles, in a periodic box.
 
     Each bundle fills its own sheets (stacked along x, interleaved: A B A B ... for ``layers`` = 2); its fibres
@@ -134,6 +135,14 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         :func:`beaded_axons` with periodic beads; ``mean_radius`` is then the shafts'. Not with myelin.
     bead_spacing : float
         Distance between beads along a fibre in m (rounded so a whole number fits the fibre).
+    glia : int
+        Glial cells between the fibres (sphere unions only): each a soma of ``glia_radius`` with two processes
+        (chains of spheres of 0.3 its radius reaching 2 soma radii beyond it) along the fibres of its sheet,
+        packed in the sheets with the fibres (as interfascicular oligodendrocytes lie in rows between axons),
+        their footprint the soma's. They take room: the fibres keep their sheets' ``icvf``, the glia add to
+        what the sheets must hold. Their volume fraction is in the ground truth (``glia``).
+    glia_radius : float
+        Soma radius of the glial cells in m.
 
     Returns
     -------
@@ -185,6 +194,12 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
                              "(coherent bending) per bundle")
     if g_ratio is not None and np.any(beads > 0):
         raise ValueError("beads swell unmyelinated axons: drop bead_amplitude or g_ratio")
+    n_glia = check_count(glia, "glia", least=0)
+    if n_glia and representation != "union":
+        raise ValueError("glia are built from spheres: use representation='union' with glia, or glia=0")
+    if n_glia and np.any(bends > 0):
+        raise ValueError("glia sit in straight columns, which bent sheets do not leave room for: bend=0 with glia")
+    Rg = float(check_length(glia_radius, "glia_radius")) if n_glia else 0.0
     share = np.full(nb, 1.0 / nb) if fractions is None else _per_bundle(fractions, nb, "fractions")
     share = share / share.sum()
     if g_ratio is not None and representation == "union":
@@ -273,24 +288,32 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
     sheets.sort(key=lambda s: (s[0], s[1]))
     xs = np.zeros((len(r_in), 2))  # (x, s) of each fibre's centre line at t = 0
     sheet_of = np.zeros(len(r_in), dtype=int)
+    glia_xs = np.zeros((n_glia, 2))  # (x, s) of each glial cell's column, its sheet's bundle
+    glia_bundle = np.zeros(n_glia, dtype=int)
     heights, x0 = [], 0.0
     for lay, i, part in sheets:
         if not len(part):
             raise ValueError(f"bundle {i} has fewer fibres ({counts[i]}) than layers ({layers}): lower layers")
+        mine = np.arange(len(heights), n_glia, len(sheets))  # glial cells dealt out to the sheets in turn
         h = float(np.sum(np.pi * r_in[part]**2 * tort[part] * volf[part]) / fr[i]) / w[i]
-        cover = float(np.sum(np.pi * (foot[part] + gap / 2)**2) / (w[i] * squeeze[i] * h))
+        feet = np.concatenate([foot[part], np.full(len(mine), Rg * rv)])
+        cover = float(np.sum(np.pi * (feet + gap / 2)**2) / (w[i] * squeeze[i] * h))
         if cover > MAX_SHEET_FRACTION:
             best = fr[i] * MAX_SHEET_FRACTION / cover
             raise ValueError(f"bundle {i}: icvf {fr[i]:g} needs its fibres' footprints (outer radius with myelin, "
                              f"mesh error, beads, undulation or dispersion, gap) to cover {cover:.3f} of the sheet; "
                              f"at most {MAX_SHEET_FRACTION} can be packed, so ask for icvf <= {best:.3f}"
-                             + (" (or a larger g_ratio)" if g_ratio is not None else ""))
+                             + (" (or a larger g_ratio)" if g_ratio is not None else "")
+                             + (" (or fewer or smaller glia)" if len(mine) else ""))
         try:
-            c = pack_strip(foot[part], w[i] * squeeze[i], h, seed=seed + 101 * len(heights), min_gap=gap)
+            c = pack_strip(feet, w[i] * squeeze[i], h, seed=seed + 101 * len(heights), min_gap=gap)
         except ValueError as exc:
             raise ValueError(f"bundle {i}, sheet {lay}: {exc}; fewer layers, more fibres or a lower icvf") from None
-        xs[part, 0] = x0 + c[:, 1]
-        xs[part, 1] = c[:, 0] / squeeze[i]
+        xs[part, 0] = x0 + c[:len(part), 1]
+        xs[part, 1] = c[:len(part), 0] / squeeze[i]
+        glia_xs[mine, 0] = x0 + c[len(part):, 1]
+        glia_xs[mine, 1] = c[len(part):, 0]
+        glia_bundle[mine] = i
         sheet_of[part] = len(heights)
         heights.append((lay, i, x0, h))
         x0 += h
@@ -333,6 +356,7 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         tangents.append(tng)
         profiles.append(1 + beads[i] * (1 + np.cos(2 * np.pi * n_beads[j] * t / ell[i] + bead_phase[j])) / 2)
     period = np.column_stack([np.zeros(nb), p * Ly, q * Lz])
+    glia_spheres = _glia(glia_xs, glia_bundle, Rg, u, n, ell, box, rng) if n_glia else None
 
     bundles = _bundle_truth(tangents, profiles, bundle, r_in, r_out, g, ell, box, nb, ang, realised, u,
                             amp_f, waves, g_ratio is not None)
@@ -369,7 +393,7 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
     walls = {"permeability": _walls(permeability, len(r_in), g_ratio is not None, "permeability"),
              "relaxivity": _walls(relaxivity, len(r_in), g_ratio is not None, "relaxivity")}
     if representation == "union":
-        sub = _union(lines, profiles, r_in, ell, period, box, truth, permeability, relaxivity)
+        sub = _union(lines, profiles, r_in, ell, period, box, truth, permeability, relaxivity, glia_spheres)
     else:
         sub = _mesh(lines, tangents, profiles, r_in, r_out, g_ratio is not None, period, box, nsides, truth, walls)
     sub.truth["generation_seconds"] = time.perf_counter() - t0
@@ -550,6 +574,29 @@ def _cut_watson_moment(kappa, x0, f):
     from scipy.integrate import quad
     num = 2 * quad(lambda y: f(y * y) * math.exp(kappa * (y * y - 1)), math.sqrt(x0), 1.0)[0]
     return num / _cut_watson_mass(kappa, x0, 1.0)
+
+
+def _glia(xs, bundle, Rs, u, n, ell, box, rng):
+    """Spheres of the glial cells: a soma on its column (at a random place along it) and two processes along
+    the column, chains of spheres of radius 0.3 Rs half their radius apart, reaching 2 Rs beyond the soma.
+    Everything stays within Rs of the column's axis, the footprint the sheet was packed with."""
+    rp, reach = 0.3 * Rs, 2.0 * Rs
+    if np.any(Rs + reach + rp >= ell[bundle] / 2):
+        raise ValueError(f"glia of radius {Rs:g} m with their processes are longer than half the fibres' period "
+                         f"({ell.min():.3g} m): lower glia_radius or use more fibres")
+    along = np.arange(Rs - rp, Rs + reach + 1e-12 * Rs, 0.5 * rp)
+    rel = np.concatenate([[0.0], along, -along])
+    rad = np.concatenate([[Rs], np.full(2 * len(along), rp)])
+    cs, labels, centres = [], [], []
+    for g in range(len(xs)):
+        i = bundle[g]
+        base = xs[g, 0] * np.array([1.0, 0, 0]) + xs[g, 1] * n[i] + rng.uniform(0, ell[i]) * u[i]
+        cs.append(np.mod(base[None, :] + rel[:, None] * u[i][None, :], box))
+        labels.append(np.full(len(rel), g))
+        centres.append(np.mod(base, box))
+    info = {"n_cells": int(len(xs)), "soma_radius": float(Rs), "process_radius": rp, "process_reach": reach,
+            "spheres_per_cell": int(len(rel)), "somata": np.asarray(centres).tolist(), "bundle": bundle.tolist()}
+    return np.vstack(cs), np.tile(rad, len(xs)), np.concatenate(labels), info
 
 
 def _walls(value, n: int, myelin: bool, what: str):
@@ -782,7 +829,7 @@ def _mesh(lines, tangents, profiles, r_in, r_out, myelin, period, box, nsides, t
     return sub
 
 
-def _union(lines, profiles, r_in, ell, period, box, truth, permeability, relaxivity) -> SphereUnion:
+def _union(lines, profiles, r_in, ell, period, box, truth, permeability, relaxivity, glia) -> SphereUnion:
     """Spheres along each centre line a quarter radius apart, of radius sqrt(r^2 + d^2 / 12) so that the mean
     cross-section of the union equals the tube's (their surface stands out of the tube by r / 384 at most)."""
     bundle = np.asarray(truth["bundle_of_fibre"])
@@ -802,6 +849,15 @@ def _union(lines, profiles, r_in, ell, period, box, truth, permeability, relaxiv
         fs.append(np.full(m, j))
     truth = dict(truth)
     truth["sphere_spacing_over_radius"] = 0.25
+    if glia is not None:
+        gc, gr, gl, info = glia
+        cs.append(gc)
+        rs.append(gr)
+        fs.append(gl + len(lines))
+        vol, se = sphere_union(gc, gr, box).union_volume()
+        V = float(np.prod(box))
+        truth["glia"] = {**info, "fibre_labels": (np.unique(gl) + len(lines)).tolist(), "volume_fraction": vol / V,
+                         "volume_fraction_stderr": se / V}
     return sphere_union(np.vstack(cs), np.concatenate(rs), box, fibre=np.concatenate(fs),
                         description={"factory": "crossing_bundles", "seed": truth["seed"],
                                      "angles": truth["angles_requested"], "representation": "union"},

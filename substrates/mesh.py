@@ -390,7 +390,8 @@ class MeshSubstrate(Substrate):
         reg = self.region_of_component(home)
         return {nm: float(np.mean(reg == r)) for r, nm in enumerate(self.region_names)}
 
-    def signal_groups(self, home: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+    def signal_groups(self, home: np.ndarray, positions: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, list[str]] | None:
         """Groups of components named by the generator (``truth["component_groups"]``: one name per component,
         e.g. the bundle of each fibre), crossed with the regions: "intra.bundle_0", "myelin.bundle_1", ...,
         and "extra" for walkers outside every component; None where the generator named none.
@@ -399,6 +400,8 @@ class MeshSubstrate(Substrate):
         ----------
         home : numpy.ndarray
             (N,) innermost component of each walker at the start, -1 outside every component.
+        positions : numpy.ndarray, optional
+            Not needed here (``home`` names the component).
 
         Returns
         -------

@@ -122,6 +122,74 @@ class SphereUnion(Substrate):
         out = float(np.mean(np.asarray(home) == OUTSIDE))
         return {"intra": 1.0 - out, "extra": out}
 
+    def signal_groups(self, home: np.ndarray, positions: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, list[str]] | None:
+        """Groups the generator named: "intra.bundle_0", ... by the bundle of the fibre a walker starts in
+        (``truth["bundle_of_fibre"]``), "intra.glia" for glial cells (``truth["glia"]``), and "extra"; None
+        where the generator named none.
+
+        Parameters
+        ----------
+        home : numpy.ndarray
+            (N,) :data:`OUTSIDE` for walkers between the spheres.
+        positions : numpy.ndarray
+            (N, 3) start positions in the box, m: the sphere holding a walker names its fibre.
+
+        Returns
+        -------
+        (labels, names) or None
+            (N,) int64 index into ``names`` per walker.
+        """
+        bundles = self.truth.get("bundle_of_fibre")
+        glia = self.truth.get("glia")
+        if (bundles is None and glia is None) or positions is None:
+            return None
+        tag = {int(f): f"intra.bundle_{b}" for f, b in enumerate(bundles or [])}
+        for f in (glia or {}).get("fibre_labels", []):
+            tag[int(f)] = "intra.glia"
+        fibre_tags = [tag.get(int(f), "intra") for f in range(int(self.fibre.max(initial=-1)) + 1)]
+        names = list(dict.fromkeys(fibre_tags)) + ["extra"]
+        out = np.asarray(home) == OUTSIDE
+        labels = np.full(len(out), len(names) - 1, dtype=np.int64)
+        inside = np.nonzero(~out)[0]
+        if len(inside):
+            held = self.holding_sphere(np.asarray(positions, dtype=float)[inside])
+            fib = self.fibre[held]
+            index = np.array([names.index(t) for t in fibre_tags], dtype=np.int64)
+            labels[inside] = index[fib]
+        return labels, names
+
+    def holding_sphere(self, points: np.ndarray) -> np.ndarray:
+        """Index of a sphere that holds each point (the nearest centre among those whose sphere holds it).
+
+        Parameters
+        ----------
+        points : numpy.ndarray
+            (N, 3) positions in the box inside the union, m.
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) int64 sphere indices; -1 for a point in no sphere.
+        """
+        from scipy.spatial import cKDTree
+        tree = cKDTree(self.centers, boxsize=self.box)
+        k = min(len(self.radii), 16)
+        d, idx = tree.query(np.mod(points, self.box), k=k)
+        d, idx = d.reshape(len(points), k), idx.reshape(len(points), k)
+        ok = d <= self.radii[idx] * (1 + 1e-9)
+        first = np.argmax(ok, axis=1)
+        out = np.where(ok.any(axis=1), idx[np.arange(len(points)), first], -1).astype(np.int64)
+        for m in np.nonzero(out < 0)[0]:  # held only by a sphere beyond the k nearest centres (a large one)
+            near = tree.query_ball_point(np.mod(points[m], self.box), float(self.radii.max()))
+            for j in near:
+                dd = np.abs(np.mod(points[m], self.box) - self.centers[j])
+                dd = np.minimum(dd, self.box - dd)
+                if math.sqrt(float(dd @ dd)) <= self.radii[j] * (1 + 1e-9):
+                    out[m] = j
+                    break
+        return out
+
     def volume_fractions(self) -> dict[str, float]:
         """Volume fractions of the union and of the space outside it (Monte Carlo, see :meth:`union_volume`).
 
@@ -391,6 +459,126 @@ def sphere_union(centers, radii, box, fibre=None, description: dict | None = Non
                        relaxivity=check_relaxivity(relaxivity, 1) if float(np.ravel(relaxivity)[0]) > 0 else np.zeros(0))
 
 
+def add_sphere_clusters(union: SphereUnion, n_clusters: int, soma_radius: float = 2e-6, n_processes: int = 4,
+                        process_radius: float | None = None, process_length: float | None = None,
+                        min_gap: float | None = None, seed: int = 0, max_tries: int = 20_000) -> SphereUnion:
+    """Glial or soma-like cells between a union's fibres: clusters of spheres placed where they touch nothing.
+
+    A cluster is a soma (one sphere) with ``n_processes`` straight processes, each a chain of smaller spheres
+    half a process radius apart running outward from the soma's centre in a random direction. Clusters are
+    placed by random sequential addition: a position uniform in the box is kept when no sphere of the cluster
+    comes within ``min_gap`` of a sphere of the union or of a cluster placed before (periodic images
+    included). Each cluster becomes one more fibre label of the union (one connected compartment inside it).
+
+    Parameters
+    ----------
+    union : SphereUnion
+        The fibres (e.g. :func:`sphere_chain_axons`, or :func:`crossing_bundles` with
+        ``representation="union"``).
+    n_clusters : int
+        Number of clusters.
+    soma_radius : float
+        Soma radius in m.
+    n_processes : int
+        Processes per cluster (0: bare somas).
+    process_radius : float, optional
+        Radius of the process spheres in m (default 0.35 ``soma_radius``).
+    process_length : float, optional
+        Reach of a process beyond the soma's surface in m (default 1.5 ``soma_radius``).
+    min_gap : float, optional
+        Narrowest gap in m between a cluster and anything else (default 2 % of ``soma_radius``).
+    seed : int
+        Seed of positions and directions.
+    max_tries : int
+        Positions tried per cluster before giving up.
+
+    Returns
+    -------
+    SphereUnion
+        The union with the clusters; the ground truth gains ``glia`` (clusters, their fibre labels,
+        centres, sizes and volume fraction of the box, Monte Carlo with its error).
+
+    Examples
+    --------
+    >>> import substrates
+    >>> fibres = substrates.sphere_chain_axons(n_axons=6, mean_radius=1e-6, icvf=0.3, seed=0)
+    >>> sub = substrates.add_sphere_clusters(fibres, 2, soma_radius=1.5e-6, seed=0)
+    >>> sub.truth["glia"]["n_clusters"]
+    2
+    """
+    from scipy.spatial import cKDTree
+    if not isinstance(union, SphereUnion):
+        raise TypeError(f"union must be a substrates.SphereUnion, got {type(union).__name__}")
+    n_clusters = check_count(n_clusters, "n_clusters")
+    n_proc = check_count(n_processes, "n_processes", least=0)
+    Rs = float(check_length(soma_radius, "soma_radius"))
+    rp = 0.35 * Rs if process_radius is None else float(check_length(process_radius, "process_radius"))
+    Lp = 1.5 * Rs if process_length is None else float(check_length(process_length, "process_length",
+                                                                     allow_zero=True))
+    gap = 0.02 * Rs if min_gap is None else float(check_length(min_gap, "min_gap", allow_zero=True))
+    if rp > Rs:
+        raise ValueError(f"process_radius {rp:g} m is larger than soma_radius {Rs:g} m: processes are thinner")
+    box = union.box
+    if 2 * (Rs + Lp + rp) >= box.min():
+        raise ValueError(f"a cluster ({2 * (Rs + Lp + rp):.3g} m across) must be smaller than the box "
+                         f"({box.min():.3g} m): lower soma_radius or process_length")
+    # one cluster's spheres about its centre: the soma, then each process from inside the soma outward
+    steps = np.arange(Rs - rp, Rs + Lp + 1e-12 * Rs, 0.5 * rp) if n_proc else np.zeros(0)
+    rng = np.random.default_rng(seed)
+    old = cKDTree(union.centers, boxsize=box)
+    reach = float(union.radii.max()) + gap
+    placed_c, placed_r, labels, centres = [], [], [], []
+    first = int(union.fibre.max(initial=-1)) + 1
+    for k in range(n_clusters):
+        u = rng.normal(size=(n_proc, 3))
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        rel = np.vstack([np.zeros((1, 3)), (u[:, None, :] * steps[None, :, None]).reshape(-1, 3)])
+        rad = np.concatenate([[Rs], np.full(len(rel) - 1, rp)])
+        for _ in range(max_tries):
+            c = rng.uniform(size=3) * box
+            pts = np.mod(c + rel, box)
+            near = old.query_ball_point(pts, rad + reach)
+            if any(len(idx) and np.any(_periodic_distance(pts[j], union.centers[idx], box)
+                                       < rad[j] + union.radii[idx] + gap) for j, idx in enumerate(near)):
+                continue
+            if placed_c:
+                pc, pr = np.vstack(placed_c), np.concatenate(placed_r)
+                d = _periodic_distance(pts[:, None, :], pc[None, :, :], box)
+                if np.any(d < rad[:, None] + pr[None, :] + gap):
+                    continue
+            placed_c.append(pts)
+            placed_r.append(rad)
+            labels.append(np.full(len(pts), first + k))
+            centres.append(c)
+            break
+        else:
+            raise ValueError(f"n_clusters: placed {k} of {n_clusters} clusters; no room for the next in "
+                             f"{max_tries} tries between the fibres (ICVF {union.volume_fractions()['intra']:.2f}): "
+                             "lower n_clusters, soma_radius or process_length, or start from sparser fibres")
+    cc, cr = np.vstack(placed_c), np.concatenate(placed_r)
+    glia_only = sphere_union(cc, cr, box)
+    vol, se = glia_only.union_volume()
+    V = float(np.prod(box))
+    truth = dict(union.truth)
+    truth["glia"] = {"n_clusters": int(n_clusters), "fibre_labels": list(range(first, first + n_clusters)),
+                     "centres": np.asarray(centres).tolist(), "soma_radius": Rs, "n_processes": int(n_proc),
+                     "process_radius": rp, "process_length": Lp, "spheres_per_cluster": int(len(cr) // n_clusters),
+                     "volume_fraction": vol / V, "volume_fraction_stderr": se / V, "min_gap": gap}
+    desc = dict(union.description)
+    desc["glia"] = {"n_clusters": int(n_clusters), "soma_radius": Rs, "seed": int(seed)}
+    kappa = union.permeability
+    return sphere_union(np.vstack([union.centers, cc]), np.concatenate([union.radii, cr]), box,
+                        fibre=np.concatenate([union.fibre, np.concatenate(labels)]), description=desc, truth=truth,
+                        permeability={"outward": float(kappa[0, 0]), "inward": float(kappa[0, 1])} if kappa.size
+                        else 0.0, relaxivity=float(union.relaxivity[0]) if union.relaxivity.size else 0.0)
+
+
+def _periodic_distance(a, b, box):
+    d = np.abs(np.asarray(a) - np.asarray(b))
+    d = np.minimum(d, box - d)
+    return np.sqrt(np.sum(d * d, axis=-1))
+
+
 def sphere_chain_axons(n_axons: int = 20, mean_radius: float = 1e-6, gamma_shape: float = 4.0, icvf: float = 0.5,
                        spacing: float = 0.5, length: float | None = None, bead_amplitude: float = 0.0,
                        bead_wavelength: float = 8e-6, undulation: float = 0.0, undulation_wavelength: float = 20e-6,
@@ -494,7 +682,7 @@ def sphere_chain_axons(n_axons: int = 20, mean_radius: float = 1e-6, gamma_shape
                                                             "seed": int(seed)}, truth=truth)
 
 
-__all__ = ["UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons"]
+__all__ = ["UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons", "add_sphere_clusters"]
 
 
 def _write_file(sub: SphereUnion, group) -> None:

@@ -123,7 +123,7 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     seed = check_seed(seed)
     start = substrate.default_start if start is None else start
     walkers, seeds = start_walkers(substrate, start, plan.n_walkers, seed)
-    groups = substrate.signal_groups(walkers.home)  # before the walk: groups are where walkers start
+    groups = substrate.signal_groups(walkers.home, walkers.positions)  # before the walk: where walkers start
     run = run_kernel(substrate, plan, walkers, seeds, check_every_step=check_every_step, parallel=parallel,
                      backend=backend)
     R = substrate.rotation
