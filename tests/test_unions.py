@@ -214,9 +214,9 @@ def test_glia_between_crossing_fibres_take_their_room_and_signal_apart():
     assert abs(gt["union_volume_fraction"] - want) <= 4.5 * se + 2 / 384 * sub.truth["icvf_exact"]
     d = np.array([b["direction"] for b in sub.truth["bundles"]])
     s = sq.pgse(10e-3, 30e-3, bvalues=[0, 2e9, 2e9], directions=[d[0], d[0], d[1]])
-    n = 6000
+    n = 4000
     with pytest.warns(UserWarning, match="step length"):
-        res = walker.simulate(sub, s, n_walkers=n, n_steps=300, diffusivity=D0, seed=1, start="uniform",
+        res = walker.simulate(sub, s, n_walkers=n, n_steps=200, diffusivity=D0, seed=1, start="uniform",
                               check_every_step=True)
     assert res.escapes == 0
     assert set(res.group_signals) == {"intra.bundle_0", "intra.bundle_1", "intra.glia", "extra"}
