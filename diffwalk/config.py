@@ -103,7 +103,7 @@ SUBSTRATE_FIELDS: dict[str, dict[str, str]] = {
                          "angle_tolerance": "float", "permeability": "permeability|surfaces",
                          "relaxivity": "relaxivity|surfaces", "crossing_angle": "float", "odi": "floats",
                          "max_tilt": "float", "bend": "floats", "bead_amplitude": "floats",
-                         "bead_spacing": "length", "glia": "int", "glia_radius": "length"},
+                         "bead_spacing": "length", "glia": "int", "glia_radius": "length", "bingham": "floats"},
     "sphere_union": {"centers": "points", "radii": "length*", "box": "length*", "fibre": "ints", "file": "path",
                      "units": "str", "permeability": "permeability", "relaxivity": "relaxivity"},
     "from_swc": {"path": "path", "units": "str", "radius_scale": "float", "min_radius": "length",
@@ -318,7 +318,9 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "bead_spacing": ("distance between beads along a fibre", "10 um"),
         "glia": ("glial cells packed between the fibres (a soma and two processes of spheres; "
                  'representation = "union")', "0"),
-        "glia_radius": ("soma radius of the glial cells", "2 um")},
+        "glia_radius": ("soma radius of the glial cells", "2 um"),
+        "bingham": ("Bingham dispersion kappa, beta (beta towards the crossing plane; one pair, or the pairs of "
+                    "every bundle one after the other): fibres are coils sampling the law exactly", "none")},
     "substrate.sphere_union": {
         "centers": ('sphere centres, a list of "x y z unit" texts (["5 5 0 um", "5 5 1 um"])', "required, or file"),
         "radii": ("sphere radii, one per centre", "required, or file"),

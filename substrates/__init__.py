@@ -46,7 +46,8 @@ from .generators import (beaded_axons, from_labels, gamma_radii, meshed_cylinder
                          pack_cylinders, packed_axons, somas_with_neurites, undulating_axons)
 from .plotting import plot_section, plot_substrate
 from .swc import Morphology, from_swc, prune_morphology, read_swc, resample_morphology
-from .crossing import crossing_bundles, cut_watson_moment, orientation_distribution, real_sh, watson_tilts
+from .crossing import (bingham_tilts, crossing_bundles, cut_watson_moment, orientation_distribution, real_sh,
+                       watson_tilts)
 from .importers import read_cactus, read_caterpillar, read_mcdc_cylinders, read_mcdc_spheres, read_mcdc_voxel
 
 __all__ = ["Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES", "register_family", "family_of_kind",
@@ -62,4 +63,4 @@ __all__ = ["Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES"
            "UNION", "SphereUnion", "UnionGrid", "sphere_union", "sphere_chain_axons", "add_sphere_clusters",
            "read_mcdc_cylinders",
            "read_mcdc_spheres", "read_mcdc_voxel", "read_caterpillar", "read_cactus", "crossing_bundles",
-           "orientation_distribution", "real_sh", "watson_tilts", "cut_watson_moment"]
+           "orientation_distribution", "real_sh", "watson_tilts", "cut_watson_moment", "bingham_tilts"]

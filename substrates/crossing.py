@@ -59,7 +59,7 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
                      min_gap: float | None = None, representation: str = "mesh", angle_tolerance: float = 0.5,
                      permeability=0.0, relaxivity=0.0, crossing_angle: float | None = None, odi=0.0,
                      max_tilt: float = 75.0, bend=0.0, bead_amplitude=0.0, bead_spacing: float = 10e-6,
-                     glia: int = 0, glia_radius: float = 2e-6):
+                     glia: int = 0, glia_radius: float = 2e-6, bingham=None):
     """Two or three bundles of continuous fibres crossing at given angles, in a periodic box.
 
     Each bundle fills its own sheets (stacked along x, interleaved: A B A B ... for ``layers`` = 2); its fibres
@@ -143,6 +143,12 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         what the sheets must hold. Their volume fraction is in the ground truth (``glia``).
     glia_radius : float
         Soma radius of the glial cells in m.
+    bingham : pair of float or sequence of pairs, optional
+        Bingham dispersion (kappa, beta) of each bundle, density exp(kappa (mu . n)^2 + beta (e . n)^2) with mu
+        the bundle's axis and e its in-plane normal (the crossing plane), kappa > 0, 0 <= beta <= kappa (beta = 0
+        is Watson): fibres are coils of constant pitch angle, drawn from the Bingham polar law, whose azimuth
+        lingers where the law is denser, so the volume-weighted tangents sample the Bingham density exactly
+        (see :func:`bingham_tilts`); its tail beyond ``max_tilt`` is cut (the share is in the ground truth).
 
     Returns
     -------
@@ -178,6 +184,7 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         check_fraction(f, "icvf")
     amp = _per_bundle(amplitude, nb, "amplitude", length=True, allow_zero=True)
     odis = _per_bundle(odi, nb, "odi", allow_zero=True)
+    bing = _bingham_pairs(bingham, nb)
     bends = _per_bundle(bend, nb, "bend", allow_zero=True)
     beads = _per_bundle(bead_amplitude, nb, "bead_amplitude", allow_zero=True)
     if np.any(odis >= 1):
@@ -189,9 +196,9 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
     if not 5 <= float(max_tilt) <= 80:
         raise ValueError(f"max_tilt must be 5 to 80 degrees (steeper helices twist their rings), got {max_tilt!r}")
     for i in range(nb):
-        if int(amp[i] > 0) + int(odis[i] > 0) + int(bends[i] > 0) > 1:
-            raise ValueError(f"bundle {i}: give one of amplitude (undulation), odi (Watson dispersion) and bend "
-                             "(coherent bending) per bundle")
+        if int(amp[i] > 0) + int(odis[i] > 0) + int(bends[i] > 0) + int(bing[i, 0] > 0) > 1:
+            raise ValueError(f"bundle {i}: give one of amplitude (undulation), odi (Watson dispersion), bingham "
+                             "(Bingham dispersion) and bend (coherent bending) per bundle")
     if g_ratio is not None and np.any(beads > 0):
         raise ValueError("beads swell unmyelinated axons: drop bead_amplitude or g_ratio")
     n_glia = check_count(glia, "glia", least=0)
@@ -243,15 +250,24 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
     # within the cylinder of radius (amplitude + vertex radius) about its axis (a tube is a union of balls on
     # its centre line), so that is its footprint; a bent sheet packs its straight tubes in coordinates
     # squeezed across the fibres by cos(bend), which keeps parallel sinusoids apart (see _waves).
-    shape = np.select([odis[bundle] > 0, bends[bundle] > 0], [1, 2], 0)
+    shape = np.select([odis[bundle] > 0, bends[bundle] > 0, bing[bundle, 0] > 0], [1, 2, 3], 0)
     tilt = np.zeros(len(r_in))  # pitch angle of helices, largest tilt of bends (rad)
     watson = [None] * nb
     for i in range(nb):
         sel = bundle == i
         if odis[i] > 0:
             tilt[sel], watson[i] = watson_tilts(float(odis[i]), int(sel.sum()), rng, max_tilt)
+        elif bing[i, 0] > 0:
+            tilt[sel], watson[i] = bingham_tilts(float(bing[i, 0]), float(bing[i, 1]), int(sel.sum()), rng,
+                                                 max_tilt)
         elif bends[i] > 0:
             tilt[sel] = math.radians(bends[i])
+    # Bingham coils: per fibre its azimuth law along a turn, the turn's shape, radius and least density
+    coils = {j: _bingham_coil(float(tilt[j]), float(bing[bundle[j], 1])) for j in np.nonzero(shape == 3)[0]}
+    coil_rho = np.full(len(r_in), 1 / (2 * np.pi))
+    coil_qmin = np.full(len(r_in), 1 / (2 * np.pi))
+    for j, cl in coils.items():
+        coil_rho[j], coil_qmin[j] = cl["rho"], cl["qmin"]
     rbead = r_out * rv * (1 + beads[bundle])  # largest vertex radius
     volf = (1 + beads[bundle] / 2)**2 + beads[bundle]**2 / 8  # mean of (r / r_shaft)^2 along periodic beads
     tort = np.ones(len(r_in))  # arc length / period
@@ -267,11 +283,13 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         foot_mean = float(np.mean(rbead + amp_f * (shape != 2)))
         S = min(S, float(np.min(area / layers / (wunit * THINNEST_SHEET * 2 * foot_mean))))
         ell = S * lunit
-        waves, amp_f, k, gamma, squeeze = _waves(shape, tilt, amp, bundle, ell, rbead, wavelength, nb, pq, a)
+        waves, amp_f, k, gamma, squeeze = _waves(shape, tilt, amp, bundle, ell, rbead, wavelength, nb, pq, a,
+                                                 coil_rho, coil_qmin)
         tan_a = amp_f * k
         zs = np.linspace(0, 2 * np.pi, 257)[:-1]
         tort = np.where(shape == 1, np.sqrt(1 + tan_a**2),
                         np.mean(np.sqrt(1 + (tan_a[:, None] * np.cos(zs)[None, :])**2), axis=1))
+        tort = np.where(shape == 3, 1 / np.cos(tilt), tort)
     Ly, Lz = S, a * S
     ell = S * lunit
     w = S * wunit
@@ -335,6 +353,8 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         i = bundle[j]
         kj, Aj = k[j], amp_f[j]
         curv = Aj * kj**2 / (1 + (Aj * kj)**2 if shape[j] == 1 else 1)  # largest curvature of the centre line
+        if shape[j] == 3:
+            curv = math.sin(tilt[j]) * math.cos(tilt[j]) * kj / (2 * np.pi * coil_qmin[j])
         K = max(8, int(math.ceil(ell[i] / (RING_SPACING * r_out[j]))))  # straight tubes: exact at any spacing
         if curv > 0:
             K = max(K, int(math.ceil(ell[i] / math.sqrt(8 * resolution * r_in[j] / curv))))
@@ -346,6 +366,15 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         if shape[j] == 1:  # helix about the axis: constant tilt atan(A k), every azimuth once per turn
             off = Aj * (np.cos(ph)[:, None] * ex + hand[j] * np.sin(ph)[:, None] * n[i])
             tng = u[i] + Aj * kj * (-np.sin(ph)[:, None] * ex + hand[j] * np.cos(ph)[:, None] * n[i])
+        elif shape[j] == 3:  # Bingham coil: constant tilt, azimuth (from the in-plane normal) at its quantiles
+            cl = coils[j]
+            frac = np.mod(ph / (2 * np.pi), 1.0)
+            az = np.interp(frac, cl["s"], cl["phi"])
+            lam = 2 * np.pi / kj
+            tt = math.tan(tilt[j]) * lam
+            off = (tt * np.interp(frac, cl["s"], cl["D"][:, 0]))[:, None] * n[i] + \
+                (hand[j] * tt * np.interp(frac, cl["s"], cl["D"][:, 1]))[:, None] * ex
+            tng = u[i] + math.tan(tilt[j]) * (np.cos(az)[:, None] * n[i] + hand[j] * np.sin(az)[:, None] * ex)
         else:
             d = n[i] if shape[j] == 2 else math.cos(plane[j]) * ex + math.sin(plane[j]) * n[i]
             off = Aj * np.sin(ph)[:, None] * d
@@ -364,7 +393,7 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         b["bead_amplitude"] = float(beads[i])
         b["bend_degrees"] = float(bends[i])
         b["odi_requested"] = float(odis[i]) if odis[i] > 0 else None
-        b["watson"] = watson[i]
+        b["watson" if odis[i] > 0 or bing[i, 0] == 0 else "bingham"] = watson[i]
     truth = {"generator": "crossing_bundles", "seed": int(seed), "representation": representation,
              "angles_requested": ang.tolist(), "angles_realised": realised.tolist(), "angle_error": float(err),
              "box_aspect": float(a), "lattice_directions": [list(v) for v in pq], "layers": int(layers),
@@ -375,8 +404,9 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
              "component_groups": [f"bundle_{b}" for b in bundle] * (2 if g_ratio is not None and
                                                                    representation == "mesh" else 1),
              "inner_radii": r_in.tolist(), "outer_radii": r_out.tolist(),
-             "fibre_tilts": np.degrees(np.arctan(amp_f * k)).tolist(), "fibre_amplitudes": amp_f.tolist(),
-             "fibre_shapes": [("sinusoid", "helix", "bent sheet")[v] for v in shape],
+             "fibre_tilts": np.where(shape == 3, np.degrees(tilt), np.degrees(np.arctan(amp_f * k))).tolist(),
+             "fibre_amplitudes": amp_f.tolist(),
+             "fibre_shapes": [("sinusoid", "helix", "bent sheet", "coil")[v] for v in shape],
              "g_ratios": g.tolist() if g_ratio is not None else None, "icvf_target": fr.tolist(),
              "min_gap": gap, "bundles": bundles,
              "crossing_angles": [float(np.degrees(np.arccos(min(1.0, abs(float(bundles[i]["direction"] @
@@ -400,7 +430,7 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
     return sub
 
 
-def _waves(shape, tilt, amp, bundle, ell, rbead, wavelength, nb, pq, a):
+def _waves(shape, tilt, amp, bundle, ell, rbead, wavelength, nb, pq, a, coil_rho, coil_qmin):
     """Whole waves (or helix turns) per fibre period, amplitude and wave number of each fibre's centre line.
 
     A sinusoid takes ``wavelength`` (default a quarter of the period); a helix of pitch angle theta the shortest
@@ -414,11 +444,12 @@ def _waves(shape, tilt, amp, bundle, ell, rbead, wavelength, nb, pq, a):
     sin_cos = np.sin(tilt) * np.cos(tilt)
     # no shorter than 4 cos(theta) radii (nearly straight fibres would coil tightly on many rings), nor than
     # 2.1 radii / cos(theta): consecutive turns, a turn apart along the axis, are that far apart across the tube
-    lam_helix = np.maximum.reduce([2 * np.pi * BEND_RADII * rbead * sin_cos, 4 * rbead * np.cos(tilt),
+    # (a Bingham coil's azimuth runs fastest where its law is thinnest, q_min: its curvature is sin cos / (lam q))
+    lam_helix = np.maximum.reduce([BEND_RADII * rbead * sin_cos / coil_qmin, 4 * rbead * np.cos(tilt),
                                    2.1 * rbead / np.cos(tilt)])
     rmax = np.array([rbead[bundle == i].max() for i in range(nb)])
     lam_bend = 2 * np.pi * BEND_RADII * rmax[bundle] * np.tan(tilt)
-    need = np.where(shape == 1, lam_helix, np.where(shape == 2, lam_bend, 0.0))
+    need = np.where((shape == 1) | (shape == 3), lam_helix, np.where(shape == 2, lam_bend, 0.0))
     if lam_user is not None and np.any((shape > 0) & (lam_user < need)):
         raise ValueError(f"wavelength {lam_user:g} m bends dispersed fibres tighter than {BEND_RADII} radii: use a "
                          f"wavelength of at least {need[shape > 0].max():.3g} m, or leave it out")
@@ -428,7 +459,7 @@ def _waves(shape, tilt, amp, bundle, ell, rbead, wavelength, nb, pq, a):
     waves = np.ones(nf, dtype=int)
     plain = shape == 0
     waves[plain] = np.maximum(1, np.round(ell[bundle][plain] / lam[plain])).astype(int)
-    helix = shape == 1
+    helix = (shape == 1) | (shape == 3)
     waves[helix] = np.floor(ell[bundle][helix] / (lam_helix[helix] if lam_user is None else lam_user)).astype(int)
     # a bent sheet: its fibres' periodic images beside them in the sheet (a lattice vector L, n . L = w) are
     # shifted along the fibre by u . L, so their phase lags k u . L; a phase that grows across the sheet,
@@ -462,7 +493,8 @@ def _waves(shape, tilt, amp, bundle, ell, rbead, wavelength, nb, pq, a):
         w_i = ell[i] * a / norm[i]
         gamma[sel] = -2 * np.pi * float(e[m]) / w_i
     k = 2 * np.pi * waves / ell[bundle]
-    amp_f = np.where(plain, amp[bundle], np.tan(tilt) / k)
+    amp_f = np.where(plain, amp[bundle], np.where(shape == 3, np.tan(tilt) * (2 * np.pi / k) * coil_rho,
+                                                  np.tan(tilt) / k))
     return waves, amp_f, k, gamma, squeeze
 
 
@@ -527,6 +559,99 @@ def watson_tilts(odi: float, n: int, rng: np.random.Generator, max_tilt: float =
     return np.arccos(np.sqrt(np.clip(x, 0, 1))), {"kappa": float(kappa), "kappa_cut": float(kc),
                                                    "max_tilt": float(max_tilt), "share_cut": float(share),
                                                    "mean_cos2": float(target)}
+
+
+def _bingham_pairs(value, nb: int) -> np.ndarray:
+    """(nb, 2) (kappa, beta) per bundle from None, one pair or one pair per bundle (zeros: none)."""
+    if value is None:
+        return np.zeros((nb, 2))
+    v = np.asarray(value, dtype=float)
+    if v.shape == (2,):
+        v = np.broadcast_to(v, (nb, 2))
+    elif v.shape == (2 * nb,):  # pairs one after the other (a config file's flat list)
+        v = v.reshape(nb, 2)
+    if v.shape != (nb, 2) or not np.all(np.isfinite(v)):
+        raise ValueError(f"bingham must be one (kappa, beta) pair or one per bundle ({nb}), got {value!r}")
+    for kappa, beta in v:
+        if (kappa or beta) and not (kappa > 0 and 0 <= beta <= kappa):
+            raise ValueError(f"bingham (kappa, beta) needs kappa > 0 and 0 <= beta <= kappa (beta = 0 is Watson), "
+                             f"got ({kappa:g}, {beta:g})")
+    return v.astype(float)
+
+
+def bingham_tilts(kappa: float, beta: float, n: int, rng: np.random.Generator, max_tilt: float = 75.0):
+    """Pitch angles of ``n`` coils whose tangents, weighted by volume, sample a Bingham distribution.
+
+    The density exp(kappa (mu . n)^2 + beta (e . n)^2), in the polar angle theta from mu and the azimuth phi
+    from e, is exp(kappa cos^2 theta) exp(beta sin^2 theta cos^2 phi). A coil of constant pitch angle theta whose
+    azimuth passes each phi at a pace inversely proportional to exp(beta sin^2 theta cos^2 phi) (it lingers where
+    the law is dense) samples that conditional law exactly over each turn; its volume is proportional to
+    1 / cos(theta), so x = cos^2 theta is drawn from exp(kappa x) g(x), g(x) = exp(a) I0(a) with
+    a = beta (1 - x) / 2 (the azimuthal integral), cut at ``max_tilt``. With beta = 0 this is
+    :func:`watson_tilts`' law without its kappa adjustment.
+
+    Parameters
+    ----------
+    kappa, beta : float
+        Concentrations, kappa > 0, 0 <= beta <= kappa.
+    n : int
+        Number of coils.
+    rng : numpy.random.Generator
+        Random stream.
+    max_tilt : float
+        Steepest pitch angle in degrees.
+
+    Returns
+    -------
+    tilts : numpy.ndarray
+        (n,) pitch angles in radians.
+    info : dict
+        ``kappa``, ``beta``, ``max_tilt`` (degrees), ``share_cut`` (of the uncut density beyond max_tilt),
+        ``odi`` (2 / pi arctan(1 / kappa)) and ``dispersion_anisotropy`` (2 / pi arctan(beta / kappa)).
+
+    Examples
+    --------
+    >>> import numpy as np, substrates
+    >>> tilts, info = substrates.bingham_tilts(8.0, 4.0, 500, np.random.default_rng(0))
+    >>> bool(np.degrees(tilts).max() <= 75), round(info["dispersion_anisotropy"], 3)
+    (True, 0.295)
+    """
+    from scipy.special import i0e
+    x = np.linspace(0.0, 1.0, 20001)
+    a = beta * (1 - x) / 2
+    dens = np.exp(kappa * (x - 1) + 2 * a) * i0e(a)  # exp(kappa x) exp(a) I0(a), scaled by exp(-kappa)
+    x0 = math.cos(math.radians(max_tilt))**2
+    keep = x >= x0
+    cdf = np.concatenate([[0.0], np.cumsum((dens[1:] + dens[:-1]) / 2 * np.diff(x) * keep[1:])])
+    u = rng.uniform(0, 1, n) * cdf[-1]
+    xs = np.interp(u, cdf, x)
+    y = np.sqrt(x)  # the ODF's mass in x is dens / sqrt(x) dx = 2 dens dy: integrate in y = sqrt(x)
+    m_all = np.trapezoid(dens, y)
+    m_cut = np.trapezoid(np.where(keep, dens, 0.0), y)
+    return np.arccos(np.sqrt(np.clip(xs, 0, 1))), {
+        "kappa": float(kappa), "beta": float(beta), "max_tilt": float(max_tilt),
+        "share_cut": float(1 - m_cut / m_all), "odi": float(2 / math.pi * math.atan(1 / kappa)),
+        "dispersion_anisotropy": float(2 / math.pi * math.atan(beta / kappa))}
+
+
+def _bingham_coil(theta: float, beta: float, grid: int = 4096) -> dict:
+    """One turn of a coil of pitch angle theta whose azimuth phi (from the in-plane normal) has the law
+    q(phi) proportional to exp(beta sin^2 theta cos^2 phi): on a grid of the turn fraction s, phi(s) (the
+    quantiles of q), the transverse path D(s) per unit turn length (the integral of (cos phi, sin phi), closed
+    and centred), its radius rho and the least density q_min (normalised over 2 pi)."""
+    phi = np.linspace(0.0, 2 * np.pi, grid + 1)
+    q = np.exp(beta * math.sin(theta)**2 * (np.cos(phi)**2 - 1))
+    q /= np.trapezoid(q, phi)
+    cdf = np.concatenate([[0.0], np.cumsum((q[1:] + q[:-1]) / 2 * np.diff(phi))])
+    cdf /= cdf[-1]
+    sgrid = np.linspace(0.0, 1.0, grid + 1)
+    ph = np.interp(sgrid, cdf, phi)
+    w = np.column_stack([np.cos(ph), np.sin(ph)])
+    D = np.vstack([[0.0, 0.0], np.cumsum((w[1:] + w[:-1]) / 2 * np.diff(sgrid)[:, None], axis=0)])
+    D -= sgrid[:, None] * D[-1]  # closes exactly (the drift is rounding: q is symmetric)
+    D -= D[:-1].mean(axis=0)
+    return {"s": sgrid, "phi": ph, "D": D, "rho": float(np.max(np.linalg.norm(D, axis=1))),
+            "qmin": float(q.min())}
 
 
 def watson_mean_cos2(kappa: float) -> float:
@@ -810,7 +935,8 @@ def _mesh(lines, tangents, profiles, r_in, r_out, myelin, period, box, nsides, t
     for rr in radii:  # components in face order: sheaths (depth 0), then axons (depth 1)
         for j, c in enumerate(lines):
             v, f = periodic_tube(c, tangents[j], area_preserving_radius(rr[j], nsides) * profiles[j],
-                                 period[bundle[j]], nsides, frame="transported" if shapes[j] == "helix" else "fixed")
+                                 period[bundle[j]], nsides,
+                                 frame="transported" if shapes[j] in ("helix", "coil") else "fixed")
             verts.append(v)
             faces.append(f + nv)
             nv += len(v)
