@@ -7,8 +7,8 @@ Run: ``python benchmarks/bench_crossing.py [--fibres 500] [--walkers 20000] [--s
 * reach: for each crossing angle (90, 60, 45, 30 degrees; three bundles at 60) and undulation amplitude (0,
   0.25, 0.5 um at a quarter-period wavelength), the highest ICVF of the sheets that packs (tried from 0.80 down
   in steps of 0.02, --fibres fibres), the measured ODI of the bundles and the generation time;
-* dispersion: the same for requested dispersion, Watson (ODI 0.05, 0.1, 0.2: helices) and coherent bending
-  (15 and 30 degrees), at 90 and 45 degrees and for three bundles at 60, with the ODI measured on the geometry;
+* dispersion: the same for requested dispersion, Watson (ODI 0.05, 0.1, 0.2: helices), Bingham (kappa 6,
+  beta 2: coils) and coherent bending (15 and 30 degrees), at 90 and 45 degrees and for three bundles at 60, with the ODI measured on the geometry;
 * representation: 200 fibres crossing at 90 degrees (ICVF 0.6) as a mesh and as a sphere union, walkers inside
   the fibres, one thread (serial builds), whole ``simulate()`` call per CPU-second, and its ratio to the
   reference loop of ``bench_walker.py`` run in the same process.
@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
     if "dispersion" in parts:
         dgeoms = [(0, 90)] if a.quick else [(0, 90), (0, 45), (0, 60, 120)]
         shapes = [{"bend": 30.0}, {"odi": 0.1}] if a.quick else \
-            [{"bend": 15.0}, {"bend": 30.0}, {"odi": 0.05}, {"odi": 0.1}, {"odi": 0.2}]
+            [{"bend": 15.0}, {"bend": 30.0}, {"odi": 0.05}, {"odi": 0.1}, {"odi": 0.2}, {"bingham": (6.0, 2.0)}]
         print(f"\nICVF reached with dispersion ({n_fib} fibres; Watson: helices, max tilt 75 deg; bend: coherent)")
         print(f"{'angles':>14} {'dispersion':>11} {'icvf':>5} {'icvf mesh':>9} {'ODI meas.':>9} {'faces':>9} "
               f"{'gen s':>6}")
@@ -92,12 +92,12 @@ def main(argv=None) -> dict:
             for shape in shapes:
                 (key, val), = shape.items()
                 icvf, sub, secs = reach(g, 0.0, n_fib, **shape)
-                label = f"{key} {val:g}"
+                label = f"{key} {val:g}" if np.ndim(val) == 0 else f"{key} {tuple(float(v) for v in val)}"
                 if sub is None:
                     print(f"{str(g):>14} {label:>11}   none")
                     continue
                 t = sub.truth
-                row = {"angles": list(g), key: val, "icvf_sheets": icvf, "icvf_mesh": t["icvf_mesh"],
+                row = {"angles": list(g), key: val if np.ndim(val) == 0 else list(val), "icvf_sheets": icvf, "icvf_mesh": t["icvf_mesh"],
                        "odi": [b["odi"] for b in t["bundles"]], "faces": int(len(sub.faces)), "generation_s": secs}
                 out["dispersion"].append(row)
                 print(f"{str(g):>14} {label:>11} {icvf:5.2f} {t['icvf_mesh']:9.4f} {np.mean(row['odi']):9.3f} "
