@@ -97,8 +97,9 @@ def main(argv=None) -> dict:
                     print(f"{str(g):>14} {label:>11}   none")
                     continue
                 t = sub.truth
-                row = {"angles": list(g), key: val if np.ndim(val) == 0 else list(val), "icvf_sheets": icvf, "icvf_mesh": t["icvf_mesh"],
-                       "odi": [b["odi"] for b in t["bundles"]], "faces": int(len(sub.faces)), "generation_s": secs}
+                row = {"angles": list(g), key: val if np.ndim(val) == 0 else list(val), "icvf_sheets": icvf,
+                       "icvf_mesh": t["icvf_mesh"], "odi": [b["odi"] for b in t["bundles"]],
+                       "faces": int(len(sub.faces)), "generation_s": secs}
                 out["dispersion"].append(row)
                 print(f"{str(g):>14} {label:>11} {icvf:5.2f} {t['icvf_mesh']:9.4f} {np.mean(row['odi']):9.3f} "
                       f"{len(sub.faces):9d} {secs:6.1f}")
