@@ -317,3 +317,24 @@ def test_signals_per_bundle_along_and_across_the_fibres():
     # the other bundle runs perpendicular to the gradient: its water is held within ~1 um radii
     assert np.all(res.group_signals["intra.bundle_1"] > 0.9)
     assert res.escapes == 0
+
+
+def test_new_crossing_inputs_are_refused_with_their_names():
+    """Every input this family gained names itself when it is wrong."""
+    bad = [({"odi": 0.1, "max_tilt": 90}, "max_tilt"), ({"bead_amplitude": 5.0}, "bead_amplitude"),
+           ({"bead_amplitude": 0.5, "bead_spacing": -1e-6}, "bead_spacing"),
+           ({"glia": -1, "representation": "union"}, "glia"),
+           ({"glia": 2, "glia_radius": -1e-6, "representation": "union"}, "glia_radius"),
+           ({"bingham": (6.0, 1.0, 2.0)}, "bingham"), ({"bend": -5}, "bend")]
+    for kw, name in bad:
+        with pytest.raises(ValueError, match=name):
+            substrates.crossing_bundles(n_fibres=40, icvf=0.3, **kw)
+    fibres = substrates.sphere_chain_axons(n_axons=4, mean_radius=1e-6, icvf=0.08, seed=0)
+    with pytest.raises(TypeError, match="SphereUnion"):
+        substrates.add_sphere_clusters(substrates.cylinder(1e-6), 1)
+    with pytest.raises(ValueError, match="process_radius"):
+        substrates.add_sphere_clusters(fibres, 1, soma_radius=1e-6, process_radius=2e-6)
+    with pytest.raises(ValueError, match="smaller than the box"):
+        substrates.add_sphere_clusters(fibres, 1, soma_radius=4e-6)
+    with pytest.raises(ValueError, match="relaxivity"):
+        substrates.sphere_union(fibres.centers, fibres.radii, fibres.box, relaxivity=[1e-6, 2e-6])

@@ -236,7 +236,7 @@ def walker_function():
                     px, py, pz, rx, ry, rz = move(px, py, pz, rx, ry, rz, dx, dy, dz, e)
                     left -= e
                     log_weight += keep_in[0]
-                    if permeable and p_in[0] > 0.0:
+                    if p_in[0] > 0.0:
                         uu, s0, s1 = next_uniform(s0, s1)
                         if uu < p_in[0]:  # into the union: same direction, the rest rescaled to its D
                             n_tr += 1
@@ -261,7 +261,7 @@ def walker_function():
                     nx, ny, nz, nn, dn = _normal(px, py, pz, dx, dy, dz, img_c[q, 0], img_c[q, 1], img_c[q, 2])
                     if dn > 0.0:  # moving out through this sphere: a wall hit
                         log_weight += keep_out[0]
-                        if permeable and p_out[0] > 0.0:
+                        if p_out[0] > 0.0:
                             uu, s0, s1 = next_uniform(s0, s1)
                             if uu < p_out[0]:  # out of the union: same direction, the rest rescaled to its D
                                 n_tr += 1
