@@ -97,7 +97,10 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
         with its own phase and plane, which disperses the bundle (the measured ODI is in the ground truth).
     wavelength : float, optional
         Undulation wavelength in m (rounded so that a whole number of waves fits the fibre; default a
-        quarter of the fibre's period).
+        quarter of the fibre's period). With ``odi`` or ``bingham``, the length of a helix turn along the axis
+        (default the shortest the bend limit allows, a few radii; whole turns no shorter than asked, one per
+        fibre period at most): longer turns keep a fibre straight over a longer diffusion path, at the cost
+        of wider helices and a lower reachable fraction.
     seed : int
         Seed of radii, g-ratios, phases and packings.
     resolution : float
@@ -322,7 +325,11 @@ def crossing_bundles(angles=None, n_fibres: int = 200, mean_radius=1e-6, icvf=0.
                              f"mesh error, beads, undulation or dispersion, gap) to cover {cover:.3f} of the sheet; "
                              f"at most {MAX_SHEET_FRACTION} can be packed, so ask for icvf <= {best:.3f}"
                              + (" (or a larger g_ratio)" if g_ratio is not None else "")
-                             + (" (or fewer or smaller glia)" if len(mine) else ""))
+                             + (" (or fewer or smaller glia)" if len(mine) else "")
+                             + ("; dispersed fibres' helices widen with their turns, and lowering icvf widens the "
+                                "box and the turns with it: give a shorter wavelength"
+                                if wavelength is not None and np.any(waves[part] == 1) and np.any(shape[part] % 2)
+                                else ""))
         try:
             c = pack_strip(feet, w[i] * squeeze[i], h, seed=seed + 101 * len(heights), min_gap=gap)
         except ValueError as exc:
@@ -460,7 +467,9 @@ def _waves(shape, tilt, amp, bundle, ell, rbead, wavelength, nb, pq, a, coil_rho
     plain = shape == 0
     waves[plain] = np.maximum(1, np.round(ell[bundle][plain] / lam[plain])).astype(int)
     helix = (shape == 1) | (shape == 3)
-    waves[helix] = np.floor(ell[bundle][helix] / (lam_helix[helix] if lam_user is None else lam_user)).astype(int)
+    # whole turns no shorter than asked; a turn longer than the fibre's period becomes one turn per period
+    waves[helix] = np.maximum(1, np.floor(ell[bundle][helix] / (lam_helix[helix] if lam_user is None else lam_user))
+                              ).astype(int)
     # a bent sheet: its fibres' periodic images beside them in the sheet (a lattice vector L, n . L = w) are
     # shifted along the fibre by u . L, so their phase lags k u . L; a phase that grows across the sheet,
     # gamma s, takes the lag up (gamma w = -k u . L mod 2 pi) at the cost of neighbours a little out of step:

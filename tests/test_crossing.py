@@ -218,6 +218,24 @@ def test_bent_bundles_cross_at_tissue_density_and_disperse_in_their_plane():
         substrates.crossing_bundles(n_fibres=60, icvf=0.5, bend=30, wavelength=1e-6)
 
 
+def test_helix_turns_follow_the_wavelength_and_too_long_a_turn_is_refused_by_name():
+    """Watson helices with ``wavelength``: whole turns no shorter than asked (the axial length of a turn is
+    2 pi A / tan(theta)). A turn as long as the fibre's period widens the helices with the box, so no icvf
+    fits: refused with the advice to shorten the wavelength (it made zero turns and NaN radii before)."""
+    lam = 15e-6
+    sub = substrates.crossing_bundles(angles=(0,), n_fibres=20, icvf=0.01, odi=0.2, mean_radius=0.5e-6,
+                                      wavelength=lam, seed=3, resolution=0.05)
+    T = sub.truth
+    th, A = np.radians(T["fibre_tilts"]), np.asarray(T["fibre_amplitudes"])
+    turn = 2 * np.pi * A / np.tan(th)
+    period = T["bundles"][0]["fibre_period"]
+    assert np.all(turn >= lam * (1 - 1e-9)) and np.all(turn < 2 * lam)
+    assert np.allclose(period / turn, np.round(period / turn), atol=1e-6)       # whole turns per period
+    with pytest.raises(ValueError, match="give a shorter wavelength"):
+        substrates.crossing_bundles(angles=(0,), n_fibres=20, icvf=0.01, odi=0.2, mean_radius=0.5e-6,
+                                    wavelength=1e-3, seed=3, resolution=0.05)
+
+
 def test_beaded_crossing_holds_the_volume_of_its_beads():
     """Periodic beads (swelling 0.5) along crossing fibres: each tube's mesh volume is pi r^2 l ((1 + a/2)^2 +
     a^2 / 8), the mean of the squared radius profile, within the mesh's resolution; no beads with myelin."""
