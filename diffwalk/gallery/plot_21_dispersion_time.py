@@ -136,7 +136,7 @@ BATCHES = 8                              # independent runs per case: the fitted
 runs = {}
 for name, sub in [("15 µm turns", long_turns), ("tight turns", tight)]:
     for i, Delta in enumerate(times):
-        n_steps = int(round(Delta / DELTA_PULSE + 1)) * 13   # steps of 7.7 µs (0.3 µm): 13 per pulse, edges on steps
+        n_steps = round(Delta / DELTA_PULSE + 1) * 13   # steps of 7.7 µs (0.3 µm): 13 per pulse, edges on steps
         batch = []
         for k in range(BATCHES):
             with warnings.catch_warnings():
@@ -253,7 +253,13 @@ shown = np.sort(np.asarray(long_turns.truth["fibre_tilts"])[np.argsort(long_turn
 ax.set(xlabel="x (µm)", ylabel="along the bundle, z (µm)", aspect="equal",
        title=f"fibre centre lines (pitch angles {shown[0]:.0f}, {shown[1]:.0f}, {shown[2]:.0f}°)")
 ax.legend(loc="upper center", fontsize="small")
-ell = lambda t: np.sqrt(2 * D0 * np.asarray(t)) * 1e6       # noqa: E731  (diffusion length along a fibre, µm)
+
+
+def ell(t):
+    """The diffusion length along a fibre in µm."""
+    return np.sqrt(2 * D0 * np.asarray(t)) * 1e6
+
+
 bx.plot(ell(t_dense), odi_exact, "-", color="#2166ac", label="15 µm turns: exact helix signal")
 for name, col in [("15 µm turns", "#2166ac"), ("tight turns", "#b2182b")]:
     y = np.array([fitted[name, t] for t in times])
