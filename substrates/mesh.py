@@ -479,11 +479,18 @@ def _weld(v: np.ndarray, box: np.ndarray, tol: float) -> np.ndarray:
     return unique_rows(key)[0]
 
 
-def _edge_report(f_ids: np.ndarray):
-    """Directed-edge counts of a triangle list over welded vertex ids."""
+def _edges(f_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Directed half-edges (3F, 2) of a triangle list over welded vertex ids, their undirected edge ids and the
+    edges' counts (computed once, shared by the edge report and the components: the sort of the million
+    edges of a large mesh is most of their cost)."""
     e = np.concatenate([f_ids[:, [0, 1]], f_ids[:, [1, 2]], f_ids[:, [2, 0]]])
-    und = np.sort(e, axis=1)
-    inv, cnt = unique_rows(und)
+    inv, cnt = unique_rows(np.sort(e, axis=1))
+    return e, inv, cnt
+
+
+def _edge_report(f_ids: np.ndarray, edges=None):
+    """Directed-edge counts of a triangle list over welded vertex ids (``edges``: its :func:`_edges`)."""
+    e, inv, cnt = _edges(f_ids) if edges is None else edges
     forward = (e[:, 0] < e[:, 1]).astype(np.int64)
     fw = np.bincount(inv, weights=forward, minlength=len(cnt))
     open_edges = int(np.sum(cnt == 1))
@@ -492,12 +499,10 @@ def _edge_report(f_ids: np.ndarray):
     return open_edges, nonmanifold, bad_winding
 
 
-def _components(f_ids: np.ndarray, nv: int) -> tuple[int, np.ndarray]:
-    """Connected components of faces that share an edge."""
+def _components(f_ids: np.ndarray, nv: int, edges=None) -> tuple[int, np.ndarray]:
+    """Connected components of faces that share an edge (``edges``: the faces' :func:`_edges`)."""
     F = len(f_ids)
-    e = np.concatenate([f_ids[:, [0, 1]], f_ids[:, [1, 2]], f_ids[:, [2, 0]]])
-    und = np.sort(e, axis=1)
-    inv = unique_rows(und)[0]
+    inv = (_edges(f_ids) if edges is None else edges)[1]
     face = np.tile(np.arange(F), 3)
     order = np.argsort(inv, kind="stable")
     inv_s, face_s = inv[order], face[order]
@@ -518,8 +523,12 @@ def _component_volumes(v: np.ndarray, f: np.ndarray, comp: np.ndarray, C: int):
 
 
 def _build_mesh_grid(v: np.ndarray, f: np.ndarray, comp: np.ndarray, box: np.ndarray,
-                     cell_size: float | None = None) -> MeshGrid:
-    """Triangle images of every component copy that meets the box, and the grids over them."""
+                     cell_size: float | None = None, return_images: bool = False):
+    """Triangle images of every component copy that meets the box, and the grids over them.
+
+    With ``return_images``, also the (Q, 3, 3) vertices of the triangle images (:func:`image_vertices`) and
+    their (Q, 3) bounding boxes, which the checks that follow reuse rather than gather again.
+    """
     per = np.isfinite(box)
     Lb = np.where(per, box, 0.0)
     C = int(comp.max()) + 1 if len(comp) else 0
@@ -549,9 +558,7 @@ def _build_mesh_grid(v: np.ndarray, f: np.ndarray, comp: np.ndarray, box: np.nda
     tri = np.ascontiguousarray(np.concatenate(rows)) if rows else np.zeros((0, 13))
     tcomp = np.concatenate(rc).astype(np.int64)
     tface = np.concatenate(rf).astype(np.int64)
-    img_vertices = image_vertices(v, f, tface, tri)
-    lo_t = img_vertices.min(axis=1)
-    hi_t = img_vertices.max(axis=1)
+    img_vertices, lo_t, hi_t = _image_vertices_bounds(v, f, tface, tri)
     lo = np.where(per, 0.0, lo_t.min(axis=0))
     ext = np.where(per, Lb, hi_t.max(axis=0) - lo_t.min(axis=0))
     pad_ext = 1e-6 * float(ext.max())
@@ -570,8 +577,9 @@ def _build_mesh_grid(v: np.ndarray, f: np.ndarray, comp: np.ndarray, box: np.nda
     start, items = build_grid(tri, lo_t, hi_t, lo, h, n, pad)
     cst, cit = build_columns(lo_t, hi_t, tcomp, lo, h, n, pad)
     clear = _clearance(start, n, h, per, pad)
-    return MeshGrid(tri, tcomp, tface, np.asarray(starts, dtype=np.int64), lo, h, n, Lb, start, items, cst, cit,
+    grid = MeshGrid(tri, tcomp, tface, np.asarray(starts, dtype=np.int64), lo, h, n, Lb, start, items, cst, cit,
                     clear)
+    return (grid, (img_vertices, lo_t, hi_t)) if return_images else grid
 
 
 def _clearance(start: np.ndarray, n: np.ndarray, h: np.ndarray, per: np.ndarray, pad: float,
@@ -600,8 +608,35 @@ def _clearance(start: np.ndarray, n: np.ndarray, h: np.ndarray, per: np.ndarray,
 
 def image_vertices(v: np.ndarray, f: np.ndarray, tface: np.ndarray, tri: np.ndarray) -> np.ndarray:
     """(Q, 3, 3) vertices of each triangle image (the face's vertices shifted like its v0)."""
-    shift = tri[:, 0:3] - v[f[tface, 0]]
-    return v[f[tface]] + shift[:, None, :]
+    return _image_vertices_bounds(v, f, tface, tri)[0]
+
+
+@njit(cache=True)
+def _image_vertices_bounds(v, f, tface, tri):
+    """:func:`image_vertices` and each image's bounding box (lo, hi: (Q, 3)) in one pass.
+
+    The same arithmetic as ``v[f[tface]] + (tri[:, 0:3] - v[f[tface, 0]])[:, None]``, so the same bits; one
+    pass instead of numpy's gathers and its reductions over the middle axis (the slowest part of building a
+    multi-million-face grid)."""
+    Q = tface.shape[0]
+    img = np.empty((Q, 3, 3))
+    lo = np.empty((Q, 3))
+    hi = np.empty((Q, 3))
+    for q in range(Q):
+        fq = tface[q]
+        i0 = f[fq, 0]
+        for a in range(3):
+            sh = tri[q, a] - v[i0, a]
+            m0 = np.inf
+            m1 = -np.inf
+            for k in range(3):
+                x = v[f[fq, k], a] + sh
+                img[q, k, a] = x
+                m0 = min(m0, x)
+                m1 = max(m1, x)
+            lo[q, a] = m0
+            hi[q, a] = m1
+    return img, lo, hi
 
 
 @njit(cache=True)
@@ -687,19 +722,24 @@ def _inside_component(tri, a, b, px, py, pz):
     return -2
 
 
-def _nesting(v, f, comp, C, g: MeshGrid):
-    """Depth and parent of each component, from one point just inside each."""
+def _nesting(v, f, comp, C, g: MeshGrid, bounds=None):
+    """Depth and parent of each component, from one point just inside each (``bounds``: the (lo, hi) boxes
+    of the grid's triangle images, when already at hand)."""
     # a point just inside each component: a face centroid moved inwards by a tiny fraction of its size
     depth = np.zeros(C, dtype=np.int64)
     parent = np.full(C, -1, dtype=np.int64)
     if C < 2:
         return depth, parent
     contains = []
-    img = image_vertices(v, f, g.face, g.tri)
-    lo_img = np.array([img[a:b].min(axis=(0, 1)) if b > a else np.full(3, np.inf)
-                       for a, b in zip(g.comp_start[:-1], g.comp_start[1:])])
-    hi_img = np.array([img[a:b].max(axis=(0, 1)) if b > a else np.full(3, -np.inf)
-                       for a, b in zip(g.comp_start[:-1], g.comp_start[1:])])
+    lo_t, hi_t = _image_vertices_bounds(v, f, g.face, g.tri)[1:] if bounds is None else bounds
+    # each component's images' box (segments of the component-sorted images; an empty one stays infinite)
+    lo_img = np.full((C, 3), np.inf)
+    hi_img = np.full((C, 3), -np.inf)
+    cs = np.asarray(g.comp_start)
+    full = np.nonzero(cs[1:] > cs[:-1])[0]
+    if len(full):
+        lo_img[full] = np.minimum.reduceat(lo_t, cs[full], axis=0)
+        hi_img[full] = np.maximum.reduceat(hi_t, cs[full], axis=0)
     first = np.array([np.flatnonzero(comp == c)[0] for c in range(C)])
     for c in range(C):
         q = first[c]
@@ -817,7 +857,8 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
         notes += more
         ids = _weld(v, box, tol)
         fid = ids[f]
-    open_e, nonman, wind = _edge_report(fid)
+    edges = _edges(fid)
+    open_e, nonman, wind = _edge_report(fid, edges)
     if nonman:
         raise MeshError(f"the mesh is not manifold: {nonman} edges are shared by more than two faces "
                         "(touching or merged bodies); separate the bodies or remesh")
@@ -835,12 +876,15 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
                                                                                   "networkx)" if open_e else ""))
         v, f, more = _repair_topology(v, f, fid, box, open_e)
         notes += more
-        fid = _weld(v, box, tol)[f]
-        open_e, nonman, wind = _edge_report(fid)
+        ids = _weld(v, box, tol)
+        fid = ids[f]
+        edges = _edges(fid)
+        open_e, nonman, wind = _edge_report(fid, edges)
         if open_e or nonman or wind:
             raise MeshError(f"repair failed: still {open_e} open, {nonman} non-manifold and {wind} inconsistent "
                             "edges")
-    C, comp = _components(fid, int(ids.max()) + 1)
+    C, comp = _components(fid, int(ids.max()) + 1, edges)
+    del edges
     comp = comp.astype(np.int64)
     _check_fits_box(v, f, comp, C, box)
     _check_glue(v, f, comp, box, tol)
@@ -857,16 +901,16 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     tiny = vol <= 1e-12 * float(np.max(vol))
     if np.any(tiny):
         raise MeshError(f"{int(tiny.sum())} components enclose no volume (flat or self-cancelling surfaces)")
-    g = _build_mesh_grid(v, f, comp, box)
+    g, images = _build_mesh_grid(v, f, comp, box, return_images=True)
     if check_self_intersections:
-        vid = _weld(v, box, tol)[f[g.face]]
-        n_x = _self_intersections(g.tri, image_vertices(v, f, g.face, g.tri), vid, g.lo, g.h, g.n, g.start,
-                                  g.items, 1000)
+        vid = ids[f[g.face]]  # ids weld v as it is now (repairs above re-weld; flips change only f)
+        n_x = _self_intersections(g.tri, images[0], vid, g.lo, g.h, g.n, g.start, g.items, 1000)
         if n_x:
             raise MeshError(f"faces intersect ({n_x}{'+' if n_x >= 1000 else ''} edge-face crossings): the mesh "
                             "self-intersects or two components overlap (periodic images included); impermeable "
                             "walls must not cross. Repair it in a mesh tool, or shrink/move the bodies")
-    depth, parent = _nesting(v, f, comp, C, g)
+    depth, parent = _nesting(v, f, comp, C, g, images[1:])
+    del images
     if np.all(np.isfinite(box)):
         used = float(np.sum(vol[depth == 0]))
         if used >= np.prod(box) * (1 - 1e-9):
@@ -1096,12 +1140,11 @@ def _check_glue(v, f, comp, box, tol) -> None:
     if not np.isfinite(box[0]):
         return
     ids = unique_rows(np.round(v / tol).astype(np.int64))[0]
-    open_e, _, _ = _edge_report(ids[f])
+    edges = _edges(ids[f])
+    open_e, _, _ = _edge_report(ids[f], edges)
     if open_e == 0:
         return
-    e = np.concatenate([ids[f][:, [0, 1]], ids[f][:, [1, 2]], ids[f][:, [2, 0]]])
-    und = np.sort(e, axis=1)
-    inv, cnt = unique_rows(und)
+    _, inv, cnt = edges
     lone = cnt[inv] == 1
     vert = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])[lone]
     x = v[vert, 0]

@@ -113,6 +113,11 @@ def build_columns(lo_t: np.ndarray, hi_t: np.ndarray, comp: np.ndarray, lo: np.n
     k1 = np.clip(np.floor((hi_t[:, 2] + pad - lo[2]) / h[2]).astype(np.int64), 0, n[2] - 1)
     # a face whose y or z range misses the grid entirely is clipped onto an edge column; harmless (parity is
     # decided by geometry, the column only narrows the search)
+    ncol = int(n[1] * n[2])
+    if len(comp) < 2 or np.all(comp[1:] >= comp[:-1]):
+        # images come grouped by component and q runs in order: a stable counting sort by column gives the
+        # (column, component, q) order in two passes, without expanding and sorting every (image, column) pair
+        return _columns_by_count(j0, j1, k0, k1, int(n[2]), ncol)
     nj = j1 - j0 + 1
     nk = k1 - k0 + 1
     reps = nj * nk
@@ -123,10 +128,30 @@ def build_columns(lo_t: np.ndarray, hi_t: np.ndarray, comp: np.ndarray, lo: np.n
     col = jj * n[2] + kk
     order = np.lexsort((q, comp[q], col))
     col, q = col[order], q[order]
-    ncol = int(n[1] * n[2])
     start = np.zeros(ncol + 1, dtype=np.int64)
     np.add.at(start, col + 1, 1)
     return np.cumsum(start), q.astype(np.int64)
+
+
+@njit(cache=True)
+def _columns_by_count(j0, j1, k0, k1, n2, ncol):
+    """Column starts and images, each image listed in the (y, z) columns of its ranges, in image order."""
+    start = np.zeros(ncol + 1, dtype=np.int64)
+    for q in range(j0.shape[0]):
+        for j in range(j0[q], j1[q] + 1):
+            for k in range(k0[q], k1[q] + 1):
+                start[j * n2 + k + 1] += 1
+    for c in range(ncol):
+        start[c + 1] += start[c]
+    fill = start[:-1].copy()
+    out = np.empty(start[ncol], dtype=np.int64)
+    for q in range(j0.shape[0]):
+        for j in range(j0[q], j1[q] + 1):
+            for k in range(k0[q], k1[q] + 1):
+                c = j * n2 + k
+                out[fill[c]] = q
+                fill[c] += 1
+    return start, out
 
 
 @njit(inline="always")

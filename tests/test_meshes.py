@@ -441,3 +441,26 @@ def test_plot_substrate_draws_every_kind(tmp_path):
         fig = su.plot_substrate(sub)
         fig.savefig(str(tmp_path / "x.png"))
         plt.close(fig)
+
+
+def test_grid_columns_and_image_vertices_match_their_plain_numpy_definitions():
+    """The one-pass (numba) image vertices and the counting-sort columns give the bits of the numpy
+    definitions they replaced: images v[f] shifted like their v0, and columns ordered by (column, component,
+    image) after expanding every image over its (y, z) range."""
+    from substrates.meshgrid import build_columns
+    sub = su.crossing_bundles(angles=(0, 90), n_fibres=40, icvf=0.6, seed=1, resolution=0.05)
+    g = sub.grid
+    img = su.mesh.image_vertices(sub.vertices, sub.faces, g.face, g.tri)
+    shift = g.tri[:, 0:3] - sub.vertices[sub.faces[g.face, 0]]
+    assert np.array_equal(img, sub.vertices[sub.faces[g.face]] + shift[:, None, :])
+    lo_t, hi_t, pad, n = img.min(axis=1), img.max(axis=1), 1e-6 * float(g.h.min()), g.n
+    start, items = build_columns(lo_t, hi_t, g.comp, g.lo, g.h, n, pad)
+    r = [np.clip(np.floor((b - s * pad - g.lo[a]) / g.h[a]).astype(np.int64), 0, n[a] - 1)
+         for a in (1, 2) for b, s in ((lo_t[:, a], 1), (hi_t[:, a], -1))]
+    j0, j1, k0, k1 = r
+    pairs = [(j * n[2] + k, int(g.comp[q]), q) for q in range(len(lo_t))
+             for j in range(j0[q], j1[q] + 1) for k in range(k0[q], k1[q] + 1)]
+    pairs.sort()
+    assert np.array_equal(items, [p[2] for p in pairs])
+    assert np.array_equal(start, np.searchsorted([p[0] for p in pairs], np.arange(n[1] * n[2] + 1)))
+    assert np.array_equal(start, g.cstart) and np.array_equal(items, g.citems)    # what the substrate holds
