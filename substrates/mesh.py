@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -447,14 +447,20 @@ def unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inverse ids and counts of the rows of an integer array, ranked in lexicographic row order.
 
     The same ids and counts as ``np.unique(a, axis=0, return_inverse=True, return_counts=True)``, without its
-    sort of rows as opaque records (10-30x slower on the million-edge lists of a large mesh): rows of two
-    small non-negative columns are packed into one integer, others sorted with ``np.lexsort``.
+    sort of rows as opaque records (10-30x slower on the million-edge lists of a large mesh): rows whose
+    columns' ranges fit 62 bits together are packed into one integer, others sorted with ``np.lexsort``.
     """
     a = np.asarray(a)
     if a.shape[0] == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    if a.shape[1] == 2 and a.min() >= 0 and a.max() < 2**31:
-        key = a[:, 0].astype(np.int64) << 32 | a[:, 1].astype(np.int64)
+    lo_col, hi_col = a.min(axis=0).astype(np.int64), a.max(axis=0).astype(np.int64)
+    bits = [int(x).bit_length() for x in hi_col - lo_col]
+    if sum(bits) <= 62:
+        # offsets from each column's least value, the first column most significant: one integer per row in
+        # the same lexicographic order (edges with their component, welded vertex pairs)
+        key = np.zeros(len(a), dtype=np.int64)
+        for col, (b, m) in enumerate(zip(bits, lo_col)):
+            key = (key << b) | (a[:, col].astype(np.int64) - m)
         _, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
         return inv.ravel().astype(np.int64), cnt
     order = np.lexsort(a.T[::-1])
@@ -526,8 +532,8 @@ def _build_mesh_grid(v: np.ndarray, f: np.ndarray, comp: np.ndarray, box: np.nda
                      cell_size: float | None = None, return_images: bool = False):
     """Triangle images of every component copy that meets the box, and the grids over them.
 
-    With ``return_images``, also the (Q, 3, 3) vertices of the triangle images (:func:`image_vertices`) and
-    their (Q, 3) bounding boxes, which the checks that follow reuse rather than gather again.
+    With ``return_images``, also the triangle images' (Q, 3) bounding boxes (lo, hi), which the nesting check
+    reuses rather than gathers again.
     """
     per = np.isfinite(box)
     Lb = np.where(per, box, 0.0)
@@ -558,7 +564,7 @@ def _build_mesh_grid(v: np.ndarray, f: np.ndarray, comp: np.ndarray, box: np.nda
     tri = np.ascontiguousarray(np.concatenate(rows)) if rows else np.zeros((0, 13))
     tcomp = np.concatenate(rc).astype(np.int64)
     tface = np.concatenate(rf).astype(np.int64)
-    img_vertices, lo_t, hi_t = _image_vertices_bounds(v, f, tface, tri)
+    lo_t, hi_t = _image_bounds(v, f, tface, tri)
     lo = np.where(per, 0.0, lo_t.min(axis=0))
     ext = np.where(per, Lb, hi_t.max(axis=0) - lo_t.min(axis=0))
     pad_ext = 1e-6 * float(ext.max())
@@ -579,7 +585,7 @@ def _build_mesh_grid(v: np.ndarray, f: np.ndarray, comp: np.ndarray, box: np.nda
     clear = _clearance(start, n, h, per, pad)
     grid = MeshGrid(tri, tcomp, tface, np.asarray(starts, dtype=np.int64), lo, h, n, Lb, start, items, cst, cit,
                     clear)
-    return (grid, (img_vertices, lo_t, hi_t)) if return_images else grid
+    return (grid, (lo_t, hi_t)) if return_images else grid
 
 
 def _clearance(start: np.ndarray, n: np.ndarray, h: np.ndarray, per: np.ndarray, pad: float,
@@ -608,82 +614,105 @@ def _clearance(start: np.ndarray, n: np.ndarray, h: np.ndarray, per: np.ndarray,
 
 def image_vertices(v: np.ndarray, f: np.ndarray, tface: np.ndarray, tri: np.ndarray) -> np.ndarray:
     """(Q, 3, 3) vertices of each triangle image (the face's vertices shifted like its v0)."""
-    return _image_vertices_bounds(v, f, tface, tri)[0]
+    return _image_vertices(v, f, tface, tri)
 
 
 @njit(cache=True)
-def _image_vertices_bounds(v, f, tface, tri):
-    """:func:`image_vertices` and each image's bounding box (lo, hi: (Q, 3)) in one pass.
-
-    The same arithmetic as ``v[f[tface]] + (tri[:, 0:3] - v[f[tface, 0]])[:, None]``, so the same bits; one
-    pass instead of numpy's gathers and its reductions over the middle axis (the slowest part of building a
-    multi-million-face grid)."""
+def _image_bounds(v, f, tface, tri):
+    """(lo, hi): each triangle image's bounding box (Q, 3), the bits of :func:`image_vertices`' min and max."""
     Q = tface.shape[0]
-    img = np.empty((Q, 3, 3))
     lo = np.empty((Q, 3))
     hi = np.empty((Q, 3))
     for q in range(Q):
         fq = tface[q]
-        i0 = f[fq, 0]
+        p0 = f[fq, 0]
         for a in range(3):
-            sh = tri[q, a] - v[i0, a]
+            sh = tri[q, a] - v[p0, a]
             m0 = np.inf
             m1 = -np.inf
             for k in range(3):
                 x = v[f[fq, k], a] + sh
-                img[q, k, a] = x
                 m0 = min(m0, x)
                 m1 = max(m1, x)
             lo[q, a] = m0
             hi[q, a] = m1
-    return img, lo, hi
+    return lo, hi
 
 
 @njit(cache=True)
-def _self_intersections(tri, img_v, vid, lo, h, n, start, items, limit):
-    """Number of (edge, triangle) pairs where an edge of one face passes through another face it does not touch."""
+def _image_vertices(v, f, tface, tri):
+    """:func:`image_vertices` in one pass: the same arithmetic as ``v[f[tface]] + (tri[:, 0:3] -
+    v[f[tface, 0]])[:, None]``, so the same bits, without numpy's intermediate gathers."""
+    Q = tface.shape[0]
+    img = np.empty((Q, 3, 3))
+    for q in range(Q):
+        fq = tface[q]
+        p0 = f[fq, 0]
+        for a in range(3):
+            sh = tri[q, a] - v[p0, a]
+            for k in range(3):
+                img[q, k, a] = v[f[fq, k], a] + sh
+    return img
+
+
+@njit(cache=True, parallel=True)
+def _self_intersections(tri, v, f, tface, vid, lo, h, n, start, items, limit):
+    """Number of (edge, triangle) pairs where an edge of one face passes through another face it does not
+    touch, up to ``limit``. The image vertices are formed as :func:`image_vertices` forms them (same bits);
+    images are checked in parallel and their counts summed (an integer: the same for any thread count)."""
+    Q = tri.shape[0]
+    per_image = np.zeros(Q, dtype=np.int64)
+    for q in prange(Q):
+        per_image[q] = _image_crossings(tri, v, f, tface, vid, lo, h, n, start, items, q)
+    return min(int(per_image.sum()), limit)
+
+
+@njit(cache=True)
+def _image_crossings(tri, v, f, tface, vid, lo, h, n, start, items, q):
+    """Crossings of image q's three edges with the faces listed in the cells they pass."""
     found = 0
-    for q in range(tri.shape[0]):
-        for e in range(3):
-            ax, ay, az = img_v[q, e, 0], img_v[q, e, 1], img_v[q, e, 2]
-            bx, by, bz = img_v[q, (e + 1) % 3, 0], img_v[q, (e + 1) % 3, 1], img_v[q, (e + 1) % 3, 2]
-            i0 = max(int(math.floor((min(ax, bx) - lo[0]) / h[0])), 0)
-            i1 = min(int(math.floor((max(ax, bx) - lo[0]) / h[0])), n[0] - 1)
-            j0 = max(int(math.floor((min(ay, by) - lo[1]) / h[1])), 0)
-            j1 = min(int(math.floor((max(ay, by) - lo[1]) / h[1])), n[1] - 1)
-            k0 = max(int(math.floor((min(az, bz) - lo[2]) / h[2])), 0)
-            k1 = min(int(math.floor((max(az, bz) - lo[2]) / h[2])), n[2] - 1)
-            for i in range(i0, i1 + 1):
-                for j in range(j0, j1 + 1):
-                    for k in range(k0, k1 + 1):
-                        c = (i * n[1] + j) * n[2] + k
-                        for it in range(start[c], start[c + 1]):
-                            r = items[it]
-                            if r == q:
-                                continue
-                            shared = False
-                            for x in range(3):
-                                for y in range(3):
-                                    if vid[q, x] == vid[r, y]:
-                                        shared = True
-                            if shared:
-                                continue
-                            nx, ny, nz, off = tri[r, 3], tri[r, 4], tri[r, 5], tri[r, 12]
-                            sa = nx * ax + ny * ay + nz * az - off
-                            sb = nx * bx + ny * by + nz * bz - off
-                            if sa * sb > 0.0 or (sa == 0.0 and sb == 0.0):
-                                continue  # both ends on one side, or coplanar
-                            t = sa / (sa - sb)
-                            wx = ax + t * (bx - ax) - tri[r, 0]
-                            wy = ay + t * (by - ay) - tri[r, 1]
-                            wz = az + t * (bz - az) - tri[r, 2]
-                            u = wx * tri[r, 6] + wy * tri[r, 7] + wz * tri[r, 8]
-                            vv = wx * tri[r, 9] + wy * tri[r, 10] + wz * tri[r, 11]
-                            # inclusive: an edge through another face's edge or vertex is a crossing too
-                            if u >= -1e-9 and vv >= -1e-9 and u + vv <= 1.0 + 1e-9:
-                                found += 1
-                                if found >= limit:
-                                    return found
+    fq = tface[q]
+    p0 = f[fq, 0]
+    sx, sy, sz = tri[q, 0] - v[p0, 0], tri[q, 1] - v[p0, 1], tri[q, 2] - v[p0, 2]
+    for e in range(3):
+        pa, pb = f[fq, e], f[fq, (e + 1) % 3]
+        ax, ay, az = v[pa, 0] + sx, v[pa, 1] + sy, v[pa, 2] + sz
+        bx, by, bz = v[pb, 0] + sx, v[pb, 1] + sy, v[pb, 2] + sz
+        i0 = max(int(math.floor((min(ax, bx) - lo[0]) / h[0])), 0)
+        i1 = min(int(math.floor((max(ax, bx) - lo[0]) / h[0])), n[0] - 1)
+        j0 = max(int(math.floor((min(ay, by) - lo[1]) / h[1])), 0)
+        j1 = min(int(math.floor((max(ay, by) - lo[1]) / h[1])), n[1] - 1)
+        k0 = max(int(math.floor((min(az, bz) - lo[2]) / h[2])), 0)
+        k1 = min(int(math.floor((max(az, bz) - lo[2]) / h[2])), n[2] - 1)
+        for i in range(i0, i1 + 1):
+            for j in range(j0, j1 + 1):
+                for k in range(k0, k1 + 1):
+                    c = (i * n[1] + j) * n[2] + k
+                    for it in range(start[c], start[c + 1]):
+                        r = items[it]
+                        if r == q:
+                            continue
+                        shared = False
+                        for x in range(3):
+                            for y in range(3):
+                                if vid[q, x] == vid[r, y]:
+                                    shared = True
+                        if shared:
+                            continue
+                        nx, ny, nz, off = tri[r, 3], tri[r, 4], tri[r, 5], tri[r, 12]
+                        sa = nx * ax + ny * ay + nz * az - off
+                        sb = nx * bx + ny * by + nz * bz - off
+                        if sa * sb > 0.0 or (sa == 0.0 and sb == 0.0):
+                            continue  # both ends on one side, or coplanar
+                        t = sa / (sa - sb)
+                        wx = ax + t * (bx - ax) - tri[r, 0]
+                        wy = ay + t * (by - ay) - tri[r, 1]
+                        wz = az + t * (bz - az) - tri[r, 2]
+                        u = wx * tri[r, 6] + wy * tri[r, 7] + wz * tri[r, 8]
+                        vv = wx * tri[r, 9] + wy * tri[r, 10] + wz * tri[r, 11]
+                        # inclusive: an edge through another face's edge or vertex is a crossing too
+                        if u >= -1e-9 and vv >= -1e-9 and u + vv <= 1.0 + 1e-9:
+                            found += 1
     return found
 
 
@@ -731,7 +760,7 @@ def _nesting(v, f, comp, C, g: MeshGrid, bounds=None):
     if C < 2:
         return depth, parent
     contains = []
-    lo_t, hi_t = _image_vertices_bounds(v, f, g.face, g.tri)[1:] if bounds is None else bounds
+    lo_t, hi_t = _image_bounds(v, f, g.face, g.tri) if bounds is None else bounds
     # each component's images' box (segments of the component-sorted images; an empty one stays infinite)
     lo_img = np.full((C, 3), np.inf)
     hi_img = np.full((C, 3), -np.inf)
@@ -901,16 +930,16 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     tiny = vol <= 1e-12 * float(np.max(vol))
     if np.any(tiny):
         raise MeshError(f"{int(tiny.sum())} components enclose no volume (flat or self-cancelling surfaces)")
-    g, images = _build_mesh_grid(v, f, comp, box, return_images=True)
+    g, bounds = _build_mesh_grid(v, f, comp, box, return_images=True)
     if check_self_intersections:
         vid = ids[f[g.face]]  # ids weld v as it is now (repairs above re-weld; flips change only f)
-        n_x = _self_intersections(g.tri, images[0], vid, g.lo, g.h, g.n, g.start, g.items, 1000)
+        n_x = _self_intersections(g.tri, v, f, g.face, vid, g.lo, g.h, g.n, g.start, g.items, 1000)
         if n_x:
             raise MeshError(f"faces intersect ({n_x}{'+' if n_x >= 1000 else ''} edge-face crossings): the mesh "
                             "self-intersects or two components overlap (periodic images included); impermeable "
                             "walls must not cross. Repair it in a mesh tool, or shrink/move the bodies")
-    depth, parent = _nesting(v, f, comp, C, g, images[1:])
-    del images
+    depth, parent = _nesting(v, f, comp, C, g, bounds)
+    del bounds
     if np.all(np.isfinite(box)):
         used = float(np.sum(vol[depth == 0]))
         if used >= np.prod(box) * (1 - 1e-9):

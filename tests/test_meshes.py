@@ -464,3 +464,16 @@ def test_grid_columns_and_image_vertices_match_their_plain_numpy_definitions():
     assert np.array_equal(items, [p[2] for p in pairs])
     assert np.array_equal(start, np.searchsorted([p[0] for p in pairs], np.arange(n[1] * n[2] + 1)))
     assert np.array_equal(start, g.cstart) and np.array_equal(items, g.citems)    # what the substrate holds
+
+
+def test_unique_rows_ranks_rows_as_numpy_does_packed_or_not():
+    """unique_rows gives np.unique(axis=0)'s inverse and counts for rows that pack into one integer (small
+    ranges, negative values included) and for rows that do not (ranges past 62 bits together)."""
+    from substrates.mesh import unique_rows
+    rng = np.random.default_rng(3)
+    for rows in (rng.integers(-5, 6, size=(5000, 3)), rng.integers(0, 2**40, size=(3000, 2)) // 2**30,
+                 rng.integers(-2**40, 2**40, size=(3000, 3)) // 2**38, rng.integers(0, 2**40, size=(2000, 3))):
+        rows = np.vstack([rows, rows[::7]])                  # repeated rows
+        inv, cnt = unique_rows(rows)
+        _, inv_np, cnt_np = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+        assert np.array_equal(inv, inv_np.ravel()) and np.array_equal(cnt, cnt_np)
