@@ -88,7 +88,7 @@ def mean_se(x):
 
 # %%
 # What is exact: intra-axonal signals bundle by bundle, and free motion along straight fibres
-# ------------------------------------------------------------------------------------------
+# -------------------------------------------------------------------------------------------
 # Each bundle's tagged intra-axonal signal in the crossing is that of its own straight cylinders (volume-
 # weighted over its fibres' radii, along its own direction) whatever crosses it: walls are impermeable.
 # Reference: the cylinders' Gaussian-phase signals; allowance: their largest difference from the matrix
@@ -123,7 +123,7 @@ for name in ("A alone", "B alone"):
 
 # %%
 # The kernel read off the signal, and the Standard Model fitted to it
-# --------------------------------------------------------------------
+# -------------------------------------------------------------------
 # At each shell, the signal's coefficients of degree l (least squares on real harmonics to l = 8) are
 # projected on the measured ODF's: K_l(b) for l = 0, 2, 4 (9 numbers), to which the four kernel parameters
 # are fitted. The truth per bundle: f its intra-axonal fraction, D_a = D_e_par = D0, and D_e_perp the
