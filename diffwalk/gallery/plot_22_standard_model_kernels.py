@@ -43,7 +43,6 @@ import substrates
 import validation
 import walker
 from diffwalk.lessons import check_agreement, quick_mode
-from validation.matrix_formalism import mf_signal
 
 QUICK = quick_mode()                     # DIFFWALK_QUICK=1: fewer walkers, same physics
 D0 = 2e-9
@@ -109,7 +108,7 @@ for i, bun in enumerate(T["bundles"]):
     rmax = float(r_i.max())
     worst = np.argmax(np.abs(np.cross(g, n)).sum(1) * b) + 1                  # most restricted measurement
     one = sequences.pgse(5e-3, 25e-3, bvalues=[b[worst - 1]], directions=[g[worst - 1]])
-    gpd_err = abs(float(mf_signal(one, "cylinder", rmax, D0, axis=n)[0])
+    gpd_err = abs(float(validation.mf_signal(one, "cylinder", rmax, D0, axis=n)[0])
                   - float(cyl.signal(one, [[rmax, D0, theta, phi]])[0, 0]))
     mesh = np.abs(w @ cyl.signal(scheme, np.column_stack([r_i * (1 + T["mesh_radius_error"]), np.full(len(r_i), D0),
                                                            np.full(len(r_i), theta), np.full(len(r_i), phi)])) - ref)
