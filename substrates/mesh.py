@@ -529,10 +529,10 @@ def _component_volumes(v: np.ndarray, f: np.ndarray, comp: np.ndarray, C: int):
 
 
 def _build_mesh_grid(v: np.ndarray, f: np.ndarray, comp: np.ndarray, box: np.ndarray,
-                     cell_size: float | None = None, return_images: bool = False):
+                     cell_size: float | None = None, return_bounds: bool = False):
     """Triangle images of every component copy that meets the box, and the grids over them.
 
-    With ``return_images``, also the triangle images' (Q, 3) bounding boxes (lo, hi), which the nesting check
+    With ``return_bounds``, also the triangle images' (Q, 3) bounding boxes (lo, hi), which the nesting check
     reuses rather than gathers again.
     """
     per = np.isfinite(box)
@@ -585,7 +585,7 @@ def _build_mesh_grid(v: np.ndarray, f: np.ndarray, comp: np.ndarray, box: np.nda
     clear = _clearance(start, n, h, per, pad)
     grid = MeshGrid(tri, tcomp, tface, np.asarray(starts, dtype=np.int64), lo, h, n, Lb, start, items, cst, cit,
                     clear)
-    return (grid, (lo_t, hi_t)) if return_images else grid
+    return (grid, (lo_t, hi_t)) if return_bounds else grid
 
 
 def _clearance(start: np.ndarray, n: np.ndarray, h: np.ndarray, per: np.ndarray, pad: float,
@@ -614,7 +614,8 @@ def _clearance(start: np.ndarray, n: np.ndarray, h: np.ndarray, per: np.ndarray,
 
 def image_vertices(v: np.ndarray, f: np.ndarray, tface: np.ndarray, tri: np.ndarray) -> np.ndarray:
     """(Q, 3, 3) vertices of each triangle image (the face's vertices shifted like its v0)."""
-    return _image_vertices(v, f, tface, tri)
+    shift = tri[:, 0:3] - v[f[tface, 0]]
+    return v[f[tface]] + shift[:, None, :]
 
 
 @njit(cache=True)
@@ -637,22 +638,6 @@ def _image_bounds(v, f, tface, tri):
             lo[q, a] = m0
             hi[q, a] = m1
     return lo, hi
-
-
-@njit(cache=True)
-def _image_vertices(v, f, tface, tri):
-    """:func:`image_vertices` in one pass: the same arithmetic as ``v[f[tface]] + (tri[:, 0:3] -
-    v[f[tface, 0]])[:, None]``, so the same bits, without numpy's intermediate gathers."""
-    Q = tface.shape[0]
-    img = np.empty((Q, 3, 3))
-    for q in range(Q):
-        fq = tface[q]
-        p0 = f[fq, 0]
-        for a in range(3):
-            sh = tri[q, a] - v[p0, a]
-            for k in range(3):
-                img[q, k, a] = v[f[fq, k], a] + sh
-    return img
 
 
 @njit(cache=True, parallel=True)
@@ -930,7 +915,7 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     tiny = vol <= 1e-12 * float(np.max(vol))
     if np.any(tiny):
         raise MeshError(f"{int(tiny.sum())} components enclose no volume (flat or self-cancelling surfaces)")
-    g, bounds = _build_mesh_grid(v, f, comp, box, return_images=True)
+    g, bounds = _build_mesh_grid(v, f, comp, box, return_bounds=True)
     if check_self_intersections:
         vid = ids[f[g.face]]  # ids weld v as it is now (repairs above re-weld; flips change only f)
         n_x = _self_intersections(g.tri, v, f, g.face, vid, g.lo, g.h, g.n, g.start, g.items, 1000)

@@ -443,17 +443,17 @@ def test_plot_substrate_draws_every_kind(tmp_path):
         plt.close(fig)
 
 
-def test_grid_columns_and_image_vertices_match_their_plain_numpy_definitions():
-    """The one-pass (numba) image vertices and the counting-sort columns give the bits of the numpy
-    definitions they replaced: images v[f] shifted like their v0, and columns ordered by (column, component,
-    image) after expanding every image over its (y, z) range."""
-    from substrates.meshgrid import build_columns
+def test_grid_columns_match_their_plain_numpy_definition():
+    """The grid built from the one-pass (numba) image bounds and the counting-sort columns equals what the
+    numpy definitions give: cells from numpy's bounds of the images, and columns ordered by (column,
+    component, image) after expanding every image over its (y, z) range."""
+    from substrates.meshgrid import build_columns, build_grid
     sub = su.crossing_bundles(angles=(0, 90), n_fibres=40, icvf=0.6, seed=1, resolution=0.05)
     g = sub.grid
     img = su.mesh.image_vertices(sub.vertices, sub.faces, g.face, g.tri)
-    shift = g.tri[:, 0:3] - sub.vertices[sub.faces[g.face, 0]]
-    assert np.array_equal(img, sub.vertices[sub.faces[g.face]] + shift[:, None, :])
     lo_t, hi_t, pad, n = img.min(axis=1), img.max(axis=1), 1e-6 * float(g.h.min()), g.n
+    cells = build_grid(g.tri, lo_t, hi_t, g.lo, g.h, n, pad)          # from numpy's bounds: the grid's cells
+    assert np.array_equal(cells[0], g.start) and np.array_equal(cells[1], g.items)
     start, items = build_columns(lo_t, hi_t, g.comp, g.lo, g.h, n, pad)
     r = [np.clip(np.floor((b - s * pad - g.lo[a]) / g.h[a]).astype(np.int64), 0, n[a] - 1)
          for a in (1, 2) for b, s in ((lo_t[:, a], 1), (hi_t[:, a], -1))]

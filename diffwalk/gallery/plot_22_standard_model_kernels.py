@@ -146,11 +146,12 @@ def kernel_of(signal, odf):
     return out
 
 
-def k_model(p):
+def k_model(p, shells=SHELLS):
+    """(shell, l = 0, 2, 4) kernel invariants K_l(b) of the Standard Model with p = (f, D_a, D_e_par, D_e_perp)."""
     f, da, dep, dpp = p
     return np.array([[f * np.sum(XW * eval_legendre(l, XI) * np.exp(-bb * da * XI**2))
                       + (1 - f) * np.sum(XW * eval_legendre(l, XI) * np.exp(-bb * (dpp + (dep - dpp) * XI**2)))
-                      for l in (0, 2, 4)] for bb in SHELLS])
+                      for l in (0, 2, 4)] for bb in shells])
 
 
 def fit_sm(K):
@@ -204,11 +205,7 @@ for name, fr in fits.items():
     for j, (l, mk) in enumerate(zip((0, 2, 4), ("o", "s", "^"))):
         ax.errorbar(SHELLS * 1e-9, fr["K"][:, j], yerr=4.5 * fr["K_se"][:, j], fmt=mk, color=cols[name], ms=5,
                     capsize=2, label=f"{name}" if l == 0 else None)
-    f, da, dep, dpp = fr["p"]
-    for j, l in enumerate((0, 2, 4)):
-        line = [f * np.sum(XW * eval_legendre(l, XI) * np.exp(-x * da * XI**2))
-                + (1 - f) * np.sum(XW * eval_legendre(l, XI) * np.exp(-x * (dpp + (dep - dpp) * XI**2))) for x in bb]
-        ax.plot(bb * 1e-9, line, "-", color=cols[name], lw=1)
+    ax.plot(bb * 1e-9, k_model(fr["p"], bb), "-", color=cols[name], lw=1)
 ax.axhline(0, color="0.7", lw=0.8)
 ax.set(xlabel="b (ms/µm²)", ylabel="kernel invariant K_l(b)", title="K_0 (circles), K_2 (squares), K_4 (triangles)")
 ax.legend(fontsize="small")
