@@ -132,7 +132,8 @@ def compile_only() -> list[dict]:
         args = (family.geometry(sub, plan),
                 walker.transit_tables(sub, plan), Walkers(start.positions, start.home, seeds),
                 Stepping(plan.n_steps, plan.substeps, plan.step_matrix, plan.gaussian, np.ones(3)),
-                Recording(W, plan.record_steps, plan.echo_steps, False, plan.region_weights),
+                Recording(W, plan.record_steps, plan.echo_steps, False, plan.region_weights,
+                          *dispatch.field_record(plan)),
                 dispatch.kernel_outputs(plan, W.shape[0]))
         kernel = cuda_backend.walk_kernel(family, family.variant(sub))
         t0 = time.perf_counter()

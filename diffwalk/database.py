@@ -204,6 +204,7 @@ def create(db_path: str | Path, scheme: sequences.Scheme, n_rows: int, param_nam
                 sg.create_dataset(f"info/{key}", data=val.astype("S"))
             else:
                 sg.create_dataset(f"info/{key}", data=val)
+        sg.create_dataset("refocusing", data=scheme.refocusing).attrs["units"] = "s"
         rg = f.create_group("rows")
         idx = rg.create_dataset("row", data=np.arange(n_rows))
         idx.make_scale("row")
@@ -495,7 +496,9 @@ def open_database(path: str | Path) -> Database:
         try:
             sg, rg = f["scheme"], f["rows"]
             info = {k: (v[()].astype(str) if v.dtype.kind == "S" else v[()]) for k, v in sg["info"].items()}
-            scheme = sequences.Scheme(sg["gradients"][()], float(sg.attrs["dt"]), float(sg.attrs["gamma"]), info)
+            refocusing = sg["refocusing"][()] if "refocusing" in sg else None  # files before it: spin echoes
+            scheme = sequences.Scheme(sg["gradients"][()], float(sg.attrs["dt"]), float(sg.attrs["gamma"]), info,
+                                      refocusing=refocusing)
             names = json.loads(f.attrs["param_names"])
             comps, groups = ({c: {k: rg[f"{folder}/{c}/{k}"][()] for k in ("signal", "stderr", "count")}
                               for c in rg.get(folder, {})} for folder in SIGNAL_SETS.values())

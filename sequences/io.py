@@ -383,6 +383,9 @@ def from_now(gwf, rf, dt: float, *, bvalues=None, directions=None, gamma: float 
     if r.size != g.shape[0]:
         raise ValueError(f"rf must have one sign per sample ({g.shape[0]}), got {r.size}")
     base = from_waveforms(g * r[:, None], dt, gamma=gamma, label="now")
+    flips = np.flatnonzero(np.sign(r[1:]) != np.sign(r[:-1])) + 1
+    if flips.size:  # the refocusing pulses sit where rf changes sign (else: an effective waveform, spin echo)
+        base = base.with_refocusing(flips * float(dt))
     if bvalues is None and directions is None:
         return base
     b = check_si_bvalues(bvalues) if bvalues is not None else base.bvalues
@@ -394,7 +397,7 @@ def from_now(gwf, rf, dt: float, *, bvalues=None, directions=None, gamma: float 
     for m in range(n):
         R = _rotation_between(axis, u[m]) if np.linalg.norm(u[m]) > 0 else np.eye(3)
         out[m] = np.sqrt(b[m] / base.bvalues[0]) * base.gradients[0] @ R.T
-    return Scheme(out, base.dt, gamma, {"label": np.full(n, "now")})
+    return Scheme(out, base.dt, gamma, {"label": np.full(n, "now")}, refocusing=np.repeat(base.refocusing[:1], n, 0))
 
 
 def read_now(path: str | Path, *, dt: float | None = None, **kwargs) -> Scheme:

@@ -80,6 +80,12 @@ class Scheme:
     edges : numpy.ndarray, optional
         Times (s) of jumps and kinks of the analytic waveforms, used to tell
         whether a walker's time grid is aligned with them.
+    refocusing : array_like, optional
+        (M, P) times (s) of the refocusing (180-degree) pulses of each measurement, NaN-padded; a row of NaN
+        (or P = 0) is a gradient echo. Default: one pulse at TE/2, the spin echo every generator here plays
+        (its effective gradient is the applied one with the sign flipped after the pulse). Gradients are
+        stored with these signs already applied; a static field offset is not, so the walker needs them to
+        refocus it (see :meth:`field_signs`).
 
     Notes
     -----
@@ -93,6 +99,7 @@ class Scheme:
     gamma: float = GAMMA
     info: dict[str, np.ndarray] = field(default_factory=dict)
     edges: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    refocusing: Any = None
 
     def __post_init__(self) -> None:
         g = np.asarray(self.gradients, dtype=float)
@@ -121,6 +128,7 @@ class Scheme:
         info["echo_time"] = np.where(np.isnan(info["echo_time"]), g.shape[1] * dt, info["echo_time"])
         object.__setattr__(self, "info", info)
         object.__setattr__(self, "edges", np.unique(np.asarray(self.edges, dtype=float)))
+        object.__setattr__(self, "refocusing", _check_refocusing(self.refocusing, info["echo_time"]))
 
     delta = _info_property("delta", "(M,) pulse (lobe) duration in s; NaN where undefined.")
     Delta = _info_property("Delta", "(M,) separation of pulse (lobe) onsets in s; NaN where undefined.")
@@ -130,6 +138,67 @@ class Scheme:
     gradient_strength = _info_property("gradient_strength", "(M,) plateau amplitude in T/m; NaN where undefined.")
     echo_time = _info_property("echo_time", "(M,) echo time TE in s (the waveform's own duration unless given).")
     label = _info_property("label", "(M,) kind of each measurement ('pgse', 'ogse-cos', 'dde', 'tensor', ...).")
+
+    @property
+    def gradient_echo(self) -> np.ndarray:
+        """(M,) bool: measurements without a refocusing pulse (a static field offset is not refocused)."""
+        return ~np.any(np.isfinite(self.refocusing), axis=1)
+
+    def with_refocusing(self, times) -> "Scheme":
+        """The same effective waveforms with other refocusing pulses.
+
+        Parameters
+        ----------
+        times : array_like
+            Pulse times in s: () or [] for a gradient echo, (P,) for every measurement, or (M, P) NaN-padded.
+
+        Returns
+        -------
+        Scheme
+
+        Examples
+        --------
+        >>> import sequences
+        >>> s = sequences.pgse(delta=5e-3, Delta=20e-3, bvalues=[0.0, 1e9])
+        >>> bool(s.with_refocusing([]).gradient_echo.all())
+        True
+        """
+        t = np.asarray(times, dtype=float)
+        if t.ndim <= 1:
+            t = np.broadcast_to(t.reshape(1, -1), (len(self), t.size))
+        return Scheme(self.gradients, self.dt, self.gamma, self.info, self.edges, t)
+
+    def field_signs(self) -> np.ndarray:
+        """(M, T) sign with which a static field offset adds to the phase on each time step.
+
+        A refocusing pulse negates the phase gathered before it. The sign convention is the effective
+        gradient's: it equals the applied gradient up to the first pulse and flips at each pulse, so an offset
+        on [t, t + dt) counts with (-1)^(pulses before t) and a physical background gradient G0 acts as the
+        effective gradient (sign) G0 (the overall sign of the echo's phase, common to both, does not change
+        the signal). Nothing counts after a measurement's own echo time (schemes padded by concatenation). A
+        pulse inside a step splits it: the step's value is the time-weighted mean.
+
+        Returns
+        -------
+        numpy.ndarray
+            (M, T) values in [-1, 1] (dimensionless).
+        """
+        edges = np.arange(self.n_steps + 1) * self.dt
+        out = np.empty((len(self), self.n_steps))
+        for m in range(len(self)):
+            pulses = np.sort(self.refocusing[m][np.isfinite(self.refocusing[m])])
+            te = float(self.echo_time[m])
+            cuts = np.unique(np.concatenate([[0.0], pulses, [te]]))
+            # sign on each piece between cuts: (-1)^(pulses at or before the piece's start); 0 after the echo
+            sign = np.array([(-1.0) ** np.count_nonzero(pulses <= a + 1e-15) for a in cuts[:-1]] + [0.0])
+            first = np.searchsorted(cuts, edges[:-1], side="right") - 1
+            last = np.searchsorted(cuts, edges[1:], side="left") - 1
+            out[m] = sign[np.minimum(first, len(sign) - 1)]
+            for k in np.flatnonzero(first != last):  # a step that holds a pulse (or the echo): time-weighted
+                lo, hi = edges[k], edges[k + 1]
+                inner = np.clip(cuts, lo, hi)
+                out[m, k] = float(np.sum(sign[:-1] * np.diff(inner)) / (hi - lo))
+        return out
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
@@ -395,7 +464,7 @@ class Scheme:
         for m in range(self.n_measurements):
             for i in range(3):
                 out[m, :, i] = np.diff(np.interp(new_t, old_t, area[m, :, i])) / dt_new
-        return Scheme(out, dt_new, self.gamma, self.info, self.edges)
+        return Scheme(out, dt_new, self.gamma, self.info, self.edges, self.refocusing)
 
     def rotate(self, rotation: np.ndarray) -> "Scheme":
         """Rotate every waveform: g -> R g.
@@ -412,7 +481,7 @@ class Scheme:
         R = np.asarray(rotation, dtype=float)
         if R.shape != (3, 3) or not np.allclose(R @ R.T, np.eye(3), atol=1e-9) or np.linalg.det(R) < 0:
             raise ValueError("rotation must be a 3x3 proper rotation matrix (R R^T = I, det R = +1)")
-        return Scheme(self.gradients @ R.T, self.dt, self.gamma, self.info, self.edges)
+        return Scheme(self.gradients @ R.T, self.dt, self.gamma, self.info, self.edges, self.refocusing)
 
     def select(self, index: Any) -> "Scheme":
         """Measurements picked by an index, slice or boolean mask.
@@ -439,7 +508,7 @@ class Scheme:
         if idx.size == 0:
             raise IndexError("selection is empty; a scheme needs at least one measurement")
         info = {k: v[idx] for k, v in self.info.items()}
-        return Scheme(self.gradients[idx], self.dt, self.gamma, info, self.edges)
+        return Scheme(self.gradients[idx], self.dt, self.gamma, info, self.edges, self.refocusing[idx])
 
     __getitem__ = select
 
@@ -499,6 +568,28 @@ class Scheme:
                 f"= {self.duration * 1e3:.4g} ms, b {b.min():.4g}-{b.max():.4g} s/mm^2, gamma {self.gamma:.8g})")
 
 
+def _check_refocusing(refocusing, echo_time: np.ndarray) -> np.ndarray:
+    """(M, P) read-only pulse times (s), NaN-padded; default one pulse at TE/2 per measurement."""
+    M = echo_time.shape[0]
+    if refocusing is None:
+        out = (0.5 * echo_time)[:, None].copy()
+    else:
+        out = np.array(refocusing, dtype=float, ndmin=2)
+        if out.shape[0] != M or out.ndim != 2:
+            raise ValueError(f"refocusing must have shape (M, P) = ({M}, P) pulse times in s, NaN-padded; "
+                             f"got shape {np.shape(refocusing)}")
+        t = out[~np.isnan(out)]
+        if np.any(~np.isfinite(t)) or np.any(t <= 0.0):
+            raise ValueError("refocusing times must be positive finite seconds after the excitation (NaN pads)")
+        late = np.nansum(out > echo_time[:, None] * (1 + 1e-12), axis=1) > 0
+        if np.any(late):
+            m = int(np.flatnonzero(late)[0])
+            raise ValueError(f"refocusing: measurement {m} has a pulse after its echo time "
+                             f"({echo_time[m] * 1e3:g} ms); times are in seconds from the excitation")
+    out.setflags(write=False)
+    return out
+
+
 def _common_dt(dts: list[float]) -> float:
     # the finest grid on which every scheme's steps are whole numbers of steps
     base = min(dts)
@@ -545,4 +636,10 @@ def concatenate(schemes: list[Scheme]) -> Scheme:
         row += b.shape[0]
     info = {k: np.concatenate([s.info[k] for s in schemes]) for k in INFO_FILL}
     edges = np.concatenate([s.edges for s in schemes] + [[s.duration for s in schemes]])
-    return Scheme(g, dt, schemes[0].gamma, info, edges)
+    P = max(s.refocusing.shape[1] for s in schemes)
+    refocusing = np.full((g.shape[0], P), np.nan)
+    row = 0
+    for s in schemes:
+        refocusing[row:row + len(s), :s.refocusing.shape[1]] = s.refocusing
+        row += len(s)
+    return Scheme(g, dt, schemes[0].gamma, info, edges, refocusing)

@@ -54,8 +54,8 @@ from substrates import CYLINDERS, FAMILIES, FREE, PLANES, SPHERES
 
 from .families import KernelFamily, Membranes, register_kernel_family
 from .geometry import cell_index, exit_root
-from .kernel_parts import (MAX_BOUNCES, begin_walker, finish_walker, isotropic_step, move, phase_step,
-                           record_events, step_segment, wrap)
+from .kernel_parts import (MAX_BOUNCES, begin_walker, field_step, finish_walker, isotropic_step, move,
+                           phase_step, record_events, step_segment, wrap)
 from .records import CellGeometry
 from .rng import draw_step, next_uniform
 from .scaffold import build_kernel
@@ -185,11 +185,11 @@ def walker_function(kind: int, permeable: bool):
     DIM = 3 if KIND == SPHERES else 2
 
     def walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec, out_time_inside,
-                    out_log_weight, out_first, traj, counters):
+                    out_log_weight, out_first, traj, counters, out_field):
         _, spacing, box, lo, inv_h, n, img_c, img_r, start, items, clear, g_reach = geo
         p_out, p_in, keep_out, keep_in = transit
         n_steps, substeps, M, gaussian, scale = stepping
-        W, rec_steps, te_steps, check_every_step, _ = recording
+        W, rec_steps, te_steps, check_every_step, _, FV, f_map, f_src, f_par = recording
         K = W.shape[0]
         inv_sub = 1.0 / substeps
         n_sub = n_steps * substeps
@@ -375,6 +375,8 @@ def walker_function(kind: int, permeable: bool):
             if sub == substeps:
                 sub = 0
                 acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_phases)
+                if FV.shape[0] > 0:
+                    field_step(FV, t, i, rx, ry, rz, out_field, f_map, f_src, f_par)
                 if t == next_t:
                     if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
                         time_inside = float(t) if KIND == PLANES or (KIND != FREE and home >= 0) else 0.0

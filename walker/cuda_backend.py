@@ -140,11 +140,11 @@ def _walk_thread(geo, transit, walkers, stepping, recording, out):
     """Kernel: thread i walks walker i (``WALK_WALKER`` is bound per variant by :func:`walk_kernel`); the CUDA
     counterpart of the CPU's loop over walkers (:func:`walker.scaffold.build_kernel`)."""
     pos, homes, seeds = walkers
-    out_phases, out_rec, out_time_inside, out_log_weight, out_first, traj, counters = out
+    out_phases, out_rec, out_time_inside, out_log_weight, out_first, traj, counters, out_field = out
     i = cuda.grid(1)  # noqa: F821 - bound by walk_kernel (the simulator swaps in its own module)
     if i < pos.shape[0]:
         WALK_WALKER(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec,  # noqa: F821
-                    out_time_inside, out_log_weight, out_first, traj, counters)
+                    out_time_inside, out_log_weight, out_first, traj, counters, out_field)
 
 
 _KERNELS: dict = {}
@@ -280,7 +280,7 @@ def run_walk(family: KernelFamily, variant: tuple, geo, transit, walkers: Walker
         traj = out.trajectories[min(a, n_traj):min(b, n_traj)]
         o_dev = Outputs(*(cuda.to_device(np.ascontiguousarray(x)) for x in (
             out.phases[a:b], out.displacements[a:b], out.time_inside[a:b], out.log_survival[a:b],
-            out.first_transit[a:b], traj, out.counters[a:b])))
+            out.first_transit[a:b], traj, out.counters[a:b], out.field[a:b])))
         _launch(kernel, b - a, (geo_d, transit_d, w_dev, stepping_d, recording_d, o_dev))
         for host, d in zip(walkers, w_dev):
             host[a:b] = d.copy_to_host()
@@ -289,6 +289,7 @@ def run_walk(family: KernelFamily, variant: tuple, geo, transit, walkers: Walker
             host[a:b] = d.copy_to_host()
         traj[...] = o_dev.trajectories.copy_to_host()
         out.counters[a:b] = o_dev.counters.copy_to_host()
+        out.field[a:b] = o_dev.field.copy_to_host()
     if not simulator():
         cuda.synchronize()
 

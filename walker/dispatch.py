@@ -98,8 +98,13 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
     stepping = Stepping(plan.n_steps, plan.substeps, plan.step_matrix, plan.gaussian,
                         family.step_scales(substrate, plan))
     W = phase_weights(plan.played.shapes.shapes)
-    recording = Recording(W, plan.record_steps, plan.echo_steps, bool(check_every_step), plan.region_weights)
+    recording = Recording(W, plan.record_steps, plan.echo_steps, bool(check_every_step), plan.region_weights,
+                          *field_record(plan))
     out = kernel_outputs(plan, W.shape[0])
+    if plan.field is not None:  # the field is evaluated at start + displacement: the start in the box frame
+        out.field[:, :3] = substrate.absolute_positions(start.positions, start.home)
+        # the kernels add grid points 1..T; the start's own term (weight FV[:, 0]) is added here
+        out.field[:, 3:] = plan.field.evaluate(out.field[:, :3])[:, None] * recording.field_weights[:, 0]
     geo = family.geometry(substrate, plan)
     variant = family.variant(substrate)
     args = (geo, transit, walkers, stepping, recording, out)
@@ -189,11 +194,21 @@ def transit_tables(substrate: Substrate, plan: RunPlan) -> Transit:
     return Transit(*(np.ascontiguousarray(np.atleast_1d(t), float) for t in tables))
 
 
+def field_record(plan: RunPlan) -> tuple:
+    """The recording's field entries (weights, map, sources, params): empty arrays of the same types without
+    a field, so that every run of a kernel variant has one signature."""
+    if plan.field is None:
+        return (np.zeros((0, plan.n_steps + 1)), np.zeros((0, 0, 0)), np.zeros((0, 11)), np.zeros(17))
+    f = plan.field
+    return (phase_weights(plan.field_shapes), f.values, f.sources, f.params)
+
+
 def kernel_outputs(plan: RunPlan, K: int) -> Outputs:
     """Zeroed per-walker outputs of a run with K temporal shapes (see :class:`walker.records.Outputs`)."""
     N = plan.n_walkers
+    n_field = 3 + plan.field_shapes.shape[0] if plan.field is not None else 0
     return Outputs(phases=np.zeros((N, K, 3)), displacements=np.zeros((N, plan.record_times.size, 3)),
                    time_inside=np.zeros((N, plan.echo_steps.size)),
                    log_survival=np.zeros((N, plan.echo_steps.size)), first_transit=np.zeros(N),
                    trajectories=np.zeros((plan.n_trajectories, plan.n_steps + 1, 3)),
-                   counters=np.zeros((N, 4), dtype=np.int64))
+                   counters=np.zeros((N, 4), dtype=np.int64), field=np.zeros((N, n_field)))

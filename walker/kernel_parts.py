@@ -23,6 +23,8 @@ import math
 
 from numba import njit
 
+from substrates.fields import field_value
+
 MAX_BOUNCES = 10_000  # per step; only a walker grazing a wall exactly tangentially gets near it
 NEVER = 1 << 62  # a grid index no walk reaches
 
@@ -96,6 +98,16 @@ def phase_step(W, t, K, i, rx, ry, rz, acc, out_I):
         out_I[i, k, 1] += w * ry
         out_I[i, k, 2] += w * rz
     return (ax, ay, az)
+
+
+@njit(**KERNEL_OPTIONS)
+def field_step(FV, t, i, rx, ry, rz, out_field, f_map, f_src, f_par):
+    """Add the field offset at grid point t, dB(start + r), to each field shape's integral of walker i.
+
+    Not inlined: called only in runs with a field (the hot loop of the others only tests ``FV.shape[0]``)."""
+    db = field_value(out_field[i, 0] + rx, out_field[i, 1] + ry, out_field[i, 2] + rz, f_map, f_src, f_par)
+    for f in range(FV.shape[0]):
+        out_field[i, 3 + f] += FV[f, t] * db
 
 
 @njit(**KERNEL_OPTIONS)

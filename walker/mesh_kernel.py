@@ -44,8 +44,8 @@ from substrates.meshgrid import ENLARGE, locate_one
 
 from .families import KernelFamily, Membranes, register_kernel_family
 from .geometry import cell_index
-from .kernel_parts import (MAX_BOUNCES, begin_walker, finish_walker, isotropic_step, move, phase_step,
-                           record_events, step_segment, wrap)
+from .kernel_parts import (MAX_BOUNCES, begin_walker, field_step, finish_walker, isotropic_step, move,
+                           phase_step, record_events, step_segment, wrap)
 from .records import MeshGeometry
 from .rng import draw_step, next_uniform
 from .scaffold import build_kernel
@@ -182,11 +182,11 @@ def walker_function(permeable: bool):
     PERMEABLE = bool(permeable)
 
     def walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec, out_time_inside,
-                    out_log_weight, out_first, traj, counters):
+                    out_log_weight, out_first, traj, counters, out_field):
         tri, tcomp, tface, lo, h, n, box, start, items, clear, cstart, citems, depth, parent, n_regions, eta = geo
         p_out, p_in, keep_out, keep_in = transit
         n_steps, substeps, M, gaussian, scale = stepping
-        W, rec_steps, te_steps, check_every_step, rweight = recording
+        W, rec_steps, te_steps, check_every_step, rweight, FV, f_map, f_src, f_par = recording
         K = W.shape[0]
         inv_sub = 1.0 / substeps
         iso, ell_iso = isotropic_step(M, gaussian)
@@ -303,6 +303,8 @@ def walker_function(permeable: bool):
             if sub == substeps:
                 sub = 0
                 acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_phases)
+                if FV.shape[0] > 0:
+                    field_step(FV, t, i, rx, ry, rz, out_field, f_map, f_src, f_par)
                 if t == next_t:
                     if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
                         time_inside = region_weight * t if home >= 0 else 0.0

@@ -12,12 +12,14 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any
 
 import numpy as np
 
 import sequences
 from sequences import check_count
-from substrates import Substrate
+from substrates import Field, Substrate
 
 from .families import family_of
 from .membranes import compartment_values, substeps_for
@@ -84,6 +86,12 @@ class RunPlan:
         Walkers whose full trajectories are kept.
     transit : str
         "corrected" or "first_order".
+    field : substrates.Field or None
+        The static field offset (local frame), None for none.
+    field_shapes : numpy.ndarray
+        (F, T) distinct refocusing-sign patterns of the played measurements (F = 0 without a field).
+    field_index : numpy.ndarray
+        (M,) int64: the pattern of each measurement.
     """
 
     n_walkers: int
@@ -106,6 +114,9 @@ class RunPlan:
     echo_steps: np.ndarray
     n_trajectories: int
     transit: str
+    field: Any = None
+    field_shapes: np.ndarray = dataclass_field(default_factory=lambda: np.zeros((0, 0)))
+    field_index: np.ndarray = dataclass_field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def dt(self) -> float:
@@ -119,7 +130,8 @@ class RunPlan:
 
 
 def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusivity, n_steps, *, t2, gaussian_steps,
-             record_times, n_trajectories, target_stderr, max_transit_probability, transit) -> RunPlan:
+             record_times, n_trajectories, target_stderr, max_transit_probability, transit,
+             field=None) -> RunPlan:
     """Check the arguments of :func:`walker.simulate` and derive the run's plan (see there for their meaning).
 
     Parameters
@@ -206,7 +218,28 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
                    step_matrix=M, t2=t2_comp, region_weights=_region_weights(t2_comp, regions, played.dt),
                    gaussian=bool(gaussian_steps), record_times=rec_t,
                    record_steps=np.ascontiguousarray(rec_steps[order]), record_order=order, echo_steps=te_steps,
-                   n_trajectories=n_traj, transit=transit)
+                   n_trajectories=n_traj, transit=transit, **_field_plan(field, substrate, played))
+
+
+def _field_plan(fld, substrate: Substrate, played: sequences.Scheme) -> dict:
+    """The field and its distinct sign patterns; none for ``None`` or a field that is zero everywhere (a zero
+    field leaves the run, bit for bit, as without one)."""
+    if fld is None:
+        return {}
+    if not isinstance(fld, Field):
+        raise ValueError(f"field must be a substrates.Field (susceptibility_field, fourier_field, field_map, "
+                         f"background_gradient), not {type(fld).__name__}")
+    box = np.where(np.isfinite(substrate.box), substrate.box, 0.0)
+    for k in range(3):
+        if fld.box[k] > 0 and box[k] > 0 and not math.isclose(fld.box[k], box[k], rel_tol=1e-9):
+            raise ValueError(f"field: its period along axis {k} ({fld.box[k]:g} m) is not the substrate's box "
+                             f"({box[k]:g} m); build the field for this substrate")
+    if fld.is_zero:
+        return {}
+    signs = played.field_signs()
+    shapes, index = np.unique(signs, axis=0, return_inverse=True)
+    return {"field": fld, "field_shapes": np.ascontiguousarray(shapes),
+            "field_index": np.asarray(index, dtype=np.int64).reshape(-1)}
 
 
 def check_seed(seed) -> int:

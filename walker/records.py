@@ -29,16 +29,22 @@ Stepping = namedtuple("Stepping", ["n_steps", "substeps", "matrix", "gaussian", 
 #: spent inside are recorded; check_every_step: test containment after every step; region_weights (R,): what a
 #: grid step in each mesh region adds to the "time inside" (1 inside, 0 extra; (R2_region - R2_extra) dt when
 #: T2 differs between nested regions, so that it sums the relaxation exponent; analytic kernels: unused).
+#: field_weights (F, T+1): per field shape (one per distinct refocusing pattern), the weight of the offset dB at
+#: each grid point (signed by the refocusing pulses, in units of dt; F = 0: no field); field_map, field_sources,
+#: field_params: the field (substrates.Field: map (nx, ny, nz) T, sources (S, 11), params (17,)).
 Recording = namedtuple("Recording", ["weights", "record_steps", "echo_steps", "check_every_step",
-                                     "region_weights"])
+                                     "region_weights", "field_weights", "field_map", "field_sources",
+                                     "field_params"])
 
 #: Per-walker outputs (preallocated). phases (N, K, 3): sum_t W[k, t] r_t (m); displacements (N, R, 3);
 #: time_inside (N, E): time inside a primitive (or between planes) in units of dt; first_transit (N,): time of
 #: the first membrane transit in units of dt (-1: none); log_survival (N, E): log of the surface-relaxation weight
 #: (sum over wall hits of log(1 - P_absorb)) at the echo grid points; trajectories (n_traj, T+1, 3); counters (N, 4)
-#: int64: reflections, steps cut at MAX_BOUNCES, containment violations, transits.
+#: int64: reflections, steps cut at MAX_BOUNCES, containment violations, transits; field (N, 3 + F) with a field
+#: (else (N, 0)): the walker's start position in the box frame (m, written by the caller), then per field shape
+#: sum_t field_weights[f, t] dB(x_t) (T, in units of dt).
 Outputs = namedtuple("Outputs", ["phases", "displacements", "time_inside", "log_survival", "first_transit",
-                                 "trajectories", "counters"])
+                                 "trajectories", "counters", "field"])
 
 #: What a wall hit does, per primitive image (analytic, one entry for planes) or per component (mesh): the
 #: transit probability of a hit from inside (p_out) and from outside (p_in), 0 where impermeable; and the log of

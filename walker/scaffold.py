@@ -43,7 +43,7 @@ from numba import njit, prange
 from .kernel_parts import KERNEL_OPTIONS
 
 #: modules every kernel inlines (their sources go into each kernel's cache name)
-SHARED_SOURCES = ("kernel_parts.py", "rng.py", "geometry.py", "scaffold.py")
+SHARED_SOURCES = ("kernel_parts.py", "rng.py", "geometry.py", "scaffold.py", "../substrates/fields.py")
 
 
 def _walk_all(geo, transit, walkers, stepping, recording, out):
@@ -56,16 +56,16 @@ def _walk_all(geo, transit, walkers, stepping, recording, out):
     recording : Recording       phase weights, record and echo grid indices, containment check every step
     out : Outputs               phase integrals, displacements, time inside, log survival, first transit,
                                 trajectories, counters (reflections, steps cut at MAX_BOUNCES, containment
-                                violations, transits)
+                                violations, transits), field integrals
 
     ``WALK_WALKER`` is bound per family and variant by :func:`build_kernel`. The records' arrays are unpacked
     before the loop: numba drops writes made through a record's arrays inside a parallel loop.
     """
     pos, homes, seeds = walkers
-    out_phases, out_rec, out_time_inside, out_log_weight, out_first, traj, counters = out
+    out_phases, out_rec, out_time_inside, out_log_weight, out_first, traj, counters, out_field = out
     for i in prange(pos.shape[0]):
         WALK_WALKER(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases,  # noqa: F821
-                    out_rec, out_time_inside, out_log_weight, out_first, traj, counters)
+                    out_rec, out_time_inside, out_log_weight, out_first, traj, counters, out_field)
 
 
 def compile_kernel(func, name: str | None = None, bound: dict | None = None, filename: str | None = None):

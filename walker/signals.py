@@ -101,7 +101,7 @@ def relaxation_weights(time_inside: np.ndarray, plan: RunPlan, log_survival: np.
 
 def phase_signals(phases: np.ndarray, labels: np.ndarray, names: list[str], plan: RunPlan,
                   rotation: np.ndarray, relax: np.ndarray | None, parallel: bool = True,
-                  backend: str = "cpu") -> Signals:
+                  backend: str = "cpu", field_phases: np.ndarray | None = None) -> Signals:
     """Signals from the phase integrals.
 
     Parameters
@@ -121,6 +121,9 @@ def phase_signals(phases: np.ndarray, labels: np.ndarray, names: list[str], plan
     backend : {"cpu", "cuda"}
         Where the phases, their cosines and sines and the block sums are computed; the same blocks and the
         same summation order either way (:func:`walker.cuda_backend.phase_sums`).
+    field_phases : numpy.ndarray, optional
+        (N, F) the kernel's field integrals per refocusing pattern (T, in units of dt): measurement m adds
+        gamma dt times its pattern's column (``plan.field_index``) to its phase.
 
     Returns
     -------
@@ -134,11 +137,17 @@ def phase_signals(phases: np.ndarray, labels: np.ndarray, names: list[str], plan
     N = plan.n_walkers
     M = len(played)
     A = np.ascontiguousarray((fac.amplitudes @ rotation).reshape(M, 3 * K).T * (played.gamma * played.dt))
+    flat = phases.reshape(N, 3 * K)
+    if field_phases is not None and field_phases.shape[1] > 0:
+        # further phase columns after the gradients': a run without a field sums exactly as before
+        F = field_phases.shape[1]
+        A = np.vstack([A, (np.arange(F)[:, None] == plan.field_index[None, :]) * (played.gamma * played.dt)])
+        flat = np.hstack([flat, field_phases])
     n_comp = len(names)
     block = max(PHASE_BLOCK, -(-N // MAX_PHASE_BLOCKS))
     n_blocks = -(-N // block)
     partial = np.zeros((n_blocks, n_comp, 4, M))  # w cos, w sin, w^2 cos 2phi, w^2 (w: relaxation weight)
-    flat = np.ascontiguousarray(phases.reshape(N, 3 * K))
+    flat = np.ascontiguousarray(flat)
     labels64 = np.ascontiguousarray(labels, dtype=np.int64)
     weights = np.zeros((0, M)) if relax is None else np.ascontiguousarray(relax)
     if backend == "cuda":

@@ -34,7 +34,8 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
              start: str | None = None, *, t2: float | dict | None = None, gaussian_steps: bool = False,
              record_times=None, n_trajectories: int = 0, target_stderr: float | None = None,
              check_every_step: bool = False, max_transit_probability: float = MAX_TRANSIT_PROBABILITY,
-             transit: str = "corrected", parallel: bool = True, backend: str = "cpu") -> SimulationResult:
+             transit: str = "corrected", parallel: bool = True, backend: str = "cpu",
+             field=None) -> SimulationResult:
     """Simulate the diffusion signal of a substrate under a scheme by Monte Carlo.
 
     Parameters
@@ -101,6 +102,12 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         thread, the same per-walker code and random streams, so the result is
         the CPU's for the same seed), or "auto": CUDA when a GPU is usable. The
         provenance records the backend and the device.
+    field : substrates.Field, optional
+        A static field offset dB(x) along B0 (T; :func:`substrates.susceptibility_field`,
+        :func:`substrates.fourier_field`, :func:`substrates.field_map`, :func:`substrates.background_gradient`)
+        in the substrate's local frame: each walker adds gamma * integral of s(t) dB(x(t)) dt to its phase,
+        with s(t) the refocusing signs of its measurement (``scheme.refocusing``: a spin echo refocuses a
+        static offset, a gradient echo, ``scheme.with_refocusing([])``, does not). Default: none.
 
     Returns
     -------
@@ -119,7 +126,7 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
     backend = cuda_backend.resolve_backend(backend)
     plan = plan_run(substrate, scheme, n_walkers, diffusivity, n_steps, t2=t2, gaussian_steps=gaussian_steps,
                     record_times=record_times, n_trajectories=n_trajectories, target_stderr=target_stderr,
-                    max_transit_probability=max_transit_probability, transit=transit)
+                    max_transit_probability=max_transit_probability, transit=transit, field=field)
     seed = check_seed(seed)
     start = substrate.default_start if start is None else start
     walkers, seeds = start_walkers(substrate, start, plan.n_walkers, seed)
@@ -128,9 +135,10 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
                      backend=backend)
     R = substrate.rotation
     relax = relaxation_weights(run.out.time_inside, plan, run.out.log_survival)
-    sig = phase_signals(run.out.phases, walkers.labels, walkers.names, plan, R, relax, parallel, backend)
+    fph = run.out.field[:, 3:]
+    sig = phase_signals(run.out.phases, walkers.labels, walkers.names, plan, R, relax, parallel, backend, fph)
     grp = None if groups is None else phase_signals(run.out.phases, groups[0], groups[1], plan, R, relax,
-                                                    parallel, backend)
+                                                    parallel, backend, fph)
     disp, msd, kurt = displacement_moments(run.out.displacements, plan, R)
     counters = run.out.counters
     permeable = substrate.permeable
