@@ -133,8 +133,26 @@ def run_sol(n_walkers: int, n_steps: int, parallel: bool = True, repeats: int = 
     return n_walkers * n_steps / best
 
 
+def _hex_field(sub):
+    """Myelin-like cylinders' closed-form field at 3 T, B0 across them, sampled on a 64 x 64 map."""
+    return su.susceptibility_field(sub, chi=-1e-7, b0_direction=(1.0, 0.0, 0.0)).sampled((64, 64, 1))
+
+
 def cases(quick: bool):
-    """(name, substrate, scheme, start)."""
+    """(name, substrate, scheme, start, keyword arguments of simulate)."""
+    for name, sub, scheme, start in _cases(quick):
+        yield name, sub, scheme, start, {}
+        if name == "free-10":  # the cost of a field: an analytic background gradient, gradient echoes too
+            yield "free-10-field", sub, scheme + scheme.with_refocusing([]), start, \
+                {"field": su.background_gradient([1e-3, 0.0, 0.0])}
+        if name == "cyl-1":  # one closed-form source (the cylinder's own field)
+            yield "cyl-1-field", sub, scheme, start, {"field": su.susceptibility_field(sub, chi=-1e-7,
+                                                                                    b0_direction=(1, 0, 0))}
+        if name == "hex-0.6":  # a periodic map (trilinear lookups)
+            yield "hex-0.6-field", sub, scheme, start, {"field": _hex_field(sub)}
+
+
+def _cases(quick: bool):
     yield "free-10", su.free(), pgse_scheme(10), "uniform"
     yield "free-91", su.free(), pgse_scheme(91), "uniform"
     yield "cyl-1", su.cylinder(5e-6), pgse_scheme(10), "intra"
@@ -153,17 +171,17 @@ def cases(quick: bool):
                                             permeability=2e-5), pgse_scheme(10), "uniform"
 
 
-def time_call(sub, scheme, start, n_walkers, n_steps, parallel, repeats=3) -> dict:
+def time_call(sub, scheme, start, n_walkers, n_steps, parallel, repeats=3, **kw) -> dict:
     """Best of ``repeats`` runs: kernel walker-steps/s, whole-call walker-steps per CPU-second and per second."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         walker.simulate(sub, scheme, n_walkers=200, n_steps=20, diffusivity=D0, start=start,
-                        parallel=parallel)  # compile or load the kernel
+                        parallel=parallel, **kw)  # compile or load the kernel
         best = None
         for _ in range(repeats):
             w0, c0 = time.perf_counter(), time.process_time()
             r = walker.simulate(sub, scheme, n_walkers=n_walkers, n_steps=n_steps, diffusivity=D0, seed=0,
-                                start=start, parallel=parallel)
+                                start=start, parallel=parallel, **kw)
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
             row = {"kernel_steps_per_s": r.provenance["walker_steps_per_s"], "call_steps_per_cpu_s":
                    n_walkers * n_steps / cpu, "call_steps_per_s": n_walkers * n_steps / wall, "wall_s": wall,
@@ -209,8 +227,8 @@ def main(argv=None) -> dict:
     # one thread first: serial builds, before numba's thread pool exists (its idle threads cost a serial run)
     sol1 = run_sol(N, T, parallel=False)
     rows = [{"case": "sol", "threads": 1, "kernel_steps_per_s": sol1, "call_steps_per_cpu_s": sol1}]
-    for name, sub, scheme, start in built:
-        r = time_call(sub, scheme, start, N, T, parallel=False)
+    for name, sub, scheme, start, kw in built:
+        r = time_call(sub, scheme, start, N, T, parallel=False, **kw)
         rows.append({"case": name, "threads": 1, "measurements": len(scheme), **r,
                      "kernel_ratio": r["kernel_steps_per_s"] / sol1, "call_ratio": r["call_steps_per_cpu_s"] / sol1})
     threads = numba.config.NUMBA_NUM_THREADS
@@ -220,8 +238,8 @@ def main(argv=None) -> dict:
         load = os.getloadavg()[0]
         solp = run_sol(5 * N, T, parallel=True)
         scaling.append({"case": "sol", "threads": threads, "speedup": solp / sol1, "load_before": load})
-        for name, sub, scheme, start in built:
-            if name.startswith(("free-91", "cyl-1-perm")):
+        for name, sub, scheme, start, kw in built:
+            if name.startswith(("free-91", "cyl-1-perm")) or name.endswith("-field"):
                 continue
             one = next(r for r in rows if r["case"] == name)
             many = time_call(sub, scheme, start, 5 * N, T, parallel=True, repeats=2)
@@ -244,10 +262,12 @@ def main(argv=None) -> dict:
         print(f"{row['case']:15s} {row.get('measurements', 0):3d} {row['kernel_steps_per_s'] / 1e6:8.1f} "
               f"{row.get('kernel_ratio', 1.0):6.2f} {row['call_steps_per_cpu_s'] / 1e6:10.1f} "
               f"{row.get('call_ratio', 1.0):6.2f} {'' if tgt is None else f'{tgt:6.2f}'}")
-    for perm in [r for r in rows if r["case"].endswith("-perm")]:
-        twin = next(r for r in rows if r["case"] == perm["case"][:-5])
+    for perm in [r for r in rows if r["case"].endswith(("-perm", "-field"))]:
+        base = perm["case"].rsplit("-", 1)[0]
+        twin = next(r for r in rows if r["case"] == base)
+        what = "impermeable twin" if perm["case"].endswith("-perm") else "twin without a field"
         print(f"{perm['case']:15s} costs {100 * (twin['call_ratio'] / perm['call_ratio'] - 1):+.0f} % "
-              "against its impermeable twin")
+              f"against its {what}")
     if scaling:
         print(f"\n{threads} threads vs one, {5 * N} walkers (load average before: {scaling[0]['load_before']:.2f})")
         for s in scaling:

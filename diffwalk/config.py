@@ -137,13 +137,23 @@ REQUIRED_SUBSTRATE = {"planes": {"spacing"}, "cylinder": {"radius"}, "cylinder_l
                       "from_cactus": {"path"}}
 SCHEME_FIELDS: dict[str, dict[str, str]] = {
     "pgse": {"delta": "time", "Delta": "time", "bvalues": "bvalue*", "gradient_strength": "gradient*",
-             "directions": "directions", "ramp_time": "time", "echo_time": "time"},
+             "directions": "directions", "ramp_time": "time", "echo_time": "time", "gradient_echo": "bool"},
     "ogse": {"frequency": "frequency", "n_periods": "int", "bvalues": "bvalue*", "directions": "directions",
-             "shape": "str", "gap": "time", "echo_time": "time"},
-    "tensor": {"bvalues": "bvalue*", "b_delta": "floats", "directions": "directions", "duration": "time"},
+             "shape": "str", "gap": "time", "echo_time": "time", "gradient_echo": "bool"},
+    "tensor": {"bvalues": "bvalue*", "b_delta": "floats", "directions": "directions", "duration": "time",
+               "gradient_echo": "bool"},
     "dde": {"delta": "time", "Delta": "time", "mixing_time": "time", "bvalues": "bvalue*", "directions": "directions",
-            "second": "str", "ramp_time": "time", "echo_time": "time"},
+            "second": "str", "ramp_time": "time", "echo_time": "time", "gradient_echo": "bool"},
 }
+#: [field] types (a static field offset from tissue susceptibility, walker.simulate's field=)
+FIELD_FIELDS: dict[str, dict[str, str]] = {
+    "susceptibility": {"chi": "susceptibility+", "chi_anisotropic": "susceptibility", "g_ratio": "float",
+                       "b0": "magnetic_field", "b0_direction": "vector", "voxel": "length",
+                       "image_reach": "length", "sampled": "ints"},
+    "background_gradient": {"gradient": "gradient*", "b0": "magnetic_field", "b0_direction": "vector"},
+    "map": {"path": "path", "units": "str", "b0": "magnetic_field", "b0_direction": "vector"},
+}
+REQUIRED_FIELD = {"susceptibility": {"chi"}, "background_gradient": {"gradient"}, "map": {"path"}}
 REQUIRED_SCHEME = {"pgse": {"delta", "Delta"}, "ogse": {"frequency", "n_periods", "bvalues"},
                    "tensor": {"bvalues", "b_delta"}, "dde": {"delta", "Delta", "mixing_time", "bvalues"}}
 #: second-block directions of a DDE table: the first block's, one perpendicular to it, or both (two measurements)
@@ -153,10 +163,12 @@ SIMULATION_FIELDS = {"n_walkers": "count", "n_steps": "count", "diffusivity": "d
                      "backend": "str"}
 #: compartment names a per-compartment table may use (the substrate says which of them it has)
 COMPARTMENTS = ("intra", "extra", "inner", "myelin", "free")
-TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep"}
+TOP_LEVEL = {"substrate", "scheme", "simulation", "sweep", "field"}
 
 DIRECTIONS_HELP = ("a count (Fibonacci hemisphere) or a list of [x, y, z]", "[[0, 0, 1]]")
 ECHO_HELP = ("echo time (for T2 weighting); must hold the waveform", "the waveform's duration")
+GE_HELP = ("a gradient echo: no refocusing pulse, so a [field] is not refocused (the effective gradients are "
+           "the applied ones)", "false: a spin echo, refocused at TE / 2")
 AXIS_HELP = ("cylinder axis, [x, y, z]", "[0, 0, 1]")
 KAPPA_HELP = ("membrane permeability kappa; a table {outward = ..., inward = ...} where it depends on the "
               "direction", "0 m/s")
@@ -387,7 +399,8 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "gradient_strength": ("gradient amplitudes instead of bvalues", "none"),
         "directions": DIRECTIONS_HELP,
         "ramp_time": ("gradient rise time of each trapezoid", "0 s"),
-        "echo_time": ECHO_HELP},
+        "echo_time": ECHO_HELP,
+        "gradient_echo": GE_HELP},
     "scheme.ogse": {
         "frequency": ("oscillation frequency", "required"),
         "n_periods": ("periods per lobe", "required"),
@@ -395,13 +408,15 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "directions": DIRECTIONS_HELP,
         "shape": ('"cos", "sin" or "trapezoid-cos"', '"cos"'),
         "gap": ("time between the two lobes", "0 s"),
-        "echo_time": ECHO_HELP},
+        "echo_time": ECHO_HELP,
+        "gradient_echo": GE_HELP},
     "scheme.tensor": {
         "bvalues": ("b-values of the shells", "required"),
         "b_delta": ("b-tensor shape: 1 linear, 0 spherical, -0.5 planar; one value or one per shell",
                     "required"),
         "directions": ("symmetry axes of the b-tensors: a count or a list of [x, y, z]", "[[0, 0, 1]]"),
-        "duration": ("duration of the encoding waveform", "60 ms")},
+        "duration": ("duration of the encoding waveform", "60 ms"),
+        "gradient_echo": GE_HELP},
     "scheme.dde": {
         "delta": ("pulse duration of both PGSE blocks", "required"),
         "Delta": ("time between the onsets of a block's two pulses", "required"),
@@ -413,7 +428,30 @@ FIELD_HELP: dict[str, dict[str, tuple[str, str]]] = {
         "second": ('second-block direction: "parallel" (the first block\'s), "perpendicular" (one '
                    'perpendicular to it) or "both" (two measurements per direction)', '"both"'),
         "ramp_time": ("gradient rise time of each trapezoid", "0 s"),
-        "echo_time": ECHO_HELP},
+        "echo_time": ECHO_HELP,
+        "gradient_echo": GE_HELP},
+    "field.susceptibility": {
+        "chi": ("susceptibility difference of the fibres or cells to the space around them (one value, or one "
+                "per mesh component)", "required"),
+        "chi_anisotropic": ("radially anisotropic susceptibility of myelin sheaths (needs g_ratio; analytic "
+                            "cylinders)", "0"),
+        "g_ratio": ("makes each analytic cylinder a myelin sheath from g_ratio * radius to its radius", "none"),
+        "b0": ("main field", "3 T"),
+        "b0_direction": ("direction of B0 in the lab frame, [x, y, z]", "[0, 0, 1]"),
+        "voxel": ("map voxel for meshes and unions (the Fourier kernel of the rasterised susceptibility)",
+                  "0.2 um"),
+        "image_reach": ("analytic substrates: radius within which periodic images are summed", "6 box lengths"),
+        "sampled": ("analytic substrates: sample the closed forms on this many nodes [nx, ny, nz] (cylinders: "
+                    "nz = 1), a trilinear map that walks much faster than the sum over sources", "none")},
+    "field.background_gradient": {
+        "gradient": ("constant gradient of the field offset, [gx, gy, gz] in the substrate's frame", "required"),
+        "b0": ("main field (recorded)", "3 T"),
+        "b0_direction": ("direction of B0 (recorded)", "[0, 0, 1]")},
+    "field.map": {
+        "path": ("field map file: .npz (save_field_map) or NIfTI (axis-aligned affine, one period)", "required"),
+        "units": ('units of a NIfTI map\'s values: "T", "uT", "Hz", "rad/s" or "ppm"', "required for NIfTI"),
+        "b0": ("main field", "3 T"),
+        "b0_direction": ("direction of B0 in the map's frame, [x, y, z]", "[0, 0, 1]")},
     "simulation": {
         "n_walkers": ("number of walkers; the standard error falls as 1/sqrt(n_walkers)", "100000"),
         "n_steps": ("time steps over the scheme's duration", "1000"),
@@ -460,7 +498,7 @@ def _value(kind: str, value, field: str):
         return {k: _value(kind, v, f"{field}.{k}") for k, v in value.items()}
     many, one_or_many = kind.endswith("*"), kind.endswith("+")
     kind = kind.rstrip("*+")
-    if kind in ("time", "length", "diffusivity", "bvalue", "gradient", "frequency", "permeability", "relaxivity"):
+    if kind in UNITS:  # a dimension: the value carries its unit
         if one_or_many:
             # one value stays a number, so that a sweep over it stores its SI value in the database
             out = parse_quantity(value, kind, field, many=True)
@@ -552,14 +590,17 @@ class Job:
         ``n_steps``, ``seed``, ``start``, ...), as keyword arguments of
         :func:`walker.simulate`.
     echo : dict
-        ``{"substrate": ..., "scheme": ..., "simulation": ...}``: every parsed
+        ``{"substrate": ..., "scheme": ..., "simulation": ...}`` (and ``"field"``): every parsed
         value in SI, for printing and provenance.
+    field : substrates.Field or None
+        The static field offset of the [field] table (``walker.simulate``'s ``field=``), or None.
     """
 
     substrate: substrates.Substrate
     scheme: sequences.Scheme
     simulation: dict
     echo: dict
+    field: substrates.Field | None = None
 
 
 def build_substrate(raw: dict, base_dir: str | Path | None = None) -> tuple[substrates.Substrate, dict]:
@@ -858,6 +899,10 @@ def _scheme_maker(raw: dict, name: str):
     amp_arr, dirs = np.array(amp_list), np.concatenate(dir_list)
 
     def make(dt):
+        scheme = _make_scheme(dt)
+        return scheme.with_refocusing([]) if p.get("gradient_echo", False) else scheme
+
+    def _make_scheme(dt):
         try:
             if kind == "pgse":
                 return sequences.pgse(p["delta"], p["Delta"], directions=dirs, ramp_time=p.get("ramp_time", 0.0),
@@ -934,7 +979,62 @@ def parse_job(cfg: dict, base_dir: str | Path | None = None) -> Job:
     if start is not None and start not in ("intra", "extra", "uniform"):
         raise ConfigError(f"simulation.start = {start!r}: choose 'intra', 'extra' or 'uniform'")
     echo = {"substrate": sub_echo, "scheme": scheme_echo, "simulation": sim}
-    return Job(sub, scheme, sim, echo)
+    fld = None
+    if "field" in cfg:
+        fld, echo["field"] = build_field(cfg["field"], sub, base_dir)
+    return Job(sub, scheme, sim, echo, fld)
+
+
+def build_field(raw: dict, sub: substrates.Substrate, base_dir: str | Path | None = None):
+    """The static field offset of a [field] table, for the job's substrate, and its SI echo.
+
+    Parameters
+    ----------
+    raw : dict
+        The [field] table as read from TOML.
+    sub : substrates.Substrate
+        The substrate it is built for.
+    base_dir : str or Path, optional
+        Folder a relative ``path`` is read from.
+
+    Returns
+    -------
+    field : substrates.Field
+    echo : dict
+    """
+    raw = dict(raw)
+    kind = raw.pop("type", None)
+    if kind not in FIELD_FIELDS:
+        raise ConfigError(f"field.type = {kind!r}: choose one of {sorted(FIELD_FIELDS)}")
+    p = _section(raw, FIELD_FIELDS[kind], "field", REQUIRED_FIELD[kind], title=f'[field] type = "{kind}"')
+    echo = {"type": kind, **p}
+    b0 = p.get("b0", 3.0)
+    direction = p.get("b0_direction", (0.0, 0.0, 1.0))
+    try:
+        if kind == "background_gradient":
+            return substrates.background_gradient(p["gradient"], b0=b0, b0_direction=direction), echo
+        if kind == "map":
+            path = Path(p["path"])
+            path = path if path.is_absolute() or base_dir is None else Path(base_dir) / path
+            if not path.exists():
+                raise ConfigError(f"field.path = {p['path']!r}: no such file (looked for {path})")
+            echo["path"] = str(path.resolve())
+            echo["path_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+            return substrates.read_field_map(path, units=p.get("units"), b0=b0, b0_direction=direction), echo
+        analytic = sub.family == "analytic" and sub.kind in (substrates.CYLINDERS, substrates.SPHERES)
+        if analytic:
+            inner = p["g_ratio"] * sub.radii if "g_ratio" in p else None
+            fld = substrates.susceptibility_field(sub, p["chi"], b0, direction,
+                                                  chi_anisotropic=p.get("chi_anisotropic", 0.0), inner_radii=inner,
+                                                  image_reach=p.get("image_reach"))
+            return (fld.sampled(tuple(p["sampled"])) if "sampled" in p else fld), echo
+        for key in ("g_ratio", "chi_anisotropic", "image_reach", "sampled"):
+            if key in p:
+                raise ConfigError(f"field.{key} applies to analytic cylinders and spheres only; this substrate's "
+                                  "field is the Fourier kernel of its rasterised susceptibility (chi, voxel)")
+        return substrates.susceptibility_map(sub, p["chi"], p.get("voxel", 0.2e-6), b0, direction), echo
+    except ValueError as exc:
+        raise ConfigError(f"[field] type = \"{kind}\": {exc}") from exc
 
 
 def load(path: str | Path) -> dict:
@@ -1045,12 +1145,14 @@ def echo_text(job: Job) -> str:
     """The parsed configuration in SI units, for logs and provenance."""
     lines = []
     for section, content in (("substrate", [job.echo["substrate"]]), ("scheme", job.echo["scheme"]),
-                             ("simulation", [job.echo["simulation"]])):
+                             ("simulation", [job.echo["simulation"]]),
+                             ("field", [job.echo["field"]] if "field" in job.echo else [])):
         for entry in content:
             # each unit-bearing field's dimension, from the entry's own schema table (one key name, e.g.
             # "resolution", is a length for one generator and a plain number for another)
             table = SIMULATION_FIELDS if section == "simulation" else \
-                (SUBSTRATE_FIELDS if section == "substrate" else SCHEME_FIELDS).get(entry.get("type"), {})
+                {"substrate": SUBSTRATE_FIELDS, "scheme": SCHEME_FIELDS,
+                 "field": FIELD_FIELDS}[section].get(entry.get("type"), {})
             dims = {k: "length" if base_kind(v) == "points" else base_kind(v) for k, v in table.items()
                     if base_kind(v) in SI_UNIT or base_kind(v) == "points"}
             items = []

@@ -22,9 +22,12 @@ UNITS: dict[str, dict[str, float]] = {
     "frequency": {"Hz": 1.0, "kHz": 1e3},
     "permeability": {"m/s": 1.0, "um/ms": 1e-3, "µm/ms": 1e-3, "um/s": 1e-6},
     "relaxivity": {"m/s": 1.0, "um/ms": 1e-3, "µm/ms": 1e-3, "um/s": 1e-6, "µm/s": 1e-6},
+    "susceptibility": {"SI": 1.0, "ppm": 1e-6, "ppb": 1e-9},
+    "magnetic_field": {"T": 1.0, "mT": 1e-3},
 }
 SI_UNIT = {"time": "s", "length": "m", "diffusivity": "m^2/s", "bvalue": "s/m^2", "gradient": "T/m",
-           "frequency": "Hz", "permeability": "m/s", "relaxivity": "m/s"}
+           "frequency": "Hz", "permeability": "m/s", "relaxivity": "m/s", "susceptibility": "SI",
+           "magnetic_field": "T"}
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
@@ -84,7 +87,7 @@ def parse_quantity(value, dimension: str, field: str, many: bool = False):
 def _example(dimension: str) -> str:
     return {"time": "40 ms", "length": "5 um", "diffusivity": "2 um^2/ms", "bvalue": "1000 s/mm^2",
             "gradient": "80 mT/m", "frequency": "50 Hz", "permeability": "0.01 um/ms",
-            "relaxivity": "5 um/s"}[dimension]
+            "relaxivity": "5 um/s", "susceptibility": "-0.1 ppm", "magnetic_field": "3 T"}[dimension]
 
 
 def format_si(value, dimension: str) -> str:

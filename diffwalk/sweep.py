@@ -40,7 +40,7 @@ def _param_si(job: cfgmod.Job, name: str, raw):
     """SI value of a swept parameter (None when not a number)."""
     parts = name.split(".")
     try:
-        if parts[0] in ("substrate", "simulation"):
+        if parts[0] in ("substrate", "simulation", "field"):
             v = job.echo[parts[0]]
             for part in parts[1:]:          # "simulation.diffusivity.intra": into per-compartment tables
                 v = v[part]
@@ -67,7 +67,7 @@ def run_row(index: int, row_config: dict, names: list[str], params: dict,
         sim["backend"] = backend
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = simulate(job.substrate, job.scheme, **sim)
+        res = simulate(job.substrate, job.scheme, field=job.field, **sim)
     for w in caught:
         log.warning("row %d: %s", index, w.message)
     si = {n: _param_si(job, n, params[n]) for n in names}

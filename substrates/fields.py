@@ -55,7 +55,7 @@ MAX_BACKGROUND_GRADIENT = 1.0
 MAX_B0 = 30.0
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(inline="always", fastmath=False, error_model="numpy")
 def _wrap(x, L):
     if L > 0.0 and (x < 0.0 or x >= L):
         x -= math.floor(x / L) * L
@@ -64,34 +64,45 @@ def _wrap(x, L):
     return x
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(inline="always", fastmath=False, error_model="numpy")
+def _map_axis(x, origin, L, h, n):
+    """(lower node, upper node, fraction) of x along one periodic map axis; no integer division (a modulo
+    costs more than the rest of the lookup)."""
+    if n == 1:
+        return 0, 0, 0.0
+    u = (x - origin) / h
+    if L > 0.0:
+        u = _wrap(x - origin, L) / h
+    elif u < 0.0:  # not periodic (a Field built by hand): hold the edge value
+        u = 0.0
+    i0 = int(u)
+    if i0 >= n - 1 and L <= 0.0:
+        return n - 1, n - 1, 0.0
+    if i0 >= n:  # a wrapped coordinate rounded onto the box's far edge
+        i0 = n - 1
+    i1 = i0 + 1
+    if i1 == n:
+        i1 = 0
+    return i0, i1, u - i0
+
+
+@njit(inline="always", fastmath=False, error_model="numpy")
 def _map_value(x, y, z, values, par):
     """Trilinear interpolation of the periodic map (nodes at origin + i h, wrapping at the box)."""
     nx, ny, nz = values.shape
-    u = (_wrap(x - par[11], par[8]) if par[8] > 0.0 else x - par[11]) / par[14]
-    v = (_wrap(y - par[12], par[9]) if par[9] > 0.0 else y - par[12]) / par[15]
-    w = (_wrap(z - par[13], par[10]) if par[10] > 0.0 else z - par[13]) / par[16]
-    i0 = int(math.floor(u))
-    j0 = int(math.floor(v))
-    k0 = int(math.floor(w))
-    fu = u - i0
-    fv = v - j0
-    fw = w - k0
-    total = 0.0
-    for di in range(2):
-        ii = (i0 + di) % nx
-        cu = fu if di == 1 else 1.0 - fu
-        for dj in range(2):
-            jj = (j0 + dj) % ny
-            cv = fv if dj == 1 else 1.0 - fv
-            for dk in range(2):
-                kk = (k0 + dk) % nz
-                cw = fw if dk == 1 else 1.0 - fw
-                total += cu * cv * cw * values[ii, jj, kk]
-    return total
+    i0, i1, fu = _map_axis(x, par[11], par[8], par[14], nx)
+    j0, j1, fv = _map_axis(y, par[12], par[9], par[15], ny)
+    k0, k1, fw = _map_axis(z, par[13], par[10], par[16], nz)
+    gu = 1.0 - fu
+    gv = 1.0 - fv
+    gw = 1.0 - fw
+    return (gu * (gv * (gw * values[i0, j0, k0] + fw * values[i0, j0, k1])
+                  + fv * (gw * values[i0, j1, k0] + fw * values[i0, j1, k1]))
+            + fu * (gv * (gw * values[i1, j0, k0] + fw * values[i1, j0, k1])
+                    + fv * (gw * values[i1, j1, k0] + fw * values[i1, j1, k1])))
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(inline="always", fastmath=False, error_model="numpy")
 def _source_value(x, y, z, s, bx, by, bz, b0):
     """dB (T) of one source row ``s`` at the point (already wrapped into the box)."""
     kind = int(s[0])
@@ -137,7 +148,7 @@ def _source_value(x, y, z, s, bx, by, bz, b0):
     return b0 * (iso + aniso)
 
 
-@njit(cache=True, fastmath=False, error_model="numpy")
+@njit(inline="always", fastmath=False, error_model="numpy")
 def field_value(x, y, z, values, sources, par):
     """The field offset dB (T) at the local-frame point (x, y, z) (m; unwrapped: the box wraps it here).
 
@@ -340,7 +351,20 @@ class Field:
                      description={**self.description, "sampled": list(shape)})
 
     def frequency(self, points, gamma: float = 2.6751525e8) -> np.ndarray:
-        """Off-resonance angular frequency gamma dB (rad/s) at local-frame points (m)."""
+        """Off-resonance angular frequency gamma dB (rad/s) at local-frame points.
+
+        Parameters
+        ----------
+        points : array_like
+            (N, 3) positions in m.
+        gamma : float
+            Gyromagnetic ratio, rad/s/T (protons by default).
+
+        Returns
+        -------
+        numpy.ndarray
+            (N,) angular frequencies in rad/s.
+        """
         return gamma * self.evaluate(points)
 
     def __add__(self, other: "Field") -> "Field":
@@ -605,7 +629,7 @@ def susceptibility_map(substrate, chi, voxel: float, b0: float = 3.0, b0_directi
                        supersample: int = 2) -> Field:
     """The field offset of any periodic substrate: its susceptibility rasterised, then the Fourier kernel.
 
-    Each voxel's susceptibility is the mean over ``supersample``^3 points of chi where they fall (a mesh's
+    Each voxel's susceptibility is the mean over supersample^3 points of chi where they fall (a mesh's
     innermost component, a union's spheres, an analytic substrate's primitives), 0 elsewhere.
 
     Parameters

@@ -365,3 +365,136 @@ def test_field_maps_round_trip_through_npz_and_nifti(tmp_path):
         su.read_field_map(tmp_path / "r.nii.gz", units="Hz")
     with pytest.raises(ValueError, match="writes .npz"):
         su.save_field_map(fld, tmp_path / "f.txt")
+
+
+# --- configs and sweeps -------------------------------------------------------------------------------------------
+
+_CONFIG = """
+[substrate]
+type = "cylinder_lattice"
+radius = "2 um"
+icvf = 0.6
+
+[[scheme]]
+type = "pgse"
+delta = "4 ms"
+Delta = "12 ms"
+bvalues = "0 1000 s/mm^2"
+directions = 2
+echo_time = "30 ms"
+
+[[scheme]]
+type = "pgse"
+delta = "4 ms"
+Delta = "12 ms"
+bvalues = "0 s/mm^2"
+echo_time = "30 ms"
+gradient_echo = true
+
+[simulation]
+n_walkers = 400
+n_steps = 150
+diffusivity = "2 um^2/ms"
+start = "uniform"
+
+[field]
+type = "susceptibility"
+chi = "-0.1 ppm"
+chi_anisotropic = "-0.1 ppm"
+g_ratio = 0.7
+b0 = "7 T"
+b0_direction = [1, 0, 0]
+sampled = [48, 48, 1]
+"""
+
+
+def test_a_config_field_is_built_swept_and_recorded(tmp_path):
+    import tomllib
+
+    from diffwalk import config as cfgmod
+    from diffwalk import database
+    from diffwalk.sweep import run_sweep
+    job = cfgmod.parse_job(tomllib.loads(_CONFIG))
+    assert job.field.values.shape == (48, 48, 1) and job.field.b0 == 7.0
+    assert list(job.scheme.gradient_echo) == [False] * 3 + [True]
+    direct = su.susceptibility_field(job.substrate, -1e-7, 7.0, (1, 0, 0), chi_anisotropic=-1e-7,
+                                     inner_radii=0.7 * job.substrate.radii).sampled((48, 48, 1))
+    assert np.array_equal(job.field.values, direct.values)
+    assert "[field] type=susceptibility, chi=-1e-07 SI" in cfgmod.echo_text(job)
+    sweep = _CONFIG + '\n[sweep]\nseeds = [0]\n[sweep.grid]\n"field.chi" = ["0 ppm", "-0.3 ppm"]\n'
+    db = database.open_database(run_sweep(sweep, tmp_path / "f.h5"))
+    assert db.done.all()
+    np.testing.assert_allclose(db.params["field.chi"], [0.0, -3e-7])
+    # the gradient echo at b = 0 loses more signal to the stronger field (the sheaths' chi_A is in both rows)
+    assert db.signal[1, 3] < db.signal[0, 3] - 0.02
+    res = _run(job.substrate, job.scheme, n_walkers=50, n_steps=30, diffusivity=D0, field=job.field)
+    assert res.provenance["field"]["b0_T"] == 7.0 and res.provenance["field"]["gradient_echoes"] == 1
+    with pytest.raises(cfgmod.ConfigError, match="field.type = 'magnet'"):
+        cfgmod.parse_job(tomllib.loads(_CONFIG.replace('type = "susceptibility"', 'type = "magnet"')))
+    with pytest.raises(cfgmod.ConfigError, match="field.chi"):
+        cfgmod.parse_job(tomllib.loads(_CONFIG.replace('chi = "-0.1 ppm"', "chi = -0.1")))
+    with pytest.raises(cfgmod.ConfigError, match="multiply values in ppm by 1e-6"):
+        cfgmod.parse_job(tomllib.loads(_CONFIG.replace('chi = "-0.1 ppm"', 'chi = "-0.1 SI"')))
+
+
+# --- static dephasing -----------------------------------------------------------------------------------------
+
+def _yablonskiy_haacke_spheres(zeta, x):
+    """-ln |S| of a gradient echo among randomly placed spheres at volume fraction zeta, static spins, in the
+    dilute limit (Yablonskiy & Haacke 1994): zeta f(x), x = delta_omega t with delta_omega = gamma dchi B0 / 3,
+    f(x) = 1/2 int_{-1}^{1} du int_0^1 dv (1 - cos(x (3u^2 - 1) v)) / v^2 (v = (R/r)^3). Its limits: 2 x^2 / 5
+    (short times, Gaussian) and 2 pi x / (3 sqrt 3) (long times, R2'). Returns (values, quadrature error)."""
+    from scipy import integrate
+
+    def inner(u):
+        g = x * (3 * u * u - 1)
+        # int_0^1 (1 - cos(g v)) / v^2 dv = |g| int_0^|g| (1 - cos w) / w^2 dw
+        a = abs(g)
+        if a == 0:
+            return 0.0
+        val, _ = integrate.quad(lambda w: (1 - np.cos(w)) / (w * w) if w > 1e-8 else 0.5, 0, a, limit=400)
+        return a * val
+
+    val, err = integrate.quad(inner, -1, 1, points=[-1 / np.sqrt(3), 1 / np.sqrt(3)], limit=200)
+    return zeta * 0.5 * val, zeta * 0.5 * err
+
+
+def test_gradient_echoes_among_random_spheres_follow_the_static_dephasing_theory():
+    """Spheres (R = 3 um, chi 1 ppm at 3 T) placed at random without overlap at volume fraction 0.02 in a
+    periodic box; walkers everywhere, D = 1e-13 m^2/s (delta_omega R^2 / D = 2.4e4: static). Gradient echoes
+    from TE = 1 to 60 ms span the Gaussian short-time regime (x = delta_omega TE = 0.27) to the linear R2'
+    one (x = 16). |S| must follow Yablonskiy & Haacke's dilute-limit exp(-zeta f(x)) within 4.5 standard
+    errors plus the allowances: the finite density (pairs of spheres within each other's dephasing range,
+    O(zeta^2): zeta * 2 (zeta f) relative, i.e. 4 % of -ln S), and the walkers' motion (a spin echo's loss,
+    measured in the same run, bounds what motion changes)."""
+    R, zeta, chi, b0 = 3e-6, 0.02, 1e-6, 3.0
+    L = 60e-6
+    rng = np.random.default_rng(7)
+    n = int(round(zeta * L**3 / (4 / 3 * np.pi * R**3)))
+    centers = []
+    while len(centers) < n:
+        c = rng.uniform(0, L, 3)
+        if all(np.linalg.norm((c - o + L / 2) % L - L / 2) > 2 * R for o in centers):
+            centers.append(c)
+    sub = su.spheres(np.full(n, R), np.array(centers), box=[L, L, L])
+    zeta_real = n * 4 / 3 * np.pi * R**3 / L**3
+    fld = su.susceptibility_field(sub, chi=chi, b0=b0, image_reach=1.5 * L)
+    tes = np.array([1e-3, 3e-3, 10e-3, 30e-3, 60e-3])
+    ge = sq.concatenate([sq.pgse(0.5e-3, 0.5e-3, bvalues=[0.0], echo_time=te, dt=0.5e-3).with_refocusing([])
+                         for te in tes])
+    se = sq.pgse(0.5e-3, 0.5e-3, bvalues=[0.0], echo_time=60e-3, dt=0.5e-3)
+    res = _run(sub, ge + se, n_walkers=10_000, diffusivity=1e-13, n_steps=120, seed=3, start="uniform",
+               field=fld)
+    assert res.escapes == 0
+    mag = np.hypot(res.signal, res.signal_imag)
+    motion = 1.0 - mag[-1]  # what diffusion leaves of a refocused static field
+    x = GAMMA * chi * b0 / 3 * tes
+    for k in range(len(tes)):
+        ref, qerr = _yablonskiy_haacke_spheres(zeta_real, x[k])
+        expected = np.exp(-ref)
+        allowance = expected * (2 * zeta_real * ref + motion) + qerr
+        assert abs(mag[k] - expected) <= 4.5 * res.stderr[k] + allowance, (tes[k], mag[k], expected, allowance)
+    # both regimes are visited: the theory's short- and long-time limits hold at the ends
+    assert _yablonskiy_haacke_spheres(1.0, x[0])[0] == pytest.approx(0.4 * x[0] ** 2, rel=0.05)
+    assert _yablonskiy_haacke_spheres(1.0, x[-1])[0] == pytest.approx(2 * np.pi / (3 * np.sqrt(3)) * x[-1] - 1,
+                                                                     rel=0.05)

@@ -54,8 +54,8 @@ from substrates import CYLINDERS, FAMILIES, FREE, PLANES, SPHERES
 
 from .families import KernelFamily, Membranes, register_kernel_family
 from .geometry import cell_index, exit_root
-from .kernel_parts import (MAX_BOUNCES, begin_walker, field_step, finish_walker, isotropic_step, move,
-                           phase_step, record_events, step_segment, wrap)
+from .kernel_parts import (MAX_BOUNCES, begin_walker, field_finish, field_point, field_start, finish_walker,
+                           isotropic_step, move, phase_step, record_events, step_segment, wrap)
 from .records import CellGeometry
 from .rng import draw_step, next_uniform
 from .scaffold import build_kernel
@@ -156,7 +156,7 @@ def _inside_any(px, py, pz, wz, lo, inv_h, n, dim, start, items, clear, img_c, i
     return False
 
 
-def walker_function(kind: int, permeable: bool):
+def walker_function(kind: int, permeable: bool, field: bool = False):
     """The walk of one walker through an analytic substrate, as a plain Python function.
 
     Both backends compile this one function: the CPU kernel inlines it into
@@ -170,6 +170,8 @@ def walker_function(kind: int, permeable: bool):
         FREE, PLANES, CYLINDERS or SPHERES.
     permeable : bool
         Whether any membrane lets walkers through (free space has none).
+    field : bool
+        Whether the run has a static field offset (the field's integrals are compiled in only then).
 
     Returns
     -------
@@ -183,6 +185,7 @@ def walker_function(kind: int, permeable: bool):
     PERMEABLE = bool(permeable) and KIND != FREE
     WZ = 1.0 if KIND == SPHERES else 0.0  # spheres: distances in 3-D; cylinders: across the axis
     DIM = 3 if KIND == SPHERES else 2
+    FIELD = bool(field)
 
     def walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec, out_time_inside,
                     out_log_weight, out_first, traj, counters, out_field):
@@ -213,6 +216,8 @@ def walker_function(kind: int, permeable: bool):
         n_bad = 0
         n_tr = 0
         acc = (0.0, 0.0, 0.0)
+        facc = (0.0, 0.0)  # field integrals of the first two refocusing patterns
+        ox, oy, oz = field_start(i, out_field, FIELD)
         j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
                                             0, out_time_inside, out_log_weight)
         t = 1
@@ -375,8 +380,8 @@ def walker_function(kind: int, permeable: bool):
             if sub == substeps:
                 sub = 0
                 acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_phases)
-                if FV.shape[0] > 0:
-                    field_step(FV, t, i, rx, ry, rz, out_field, f_map, f_src, f_par)
+                if FIELD:
+                    facc = field_point(FV, t, i, ox + rx, oy + ry, oz + rz, facc, out_field, f_map, f_src, f_par)
                 if t == next_t:
                     if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
                         time_inside = float(t) if KIND == PLANES or (KIND != FREE and home >= 0) else 0.0
@@ -385,6 +390,8 @@ def walker_function(kind: int, permeable: bool):
                 t += 1
         finish_walker(i, K, acc, px, py, pz, home, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, homes,
                       seeds, out_phases, out_first, counters)
+        if FIELD:
+            field_finish(i, facc, out_field)
 
     return walk_walker
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from .families import KernelFamily
 from .records import Outputs, Walkers
+from .scaffold import kernel_name
 from .sincos import REDUCED_RANGE, sincos
 
 #: fraction of the device's free memory one batch of walkers may take
@@ -150,7 +151,7 @@ def _walk_thread(geo, transit, walkers, stepping, recording, out):
 _KERNELS: dict = {}
 
 
-def walk_kernel(family: KernelFamily, variant: tuple):
+def walk_kernel(family: KernelFamily, variant: tuple, field: bool = False):
     """The CUDA walk kernel of a family's variant (built on first use).
 
     Parameters
@@ -159,18 +160,20 @@ def walk_kernel(family: KernelFamily, variant: tuple):
         Gives the per-walker function (``family.walker_function(*variant)``) and the variant's name.
     variant : tuple
         The variant's compile-time constants (``family.variant(substrate)``).
+    field : bool
+        With a static field offset's integrals.
 
     Returns
     -------
     numba CUDA dispatcher
         Launched as ``kernel[blocks, threads](geo, transit, walkers, stepping, recording, out)``.
     """
-    key = (family.name, tuple(variant))
+    key = (family.name, tuple(variant), bool(field))
     if key not in _KERNELS:
         cuda = _cuda()
-        body = family.walker_function(*variant)
+        body = family.walker_function(*variant, field=bool(field))
         env = {**_walk_thread.__globals__, "WALK_WALKER": device_function(body), "cuda": cuda}
-        name = family.variant_name(*variant)
+        name = kernel_name(family, variant, field)
         f = types.FunctionType(_walk_thread.__code__, env, name)
         f.__qualname__ = name
         _KERNELS[key] = cuda.jit(f, **_kernel_options())
@@ -251,7 +254,7 @@ def batch_size(n: int, per_walker: int, multiple: int = 1) -> int:
 
 
 def run_walk(family: KernelFamily, variant: tuple, geo, transit, walkers: Walkers, stepping, recording,
-             out: Outputs, batch: int | None = None) -> None:
+             out: Outputs, batch: int | None = None, field: bool = False) -> None:
     """Walk ``walkers`` on the GPU in batches; writes their final state into ``walkers`` and ``out`` (host).
 
     Parameters
@@ -266,8 +269,10 @@ def run_walk(family: KernelFamily, variant: tuple, geo, transit, walkers: Walker
         Host outputs, zeros on entry; filled.
     batch : int, optional
         Walkers per batch (default: sized to the device's free memory).
+    field : bool
+        Whether the run integrates a static field offset (the kernel variant with it).
     """
-    kernel = walk_kernel(family, variant)
+    kernel = walk_kernel(family, variant, field)
     N = walkers.pos.shape[0]
     per_walker = sum(a[0].nbytes for a in (*walkers, *out) if a.shape[0] == N and a.size) + 1
     batch = batch_size(N, per_walker) if batch is None else max(1, int(batch))

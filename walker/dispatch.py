@@ -110,9 +110,9 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
     args = (geo, transit, walkers, stepping, recording, out)
     if backend == "cuda":
         t0 = time.perf_counter()
-        cuda_backend.run_walk(family, variant, *args, batch=batch)
+        cuda_backend.run_walk(family, variant, *args, batch=batch, field=plan.field is not None)
         return KernelRun(walkers, out, transit, time.perf_counter() - t0, geo, family)
-    walk = build_kernel(family, variant, parallel)
+    walk = build_kernel(family, variant, parallel, field=plan.field is not None)
     ensure_compiled(walk, args, family.describe(substrate), expected_s=15.0)
     t0 = time.perf_counter()
     walk(*args)

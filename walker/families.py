@@ -94,7 +94,7 @@ class KernelFamily:
     name : str
         The family's name, as substrates give it (``substrate.family``).
     walker_function : callable
-        ``walker_function(*variant)``: the walk of one walker as a plain Python function
+        ``walker_function(*variant, field=False)``: the walk of one walker as a plain Python function
         ``walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec,
         out_time_inside, out_log_weight, out_first, traj, counters)``, compiled for the CPU by
         :func:`walker.scaffold.build_kernel` and for CUDA by :mod:`walker.cuda_backend`.

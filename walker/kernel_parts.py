@@ -100,14 +100,36 @@ def phase_step(W, t, K, i, rx, ry, rz, acc, out_I):
     return (ax, ay, az)
 
 
-@njit(**KERNEL_OPTIONS)
-def field_step(FV, t, i, rx, ry, rz, out_field, f_map, f_src, f_par):
-    """Add the field offset at grid point t, dB(start + r), to each field shape's integral of walker i.
+@njit(inline="always")
+def field_start(i, out_field, on):
+    """The walker's start in the box frame (m; zeros when ``on`` is False, the run has no field): the field is
+    evaluated at start + displacement."""
+    if on:
+        return out_field[i, 0], out_field[i, 1], out_field[i, 2]
+    return 0.0, 0.0, 0.0
 
-    Not inlined: called only in runs with a field (the hot loop of the others only tests ``FV.shape[0]``)."""
-    db = field_value(out_field[i, 0] + rx, out_field[i, 1] + ry, out_field[i, 2] + rz, f_map, f_src, f_par)
-    for f in range(FV.shape[0]):
-        out_field[i, 3 + f] += FV[f, t] * db
+
+@njit(inline="always")
+def field_point(FV, t, i, x, y, z, facc, out_field, f_map, f_src, f_par):
+    """Add the field offset at grid point t, dB(x, y, z), to each refocusing pattern's integral: the first two
+    in the registers of ``facc`` (a run has one or two patterns: spin and gradient echoes), the rest straight
+    into ``out_field``; returns the new ``facc``. Compiled only into kernels of runs with a field."""
+    db = field_value(x, y, z, f_map, f_src, f_par)
+    a0, a1 = facc
+    a0 += FV[0, t] * db
+    if FV.shape[0] > 1:
+        a1 += FV[1, t] * db
+        for f in range(2, FV.shape[0]):
+            out_field[i, 3 + f] += FV[f, t] * db
+    return (a0, a1)
+
+
+@njit(inline="always")
+def field_finish(i, facc, out_field):
+    """Write the field integrals held in registers back (onto the start's own term, added by the caller)."""
+    out_field[i, 3] += facc[0]
+    if out_field.shape[1] > 4:
+        out_field[i, 4] += facc[1]
 
 
 @njit(**KERNEL_OPTIONS)

@@ -44,8 +44,8 @@ from substrates.meshgrid import ENLARGE, locate_one
 
 from .families import KernelFamily, Membranes, register_kernel_family
 from .geometry import cell_index
-from .kernel_parts import (MAX_BOUNCES, begin_walker, field_step, finish_walker, isotropic_step, move,
-                           phase_step, record_events, step_segment, wrap)
+from .kernel_parts import (MAX_BOUNCES, begin_walker, field_finish, field_point, field_start, finish_walker,
+                           isotropic_step, move, phase_step, record_events, step_segment, wrap)
 from .records import MeshGeometry
 from .rng import draw_step, next_uniform
 from .scaffold import build_kernel
@@ -157,7 +157,7 @@ def _nearest(px, py, pz, dx, dy, dz, reach, skip, tri, tface, lo, h, n, box, sta
     return best, bq
 
 
-def walker_function(permeable: bool):
+def walker_function(permeable: bool, field: bool = False):
     """The walk of one walker through a mesh, as a plain Python function compiled by both backends.
 
     As :func:`walker.cells_kernel.walker_function`: the CPU kernel inlines it
@@ -169,6 +169,8 @@ def walker_function(permeable: bool):
     ----------
     permeable : bool
         Whether any component lets walkers through.
+    field : bool
+        Whether the run has a static field offset (the field's integrals are compiled in only then).
 
     Returns
     -------
@@ -180,6 +182,7 @@ def walker_function(permeable: bool):
         ``stepping.scale`` is per region (depth d -> d, extra last).
     """
     PERMEABLE = bool(permeable)
+    FIELD = bool(field)
 
     def walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec, out_time_inside,
                     out_log_weight, out_first, traj, counters, out_field):
@@ -213,6 +216,8 @@ def walker_function(permeable: bool):
         n_tr = 0
         budget = 0.0
         acc = (0.0, 0.0, 0.0)
+        facc = (0.0, 0.0)  # field integrals of the first two refocusing patterns
+        ox, oy, oz = field_start(i, out_field, FIELD)
         j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
                                             0, out_time_inside, out_log_weight)
         t = 1
@@ -303,8 +308,8 @@ def walker_function(permeable: bool):
             if sub == substeps:
                 sub = 0
                 acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_phases)
-                if FV.shape[0] > 0:
-                    field_step(FV, t, i, rx, ry, rz, out_field, f_map, f_src, f_par)
+                if FIELD:
+                    facc = field_point(FV, t, i, ox + rx, oy + ry, oz + rz, facc, out_field, f_map, f_src, f_par)
                 if t == next_t:
                     if not PERMEABLE:  # nothing changes compartment: inside the whole time or never
                         time_inside = region_weight * t if home >= 0 else 0.0
@@ -313,6 +318,8 @@ def walker_function(permeable: bool):
                 t += 1
         finish_walker(i, K, acc, px, py, pz, home, s0, s1, first, n_refl, n_cut, n_bad, n_tr, pos, homes, seeds,
                       out_phases, out_first, counters)
+        if FIELD:
+            field_finish(i, facc, out_field)
 
     return walk_walker
 

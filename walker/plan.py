@@ -163,6 +163,8 @@ def plan_run(substrate: Substrate, scheme: sequences.Scheme, n_walkers, diffusiv
         wall hit (dimensionless); sets the sub-steps.
     transit : {"corrected", "first_order"}
         Transit probability rule (see :func:`walker.transit_probability`).
+    field : substrates.Field, optional
+        A static field offset (T, the substrate's frame); refused when its period is not the substrate's.
 
     Returns
     -------

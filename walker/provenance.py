@@ -59,6 +59,10 @@ def provenance(*, substrate, plan, seed: int, start: str, parallel: bool, wall_t
         "n_shapes": plan.played.shapes.n_shapes, "aligned_edges": plan.aligned, "substeps": plan.substeps,
         "random_streams": STREAM_VERSION,
     }
+    if plan.field is not None:  # only runs with a field say so: earlier provenance stays as it was
+        prov["field"] = {"description": plan.field.description, "b0_T": plan.field.b0,
+                         "b0_direction_local": plan.field.b0_direction.tolist(),
+                         "gradient_echoes": int(np.sum(plan.played.gradient_echo))}
     if backend == "cuda":
         import os
 

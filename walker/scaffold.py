@@ -109,6 +109,25 @@ def compile_kernel(func, name: str | None = None, bound: dict | None = None, fil
             njit(**KERNEL_OPTIONS)(renamed("_serial")))
 
 
+def kernel_name(family, variant: tuple, field: bool = False) -> str:
+    """The readable name of a kernel variant ("walk_cylinders_permeable", "walk_mesh_field").
+
+    Parameters
+    ----------
+    family : walker.families.KernelFamily
+        Names its variants.
+    variant : tuple
+        The variant's compile-time constants.
+    field : bool
+        Whether the variant integrates a static field offset.
+
+    Returns
+    -------
+    str
+    """
+    return family.variant_name(*variant) + ("_field" if field else "")
+
+
 def source_digest(paths) -> str:
     """First 10 hex digits of the SHA-256 of the files' contents (a cache name that changes with any of them)."""
     h = hashlib.sha256()
@@ -120,7 +139,7 @@ def source_digest(paths) -> str:
 _BUILDS: dict = {}
 
 
-def build_kernel(family, variant: tuple, parallel: bool = True):
+def build_kernel(family, variant: tuple, parallel: bool = True, field: bool = False):
     """The compiled walk of one family's variant: its per-walker function inlined into :func:`_walk_all`.
 
     Built on first use, once per (family, variant): both builds at once, each with its own cache entry.
@@ -134,18 +153,20 @@ def build_kernel(family, variant: tuple, parallel: bool = True):
         The compile-time constants of the variant (e.g. the kind and the membranes of an analytic substrate).
     parallel : bool
         The ``prange`` build, or the serial build of the same function.
+    field : bool
+        With a static field offset's integrals (a variant of its own: runs without a field compile none of it).
 
     Returns
     -------
     numba dispatcher
         Called as ``kernel(geo, transit, walkers, stepping, recording, out)``.
     """
-    key = (family.name, tuple(variant))
+    key = (family.name, tuple(variant), bool(field))
     if key not in _BUILDS:
         here = Path(__file__).parent
         sources = [family.source_file, *(here / s for s in SHARED_SOURCES), *family.inlines]
-        body = njit(inline="always")(family.walker_function(*variant))
-        name = f"{family.variant_name(*variant)}_{source_digest(sources)}"
+        body = njit(inline="always")(family.walker_function(*variant, field=bool(field)))
+        name = f"{kernel_name(family, variant, field)}_{source_digest(sources)}"
         _BUILDS[key] = compile_kernel(_walk_all, name=name, bound={"WALK_WALKER": body}, filename=family.source_file)
     return _BUILDS[key][0 if parallel else 1]
 

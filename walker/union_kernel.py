@@ -34,8 +34,8 @@ from substrates.unions import OUTSIDE
 
 from .families import KernelFamily, Membranes, register_kernel_family
 from .geometry import cell_index, exit_root
-from .kernel_parts import (MAX_BOUNCES, begin_walker, field_step, finish_walker, isotropic_step, move,
-                           phase_step, record_events, step_segment, wrap)
+from .kernel_parts import (MAX_BOUNCES, begin_walker, field_finish, field_point, field_start, finish_walker,
+                           isotropic_step, move, phase_step, record_events, step_segment, wrap)
 from .records import UnionGeometry
 from .rng import draw_step, next_uniform
 from .scaffold import build_kernel
@@ -159,8 +159,14 @@ def _cross(t, sub, inv_sub, first, sc, sc_new, left, full):
     return first, sc_new, left * ratio, full * ratio
 
 
-def walker_function():
-    """The walk of one walker inside a union of spheres, as a plain Python function (compiled for the CPU and, by walker.cuda_backend, for CUDA).
+def walker_function(field: bool = False):
+    """The walk of one walker inside a union of spheres, as a plain Python function (compiled for the CPU and, by
+    walker.cuda_backend, for CUDA).
+
+    Parameters
+    ----------
+    field : bool
+        Whether the run has a static field offset (the field's integrals are compiled in only then).
 
     Returns
     -------
@@ -168,6 +174,7 @@ def walker_function():
         ``walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, *out)`` with ``geo`` a
         :class:`walker.records.UnionGeometry`; positions are absolute (wrapped into the box).
     """
+    FIELD = bool(field)
 
     def walk_walker(i, geo, transit, stepping, recording, pos, homes, seeds, out_phases, out_rec, out_time_inside,
                     out_log_weight, out_first, traj, counters, out_field):
@@ -195,6 +202,8 @@ def walker_function():
         log_weight = 0.0  # log of the surface-relaxation weight
         home = -1  # a sphere image known to hold the walker (-1: none known)
         acc = (0.0, 0.0, 0.0)
+        facc = (0.0, 0.0)  # field integrals of the first two refocusing patterns
+        ox, oy, oz = field_start(i, out_field, FIELD)
         j_rec, j_te, next_t = record_events(i, 0, 0.0, 0.0, 0.0, 0.0, 0.0, traj, rec_steps, 0, out_rec, te_steps,
                                             0, out_time_inside, out_log_weight)
         t = 1
@@ -316,8 +325,8 @@ def walker_function():
             if sub == substeps:
                 sub = 0
                 acc = phase_step(W, t, K, i, rx, ry, rz, acc, out_phases)
-                if FV.shape[0] > 0:
-                    field_step(FV, t, i, rx, ry, rz, out_field, f_map, f_src, f_par)
+                if FIELD:
+                    facc = field_point(FV, t, i, ox + rx, oy + ry, oz + rz, facc, out_field, f_map, f_src, f_par)
                 if t == next_t:
                     if not permeable:  # nothing changes compartment: inside the whole time or never
                         time_inside = 0.0 if outside else float(t)
@@ -327,6 +336,8 @@ def walker_function():
                 t += 1
         finish_walker(i, K, acc, px, py, pz, OUTSIDE if outside else -1, s0, s1, first, n_refl, n_cut, n_bad, n_tr,
                       pos, homes, seeds, out_phases, out_first, counters)
+        if FIELD:
+            field_finish(i, facc, out_field)
 
     return walk_walker
 

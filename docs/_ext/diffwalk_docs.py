@@ -198,6 +198,7 @@ def config_lines() -> list[str]:
               for k in config.SUBSTRATE_FIELDS]
     tables += [(f"[[scheme]] type = \"{k}\"", config.SCHEME_FIELDS[k], f"scheme.{k}") for k in config.SCHEME_FIELDS]
     tables += [("[simulation]", config.SIMULATION_FIELDS, "simulation")]
+    tables += [(f"[field] type = \"{k}\"", config.FIELD_FIELDS[k], f"field.{k}") for k in config.FIELD_FIELDS]
     for title, fields, key in tables:
         lines += [title, "-" * len(title), ""]
         if not fields:
