@@ -165,34 +165,91 @@ def test_sphere_closed_form_equals_the_fourier_kernel():
 
 # --- the walker's phase -----------------------------------------------------------------------------------------
 
-def test_uniform_field_inside_a_cylinder_dephases_a_gradient_echo_exactly_and_a_spin_echo_not_at_all():
-    """Inside a lone cylinder the offset is uniform, chi B0 (3 cos^2 theta - 1) / 6, and inside a lone sheath it
-    is 3 chi_A B0 sin^2 theta ln(r_o / r_i) / 4 (Wharton & Bowtell): every walker, whatever its path, gains
-    gamma dB TE in a gradient echo (S = cos, imag = sin of it, to rounding) and nothing in a spin echo."""
+def _sheath_case(theta):
+    ri, ro = 2.1e-6, 3e-6
+    b = (np.sin(theta), 0.0, np.cos(theta))
+    fld = su.susceptibility_field(su.cylinder(ro), chi=-1e-7, chi_anisotropic=-1.5e-7, inner_radii=ri,
+                                  b0_direction=b)
+    return su.cylinder(ri), fld, 0.75 * -1.5e-7 * 3.0 * np.sin(theta) ** 2 * np.log(ro / ri)
+
+
+def test_uniform_offsets_inside_a_cylinder_and_a_sheath_are_the_closed_forms():
+    """Inside a lone cylinder the offset is uniform, chi B0 (3 cos^2 theta - 1) / 6; inside a lone sheath
+    3 chi_A B0 sin^2 theta ln(r_o / r_i) / 4 (Wharton & Bowtell), whatever the isotropic part."""
+    theta, ro = 1.1, 3e-6
+    b = (np.sin(theta), 0.0, np.cos(theta))
+    p = np.random.default_rng(2).uniform(-1.4e-6, 1.4e-6, (500, 3))
+    solid = su.susceptibility_field(su.cylinder(ro), chi=-5e-7, b0_direction=b)
+    np.testing.assert_allclose(solid.evaluate(p), -5e-7 * 3.0 * (3 * np.cos(theta) ** 2 - 1) / 6, rtol=1e-12)
+    _, sheath, inside = _sheath_case(theta)
+    np.testing.assert_allclose(sheath.evaluate(p), inside, rtol=1e-12)
+
+
+def _uniform_cases():
+    """(name, substrate, field, its uniform offset where the walkers are): a sheath's interior, a mesh and a
+    union with a uniform offset (every family's kernel)."""
+    sub, fld, inside = _sheath_case(1.1)
+    off = su.background_gradient([0.0, 0.0, 0.0], offset=2.5e-7)
+    ico = su.meshed_sphere(3e-6, subdivisions=1)
+    z = np.arange(4) * 1e-6
+    union = su.sphere_union(np.column_stack([np.full(4, 2e-6), np.full(4, 2e-6), z]), np.full(4, 1.5e-6),
+                            [5e-6, 5e-6, 4e-6])
+    return [("sheath", sub, fld, inside), ("mesh", ico, off, 2.5e-7), ("union", union, off, 2.5e-7)]
+
+
+@pytest.mark.skipif(not walker.cuda_backend.available(), reason="no CUDA device and no simulator")
+@pytest.mark.parametrize("case", range(3), ids=["sheath", "mesh", "union"])
+def test_a_uniform_offset_dephases_a_gradient_echo_exactly_and_a_spin_echo_not_at_all(case):
+    """Where the offset is uniform every walker, whatever its path, gains gamma dB TE in a gradient echo (S =
+    cos, imag = sin of it, to rounding) and nothing in a spin echo. Exact per walker, so a few walkers do: run
+    on the CUDA backend (numba's simulator in CI, which executes each family's own per-walker code with its
+    field branch, without compiling another CPU variant)."""
+    name, sub, fld, inside = _uniform_cases()[case]
     te = 30e-3
     s = sq.pgse(4e-3, 12e-3, bvalues=[0.0, 1e9], directions=[[1.0, 0, 0], [0, 1, 0]], echo_time=te)
     scheme = s + s.with_refocusing([])
-    theta = 1.1
-    b = (np.sin(theta), 0.0, np.cos(theta))
-    ri, ro = 2.1e-6, 3e-6
-    fields = {"solid": (su.cylinder(ro), su.susceptibility_field(su.cylinder(ro), chi=-5e-7, b0_direction=b),
-                        -5e-7 * 3.0 * (3 * np.cos(theta) ** 2 - 1) / 6),
-              "sheath": (su.cylinder(ri), su.susceptibility_field(su.cylinder(ro), chi=-1e-7, chi_anisotropic=-1.5e-7,
-                                                                 inner_radii=ri, b0_direction=b),
-                         0.75 * -1.5e-7 * 3.0 * np.sin(theta) ** 2 * np.log(ro / ri))}
-    for name, (sub, fld, inside) in fields.items():
-        plain = _run(sub, scheme, n_walkers=2000, diffusivity=D0, n_steps=300, seed=5)
-        res = _run(sub, scheme, n_walkers=2000, diffusivity=D0, n_steps=300, seed=5, field=fld)
-        assert res.escapes == 0
-        phi = GAMMA * inside * te
-        assert abs(phi) > 0.5, name  # a real test: the echo loses a good part of its signal
-        np.testing.assert_allclose(res.signal[:2], plain.signal[:2], rtol=0, atol=1e-12)  # spin echo
-        np.testing.assert_allclose(res.signal_imag[:2], plain.signal_imag[:2], rtol=0, atol=1e-12)
-        # gradient echo: the b = 0 signal is exactly exp(i phi); with diffusion weighting, times the walk's own
-        np.testing.assert_allclose(res.signal[2], np.cos(phi), rtol=0, atol=1e-12)
-        np.testing.assert_allclose(res.signal_imag[2], np.sin(phi), rtol=0, atol=1e-12)
-        z = (plain.signal[3] + 1j * plain.signal_imag[3]) * np.exp(1j * phi)
-        np.testing.assert_allclose([res.signal[3], res.signal_imag[3]], [z.real, z.imag], rtol=0, atol=1e-12)
+    kw = dict(n_walkers=12, diffusivity=D0, n_steps=40, seed=5, backend="cuda")
+    plain = _run(sub, scheme, **kw)
+    res = _run(sub, scheme, field=fld, **kw)
+    assert res.escapes == 0
+    phi = GAMMA * inside * te
+    assert abs(phi) > 0.5, name  # a real test: the echo loses a good part of its signal
+    np.testing.assert_allclose(res.signal[:2], plain.signal[:2], rtol=0, atol=1e-12)  # spin echo
+    np.testing.assert_allclose(res.signal_imag[:2], plain.signal_imag[:2], rtol=0, atol=1e-12)
+    # gradient echo: the b = 0 signal is exactly exp(i phi); with diffusion weighting, times the walk's own
+    np.testing.assert_allclose(res.signal[2], np.cos(phi), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(res.signal_imag[2], np.sin(phi), rtol=0, atol=1e-12)
+    z = (plain.signal[3] + 1j * plain.signal_imag[3]) * np.exp(1j * phi)
+    np.testing.assert_allclose([res.signal[3], res.signal_imag[3]], [z.real, z.imag], rtol=0, atol=1e-12)
+
+
+def _fcc():
+    return su.sphere_lattice(2e-6, 0.3, lattice="fcc")
+
+
+@pytest.mark.skipif(not walker.cuda_backend.available(), reason="no CUDA device and no simulator")
+@pytest.mark.parametrize("kind", ["spheres-closed-forms", "free-map-and-gradient"])
+def test_cuda_replays_the_cpu_walk_with_a_field(kind):
+    """CUDA (the simulator in CI) equals the CPU bit for bit with a field: closed-form sources on an fcc
+    lattice, and a periodic map plus a background gradient in free space; spin and gradient echoes. (Here
+    rather than in test_cuda_backend: the CPU field variants these need are compiled once, in this module.)"""
+    te = sq.pgse(5e-3, 15e-3, bvalues=[0, 1e9], directions=[[1.0, 0, 0], [1, 0, 0]], echo_time=40e-3)
+    scheme = te + te.with_refocusing([])
+    if kind.startswith("spheres"):
+        sub = _fcc()
+        fld = su.susceptibility_field(sub, chi=1e-6, b0_direction=(1, 0, 2), image_reach=0.0)
+        kw = dict(start="uniform")
+    else:
+        sub = su.free()
+        fld = (su.field_map(np.random.default_rng(0).normal(size=(6, 5, 4)) * 1e-7, box=[7e-6, 8e-6, 9e-6])
+               + su.background_gradient([1e-3, -2e-3, 0.5e-3]))
+        kw = {}
+    runs = [_run(sub, scheme, n_walkers=40, n_steps=60, seed=11, diffusivity=D0, backend=b, field=fld, **kw)
+            for b in ("cpu", "cuda")]
+    for name in ("signal", "stderr", "signal_imag", "final_positions"):
+        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
+    plain = _run(sub, scheme, n_walkers=40, n_steps=60, seed=11, diffusivity=D0, **kw)
+    assert np.abs(plain.signal - runs[0].signal).max() > 0.01  # and the field changed the signal
 
 
 def test_background_gradient_adds_the_exact_cross_term_of_a_pulsed_gradient_spin_echo():
@@ -421,12 +478,19 @@ def test_a_config_field_is_built_swept_and_recorded(tmp_path):
                                      inner_radii=0.7 * job.substrate.radii).sampled((48, 48, 1))
     assert np.array_equal(job.field.values, direct.values)
     assert "[field] type=susceptibility, chi=-1e-07 SI" in cfgmod.echo_text(job)
-    sweep = _CONFIG + '\n[sweep]\nseeds = [0]\n[sweep.grid]\n"field.chi" = ["0 ppm", "-0.3 ppm"]\n'
+    # a sweep over the susceptibility of spheres (the sphere kernel with a field is the one the static-dephasing
+    # test compiles; cylinders would compile another)
+    spheres = (_CONFIG.replace('type = "cylinder_lattice"\nradius = "2 um"\nicvf = 0.6',
+                               'type = "sphere_lattice"\nradius = "2 um"\nvolume_fraction = 0.3')
+               .replace('chi_anisotropic = "-0.1 ppm"\ng_ratio = 0.7\n', "")
+               .replace("sampled = [48, 48, 1]", "sampled = [24, 24, 24]"))
+    sweep = spheres + '\n[sweep]\nseeds = [0]\n[sweep.grid]\n"field.chi" = ["0.3 ppm", "1 ppm"]\n'
     db = database.open_database(run_sweep(sweep, tmp_path / "f.h5"))
     assert db.done.all()
-    np.testing.assert_allclose(db.params["field.chi"], [0.0, -3e-7])
-    # the gradient echo at b = 0 loses more signal to the stronger field (the sheaths' chi_A is in both rows)
+    np.testing.assert_allclose(db.params["field.chi"], [3e-7, 1e-6])
+    # the gradient echo at b = 0 loses more signal to the stronger field
     assert db.signal[1, 3] < db.signal[0, 3] - 0.02
+    job = cfgmod.parse_job(tomllib.loads(spheres))
     res = _run(job.substrate, job.scheme, n_walkers=50, n_steps=30, diffusivity=D0, field=job.field)
     assert res.provenance["field"]["b0_T"] == 7.0 and res.provenance["field"]["gradient_echoes"] == 1
     with pytest.raises(cfgmod.ConfigError, match="field.type = 'magnet'"):
