@@ -33,7 +33,7 @@ evaluator :func:`field_value` is a numba function that both walker backends call
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -179,6 +179,12 @@ def field_value(x, y, z, values, sources, par):
 def _field_values(points, values, sources, par, out):
     for i in range(points.shape[0]):
         out[i] = field_value(points[i, 0], points[i, 1], points[i, 2], values, sources, par)
+
+
+def _nodes(shape, h) -> np.ndarray:
+    """(prod(shape), 3) positions (m) of a grid's nodes i * h, in C order of ``shape``."""
+    axes = [np.arange(n) * h[k] for k, n in enumerate(shape)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
 
 
 def _unit(v, name: str) -> np.ndarray:
@@ -343,10 +349,8 @@ class Field:
             if box[k] <= 0 and shape[k] > 1:
                 raise ValueError(f"the field is not periodic along axis {k}: sample it with 1 node there")
         h = np.where(box > 0, box / np.array(shape), 1.0)
-        axes = [np.arange(n) * h[k] for k, n in enumerate(shape)]
-        pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
         bare = Field(self.b0, self.b0_direction, 0.0, np.zeros(3), self.box, sources=self.sources)
-        values = bare.evaluate(pts).reshape(shape)
+        values = bare.evaluate(_nodes(shape, h)).reshape(shape)
         return Field(self.b0, self.b0_direction, self.offset, self.gradient, self.box, values, np.zeros(3), h,
                      description={**self.description, "sampled": list(shape)})
 
@@ -620,9 +624,8 @@ def fourier_field(chi, box, b0: float = 3.0, b0_direction=(0.0, 0.0, 1.0), origi
         kxb = k[0] * xb[..., 0] + k[1] * xb[..., 1] + k[2] * xb[..., 2]
         spectrum = np.where(k2 > 0, (xb @ u) / 3.0 - kb * kxb / safe, 0.0)
     values = np.real(np.fft.ifftn(spectrum)) * b0
-    out = field_map(values, b, origin, b0, u)
-    return Field(out.b0, out.b0_direction, 0.0, np.zeros(3), out.box, out.values, out.origin, out.spacing,
-                 description={"fourier_field": list(c.shape), "box": b.tolist(), "b0": b0})
+    return replace(field_map(values, b, origin, b0, u),
+                   description={"fourier_field": list(c.shape), "box": b.tolist(), "b0": b0})
 
 
 def susceptibility_map(substrate, chi, voxel: float, b0: float = 3.0, b0_direction=(0.0, 0.0, 1.0),
@@ -679,8 +682,7 @@ def susceptibility_map(substrate, chi, voxel: float, b0: float = 3.0, b0_directi
     chi_v = check_chi(chi)
     X = np.zeros(shape)
     offs = (np.arange(ss) + 0.5) / ss - 0.5
-    axes = [np.arange(n) * h[k] for k, n in enumerate(shape)]
-    nodes = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    nodes = _nodes(shape, h)
     for ox in offs:
         for oy in offs:
             for oz in offs:
@@ -695,9 +697,9 @@ def susceptibility_map(substrate, chi, voxel: float, b0: float = 3.0, b0_directi
                 X += val.reshape(shape)
     X /= ss ** 3
     f = fourier_field(X, box, b0, b_local)
-    return Field(f.b0, f.b0_direction, 0.0, np.zeros(3), f.box, f.values, f.origin, f.spacing,
-                 description={"susceptibility_map": {"voxels": list(shape), "supersample": ss, "b0": f.b0,
-                                                     "chi": float(chi_v) if chi_v.ndim == 0 else "per component"}})
+    return replace(f, description={"susceptibility_map": {"voxels": list(shape), "supersample": ss, "b0": f.b0,
+                                                          "chi": float(chi_v) if chi_v.ndim == 0
+                                                          else "per component"}})
 
 
 def _holder(substrate, points: np.ndarray) -> np.ndarray:

@@ -64,8 +64,19 @@ def _union():
                            relaxivity=5e-6)
 
 
+#: spin and gradient echoes of one waveform (a field's two refocusing patterns)
+SE_GE = TE + TE.with_refocusing([])
+#: closed-form sources on an fcc lattice; a periodic map plus a background gradient
+SPHERE_FIELD = su.susceptibility_field(su.sphere_lattice(2e-6, 0.3, lattice="fcc"), chi=1e-6,
+                                       b0_direction=(1, 0, 2), image_reach=0.0)
+MAP_FIELD = (su.field_map(np.random.default_rng(0).normal(size=(6, 5, 4)) * 1e-7, box=[7e-6, 8e-6, 9e-6])
+             + su.background_gradient([1e-3, -2e-3, 0.5e-3]))
+
 #: (name, substrate factory, scheme, keyword arguments): every substrate kind and kernel feature
 CASES = [
+    ("fcc-field-closed-forms", lambda: su.sphere_lattice(2e-6, 0.3, lattice="fcc"), SE_GE,
+     dict(diffusivity=D0, start="uniform", field=SPHERE_FIELD)),
+    ("free-field-map-and-gradient", su.free, SE_GE, dict(diffusivity=D0, field=MAP_FIELD)),
     ("free-records", su.free, PG, dict(diffusivity=D0, record_times=[0.0, 0.01, 0.02], n_trajectories=3)),
     ("free-tensor-gaussian", lambda: su.free(np.diag([2e-9, 1e-9, 0.5e-9])), MANY, dict(gaussian_steps=True)),
     ("planes", lambda: su.planes(6e-6, normal=(1, 1, 0)), PG, dict(diffusivity=D0, record_times=[0.02])),
@@ -137,6 +148,9 @@ def test_cuda_equals_cpu(name, factory, scheme, kw):
         assert gpu.reflections > 0  # the walls were met, so the comparison covers the collision code
     if "permeable" in name:
         assert gpu.transits > 0  # and the membranes were crossed
+    if "field" in kw:  # and the field changed the signal
+        plain = _run(factory, scheme, "cpu", **{k: v for k, v in kw.items() if k != "field"})
+        assert np.abs(plain.signal - cpu.signal).max() > 0.01
 
 
 def test_batches_do_not_change_the_walk():

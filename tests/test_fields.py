@@ -223,35 +223,6 @@ def test_a_uniform_offset_dephases_a_gradient_echo_exactly_and_a_spin_echo_not_a
     np.testing.assert_allclose([res.signal[3], res.signal_imag[3]], [z.real, z.imag], rtol=0, atol=1e-12)
 
 
-def _fcc():
-    return su.sphere_lattice(2e-6, 0.3, lattice="fcc")
-
-
-@pytest.mark.skipif(not walker.cuda_backend.available(), reason="no CUDA device and no simulator")
-@pytest.mark.parametrize("kind", ["spheres-closed-forms", "free-map-and-gradient"])
-def test_cuda_replays_the_cpu_walk_with_a_field(kind):
-    """CUDA (the simulator in CI) equals the CPU bit for bit with a field: closed-form sources on an fcc
-    lattice, and a periodic map plus a background gradient in free space; spin and gradient echoes. (Here
-    rather than in test_cuda_backend: the CPU field variants these need are compiled once, in this module.)"""
-    te = sq.pgse(5e-3, 15e-3, bvalues=[0, 1e9], directions=[[1.0, 0, 0], [1, 0, 0]], echo_time=40e-3)
-    scheme = te + te.with_refocusing([])
-    if kind.startswith("spheres"):
-        sub = _fcc()
-        fld = su.susceptibility_field(sub, chi=1e-6, b0_direction=(1, 0, 2), image_reach=0.0)
-        kw = dict(start="uniform")
-    else:
-        sub = su.free()
-        fld = (su.field_map(np.random.default_rng(0).normal(size=(6, 5, 4)) * 1e-7, box=[7e-6, 8e-6, 9e-6])
-               + su.background_gradient([1e-3, -2e-3, 0.5e-3]))
-        kw = {}
-    runs = [_run(sub, scheme, n_walkers=40, n_steps=60, seed=11, diffusivity=D0, backend=b, field=fld, **kw)
-            for b in ("cpu", "cuda")]
-    for name in ("signal", "stderr", "signal_imag", "final_positions"):
-        np.testing.assert_array_equal(getattr(runs[0], name), getattr(runs[1], name))
-    plain = _run(sub, scheme, n_walkers=40, n_steps=60, seed=11, diffusivity=D0, **kw)
-    assert np.abs(plain.signal - runs[0].signal).max() > 0.01  # and the field changed the signal
-
-
 def test_background_gradient_adds_the_exact_cross_term_of_a_pulsed_gradient_spin_echo():
     """Free walkers from one point under a PGSE and a constant background gradient G0 (the field offset's
     gradient): S = exp(-b D) with b from q(t) = gamma * integral of (G_eff + s(t) G0), cross-term included
