@@ -308,6 +308,12 @@ def test_field_inputs_are_checked_by_name():
         su.susceptibility_field(sub, chi=-1e-7, chi_anisotropic=-1e-7)
     with pytest.raises(ValueError, match="fourier_field"):
         su.susceptibility_field(su.free(), chi=-1e-7)
+    with pytest.raises(ValueError, match="needs a periodic substrate"):
+        su.susceptibility_map(su.cylinder(2e-6), chi=-1e-7, voxel=0.2e-6)
+    with pytest.raises(ValueError, match=r"lengths are in m \(0.25 um = 0.25e-6\)"):
+        su.susceptibility_map(su.sphere_lattice(2e-6, 0.3), chi=-1e-7, voxel=0.2)
+    with pytest.raises(ValueError, match="supersample must be a positive integer"):
+        su.susceptibility_map(su.sphere_lattice(2e-6, 0.3), chi=-1e-7, voxel=0.2e-6, supersample=0)
     with pytest.raises(ValueError, match="divide a map in Hz"):
         su.field_map(np.full((4, 4, 4), 50.0), box=[1e-5] * 3)
     with pytest.raises(ValueError, match="lengths are in m"):
