@@ -18,7 +18,7 @@ Static field offsets (susceptibility)
 susceptibility_field (closed forms for cylinders, spheres, myelin sheaths), susceptibility_map (any periodic
 substrate, rasterised, by the Fourier kernel), fourier_field (a susceptibility grid), field_map,
 read_field_map and save_field_map (npz, NIfTI), background_gradient; Field.evaluate, Field.sampled,
-field_statistics
+field_statistics (per compartment, with the static signal), dilute_r2prime (Yablonskiy & Haacke's R2')
 
 Other generators' files
 -----------------------
@@ -55,12 +55,12 @@ from .plotting import plot_section, plot_substrate
 from .swc import Morphology, from_swc, prune_morphology, read_swc, resample_morphology
 from .crossing import (bingham_tilts, crossing_bundles, cut_watson_moment, orientation_distribution, real_sh,
                        watson_tilts)
-from .fields import (Field, background_gradient, field_map, field_statistics, fourier_field, read_field_map,
-                     save_field_map, susceptibility_field, susceptibility_map)
+from .fields import (Field, background_gradient, dilute_r2prime, field_map, field_statistics, fourier_field,
+                     read_field_map, save_field_map, susceptibility_field, susceptibility_map)
 from .importers import read_cactus, read_caterpillar, read_mcdc_cylinders, read_mcdc_spheres, read_mcdc_voxel
 
-__all__ = ["Field", "background_gradient", "field_map", "field_statistics", "fourier_field", "read_field_map",
-           "save_field_map", "susceptibility_field", "susceptibility_map", "Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES", "register_family", "family_of_kind",
+__all__ = ["Field", "background_gradient", "dilute_r2prime", "field_map", "field_statistics", "fourier_field",
+           "read_field_map", "save_field_map", "susceptibility_field", "susceptibility_map", "Substrate", "AnalyticSubstrate", "WalkerStart", "Family", "FAMILIES", "register_family", "family_of_kind",
            "check_length", "check_permeability", "check_relaxivity", "CellList", "build_cells", "WalkGrid",
            "walk_grid", "free", "planes", "cylinder", "cylinders", "cylinder_lattice",
            "sphere", "spheres", "sphere_lattice", "pack_cylinders", "residence_times", "rotation_to", "FREE", "PLANES",
