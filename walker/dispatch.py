@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from substrates import Substrate, WalkerStart
+from substrates import FREE, Substrate, WalkerStart
 
 from . import cuda_backend
 from .families import KernelFamily, family_of
@@ -103,6 +103,8 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
     out = kernel_outputs(plan, W.shape[0])
     if plan.field is not None:  # the field is evaluated at start + displacement: the start in the box frame
         out.field[:, :3] = substrate.absolute_positions(start.positions, start.home)
+        if getattr(substrate, "kind", None) == FREE:
+            out.field[:, :3] += field_spread(seeds, plan.field.box)
         # the kernels add grid points 1..T; the start's own term (weight FV[:, 0]) is added here
         out.field[:, 3:] = plan.field.evaluate(out.field[:, :3])[:, None] * recording.field_weights[:, 0]
     geo = family.geometry(substrate, plan)
@@ -117,6 +119,44 @@ def run_kernel(substrate: Substrate, plan: RunPlan, start: WalkerStart, seeds: n
     t0 = time.perf_counter()
     walk(*args)
     return KernelRun(walkers, out, transit, time.perf_counter() - t0, geo, family)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """Steele, Lea & Flood's splitmix64 finaliser on uint64 arrays (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def field_spread(seeds: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Where free walkers sit in a periodic field: uniform over its period, one point per walker.
+
+    Free walkers start at the origin (displacements are what free diffusion measures), but a periodic field
+    seen from one point would dephase every walker alike; the uniform ensemble over one period is the
+    physical one. Each walker's point is hashed from its own generator state (splitmix64 of the state's
+    second word with a per-axis constant, a stream the walk never draws), so it does not depend on the
+    backend, the threads or how walkers are batched.
+
+    Parameters
+    ----------
+    seeds : numpy.ndarray
+        (N, 2) uint64 per-walker generator states.
+    box : numpy.ndarray
+        (3,) the field's period, m (0 along an axis: not periodic, no spread).
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 3) offsets in m, in [0, box) along the periodic axes and 0 along the others.
+    """
+    out = np.zeros((len(seeds), 3))
+    for k in range(3):
+        if box[k] > 0:
+            h = _splitmix64(seeds[:, 1] ^ np.uint64(0xD1B54A32D192ED03 * (k + 1) % 2**64))
+            out[:, k] = (h >> np.uint64(11)).astype(float) * 2.0**-53 * box[k]
+    return out
 
 
 def phase_weights(shapes: np.ndarray) -> np.ndarray:

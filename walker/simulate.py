@@ -107,7 +107,9 @@ def simulate(substrate: Substrate, scheme: sequences.Scheme, n_walkers: int = 10
         :func:`substrates.fourier_field`, :func:`substrates.field_map`, :func:`substrates.background_gradient`)
         in the substrate's local frame: each walker adds gamma * integral of s(t) dB(x(t)) dt to its phase,
         with s(t) the refocusing signs of its measurement (``scheme.refocusing``: a spin echo refocuses a
-        static offset, a gradient echo, ``scheme.with_refocusing([])``, does not). Default: none.
+        static offset, a gradient echo, ``scheme.with_refocusing([])``, does not). In free space, where
+        walkers start at the origin, a periodic field is seen from points spread uniformly over its period
+        (one per walker, :func:`walker.dispatch.field_spread`). Default: none.
 
     Returns
     -------
