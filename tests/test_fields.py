@@ -16,6 +16,7 @@ import pytest
 
 import sequences as sq
 import substrates as su
+import validation
 import walker
 from sequences.constants import GAMMA
 
@@ -482,26 +483,6 @@ def test_a_config_field_is_built_swept_and_recorded(tmp_path):
 
 # --- static dephasing -----------------------------------------------------------------------------------------
 
-def _yablonskiy_haacke_spheres(zeta, x):
-    """-ln |S| of a gradient echo among randomly placed spheres at volume fraction zeta, static spins, in the
-    dilute limit (Yablonskiy & Haacke 1994): zeta f(x), x = delta_omega t with delta_omega = gamma dchi B0 / 3,
-    f(x) = 1/2 int_{-1}^{1} du int_0^1 dv (1 - cos(x (3u^2 - 1) v)) / v^2 (v = (R/r)^3). Its limits: 2 x^2 / 5
-    (short times, Gaussian) and 2 pi x / (3 sqrt 3) (long times, R2'). Returns (values, quadrature error)."""
-    from scipy import integrate
-
-    def inner(u):
-        g = x * (3 * u * u - 1)
-        # int_0^1 (1 - cos(g v)) / v^2 dv = |g| int_0^|g| (1 - cos w) / w^2 dw
-        a = abs(g)
-        if a == 0:
-            return 0.0
-        val, _ = integrate.quad(lambda w: (1 - np.cos(w)) / (w * w) if w > 1e-8 else 0.5, 0, a, limit=400)
-        return a * val
-
-    val, err = integrate.quad(inner, -1, 1, points=[-1 / np.sqrt(3), 1 / np.sqrt(3)], limit=200)
-    return zeta * 0.5 * val, zeta * 0.5 * err
-
-
 def test_gradient_echoes_among_random_spheres_follow_the_static_dephasing_theory():
     """Spheres (R = 3 um, chi 1 ppm at 3 T) placed at random without overlap at volume fraction 0.02 in a
     periodic box; walkers everywhere, D = 1e-13 m^2/s (delta_omega R^2 / D = 2.4e4: static). Gradient echoes
@@ -533,34 +514,14 @@ def test_gradient_echoes_among_random_spheres_follow_the_static_dephasing_theory
     motion = 1.0 - mag[-1]  # what diffusion leaves of a refocused static field
     x = GAMMA * chi * b0 / 3 * tes
     for k in range(len(tes)):
-        ref, qerr = _yablonskiy_haacke_spheres(zeta_real, x[k])
+        ref, qerr = zeta_real * validation.static_dephasing(x[k], "spheres"), 1e-8
         expected = np.exp(-ref)
         allowance = expected * (2 * zeta_real * ref + motion) + qerr
         assert abs(mag[k] - expected) <= 4.5 * res.stderr[k] + allowance, (tes[k], mag[k], expected, allowance)
     # both regimes are visited: the theory's short- and long-time limits hold at the ends
-    assert _yablonskiy_haacke_spheres(1.0, x[0])[0] == pytest.approx(0.4 * x[0] ** 2, rel=0.05)
-    assert _yablonskiy_haacke_spheres(1.0, x[-1])[0] == pytest.approx(2 * np.pi / (3 * np.sqrt(3)) * x[-1] - 1,
+    assert validation.static_dephasing(x[0]) == pytest.approx(0.4 * x[0] ** 2, rel=0.05)
+    assert validation.static_dephasing(x[-1]) == pytest.approx(2 * np.pi / (3 * np.sqrt(3)) * x[-1] - 1,
                                                                      rel=0.05)
-
-
-def _yablonskiy_haacke_cylinders(zeta, x):
-    """-ln |S| of a gradient echo of the water outside parallel cylinders placed at random at area fraction
-    zeta, static spins, dilute limit (Yablonskiy & Haacke 1994): zeta f(x), x = delta_omega t with
-    delta_omega = gamma dchi B0 sin^2 theta / 2, f(x) = 1/(2 pi) int_0^{2 pi} dphi int_0^1 dv (1 - cos(x v
-    cos 2phi)) / v^2 (v = (a/r)^2). Its limits: x^2 / 4 (short times) and x (long times: R2' = zeta
-    delta_omega). Returns (values, quadrature error)."""
-    from scipy import integrate
-
-    def inner(phi):
-        a = abs(x * np.cos(2 * phi))
-        if a == 0:
-            return 0.0
-        val, _ = integrate.quad(lambda w: (1 - np.cos(w)) / (w * w) if w > 1e-8 else 0.5, 0, a, limit=400)
-        return a * val
-
-    # |cos 2 phi| repeats every pi / 2
-    val, err = integrate.quad(inner, 0, np.pi / 2, points=[np.pi / 4], limit=200)
-    return zeta * val * 2 / np.pi, zeta * err * 2 / np.pi
 
 
 def _random_cylinders(n, a, L, seed):
@@ -616,13 +577,13 @@ def test_gradient_echoes_among_random_cylinders_follow_the_static_dephasing_theo
     stderr = signals.real.std(axis=0, ddof=1) / np.sqrt(len(signals))
     x = delta_omega * tes
     for k in range(len(tes)):
-        ref, qerr = _yablonskiy_haacke_cylinders(zeta_real, x[k])
+        ref, qerr = zeta_real * validation.static_dephasing(x[k], "cylinders"), 1e-8
         expected = np.exp(-ref)
         allowance = expected * (2 * zeta_real * ref + 4 * np.mean(motion)) + qerr
         assert abs(mean[k] - expected) <= 4.5 * stderr[k] + allowance, (tes[k], mean[k], expected, allowance)
     # both regimes are visited: the theory's limits hold at the ends
-    assert _yablonskiy_haacke_cylinders(1.0, x[0])[0] == pytest.approx(x[0] ** 2 / 4, rel=0.05)
-    assert _yablonskiy_haacke_cylinders(1.0, x[-1])[0] == pytest.approx(x[-1] - 1, rel=0.05)
+    assert validation.static_dephasing(x[0], "cylinders") == pytest.approx(x[0] ** 2 / 4, rel=0.05)
+    assert validation.static_dephasing(x[-1], "cylinders") == pytest.approx(x[-1] - 1, rel=0.05)
 
 
 def _sheath_echo(t, ri, ro, rmax, chi_i, chi_a, b0, theta):
@@ -684,37 +645,6 @@ def test_the_frequencies_in_and_around_a_myelin_sheath_are_wharton_and_bowtells(
     assert abs(ref) < 0.8 and abs(ref.imag) > 0.1
 
 
-def _gaussian_phase_free_map(fld, D, dt, n_steps, aliases=1):
-    """-ln |S| of gradient echoes of free walkers (fixed steps of sqrt(6 D dt), spread uniformly over the
-    period) in a periodic trilinear map, in the Gaussian-phase approximation, exactly for the discrete walk:
-    Var(phase) = gamma^2 dt^2 sum_k |c_k|^2 sum_jl a_j a_l rho_k^|j-l|, with c_k the Fourier series of the
-    interpolated map (the grid's DFT times the tent kernel's sinc^2 per axis, summed over aliases), rho_k =
-    sin(k l) / (k l) one step's characteristic function and a the trapezoid weights (1/2 at both ends)."""
-    v = fld.values
-    N = np.array(v.shape)
-    L = fld.box
-    p2 = np.abs(np.fft.fftn(v) / v.size) ** 2
-    base = [np.fft.fftfreq(N[k], 1.0 / N[k]) for k in range(3)]
-    ell = np.sqrt(6 * D * dt)
-    n = np.asarray(n_steps, dtype=float)[:, None]
-
-    def pair_sum(r):  # sum_jl a_j a_l r^|j-l| over points 0..n, trapezoid weights
-        full = (n + 1) * (1 + r) / (1 - r) - 2 * r * (1 - r ** (n + 1)) / (1 - r) ** 2
-        return full - 2 * (1 - r ** (n + 1)) / (1 - r) + (1 + r**n) / 2
-
-    out = np.zeros(len(n))
-    shifts = range(-aliases, aliases + 1)
-    for a, b, c in ((a, b, c) for a in shifts for b in shifts for c in shifts):
-        m = np.meshgrid(base[0] + a * N[0], base[1] + b * N[1], base[2] + c * N[2], indexing="ij")
-        k = [2 * np.pi * m[i] / L[i] for i in range(3)]
-        w = p2 * np.prod([np.sinc(k[i] * L[i] / N[i] / (2 * np.pi)) ** 4 for i in range(3)], axis=0)
-        kk = np.sqrt(k[0] ** 2 + k[1] ** 2 + k[2] ** 2)
-        keep = kk > 0
-        rho = np.sin(kk[keep] * ell) / (kk[keep] * ell)
-        out += (w[keep][None, :] * pair_sum(rho[None, :])).sum(axis=1)
-    return GAMMA**2 * dt**2 * out / 2
-
-
 def test_gradient_echoes_in_the_motional_narrowing_regime_follow_the_gaussian_phase_result():
     """Water diffusing freely through a cubic lattice of spheres (R = 2 um, volume fraction 0.1) whose dipole
     fields (chi 0.28 ppm at 3 T) are sampled on a 32^3 periodic map: delta_omega tau = 0.15 with tau = R^2 /
@@ -731,7 +661,7 @@ def test_gradient_echoes_in_the_motional_narrowing_regime_follow_the_gaussian_ph
     tes = np.array([2e-3, 6e-3, 20e-3, 60e-3])
     ge = sq.concatenate([sq.pgse(dt, dt, bvalues=[0.0], echo_time=te, dt=dt).with_refocusing([]) for te in tes])
     res = _run(su.free(), ge, n_walkers=20_000, diffusivity=D, n_steps=6000, seed=2, field=fld)
-    ref = _gaussian_phase_free_map(fld, D, dt, np.round(tes / dt).astype(int))
+    ref = validation.gaussian_phase_attenuation(fld.values, fld.box, D, tes, dt=dt)
     mag = np.hypot(res.signal, res.signal_imag)
     expected = np.exp(-ref)
     allowance = expected * 0.15**2 * ref
@@ -741,3 +671,25 @@ def test_gradient_echoes_in_the_motional_narrowing_regime_follow_the_gaussian_ph
     assert ref[-1] > 40 * res.stderr[-1] / mag[-1]
     slope = (ref[-1] - ref[-2]) / (tes[-1] - tes[-2])
     assert 0.9 < slope * tes[-1] / ref[-1] < 1.3
+
+
+def test_the_gaussian_phase_reference_is_exact_for_a_cosine_field():
+    """dB = B cos(k x): half the phase variance of free diffusion is gamma^2 B^2 (a t - 1 + e^(-a t)) /
+    (2 a^2) with a = D k^2 (the grid's interpolation error is of order (k h)^2 / 12 here: 64 nodes a
+    period); the discrete walk tends to it as dt shrinks."""
+    B, L, D = 2e-8, 8e-6, 2e-9
+    x = np.arange(64) * L / 64
+    v = B * np.cos(2 * np.pi * x / L)[:, None, None] * np.ones((64, 1, 1))
+    t = np.array([1e-3, 10e-3, 50e-3])
+    a = D * (2 * np.pi / L) ** 2
+    exact = GAMMA**2 * B**2 * (a * t - 1 + np.exp(-a * t)) / (2 * a**2)
+    got = validation.gaussian_phase_attenuation(v, [L, 1.0, 1.0], D, t)
+    np.testing.assert_allclose(got, exact, rtol=(2 * np.pi / 64) ** 2 / 12 * 2)
+    fine = validation.gaussian_phase_attenuation(v, [L, 1.0, 1.0], D, t, dt=1e-6)
+    coarse = validation.gaussian_phase_attenuation(v, [L, 1.0, 1.0], D, t, dt=1e-4)
+    assert np.all(np.abs(fine / got - 1) < np.abs(coarse / got - 1))
+    assert np.all(np.abs(fine / got - 1) < 2e-3)
+    with pytest.raises(ValueError, match="whole multiples of dt"):
+        validation.gaussian_phase_attenuation(v, [L, 1.0, 1.0], D, [1.5e-3], dt=1e-3)
+    with pytest.raises(ValueError, match="diffusivity"):
+        validation.gaussian_phase_attenuation(v, [L, 1.0, 1.0], 2.0, t)
