@@ -2,8 +2,11 @@
 
 A Pulseq file lists blocks that play RF pulses, gradients (trapezoids or arbitrary shapes) and ADC readouts
 back to back. :func:`read_pulseq` turns it into a :class:`sequences.Scheme`: each excitation starts a
-measurement; its time grid runs from the excitation pulse's centre to its echo, the centre of the first
-readout after its last refocusing pulse; the three gradient axes are sampled on the file's gradient raster
+measurement; its time grid runs from the excitation pulse's centre to its echo. After refocusing pulses the
+echo is the spin echo (the Hahn echo: 2 t_pulse - t_previous_echo over the pulses, from the excitation)
+wherever the readouts that follow the last pulse span it (one readout centred on it, or an EPI train whose
+k-space centre it is); otherwise, and for gradient echoes, it is the centre of the first readout after the
+last refocusing pulse. The three gradient axes are sampled on the file's gradient raster
 (cell averages of the piecewise-linear waveforms, so q(t) is exact at every grid point) and carry the sign the
 refocusing pulses leave (the effective gradient); the refocusing pulses' centres become the scheme's
 ``refocusing`` times, so a static field offset is refocused exactly as the file's pulses refocus it.
@@ -132,9 +135,10 @@ def read_pulseq(path: str | Path, gamma: float = GAMMA) -> Scheme:
     Returns
     -------
     Scheme
-        Effective gradients (T/m) on the file's gradient raster, from each excitation's centre to its echo;
-        ``refocusing`` holds the refocusing pulses' times after the excitation (none: a gradient echo);
-        ``echo_time`` the echo's; ``label`` "pulseq".
+        Effective gradients (T/m) on the file's gradient raster, from each excitation's centre to its echo
+        (the spin echo where the readouts after the last refocusing pulse span it, as an EPI train centred
+        on it does; else the first readout's centre); ``refocusing`` holds the refocusing pulses' times
+        after the excitation (none: a gradient echo); ``echo_time`` the echo's; ``label`` "pulseq".
 
     Raises
     ------
@@ -180,7 +184,7 @@ def _read(p: Path, gamma: float) -> Scheme:
     adcs = {int(r[0]): r for r in sec.get("ADC", [])}
     hz_per_t = gamma / (2 * math.pi)
 
-    events = []  # (time, kind, flip) of RF centres and ADC centres
+    events = []  # (time, kind, flip) of RF centres; (time, "adc", half its duration) of ADC centres
     pieces = {0: [], 1: [], 2: []}  # per axis: (times, values in T/m) of each gradient event
     t0 = 0.0
     for row in sec["BLOCKS"]:
@@ -204,7 +208,7 @@ def _read(p: Path, gamma: float) -> Scheme:
         if adc_id:
             a = adcs[adc_id]
             num, dwell, delay = int(a[1]), float(a[2]) * 1e-9, float(a[3]) * 1e-6
-            events.append((t0 + delay + 0.5 * num * dwell, "adc", 0.0))
+            events.append((t0 + delay + 0.5 * num * dwell, "adc", 0.5 * num * dwell))
         t0 += dur * block_raster
     return _measurements(p, events, pieces, grad_raster, gamma)
 
@@ -252,29 +256,46 @@ def _arbitrary(r: list[str], shapes: dict, t0: float, raster: float, v15: bool, 
     return times, np.concatenate([[lo], wave, [hi]]) / hz_per_t
 
 
+def _echo_time(t_exc: float, pulses: list, adcs: list) -> float:
+    """The echo of one excitation (s, absolute): the Hahn echo of its refocusing pulses where its readouts
+    span it, else the centre of its first readout."""
+    if pulses:
+        hahn = t_exc
+        for tp in pulses:
+            hahn = 2.0 * tp - hahn
+        lo = min(c - h for c, h in adcs)
+        hi = max(c + h for c, h in adcs)
+        if lo - 1e-9 <= hahn <= hi + 1e-9:
+            return hahn
+    return adcs[0][0]
+
+
 def _measurements(p: Path, events, pieces, raster: float, gamma: float) -> Scheme:
     events = sorted(events)
-    blocks = []  # (excitation time, [refocusing times], echo time)
+    trains = []  # [excitation time, [refocusing times], [(ADC centre, half duration)], closed]
     current = None
-    for t, kind, _ in events:
+    for t, kind, extra in events:
         if kind == "excitation":
-            if current is not None and current[2] is None:
+            if current is not None and not current[2]:
                 raise PulseqError(f"{p}: the excitation at {1e3 * current[0]:.3f} ms has no readout before the "
                                   f"next excitation at {1e3 * t:.3f} ms")
-            current = [t, [], None]
-            blocks.append(current)
+            current = [t, [], [], False]
+            trains.append(current)
         elif kind == "refocusing":
             if current is None:
                 raise PulseqError(f"{p}: a refocusing pulse at {1e3 * t:.3f} ms comes before any excitation")
-            if current[2] is None:
+            if current[2]:
+                current[3] = True  # a later pulse (a multi-echo train) ends the first echo's readouts
+            else:
                 current[1].append(t)
-        elif current is not None and current[2] is None and (not current[1] or t > current[1][-1]):
-            current[2] = t
-    if not blocks:
+        elif current is not None and not current[3] and (not current[1] or t > current[1][-1]):
+            current[2].append((t, extra))
+    if not trains:
         raise PulseqError(f"{p}: no excitation pulse: nothing to measure")
-    if blocks[-1][2] is None:
-        raise PulseqError(f"{p}: the excitation at {1e3 * blocks[-1][0]:.3f} ms has no readout after its last "
+    if not trains[-1][2]:
+        raise PulseqError(f"{p}: the excitation at {1e3 * trains[-1][0]:.3f} ms has no readout after its last "
                           "refocusing pulse: there is no echo to take")
+    blocks = [(t_exc, pulses, _echo_time(t_exc, pulses, adcs)) for t_exc, pulses, adcs, _ in trains]
     n_steps = max(int(math.ceil((te - t_exc) / raster - 1e-9)) for t_exc, _, te in blocks)
     grads = np.zeros((len(blocks), n_steps, 3))
     refocusing = np.full((len(blocks), max(1, max(len(b[1]) for b in blocks))), np.nan)

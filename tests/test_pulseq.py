@@ -147,6 +147,34 @@ def test_a_spin_echo_with_its_readout_gradient_adds_the_readout_to_the_encoding(
     assert scheme.bvalues[0] > ref.bvalues[0]
 
 
+def test_a_spin_echo_epi_train_echoes_at_the_spin_echo_not_at_its_first_line(tmp_path):
+    """An EPI readout of 8 lines (ADCs on the flat tops of alternating x trapezoids) centred on TE after a
+    refocusing pulse at TE/2: the measurement ends at the spin echo, TE, where the readout's own moment is
+    back to zero (the k-space centre) and a static offset is refocused; the first line's centre, 3.5 lines
+    earlier, is not the echo."""
+    system = _system()
+    seq = pp.Sequence(system)
+    after = _excite(seq, system)
+    seq.add_block(pp.make_delay(TE / 2 - 0.6e-3 - after))
+    seq.add_block(pp.make_block_pulse(flip_angle=math.pi, duration=1e-3, system=system, use="refocusing"))
+    line = 0.84e-3  # a line: 0.1-ms ramps around a 0.64-ms flat top read by the ADC
+    seq.add_block(pp.make_delay(TE - 4 * line - (TE / 2 + 0.52e-3)))
+    for k in range(8):
+        ro = pp.make_trapezoid(channel="x", amplitude=(-1) ** k * G_READ * HZ_PER_T, flat_time=0.64e-3,
+                               rise_time=0.1e-3, system=system)
+        seq.add_block(ro, pp.make_adc(num_samples=32, duration=0.64e-3, delay=0.1e-3, system=system))
+    scheme = sq.read_pulseq(_write(seq, tmp_path, "se_epi.seq"))
+    assert scheme.echo_time[0] == pytest.approx(TE, abs=1e-9)
+    first_line = TE - 4 * line + 0.42e-3
+    assert TE - first_line == pytest.approx(3.5 * line)
+    assert abs(scheme.field_signs().sum()) * scheme.dt < 1e-9  # refocused at the echo
+    # four whole lines before the echo, alternating: the readout's moment is zero there, and nonzero on
+    # the way (the lines are played)
+    q = np.cumsum(scheme.gradients[0, :, 0]) * scheme.dt
+    assert abs(q[-1]) < 1e-6 * G_READ * 0.74e-3
+    assert np.abs(q).max() == pytest.approx(G_READ * 0.74e-3, rel=1e-3)
+
+
 def test_rf_pulses_that_are_not_excitations_or_refocusing_are_refused_with_the_reason(tmp_path):
     system = _system()
     seq = pp.Sequence(system)
