@@ -900,8 +900,10 @@ def mesh_substrate(vertices, faces, box=None, permeability=0.0, repair: bool = F
     C, comp = _components(fid, int(ids.max()) + 1, edges)
     del edges
     comp = comp.astype(np.int64)
-    _check_fits_box(v, f, comp, C, box)
-    _check_glue(v, f, comp, box, tol)
+    seams = _seams(v, f, ids, box)
+    _check_fits_box(v, f, comp, C, box, seams)
+    _check_glue(seams, box)
+    del seams
     vol, area_c = _component_volumes(v, f, comp, C)
     inverted = vol < 0
     if np.any(inverted):
@@ -1124,18 +1126,32 @@ def _check_extent(v: np.ndarray, box: np.ndarray) -> None:
         raise MeshError(f"box {box.tolist()} is not plausible in metres (a 50 um box is 5e-5)")
 
 
+def _seams(v: np.ndarray, f: np.ndarray, ids: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """(F, 3) bool: whether a face has an edge on a seam along each axis, where the periodic weld (``ids``)
+    joined both its ends to copies about a box away: where a surface cut by that face of the box continues
+    into its periodic image.
 
-def _check_fits_box(v: np.ndarray, f: np.ndarray, comp: np.ndarray, C: int, box: np.ndarray) -> None:
+    The mesh has passed the edge report with these ids, so a component with no such edge is closed by
+    itself, and one cut by the box is glued to its image exactly along them: no second weld and sort of the
+    edges is needed to tell them apart (a lone vertex touching an image is no seam)."""
+    rep = np.empty(int(ids.max()) + 1, dtype=np.int64)
+    rep[ids] = np.arange(len(ids))
+    half = np.where(np.isfinite(box), 0.5 * box, np.inf)
+    joined = np.abs(v - v[rep[ids]]) > half  # (V, 3)
+    # the representative of a group is unshifted; its partners are shifted: count a face's ends on either side
+    glued = np.zeros((int(ids.max()) + 1, 3), dtype=bool)
+    np.logical_or.at(glued, ids, joined)
+    return glued[ids][f].sum(axis=1) >= 2
+
+
+def _check_fits_box(v: np.ndarray, f: np.ndarray, comp: np.ndarray, C: int, box: np.ndarray,
+                    seams: np.ndarray) -> None:
     """Refuse a periodic box smaller than a component (it would overlap its own periodic image)."""
     if not np.any(np.isfinite(box)):
         return
     # components closed by themselves (not axons that continue into their own image across the box); the
-    # ones open until glued to their periodic image are judged by _check_glue
-    plain = _weld(v, np.full(3, np.inf), 1e-9 * float(np.ptp(v)))[f]
-    e = np.sort(np.concatenate([plain[:, [0, 1]], plain[:, [1, 2]], plain[:, [2, 0]]]), axis=1)
-    ce = np.tile(comp, 3)
-    inv, cnt = unique_rows(np.column_stack([ce, e]))
-    is_open = np.bincount(ce[cnt[inv] == 1], minlength=C) > 0
+    # ones glued to their periodic image are judged by _check_glue
+    is_open = np.bincount(comp[seams.any(axis=1)], minlength=C) > 0
     order = np.argsort(comp, kind="stable")
     first = np.searchsorted(comp[order], np.arange(C))
     fv = v[f[order]]
@@ -1149,21 +1165,9 @@ def _check_fits_box(v: np.ndarray, f: np.ndarray, comp: np.ndarray, C: int, box:
                             "least as large as every component")
 
 
-def _check_glue(v, f, comp, box, tol) -> None:
+def _check_glue(seams: np.ndarray, box: np.ndarray) -> None:
     """Refuse components cut open by the x faces of the box (location rays run along x)."""
-    if not np.isfinite(box[0]):
-        return
-    ids = unique_rows(np.round(v / tol).astype(np.int64))[0]
-    edges = _edges(ids[f])
-    open_e, _, _ = _edge_report(ids[f], edges)
-    if open_e == 0:
-        return
-    _, inv, cnt = edges
-    lone = cnt[inv] == 1
-    vert = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])[lone]
-    x = v[vert, 0]
-    on_x = np.all((np.abs(x) < tol) | (np.abs(x - box[0]) < tol), axis=1)
-    if np.any(on_x):
+    if np.isfinite(box[0]) and np.any(seams[:, 0]):
         raise MeshError("a component is cut open by an x face of the box; components may only continue into their "
                         "periodic image across the y or z faces (rotate the mesh so that axons run along z)")
 

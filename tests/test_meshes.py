@@ -323,6 +323,12 @@ def test_bad_meshes_name_the_problem(tmp_path):
         gen_v, gen_f = su.meshing.periodic_tube(np.column_stack([np.zeros(8), np.full(8, 2e-6), np.arange(8) * 1e-6]),
                                                 np.tile([0, 0, 1.0], (8, 1)), np.full(8, 1e-6), 8e-6, 12)
         su.mesh_substrate(gen_v[:, [2, 1, 0]], gen_f[:, ::-1], box=[8e-6, 8e-6, 8e-6])
+    # a closed body wider than the periodic box would overlap its own image; a tube glued to its image across
+    # the box (the same tube along z) is no such body
+    ball = su.meshed_sphere(3e-6, subdivisions=2)
+    with pytest.raises(su.MeshError, match="overlap its own periodic image"):
+        su.mesh_substrate(np.asarray(ball.vertices) + 3e-6, np.asarray(ball.faces), box=[5e-6] * 3)
+    assert su.mesh_substrate(gen_v, gen_f, box=[8e-6, 8e-6, 8e-6]).component_volume[0] > 0
 
 
 # ------------------------------------------------------------------ generators
