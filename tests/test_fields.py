@@ -505,6 +505,18 @@ def test_a_config_field_is_built_swept_and_recorded(tmp_path):
 
 # --- static dephasing -----------------------------------------------------------------------------------------
 
+def _random_centres(n, radius, L, dims, seed):
+    """n centres drawn uniformly in a periodic cube of side L, each new one kept only if it overlaps none
+    before it (random sequential addition of spheres or disks of ``radius``)."""
+    rng = np.random.default_rng(seed)
+    centers = []
+    while len(centers) < n:
+        c = rng.uniform(0, L, dims)
+        if all(np.linalg.norm((c - o + L / 2) % L - L / 2) > 2 * radius for o in centers):
+            centers.append(c)
+    return np.array(centers)
+
+
 def test_gradient_echoes_among_random_spheres_follow_the_static_dephasing_theory():
     """Spheres (R = 3 um, chi 1 ppm at 3 T) placed at random without overlap at volume fraction 0.02 in a
     periodic box; walkers everywhere, D = 1e-13 m^2/s (delta_omega R^2 / D = 2.4e4: static). Gradient echoes
@@ -515,14 +527,8 @@ def test_gradient_echoes_among_random_spheres_follow_the_static_dephasing_theory
     measured in the same run, bounds what motion changes)."""
     R, zeta, chi, b0 = 3e-6, 0.02, 1e-6, 3.0
     L = 60e-6
-    rng = np.random.default_rng(7)
     n = int(round(zeta * L**3 / (4 / 3 * np.pi * R**3)))
-    centers = []
-    while len(centers) < n:
-        c = rng.uniform(0, L, 3)
-        if all(np.linalg.norm((c - o + L / 2) % L - L / 2) > 2 * R for o in centers):
-            centers.append(c)
-    sub = su.spheres(np.full(n, R), np.array(centers), box=[L, L, L])
+    sub = su.spheres(np.full(n, R), _random_centres(n, R, L, 3, seed=7), box=[L, L, L])
     zeta_real = n * 4 / 3 * np.pi * R**3 / L**3
     fld = su.susceptibility_field(sub, chi=chi, b0=b0, image_reach=1.5 * L)
     tes = np.array([1e-3, 3e-3, 10e-3, 30e-3, 60e-3])
@@ -547,13 +553,7 @@ def test_gradient_echoes_among_random_spheres_follow_the_static_dephasing_theory
 
 
 def _random_cylinders(n, a, L, seed):
-    rng = np.random.default_rng(seed)
-    centers = []
-    while len(centers) < n:
-        c = rng.uniform(0, L, 2)
-        if all(np.linalg.norm((c - o + L / 2) % L - L / 2) > 2 * a for o in centers):
-            centers.append(c)
-    return su.cylinders(np.full(n, a), np.array(centers), box=[L, L])
+    return su.cylinders(np.full(n, a), _random_centres(n, a, L, 2, seed), box=[L, L])
 
 
 def test_gradient_echoes_among_random_cylinders_follow_the_static_dephasing_theory():
