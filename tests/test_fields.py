@@ -336,6 +336,10 @@ def test_field_statistics_report_each_compartment():
     # inside, the own field is uniform; the lattice's images add a small spread
     assert stats["intra"]["mean_T"] == pytest.approx(inside, rel=0.1)
     assert stats["extra"]["std_T"] > stats["intra"]["std_T"]
+    with pytest.raises(ValueError, match="times must be echo times in s"):
+        su.field_statistics(fld, sub, n=100, times=[30.0])  # ms given as s
+    with pytest.raises(ValueError, match="geometry must be 'spheres' or 'cylinders'"):
+        validation.static_dephasing(1.0, "cubes")
 
 
 def test_each_compartments_signal_with_a_field_is_its_static_signal():
